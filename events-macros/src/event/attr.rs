@@ -1,0 +1,138 @@
+//! Parses `#[event(..)]` on the type into the model the expansion works from.
+
+use proc_macro2::Span;
+
+use super::name;
+use crate::ctxt::Ctxt;
+use crate::lit;
+
+const KEYS: &str = "`name`, `version`, `kind`, `priority`, `crate`";
+const KINDS: [(&str, &str); 5] = [
+    ("notification", "Notification"),
+    ("command", "Command"),
+    ("query", "Query"),
+    ("response", "Response"),
+    ("error", "Error"),
+];
+
+pub(crate) struct Model {
+    pub(crate) name: String,
+    pub(crate) version: u32,
+    /// The `EventKind` variant.
+    pub(crate) kind: syn::Ident,
+    pub(crate) priority: i32,
+    pub(crate) krate: syn::Path,
+    pub(crate) description: Option<String>,
+}
+
+impl Model {
+    pub(crate) fn parse(cx: &mut Ctxt, input: &syn::DeriveInput) -> Model {
+        let mut model = Model {
+            name: name::default_name(&input.ident.to_string()),
+            version: 1,
+            kind: syn::Ident::new("Notification", Span::call_site()),
+            priority: 0,
+            krate: syn::parse_quote!(::events),
+            description: doc_string(&input.attrs),
+        };
+        let mut seen: Vec<String> = Vec::new();
+        for attr in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
+            let res = attr.parse_nested_meta(|meta| {
+                let key = lit::key(&meta);
+                if seen.contains(&key) {
+                    cx.error(
+                        &meta.path,
+                        format!("duplicate `#[event]` key `{key}`; give it once"),
+                    );
+                    // Still consume the value so parsing goes on to the next key.
+                    let _ = meta.value().and_then(|v| v.parse::<syn::Expr>());
+                    return Ok(());
+                }
+                seen.push(key.clone());
+                match key.as_str() {
+                    "name" => {
+                        let s = lit::string(&meta, "name")?;
+                        match name::invalid_name(&s.value()) {
+                            Some(why) => cx.error(&s, why),
+                            None => model.name = s.value(),
+                        }
+                    }
+                    "version" => {
+                        let v: u32 = lit::int(&meta, "version", "2")?;
+                        if v == 0 {
+                            cx.error(
+                                &meta.path,
+                                "`version` starts at 1; `version = 0` is not a version",
+                            );
+                        }
+                        model.version = v;
+                    }
+                    "kind" => {
+                        let s = lit::string(&meta, "kind")?;
+                        match KINDS.iter().find(|(k, _)| *k == s.value()) {
+                            Some((_, variant)) => {
+                                model.kind = syn::Ident::new(variant, s.span());
+                            }
+                            None => cx.error(
+                                &s,
+                                format!(
+                                    "unknown event kind `{}`; expected one of `notification` \
+                                     (the default), `command`, `query`, `response`, `error`",
+                                    s.value()
+                                ),
+                            ),
+                        }
+                    }
+                    "priority" => model.priority = lit::int(&meta, "priority", "10")?,
+                    "crate" => model.krate = lit::path(&meta, "crate")?,
+                    _ => {
+                        cx.error(
+                            &meta.path,
+                            format!("unknown `#[event]` key `{key}`; expected one of {KEYS}"),
+                        );
+                        if meta.input.peek(syn::Token![=]) {
+                            let _ = meta.value().and_then(|v| v.parse::<syn::Expr>());
+                        }
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = res {
+                cx.push(e);
+            }
+        }
+        model
+    }
+}
+
+/// The `///` doc comment, lines joined, common indentation removed; `None` when absent.
+pub(crate) fn doc_string(attrs: &[syn::Attribute]) -> Option<String> {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .flat_map(|s| s.lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let text = lines
+        .iter()
+        .map(|l| l.get(indent..).unwrap_or("").trim_end())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}

@@ -1,0 +1,83 @@
+//! The generated code: `impl Event` and the catalog entry.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::attr::Model;
+
+pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
+    let ident = &input.ident;
+    let krate = &m.krate;
+    let Model {
+        name,
+        version,
+        kind,
+        priority,
+        ..
+    } = m;
+    let description = match &m.description {
+        Some(d) => quote!(::core::option::Option::Some(#d)),
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, unreachable_pub)]
+        const _: () = {
+            use #krate::__private as __events_p;
+
+            #[automatically_derived]
+            impl #krate::Event for #ident {
+                const NAME: &'static str = #name;
+                const VERSION: u32 = #version;
+                const KIND: #krate::EventKind = #krate::EventKind::#kind;
+                const PRIORITY: i32 = #priority;
+
+                fn info() -> &'static #krate::EventInfo {
+                    &__EVENTS_INFO
+                }
+
+                fn schema() -> &'static __events_p::Schema {
+                    static __EVENTS_SCHEMA: __events_p::OnceLock<__events_p::Schema> =
+                        __events_p::OnceLock::new();
+                    __EVENTS_SCHEMA.get_or_init(__events_p::schema_for::<#ident>)
+                }
+            }
+
+            static __EVENTS_INFO: #krate::EventInfo = __events_p::event_info::<#ident>(
+                ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
+                #description,
+            );
+
+            __events_p::inventory::submit! {
+                __events_p::EventEntry(&__EVENTS_INFO)
+            }
+        };
+    }
+}
+
+/// Emitted beside the errors of a failed derive: an `impl Event` with the right shape, so the
+/// rest of the crate type-checks and only the real mistake is reported.
+pub(crate) fn fallback(input: &syn::DeriveInput, m: &Model) -> TokenStream {
+    if !input.generics.params.is_empty() || matches!(input.data, syn::Data::Union(_)) {
+        return TokenStream::new();
+    }
+    let ident = &input.ident;
+    let krate = &m.krate;
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            impl #krate::Event for #ident {
+                const NAME: &'static str = "";
+                const VERSION: u32 = 1;
+                const KIND: #krate::EventKind = #krate::EventKind::Notification;
+                const PRIORITY: i32 = 0;
+                fn info() -> &'static #krate::EventInfo {
+                    ::core::unreachable!()
+                }
+                fn schema() -> &'static #krate::__private::Schema {
+                    ::core::unreachable!()
+                }
+            }
+        };
+    }
+}

@@ -1,0 +1,145 @@
+//! The generated code: an erased entry point the bus calls, and a static `HandlerInfo`
+//! submitted to the link-time registry. Type checks are spanned on the user's tokens.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::args::Options;
+use super::sig::Signature;
+
+pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> TokenStream {
+    let krate = &opts.krate;
+    let ident = &func.sig.ident;
+    let ev = &sig.event;
+    let ev_span = ev.span();
+    // Every mention of the event type carries its span, so "not an event" lands on it once.
+    let ev_check = quote_spanned!(ev_span=> __events_p::assert_event::<#ev>());
+    let event_ref = quote_spanned!(ev_span=> __inv.event::<#ev>()?);
+
+    let args: Vec<syn::Ident> = (0..sig.extractors.len())
+        .map(|i| format_ident!("__events_arg{}", i + 1))
+        .collect();
+    let extract: Vec<TokenStream> = sig
+        .extractors
+        .iter()
+        .zip(&args)
+        .enumerate()
+        .map(|(i, (ty, arg))| {
+            let index = i + 1;
+            quote_spanned! {ty.span()=>
+                let #arg = <#ty as __events_p::FromInvocation<'_>>::from_invocation(__inv, #index)?;
+            }
+        })
+        .collect();
+    let requirements: Vec<TokenStream> = sig
+        .extractors
+        .iter()
+        .map(|ty| {
+            quote_spanned! {ty.span()=>
+                || <#ty as __events_p::FromInvocation<'_>>::requirement()
+            }
+        })
+        .collect();
+
+    let ret_span = match &func.sig.output {
+        syn::ReturnType::Default => ident.span(),
+        syn::ReturnType::Type(_, ty) => ty.span(),
+    };
+    let into_result = |call: TokenStream| quote_spanned!(ret_span=> __events_p::IntoHandlerResult::into_handler_result(#call));
+
+    let (call_fn, call_variant) = if sig.is_async {
+        let result = into_result(quote!(#ident(__ev, #(#args),*).await));
+        let boxed = quote_spanned!(ident.span()=> __events_p::box_handler_future);
+        (
+            quote! {
+                fn __events_call<'a>(
+                    __inv: &'a __events_p::Invocation<'a>,
+                ) -> __events_p::BoxFuture<'a> {
+                    #boxed(async move {
+                        let __ev = #event_ref;
+                        #(#extract)*
+                        #result
+                    })
+                }
+            },
+            quote!(Async),
+        )
+    } else {
+        let result = into_result(quote!(#ident(__ev, #(#args),*)));
+        (
+            quote! {
+                fn __events_call(__inv: &__events_p::Invocation<'_>) -> __events_p::HandlerResult {
+                    let __ev = #event_ref;
+                    #(#extract)*
+                    #result
+                }
+            },
+            quote!(Sync),
+        )
+    };
+
+    let (filter_fn, filter) = match &opts.filter {
+        Some(path) => {
+            let coerce = quote_spanned! {path.span()=>
+                let __f: fn(&#ev, &#krate::Meta) -> bool = #path;
+            };
+            (
+                quote! {
+                    fn __events_filter(
+                        __ev: &(dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
+                        __meta: &#krate::Meta,
+                    ) -> bool {
+                        #coerce
+                        __events_p::apply_filter::<#ev>(__ev, __meta, __f)
+                    }
+                },
+                quote!(::core::option::Option::Some(__events_filter)),
+            )
+        }
+        None => (TokenStream::new(), quote!(::core::option::Option::None)),
+    };
+
+    let name = match &opts.name {
+        Some(n) => quote!(#n),
+        None => quote!(::core::concat!(
+            ::core::module_path!(),
+            "::",
+            ::core::stringify!(#ident)
+        )),
+    };
+    let priority = opts.priority;
+    let is_async = sig.is_async;
+
+    quote! {
+        #func
+
+        #[doc(hidden)]
+        #[allow(non_snake_case, unreachable_pub, clippy::needless_lifetimes)]
+        const _: () = {
+            use #krate::__private as __events_p;
+
+            #call_fn
+            #filter_fn
+
+            static __EVENTS_HANDLER: __events_p::HandlerInfo = __events_p::HandlerInfo::__new(
+                __events_p::HandlerSpec {
+                    name: #name,
+                    event: { #ev_check; <#ev as #krate::Event>::info },
+                    priority: #priority,
+                    call: __events_p::Call::#call_variant(__events_call),
+                    filter: #filter,
+                    params: &[#(#requirements),*],
+                    is_async: #is_async,
+                    module: ::core::module_path!(),
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                },
+            );
+
+            __events_p::inventory::submit! {
+                __events_p::HandlerEntry(&__EVENTS_HANDLER)
+            }
+        };
+    }
+}

@@ -1,0 +1,40 @@
+//! `#[handler]`: parse the options (`args`), check the signature (`sig`), then expand
+//! (`expand`). On any error the user's function is re-emitted unchanged beside the errors.
+
+mod args;
+mod expand;
+mod sig;
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+
+use crate::ctxt::Ctxt;
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: syn::ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let mut out = syn::Error::new_spanned(
+                &item,
+                "`#[handler]` goes on a free `fn` or `async fn`, e.g. \
+                 `#[handler] fn on_order(ev: &OrderPlaced) { .. }`",
+            )
+            .into_compile_error();
+            out.extend(item);
+            return out;
+        }
+    };
+    let mut cx = Ctxt::default();
+    let options = args::Options::parse(&mut cx, args);
+    let signature = sig::Signature::parse(&mut cx, &func);
+    match (cx.check(), signature) {
+        (Ok(()), Some(signature)) => expand::expand(&func, &options, &signature),
+        (res, _) => {
+            let mut out = func.into_token_stream();
+            if let Err(e) = res {
+                out.extend(e.into_compile_error());
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Literal values of attribute options, parsed with the error messages users see.
+
+use syn::meta::ParseNestedMeta;
+use syn::{Expr, ExprLit, ExprUnary, Lit, UnOp};
+
+/// `key = "text"`.
+pub(crate) fn string(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<syn::LitStr> {
+    let value = meta.value()?;
+    let expr: Expr = value.parse()?;
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{key}` takes a string literal, e.g. `{key} = \"...\"`"),
+        )),
+    }
+}
+
+/// `key = 12` or `key = -3`, within the range of `T`.
+pub(crate) fn int<T>(meta: &ParseNestedMeta<'_>, key: &str, example: &str) -> syn::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let value = meta.value()?;
+    let expr: Expr = value.parse()?;
+    let (negative, lit) = match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => (false, Some(i)),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr: inner,
+            ..
+        }) => match &**inner {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(i), ..
+            }) => (true, Some(i)),
+            _ => (true, None),
+        },
+        _ => (false, None),
+    };
+    let Some(lit) = lit else {
+        return Err(syn::Error::new_spanned(
+            expr,
+            format!("`{key}` takes an integer literal, e.g. `{key} = {example}`"),
+        ));
+    };
+    let digits = format!("{}{}", if negative { "-" } else { "" }, lit.base10_digits());
+    digits.parse::<T>().map_err(|e| {
+        syn::Error::new_spanned(&expr, format!("`{key} = {digits}` is out of range: {e}"))
+    })
+}
+
+/// `key = some::path`.
+pub(crate) fn path(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<syn::Path> {
+    let value = meta.value()?;
+    let expr: Expr = value.parse()?;
+    match expr {
+        Expr::Path(p) if p.qself.is_none() => Ok(p.path),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{key}` takes a path, e.g. `{key} = my_module::my_fn`"),
+        )),
+    }
+}
+
+/// The name of a nested option, for error messages.
+pub(crate) fn key(meta: &ParseNestedMeta<'_>) -> String {
+    meta.path
+        .get_ident()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| {
+            quote::ToTokens::to_token_stream(&meta.path)
+                .to_string()
+                .replace(' ', "")
+        })
+}

@@ -1,0 +1,311 @@
+//! The [`Bus`]: built once from the registry, then publishes events to their handlers.
+
+mod dispatch;
+mod subscribe;
+
+use std::any::{Any, TypeId};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+pub use dispatch::PublishError;
+pub use subscribe::{SubscribeOptions, Subscription};
+
+use crate::Context;
+use crate::event::{Event, EventInfo};
+use crate::handler::{AnyEventRef, AnyState, Call, FilterFn, HandlerInfo, HandlerResult};
+use crate::registry::{BuildError, Registry};
+
+/// An in-process event bus.
+///
+/// Build it once with [`Bus::builder`]; clone it freely (clones share one bus). Handlers
+/// declared with `#[handler]` anywhere in the binary are found at [`BusBuilder::build`], with
+/// no registration list. Dispatch order is the same on every run: priority descending, then
+/// handler name (then, for dynamic subscriptions with equal priority and name, subscription
+/// order).
+#[derive(Clone)]
+pub struct Bus {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) registry: Registry,
+    pub(crate) source: Arc<str>,
+    pub(crate) max_depth: u32,
+    /// Link-time handlers per event type, in dispatch order; fixed after `build()`.
+    fixed: Routes,
+    /// What `publish` reads: fixed handlers merged with dynamic subscriptions. Replaced
+    /// whole (copy-on-write) when a subscription changes, so publishing takes no lock.
+    pub(crate) routes: ArcSwap<Routes>,
+    /// Serializes writers of `routes`; never taken by `publish`.
+    dynamic: Mutex<Vec<(TypeId, Slot)>>,
+    next_sub: std::sync::atomic::AtomicU64,
+}
+
+pub(crate) type Routes = HashMap<TypeId, Arc<[Slot]>, BuildHasherDefault<TypeIdHasher>>;
+
+/// `TypeId` is already a hash; pass it through instead of running SipHash on every publish.
+#[derive(Default)]
+pub(crate) struct TypeIdHasher(u64);
+
+impl Hasher for TypeIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(buf);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(5) ^ n;
+    }
+}
+
+/// One handler or subscription, as the dispatcher sees it.
+#[derive(Clone)]
+pub(crate) struct Slot {
+    name: Cow<'static, str>,
+    priority: i32,
+    /// Tie-breaker after priority and name: 0 for link-time handlers (whose names are
+    /// unique), the subscription number for dynamic ones.
+    seq: u64,
+    pub(crate) target: Target,
+    pub(crate) filter: Option<FilterFn>,
+    /// `State<T>` values by parameter position, resolved at `build()`.
+    pub(crate) states: Arc<[Option<AnyState>]>,
+}
+
+pub(crate) type DynHandler = Arc<dyn Fn(AnyEventRef<'_>, &Context) -> HandlerResult + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) enum Target {
+    Handler(Call),
+    Subscription { id: u64, call: DynHandler },
+}
+
+impl Slot {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn order_key(&self) -> (std::cmp::Reverse<i32>, &str, u64) {
+        (std::cmp::Reverse(self.priority), &self.name, self.seq)
+    }
+}
+
+impl Bus {
+    /// Starts configuring a bus.
+    pub fn builder() -> BusBuilder {
+        BusBuilder::default()
+    }
+
+    /// Every event type linked into the binary, by name then version.
+    pub fn events(&self) -> &[&'static EventInfo] {
+        &self.inner.registry.events
+    }
+
+    /// Every `#[handler]` this bus calls (all in the binary, or those in its
+    /// [`scope`](BusBuilder::scope)), grouped by event, in dispatch order.
+    pub fn handlers(&self) -> &[&'static HandlerInfo] {
+        &self.inner.registry.handlers
+    }
+
+    /// The names of the handlers and subscriptions an `E` is delivered to now, in the order
+    /// they run.
+    pub fn handler_names<E: Event>(&self) -> Vec<String> {
+        self.slots(TypeId::of::<E>())
+            .map(|s| s.iter().map(|s| s.name.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many handlers and subscriptions an `E` is delivered to now.
+    pub fn handler_count<E: Event>(&self) -> usize {
+        self.slots(TypeId::of::<E>()).map_or(0, |s| s.len())
+    }
+
+    #[inline]
+    pub(crate) fn slots(&self, type_id: TypeId) -> Option<Arc<[Slot]>> {
+        self.inner.routes.load().get(&type_id).cloned()
+    }
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus")
+            .field("source", &self.inner.source)
+            .field("events", &self.inner.registry.events.len())
+            .field("handlers", &self.inner.registry.handlers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures and builds a [`Bus`].
+///
+/// ```
+/// # struct Db;
+/// let bus = events::Bus::builder()
+///     .source("checkout")
+///     .state(Db)
+///     .build()?;
+/// # Ok::<(), events::BuildError>(())
+/// ```
+#[must_use]
+pub struct BusBuilder {
+    scopes: Vec<Cow<'static, str>>,
+    source: Option<Arc<str>>,
+    states: HashMap<TypeId, AnyState>,
+    max_depth: u32,
+}
+
+impl Default for BusBuilder {
+    fn default() -> Self {
+        BusBuilder {
+            scopes: Vec::new(),
+            source: None,
+            states: HashMap::new(),
+            max_depth: 64,
+        }
+    }
+}
+
+impl fmt::Debug for BusBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BusBuilder")
+            .field("scopes", &self.scopes)
+            .field("source", &self.source)
+            .field("states", &self.states.len())
+            .field("max_depth", &self.max_depth)
+            .finish()
+    }
+}
+
+impl BusBuilder {
+    /// Who publishes: the `source` of every event's metadata. Defaults to the executable's
+    /// name.
+    pub fn source(mut self, source: impl Into<Arc<str>>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Takes only the `#[handler]`s defined in module `prefix` or below it (e.g.
+    /// `"my_app::billing"`, or `module_path!()`); call it again to add modules. Without it the
+    /// bus takes every handler in the binary.
+    ///
+    /// For several buses in one binary: a test suite, or bounded contexts that must not see
+    /// each other's handlers. Handlers outside the scope are neither called nor checked.
+    pub fn scope(mut self, prefix: impl Into<Cow<'static, str>>) -> Self {
+        self.scopes.push(prefix.into());
+        self
+    }
+
+    /// Shared state that handlers take as `State<T>`. One value per type; a second call with
+    /// the same type replaces the first.
+    pub fn state<T: Send + Sync + 'static>(self, value: T) -> Self {
+        self.shared_state(Arc::new(value))
+    }
+
+    /// Like [`state`](Self::state), for a value already behind an `Arc`.
+    pub fn shared_state<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.states
+            .insert(TypeId::of::<T>(), value as Arc<dyn Any + Send + Sync>);
+        self
+    }
+
+    /// How many generations of child events one root event may cause (default 64). Past it,
+    /// publishing fails with [`PublishError::TooDeep`]: usually a handler that publishes the
+    /// event that triggers it.
+    pub fn max_depth(mut self, depth: u32) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// Collects every event and handler in the binary, checks them, and precomputes routing.
+    ///
+    /// # Errors
+    /// A [`BuildError`] listing every problem: two types with the same event name and
+    /// version, a handler whose `State<T>` was not given, two handlers with the same name.
+    pub fn build(self) -> Result<Bus, BuildError> {
+        let mut registry = Registry::collect();
+        if !self.scopes.is_empty() {
+            registry
+                .handlers
+                .retain(|h| self.scopes.iter().any(|s| in_module(h.module, s)));
+        }
+        registry.check(|t| self.states.contains_key(&t))?;
+
+        let mut fixed = Routes::default();
+        let mut grouped: HashMap<TypeId, Vec<Slot>> = HashMap::new();
+        for h in &registry.handlers {
+            let states: Vec<Option<AnyState>> = std::iter::once(None)
+                .chain(
+                    h.params
+                        .iter()
+                        .map(|p| p().and_then(|k| self.states.get(&k.type_id).cloned())),
+                )
+                .collect();
+            grouped.entry(h.event().type_id()).or_default().push(Slot {
+                name: Cow::Borrowed(h.name),
+                priority: h.priority,
+                seq: 0,
+                target: Target::Handler(h.call),
+                filter: h.filter,
+                states: states.into(),
+            });
+        }
+        for (type_id, mut slots) in grouped {
+            slots.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+            fixed.insert(type_id, slots.into());
+        }
+
+        let source = self.source.unwrap_or_else(default_source);
+        Ok(Bus {
+            inner: Arc::new(Inner {
+                registry,
+                source,
+                max_depth: self.max_depth,
+                routes: ArcSwap::from_pointee(fixed.clone()),
+                fixed,
+                dynamic: Mutex::new(Vec::new()),
+                next_sub: std::sync::atomic::AtomicU64::new(1),
+            }),
+        })
+    }
+}
+
+/// `module` is `prefix` or a module below it.
+fn in_module(module: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches("::");
+    module
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+}
+
+fn default_source() -> Arc<str> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "events".to_owned())
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_module;
+
+    #[test]
+    fn scope_matches_whole_module_segments() {
+        assert!(in_module("app::billing", "app::billing"));
+        assert!(in_module("app::billing::cards", "app::billing"));
+        assert!(in_module("app::billing::cards", "app::billing::"));
+        assert!(in_module("app", "app"));
+        assert!(!in_module("app::billing2", "app::billing"));
+        assert!(!in_module("app", "app::billing"));
+    }
+}

@@ -1,0 +1,200 @@
+//! Dynamic subscriptions beside the link-time handlers. Subscribing and unsubscribing copy
+//! the routing table and swap it in, so publishing never waits for them.
+
+use std::any::TypeId;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use super::{Bus, DynHandler, Inner, Slot, Target};
+use crate::context::Context;
+use crate::event::Event;
+use crate::handler::IntoHandlerResult;
+
+/// Name and priority of a dynamic subscription, for [`Bus::subscribe_with`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct SubscribeOptions {
+    name: Cow<'static, str>,
+    priority: i32,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        SubscribeOptions {
+            name: Cow::Borrowed("subscription"),
+            priority: 0,
+        }
+    }
+}
+
+impl SubscribeOptions {
+    /// Name `"subscription"`, priority 0.
+    pub fn new() -> SubscribeOptions {
+        SubscribeOptions::default()
+    }
+    /// The name shown in receipts and logs, and used for ordering.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> SubscribeOptions {
+        self.name = name.into();
+        self
+    }
+    /// Higher runs first; link-time handlers and subscriptions share one order.
+    pub fn priority(mut self, priority: i32) -> SubscribeOptions {
+        self.priority = priority;
+        self
+    }
+}
+
+/// A dynamic subscription. Dropping it unsubscribes; so does [`Subscription::unsubscribe`].
+/// [`Subscription::detach`] keeps it for the bus's lifetime.
+#[must_use = "dropping a `Subscription` unsubscribes at once; call `.detach()` to keep it"]
+pub struct Subscription {
+    bus: Weak<Inner>,
+    id: u64,
+    event: &'static str,
+}
+
+impl Subscription {
+    /// Removes the subscription. Publishes that already started may still call it once.
+    pub fn unsubscribe(mut self) {
+        self.remove();
+    }
+
+    /// Keeps the subscription for as long as the bus lives.
+    pub fn detach(mut self) {
+        self.bus = Weak::new();
+    }
+
+    /// Whether the subscription is still on its bus.
+    pub fn is_active(&self) -> bool {
+        self.bus.upgrade().is_some_and(|inner| {
+            inner.dynamic.lock().map_or(false, |d| {
+                d.iter().any(|(_, s)| s.sub_id() == Some(self.id))
+            })
+        })
+    }
+
+    fn remove(&mut self) {
+        if let Some(inner) = std::mem::take(&mut self.bus).upgrade() {
+            inner.change_dynamic(|dynamic| {
+                let at = dynamic
+                    .iter()
+                    .position(|(_, s)| s.sub_id() == Some(self.id))?;
+                Some(dynamic.remove(at).0)
+            });
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("event", &self.event)
+            .finish()
+    }
+}
+
+impl Slot {
+    fn sub_id(&self) -> Option<u64> {
+        match self.target {
+            Target::Subscription { id, .. } => Some(id),
+            Target::Handler(_) => None,
+        }
+    }
+}
+
+impl Inner {
+    /// Applies `change` to the dynamic subscriptions under the writers' lock and, if it names
+    /// the event type it touched, publishes a new routing table for that type.
+    fn change_dynamic(&self, change: impl FnOnce(&mut Vec<(TypeId, Slot)>) -> Option<TypeId>) {
+        // A poisoned lock only means another writer panicked mid-change; the vector is still
+        // consistent because every change is a single push or remove.
+        let mut dynamic = self.dynamic.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(type_id) = change(&mut dynamic) else {
+            return;
+        };
+        let mut slots: Vec<Slot> = self
+            .fixed
+            .get(&type_id)
+            .map(|s| s.to_vec())
+            .unwrap_or_default();
+        slots.extend(
+            dynamic
+                .iter()
+                .filter(|(t, _)| *t == type_id)
+                .map(|(_, s)| s.clone()),
+        );
+        slots.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        let mut routes = (**self.routes.load()).clone();
+        if slots.is_empty() {
+            routes.remove(&type_id);
+        } else {
+            routes.insert(type_id, slots.into());
+        }
+        self.routes.store(Arc::new(routes));
+    }
+}
+
+impl Bus {
+    /// Subscribes a closure to `E` beside the link-time handlers, until the returned
+    /// [`Subscription`] is dropped.
+    ///
+    /// ```
+    /// # #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// # struct Ping;
+    /// let bus = events::Bus::builder().build()?;
+    /// let sub = bus.subscribe(|_: &Ping, ctx: &events::Context| {
+    ///     println!("ping {}", ctx.meta().id());
+    /// });
+    /// bus.publish_blocking(Ping).unwrap();
+    /// sub.unsubscribe();
+    /// # Ok::<(), events::BuildError>(())
+    /// ```
+    pub fn subscribe<E, F, R>(&self, handler: F) -> Subscription
+    where
+        E: Event,
+        F: Fn(&E, &Context) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.subscribe_with(SubscribeOptions::default(), handler)
+    }
+
+    /// [`subscribe`](Self::subscribe) with a name and a priority.
+    pub fn subscribe_with<E, F, R>(&self, options: SubscribeOptions, handler: F) -> Subscription
+    where
+        E: Event,
+        F: Fn(&E, &Context) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        let id = self.inner.next_sub.fetch_add(1, Ordering::Relaxed);
+        let call: DynHandler = Arc::new(move |event, ctx| match event.downcast_ref::<E>() {
+            Some(event) => handler(event, ctx).into_handler_result(),
+            None => Ok(()),
+        });
+        let slot = Slot {
+            name: options.name,
+            priority: options.priority,
+            seq: id,
+            target: Target::Subscription { id, call },
+            filter: None,
+            states: Arc::new([]),
+        };
+        self.inner.change_dynamic(|dynamic| {
+            dynamic.push((TypeId::of::<E>(), slot));
+            Some(TypeId::of::<E>())
+        });
+        Subscription {
+            bus: Arc::downgrade(&self.inner),
+            id,
+            event: E::NAME,
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! What travels with every event: its id, time, source, correlation and causation
+//! ([`Meta`]), and the id generator behind [`EventId`].
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+
+/// An event's unique id: a UUIDv7, so ids sort by creation time.
+///
+/// Ids are generated without a system call or a lock: a per-thread generator follows
+/// RFC 9562's "monotonic random" method (48-bit Unix milliseconds, a 12-bit counter within
+/// the same millisecond, 62 random bits). Ids made by one thread strictly increase; ids made
+/// by different threads are unique and ordered by millisecond.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct EventId(Uuid);
+
+impl EventId {
+    /// A new, time-ordered id for now.
+    pub fn new() -> EventId {
+        EventId::now().0
+    }
+
+    /// A new id together with the wall-clock time it encodes (one clock read for both).
+    pub(crate) fn now() -> (EventId, SystemTime) {
+        let time = SystemTime::now();
+        let ms = time
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis() as u64;
+        (EventId(GENERATOR.with(|g| g.next(ms))), time)
+    }
+
+    /// The id as a [`Uuid`].
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        EventId::new()
+    }
+}
+
+impl From<Uuid> for EventId {
+    fn from(u: Uuid) -> Self {
+        EventId(u)
+    }
+}
+
+impl From<EventId> for Uuid {
+    fn from(id: EventId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({})", self.0)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(EventId)
+    }
+}
+
+thread_local! {
+    static GENERATOR: Generator = Generator::seeded();
+}
+
+/// RFC 9562 §6.2 method 1: a counter in `rand_a`, re-based on each new millisecond; when it
+/// overflows within one millisecond the timestamp is advanced, which keeps ids monotonic.
+struct Generator {
+    last_ms: Cell<u64>,
+    counter: Cell<u16>,
+    rng: Cell<u64>,
+}
+
+impl Generator {
+    fn seeded() -> Generator {
+        // `RandomState` is seeded from the OS once per thread; no extra dependency.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x9e37_79b9_7f4a_7c15);
+        Generator {
+            last_ms: Cell::new(0),
+            counter: Cell::new(0),
+            rng: Cell::new(h.finish()),
+        }
+    }
+
+    fn random(&self) -> u64 {
+        // wyrand: fast, passes BigCrush; uniqueness, not secrecy, is what ids need.
+        let s = self.rng.get().wrapping_add(0xa076_1d64_78bd_642f);
+        self.rng.set(s);
+        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    }
+
+    fn next(&self, now_ms: u64) -> Uuid {
+        let mut ms = self.last_ms.get();
+        let counter = if now_ms > ms {
+            ms = now_ms;
+            // Start low in the 12-bit space so a burst has room before it spills over.
+            (self.random() & 0x1ff) as u16
+        } else {
+            let c = self.counter.get() + 1;
+            if c > 0xfff {
+                ms += 1;
+                0
+            } else {
+                c
+            }
+        };
+        self.last_ms.set(ms);
+        self.counter.set(counter);
+        let rand_b = self.random() & 0x3fff_ffff_ffff_ffff;
+        let hi = (ms << 16) | 0x7000 | u64::from(counter);
+        let lo = 0x8000_0000_0000_0000 | rand_b;
+        Uuid::from_u64_pair(hi, lo)
+    }
+}
+
+/// Free-form string metadata carried with an event (tenant, user, request id, ...).
+pub type Metadata = BTreeMap<String, String>;
+
+/// An event's metadata: the envelope around the payload.
+///
+/// Every published event gets one. A root event is its own correlation: its correlation id is
+/// its id and it has no causation id. An event published from inside a handler through its
+/// [`Context`](crate::Context) is a child: same correlation id, causation id = the parent's id.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    pub(crate) id: EventId,
+    pub(crate) name: &'static str,
+    pub(crate) version: u32,
+    pub(crate) time: SystemTime,
+    pub(crate) source: Arc<str>,
+    pub(crate) correlation_id: EventId,
+    pub(crate) causation_id: Option<EventId>,
+    pub(crate) depth: u32,
+    pub(crate) metadata: Metadata,
+}
+
+impl Meta {
+    /// The event's id.
+    pub fn id(&self) -> EventId {
+        self.id
+    }
+    /// The event's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    /// The payload's version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+    /// When the event was published.
+    pub fn time(&self) -> SystemTime {
+        self.time
+    }
+    /// Who published it: the bus's source (see [`BusBuilder::source`](crate::BusBuilder::source))
+    /// unless the publisher set another.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    /// The id shared by every event of one flow; a root event's own id.
+    pub fn correlation_id(&self) -> EventId {
+        self.correlation_id
+    }
+    /// The id of the event whose handler published this one; `None` for a root event.
+    pub fn causation_id(&self) -> Option<EventId> {
+        self.causation_id
+    }
+    /// How many parents the event has: 0 for a root event.
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+    /// The free-form metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+}
+
+/// Settings for one publish, for [`Bus::publish_with`](crate::Bus::publish_with).
+///
+/// ```
+/// # use events::{EventId, PublishOptions};
+/// let opts = PublishOptions::new()
+///     .correlation_id(EventId::new())
+///     .source("checkout-api")
+///     .metadata("tenant", "acme");
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct PublishOptions {
+    pub(crate) correlation_id: Option<EventId>,
+    pub(crate) source: Option<Arc<str>>,
+    pub(crate) metadata: Metadata,
+}
+
+impl PublishOptions {
+    /// No settings: the same as [`Bus::publish`](crate::Bus::publish).
+    pub fn new() -> PublishOptions {
+        PublishOptions::default()
+    }
+    /// Joins the event to an existing flow, e.g. one started by an incoming request.
+    pub fn correlation_id(mut self, id: EventId) -> PublishOptions {
+        self.correlation_id = Some(id);
+        self
+    }
+    /// Overrides the bus's source for this event.
+    pub fn source(mut self, source: impl Into<Arc<str>>) -> PublishOptions {
+        self.source = Some(source.into());
+        self
+    }
+    /// Adds one metadata entry.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> PublishOptions {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_v7_unique_and_increasing_within_a_thread() {
+        let ids: Vec<EventId> = (0..100_000).map(|_| EventId::new()).collect();
+        for w in ids.windows(2) {
+            assert!(w[0] < w[1], "{} !< {}", w[0], w[1]);
+        }
+        let first = ids[0].as_uuid();
+        assert_eq!(first.get_version_num(), 7);
+        assert_eq!(first.get_variant(), uuid::Variant::RFC4122);
+    }
+
+    #[test]
+    fn id_timestamp_is_wall_clock_milliseconds() {
+        let before = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let (id, time) = EventId::now();
+        let (secs, nanos) = id.as_uuid().get_timestamp().unwrap().to_unix();
+        let id_ms = secs * 1000 + u64::from(nanos) / 1_000_000;
+        let t_ms = time.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert!(
+            id_ms >= before && id_ms <= t_ms + 1,
+            "{before} <= {id_ms} <= {t_ms}"
+        );
+    }
+
+    #[test]
+    fn counter_overflow_advances_the_timestamp_and_stays_monotonic() {
+        let g = Generator::seeded();
+        let ids: Vec<Uuid> = (0..10_000).map(|_| g.next(1_000)).collect();
+        for w in ids.windows(2) {
+            assert!(w[0] < w[1]);
+        }
+        assert!(ids.last().unwrap().get_timestamp().is_some());
+        // A clock that goes backwards does not make ids go backwards.
+        let after = g.next(5);
+        assert!(after > *ids.last().unwrap());
+    }
+
+    #[test]
+    fn ids_from_many_threads_are_unique() {
+        let handles: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..50_000).map(|_| EventId::new()).collect::<Vec<_>>()))
+            .collect();
+        let mut all: Vec<EventId> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n);
+    }
+
+    #[test]
+    fn id_round_trips_through_text() {
+        let id = EventId::new();
+        assert_eq!(id.to_string().parse::<EventId>().unwrap(), id);
+    }
+}

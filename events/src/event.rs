@@ -1,0 +1,157 @@
+//! The [`Event`] trait, event kinds, and the run-time catalog entry [`EventInfo`].
+
+use std::any::TypeId;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A typed event: a plain Rust type with a name, a version and a JSON Schema.
+///
+/// Implement it with `#[derive(Event)]`, never by hand: the derive also registers the event
+/// in the catalog that [`Bus::events`](crate::Bus::events) lists.
+///
+/// ```
+/// use events::Event;
+///
+/// /// An order was placed by a customer.
+/// #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// #[event(name = "order.placed", version = 2, kind = "notification", priority = 5)]
+/// struct OrderPlaced {
+///     order_id: u64,
+///     total_cents: u64,
+/// }
+///
+/// assert_eq!(OrderPlaced::NAME, "order.placed");
+/// assert_eq!(OrderPlaced::VERSION, 2);
+/// assert_eq!(OrderPlaced::info().description(), Some("An order was placed by a customer."));
+/// ```
+///
+/// # `#[event(..)]` keys
+///
+/// | key | default | meaning |
+/// |---|---|---|
+/// | `name = "order.placed"` | the type name as dotted lower case: `OrderPlaced` → `order.placed`, `HTTPRequestFailed` → `http.request.failed`, `OrderPlacedV2` → `order.placed.v2` | the name other services and the catalog know it by: lower-case `.`-separated segments of `a-z 0-9 _ -` |
+/// | `version = 2` | `1` | the payload version; several types may share a name with different versions |
+/// | `kind = "command"` | `"notification"` | one of [`EventKind`] |
+/// | `priority = 10` | `0` | the event's default priority when queued |
+/// | `crate = path` | `::events` | where the `events` crate is, when it is renamed or re-exported |
+///
+/// Doc comments become the schema's and the catalog's descriptions. Generic types and unions
+/// are rejected at compile time: an event has exactly one schema.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event",
+    label = "not an event",
+    note = "add `#[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]` to the type"
+)]
+pub trait Event: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static {
+    /// The event's name, e.g. `order.placed`.
+    const NAME: &'static str;
+    /// The payload's version, starting at 1.
+    const VERSION: u32;
+    /// What kind of message this is.
+    const KIND: EventKind;
+    /// The default priority when queued; higher runs first.
+    const PRIORITY: i32;
+
+    /// The catalog entry of this event.
+    fn info() -> &'static EventInfo;
+
+    /// The JSON Schema (draft 2020-12) of the payload, generated once and cached.
+    fn schema() -> &'static Schema;
+}
+
+/// What kind of message an event is, as in a message taxonomy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// Something happened (the default): any number of handlers, none of them answers.
+    Notification,
+    /// A request to do something, addressed to the one component that does it.
+    Command,
+    /// A question that expects one answer.
+    Query,
+    /// The answer to a query.
+    Response,
+    /// A failure reported as an event.
+    Error,
+}
+
+impl EventKind {
+    /// The lower-case name used in `#[event(kind = "..")]` and in generated documents.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Notification => "notification",
+            EventKind::Command => "command",
+            EventKind::Query => "query",
+            EventKind::Response => "response",
+            EventKind::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event type's entry in the run-time catalog: everything known about it without a value.
+pub struct EventInfo {
+    pub(crate) name: &'static str,
+    pub(crate) version: u32,
+    pub(crate) kind: EventKind,
+    pub(crate) priority: i32,
+    pub(crate) type_name: &'static str,
+    pub(crate) description: Option<&'static str>,
+    pub(crate) type_id: fn() -> TypeId,
+    pub(crate) schema: fn() -> &'static Schema,
+}
+
+impl EventInfo {
+    /// The event's name, e.g. `order.placed`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    /// The payload's version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+    /// The event's kind.
+    pub fn kind(&self) -> EventKind {
+        self.kind
+    }
+    /// The default priority when queued.
+    pub fn priority(&self) -> i32 {
+        self.priority
+    }
+    /// The Rust path of the type, e.g. `shop::events::OrderPlaced`.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+    /// The type's doc comment, if it has one.
+    pub fn description(&self) -> Option<&'static str> {
+        self.description
+    }
+    /// The payload's JSON Schema.
+    pub fn schema(&self) -> &'static Schema {
+        (self.schema)()
+    }
+    /// The Rust type's id.
+    pub fn type_id(&self) -> TypeId {
+        (self.type_id)()
+    }
+}
+
+impl fmt::Debug for EventInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventInfo")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("kind", &self.kind)
+            .field("priority", &self.priority)
+            .field("type_name", &self.type_name)
+            .finish_non_exhaustive()
+    }
+}

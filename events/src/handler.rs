@@ -1,0 +1,329 @@
+//! Handlers: their errors ([`HandlerError`]), what they may take ([`State`], `&Context`) and
+//! return, and their entry in the registry ([`HandlerInfo`]).
+
+use std::any::{Any, TypeId};
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::context::Context;
+use crate::envelope::Meta;
+use crate::event::EventInfo;
+
+/// A handler's failure.
+///
+/// Any error converts into it with `?`: every `std::error::Error + Send + Sync + 'static`
+/// (so `thiserror` types), `anyhow::Error`, `String` and `&str`. A converted error is
+/// *transient* (worth retrying); say [`HandlerError::permanent`] for one that is not.
+///
+/// Like `anyhow::Error`, `HandlerError` does not itself implement `std::error::Error`: that is
+/// what lets every error convert into it. Reach the original with
+/// [`HandlerError::downcast_ref`] or [`HandlerError::as_error`].
+pub struct HandlerError {
+    permanent: bool,
+    error: Box<dyn StdError + Send + Sync + 'static>,
+}
+
+impl HandlerError {
+    /// A failure that may succeed when tried again (a timeout, a busy database).
+    pub fn transient(error: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
+        HandlerError {
+            permanent: false,
+            error: error.into(),
+        }
+    }
+
+    /// A failure that will fail again the same way (a rejected payload, a broken invariant).
+    pub fn permanent(error: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
+        HandlerError {
+            permanent: true,
+            error: error.into(),
+        }
+    }
+
+    /// Whether retrying may help.
+    pub fn is_transient(&self) -> bool {
+        !self.permanent
+    }
+
+    /// The underlying error.
+    pub fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.error
+    }
+
+    /// The underlying error, if it is a `T`.
+    pub fn downcast_ref<T: StdError + 'static>(&self) -> Option<&T> {
+        self.error.downcast_ref::<T>()
+    }
+}
+
+impl<E> From<E> for HandlerError
+where
+    E: Into<Box<dyn StdError + Send + Sync + 'static>>,
+{
+    fn from(error: E) -> Self {
+        HandlerError::transient(error)
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)?;
+        let mut source = self.error.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerError")
+            .field("transient", &!self.permanent)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+/// What a handler returns: `()` or `Result<(), E>` where `E: Into<HandlerError>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid handler return type",
+    label = "handlers return `()` or `Result<(), E>`",
+    note = "return `()` or `Result<(), E>` where `E` converts into `events::HandlerError`: any `std::error::Error + Send + Sync`, `anyhow::Error`, `String` or `&str`"
+)]
+pub trait IntoHandlerResult {
+    /// Converts the handler's return value.
+    fn into_handler_result(self) -> Result<(), HandlerError>;
+}
+
+impl IntoHandlerResult for () {
+    #[inline]
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
+    #[inline]
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Shared state given to the bus with [`BusBuilder::state`](crate::BusBuilder::state) and taken
+/// by a handler as a parameter: `db: State<Db>`.
+///
+/// A handler that asks for a `State<T>` the builder was not given makes
+/// [`BusBuilder::build`](crate::BusBuilder::build) fail, so it never fails at run time.
+/// Taking it costs one reference-count increment.
+pub struct State<T: ?Sized>(pub Arc<T>);
+
+impl<T: ?Sized> Deref for State<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: ?Sized> Clone for State<T> {
+    fn clone(&self) -> Self {
+        State(Arc::clone(&self.0))
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for State<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("State").field(&&*self.0).finish()
+    }
+}
+
+/// The state a handler parameter needs from the builder.
+#[derive(Clone, Copy, Debug)]
+pub struct StateKey {
+    pub(crate) type_id: TypeId,
+    pub(crate) type_name: &'static str,
+}
+
+impl StateKey {
+    pub(crate) fn of<T: 'static>() -> StateKey {
+        StateKey {
+            type_id: TypeId::of::<T>(),
+            type_name: std::any::type_name::<T>(),
+        }
+    }
+    /// The Rust name of the state's type.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+}
+
+pub(crate) type AnyState = Arc<dyn Any + Send + Sync>;
+pub(crate) type AnyEventRef<'a> = &'a (dyn Any + Send + Sync);
+
+/// Everything one handler call can draw its parameters from. Not public API.
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct Invocation<'a> {
+    pub(crate) event: AnyEventRef<'a>,
+    pub(crate) ctx: &'a Context,
+    /// Indexed by parameter position; `None` for parameters that are not `State<T>`.
+    pub(crate) states: &'a [Option<AnyState>],
+}
+
+impl fmt::Debug for Invocation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Invocation")
+            .field("meta", self.ctx.meta())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Invocation<'a> {
+    /// The event, as the type the handler declared.
+    #[inline]
+    pub fn event<E: 'static>(&self) -> Result<&'a E, HandlerError> {
+        self.event.downcast_ref::<E>().ok_or_else(|| {
+            HandlerError::permanent(format!(
+                "event routed to a handler of another type (expected `{}`): a bug in `events`",
+                std::any::type_name::<E>()
+            ))
+        })
+    }
+}
+
+/// A handler parameter after the event: `&Context` or `State<T>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler parameter",
+    label = "not something the bus can pass to a handler",
+    note = "after the event (`&E`), a handler takes only `&events::Context` and `events::State<T>` parameters"
+)]
+pub trait FromInvocation<'a>: Sized {
+    /// The state this parameter needs from the builder; checked at `build()`.
+    fn requirement() -> Option<StateKey> {
+        None
+    }
+    /// Takes the parameter at position `index` out of one call.
+    fn from_invocation(inv: &Invocation<'a>, index: usize) -> Result<Self, HandlerError>;
+}
+
+impl<'a> FromInvocation<'a> for &'a Context {
+    #[inline]
+    fn from_invocation(inv: &Invocation<'a>, _index: usize) -> Result<Self, HandlerError> {
+        Ok(inv.ctx)
+    }
+}
+
+impl<'a, T: Send + Sync + 'static> FromInvocation<'a> for State<T> {
+    fn requirement() -> Option<StateKey> {
+        Some(StateKey::of::<T>())
+    }
+    #[inline]
+    fn from_invocation(inv: &Invocation<'a>, index: usize) -> Result<Self, HandlerError> {
+        inv.states
+            .get(index)
+            .and_then(|s| s.clone())
+            .and_then(|s| s.downcast::<T>().ok())
+            .map(State)
+            .ok_or_else(|| {
+                HandlerError::permanent(format!(
+                    "no `State<{}>` for this handler: a bug in `events`, `build()` checks it",
+                    std::any::type_name::<T>()
+                ))
+            })
+    }
+}
+
+/// What a handler call returns.
+pub(crate) type HandlerResult = Result<(), HandlerError>;
+/// The boxed future of an async handler.
+#[doc(hidden)]
+pub type BoxFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
+
+/// How the bus calls a link-time handler. Not public API.
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub enum Call {
+    /// A plain `fn`.
+    Sync(fn(&Invocation<'_>) -> Result<(), HandlerError>),
+    /// An `async fn`.
+    Async(for<'a> fn(&'a Invocation<'a>) -> BoxFuture<'a>),
+}
+
+impl fmt::Debug for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Call::Sync(_) => "Call::Sync",
+            Call::Async(_) => "Call::Async",
+        })
+    }
+}
+
+pub(crate) type FilterFn = fn(AnyEventRef<'_>, &Meta) -> bool;
+
+/// A `#[handler]` function's entry in the registry.
+pub struct HandlerInfo {
+    pub(crate) name: &'static str,
+    pub(crate) event: fn() -> &'static EventInfo,
+    pub(crate) priority: i32,
+    pub(crate) call: Call,
+    pub(crate) filter: Option<FilterFn>,
+    pub(crate) params: &'static [fn() -> Option<StateKey>],
+    pub(crate) is_async: bool,
+    pub(crate) module: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) line: u32,
+}
+
+impl HandlerInfo {
+    /// The handler's name: `#[handler(name = "..")]`, or the function's path
+    /// (`my_crate::billing::charge`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    /// The event it handles.
+    pub fn event(&self) -> &'static EventInfo {
+        (self.event)()
+    }
+    /// Its priority: higher runs first.
+    pub fn priority(&self) -> i32 {
+        self.priority
+    }
+    /// Whether it is an `async fn`.
+    pub fn is_async(&self) -> bool {
+        self.is_async
+    }
+    /// Whether it has a `filter`.
+    pub fn has_filter(&self) -> bool {
+        self.filter.is_some()
+    }
+    /// The module it is defined in, e.g. `my_crate::billing`.
+    pub fn module(&self) -> &'static str {
+        self.module
+    }
+    /// Where it is defined: `(file, line)`.
+    pub fn location(&self) -> (&'static str, u32) {
+        (self.file, self.line)
+    }
+    /// The `State<T>` types it takes.
+    pub fn states(&self) -> impl Iterator<Item = StateKey> + '_ {
+        self.params.iter().filter_map(|p| p())
+    }
+}
+
+impl fmt::Debug for HandlerInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerInfo")
+            .field("name", &self.name)
+            .field("event", &self.event().name())
+            .field("version", &self.event().version())
+            .field("priority", &self.priority)
+            .field("is_async", &self.is_async)
+            .field("location", &format_args!("{}:{}", self.file, self.line))
+            .finish_non_exhaustive()
+    }
+}

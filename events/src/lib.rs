@@ -1,0 +1,87 @@
+//! Typed, macro-driven events for Rust services.
+//!
+//! Declare an event as a plain type with `#[derive(Event)]`, write handlers as plain
+//! functions with `#[handler]`, build a [`Bus`] and publish. Handlers anywhere in the binary
+//! are found at start-up, with no registration list, and dispatch by type is checked by the
+//! compiler.
+//!
+//! ```standalone_crate
+//! use events::{Bus, Context, Event, HandlerError, State, handler};
+//!
+//! /// An order was placed.
+//! #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+//! #[event(name = "order.placed")]
+//! struct OrderPlaced { order_id: u64, total_cents: u64 }
+//!
+//! struct Ledger { total: std::sync::Mutex<u64> }
+//!
+//! #[handler(priority = 10)]
+//! fn book(ev: &OrderPlaced, ledger: State<Ledger>) {
+//!     *ledger.total.lock().unwrap() += ev.total_cents;
+//! }
+//!
+//! #[handler]
+//! async fn confirm(ev: &OrderPlaced, ctx: &Context) -> Result<(), HandlerError> {
+//!     assert_eq!(ctx.meta().name(), "order.placed");
+//!     Ok(())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let bus = Bus::builder().state(Ledger { total: std::sync::Mutex::new(0) }).build()?;
+//! let receipt = bus.publish(OrderPlaced { order_id: 1, total_cents: 995 }).await?;
+//! assert!(receipt.is_ok());
+//! assert_eq!(receipt.delivered(), 2);
+//! # Ok(()) }
+//! ```
+//!
+//! # Handler signatures
+//!
+//! A `#[handler]` is a free `fn` or `async fn`:
+//! - its first parameter is the event, by shared reference: `ev: &OrderPlaced`;
+//! - further parameters, in any order: `ctx: &Context` (the envelope, and publishing child
+//!   events) and `State<T>` (state given to [`BusBuilder::state`]);
+//! - it returns `()` or `Result<(), E>` where `E: Into<HandlerError>`;
+//! - an `async fn` handler's future must be `Send`.
+//!
+//! Options: `#[handler(name = "billing.charge", priority = 10, filter = path::to::fn)]`. The
+//! default name is the function's path; priority defaults to 0; a filter is a
+//! `fn(&E, &Meta) -> bool`. Handlers run in priority order (higher first), then by name.
+//! Anything else is a compile error on the offending token.
+//!
+//! # Linking
+//!
+//! Handlers are collected with [`inventory`](https://docs.rs/inventory) when the bus is built.
+//! A handler in another crate is found as long as that crate is linked into the binary,
+//! which happens when the binary uses anything from it.
+
+#![deny(missing_docs)]
+#![warn(unreachable_pub, rust_2018_idioms)]
+#![forbid(unsafe_code)]
+
+mod bus;
+mod context;
+mod envelope;
+mod event;
+mod handler;
+mod receipt;
+mod registry;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use bus::{Bus, BusBuilder, PublishError, SubscribeOptions, Subscription};
+pub use context::Context;
+pub use envelope::{EventId, Meta, Metadata, PublishOptions};
+pub use event::{Event, EventInfo, EventKind};
+pub use handler::{HandlerError, HandlerInfo, IntoHandlerResult, State, StateKey};
+pub use receipt::{HandlerOutcome, Outcome, Receipt};
+pub use registry::{BuildError, Problem};
+
+/// Derives [`Event`]. See [`Event`] for the `#[event(..)]` keys.
+#[cfg(feature = "macros")]
+pub use events_macros::Event;
+
+/// Registers a function as an event handler. See the [crate docs](crate#handler-signatures)
+/// for the signature rules and options.
+#[cfg(feature = "macros")]
+pub use events_macros::handler;

@@ -1,0 +1,144 @@
+//! [`Receipt`]: what happened to one published event, handler by handler.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::bus::Slot;
+use crate::envelope::EventId;
+use crate::handler::HandlerError;
+
+/// What happened in one handler.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The handler ran and returned `Ok`.
+    Delivered,
+    /// The handler's filter did not match; it did not run.
+    Filtered,
+    /// An `async` handler, not run by [`Bus::publish_blocking`](crate::Bus::publish_blocking),
+    /// which has no runtime to drive it: publish with [`Bus::publish`](crate::Bus::publish).
+    SkippedAsync,
+    /// The handler returned an error.
+    Failed(HandlerError),
+    /// The handler panicked; the message of the panic.
+    Panicked(String),
+}
+
+impl Outcome {
+    /// `Failed` or `Panicked`.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failed(_) | Outcome::Panicked(_))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Delivered => f.write_str("delivered"),
+            Outcome::Filtered => f.write_str("filtered out"),
+            Outcome::SkippedAsync => f.write_str("skipped: async handler, publish with `.await`"),
+            Outcome::Failed(e) => write!(f, "failed: {e}"),
+            Outcome::Panicked(m) => write!(f, "panicked: {m}"),
+        }
+    }
+}
+
+static DELIVERED: Outcome = Outcome::Delivered;
+
+/// One handler's line in a [`Receipt`].
+#[derive(Debug, Clone, Copy)]
+pub struct HandlerOutcome<'a> {
+    /// The handler's name.
+    pub handler: &'a str,
+    /// What happened.
+    pub outcome: &'a Outcome,
+}
+
+/// What happened to one published event: its id and, for every handler in the order they
+/// ran, what happened there.
+///
+/// Building it allocates nothing when every handler succeeds: only the exceptions are
+/// stored.
+#[must_use = "a receipt says whether handlers failed"]
+pub struct Receipt {
+    pub(crate) id: EventId,
+    pub(crate) name: &'static str,
+    pub(crate) slots: Option<Arc<[Slot]>>,
+    /// `(slot index, outcome)` for every outcome other than `Delivered`, in slot order.
+    pub(crate) exceptions: Vec<(usize, Outcome)>,
+}
+
+impl Receipt {
+    /// The published event's id.
+    pub fn event_id(&self) -> EventId {
+        self.id
+    }
+
+    /// The published event's name.
+    pub fn event_name(&self) -> &'static str {
+        self.name
+    }
+
+    /// How many handlers the event was routed to (run or not).
+    pub fn handler_count(&self) -> usize {
+        self.slots.as_ref().map_or(0, |s| s.len())
+    }
+
+    /// Every handler in the order they were called, with its outcome.
+    pub fn outcomes(&self) -> impl Iterator<Item = HandlerOutcome<'_>> + '_ {
+        let slots: &[Slot] = self.slots.as_deref().unwrap_or(&[]);
+        let mut exceptions = self.exceptions.iter().peekable();
+        slots.iter().enumerate().map(move |(i, slot)| {
+            let outcome = match exceptions.next_if(|(at, _)| *at == i) {
+                Some((_, o)) => o,
+                None => &DELIVERED,
+            };
+            HandlerOutcome {
+                handler: slot.name(),
+                outcome,
+            }
+        })
+    }
+
+    /// The outcome of the handler named `handler`, if the event was routed to it.
+    pub fn outcome(&self, handler: &str) -> Option<&Outcome> {
+        self.outcomes()
+            .find(|o| o.handler == handler)
+            .map(|o| o.outcome)
+    }
+
+    /// How many handlers ran and returned `Ok`.
+    pub fn delivered(&self) -> usize {
+        self.outcomes()
+            .filter(|o| matches!(o.outcome, Outcome::Delivered))
+            .count()
+    }
+
+    /// The handlers that failed or panicked.
+    pub fn failures(&self) -> impl Iterator<Item = HandlerOutcome<'_>> + '_ {
+        self.outcomes().filter(|o| o.outcome.is_failure())
+    }
+
+    /// `true` when no handler failed or panicked.
+    pub fn is_ok(&self) -> bool {
+        !self.exceptions.iter().any(|(_, o)| o.is_failure())
+    }
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Outcomes<'a>(&'a Receipt);
+        impl fmt::Debug for Outcomes<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.outcomes().map(|o| (o.handler, o.outcome)))
+                    .finish()
+            }
+        }
+        f.debug_struct("Receipt")
+            .field("event_id", &self.id)
+            .field("event_name", &self.name)
+            .field("outcomes", &Outcomes(self))
+            .finish()
+    }
+}

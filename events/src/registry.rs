@@ -1,0 +1,197 @@
+//! The link-time registry: every `#[derive(Event)]` type and `#[handler]` function in the
+//! binary, collected through `inventory` and checked once, at [`BusBuilder::build`].
+//!
+//! [`BusBuilder::build`]: crate::BusBuilder::build
+
+use std::any::TypeId;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use crate::event::EventInfo;
+use crate::handler::HandlerInfo;
+
+/// Submitted by `#[derive(Event)]`. Not public API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct EventEntry(pub &'static EventInfo);
+
+/// Submitted by `#[handler]`. Not public API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct HandlerEntry(pub &'static HandlerInfo);
+
+inventory::collect!(EventEntry);
+inventory::collect!(HandlerEntry);
+
+/// The events and handlers linked into this binary, in a stable order.
+pub(crate) struct Registry {
+    /// By name, then version.
+    pub(crate) events: Vec<&'static EventInfo>,
+    /// By event name and version, then dispatch order (priority descending, then name).
+    pub(crate) handlers: Vec<&'static HandlerInfo>,
+}
+
+impl Registry {
+    pub(crate) fn collect() -> Registry {
+        let mut events: Vec<&'static EventInfo> = inventory::iter::<EventEntry>
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        events.sort_by(|a, b| {
+            (a.name, a.version, a.type_name).cmp(&(b.name, b.version, b.type_name))
+        });
+        let mut handlers: Vec<&'static HandlerInfo> = inventory::iter::<HandlerEntry>
+            .into_iter()
+            .map(|h| h.0)
+            .collect();
+        handlers.sort_by(|a, b| {
+            let (ea, eb) = (a.event(), b.event());
+            (ea.name, ea.version, std::cmp::Reverse(a.priority), a.name).cmp(&(
+                eb.name,
+                eb.version,
+                std::cmp::Reverse(b.priority),
+                b.name,
+            ))
+        });
+        Registry { events, handlers }
+    }
+
+    /// Every problem at once, or `Ok`.
+    pub(crate) fn check(&self, has_state: impl Fn(TypeId) -> bool) -> Result<(), BuildError> {
+        let mut problems = Vec::new();
+
+        let mut by_key: BTreeMap<(&str, u32), Vec<&EventInfo>> = BTreeMap::new();
+        for e in &self.events {
+            by_key.entry((e.name, e.version)).or_default().push(e);
+        }
+        for ((name, version), infos) in by_key {
+            if infos.len() > 1 {
+                problems.push(Problem::DuplicateEvent {
+                    name,
+                    version,
+                    types: infos.iter().map(|i| i.type_name).collect(),
+                });
+            }
+        }
+
+        let mut names: HashMap<&str, Vec<&HandlerInfo>> = HashMap::new();
+        for h in &self.handlers {
+            names.entry(h.name).or_default().push(h);
+            for key in h.states() {
+                if !has_state(key.type_id) {
+                    problems.push(Problem::MissingState {
+                        handler: h.name,
+                        state: key.type_name,
+                    });
+                }
+            }
+        }
+        let mut dup_names: Vec<_> = names.into_iter().filter(|(_, hs)| hs.len() > 1).collect();
+        dup_names.sort_by_key(|(n, _)| *n);
+        for (name, hs) in dup_names {
+            problems.push(Problem::DuplicateHandlerName {
+                name,
+                locations: hs
+                    .iter()
+                    .map(|h| format!("{}:{}", h.file, h.line))
+                    .collect(),
+            });
+        }
+
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(BuildError { problems })
+        }
+    }
+}
+
+/// Why [`BusBuilder::build`](crate::BusBuilder::build) failed: every problem found, not just
+/// the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError {
+    problems: Vec<Problem>,
+}
+
+impl BuildError {
+    /// The problems, in a stable order.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "cannot build the bus: {n} problem{}",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// One problem found by [`BusBuilder::build`](crate::BusBuilder::build).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// Two Rust types declare the same event name and version.
+    DuplicateEvent {
+        /// The event name.
+        name: &'static str,
+        /// The version.
+        version: u32,
+        /// The Rust paths of the types.
+        types: Vec<&'static str>,
+    },
+    /// A handler takes a `State<T>` the builder was not given.
+    MissingState {
+        /// The handler's name.
+        handler: &'static str,
+        /// The state's type.
+        state: &'static str,
+    },
+    /// Two handlers have the same name.
+    DuplicateHandlerName {
+        /// The name.
+        name: &'static str,
+        /// Where each is defined (`file:line`).
+        locations: Vec<String>,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::DuplicateEvent {
+                name,
+                version,
+                types,
+            } => write!(
+                f,
+                "event `{name}` version {version} is declared by {} types: `{}`; give each its \
+                 own name or version",
+                types.len(),
+                types.join("` and `")
+            ),
+            Problem::MissingState { handler, state } => write!(
+                f,
+                "handler `{handler}` takes `State<{state}>`, but the bus was not given one: add \
+                 `.state(value)` with a `{state}` to the builder"
+            ),
+            Problem::DuplicateHandlerName { name, locations } => write!(
+                f,
+                "{} handlers are named `{name}` (at {}); give each a unique \
+                 `#[handler(name = \"..\")]`",
+                locations.len(),
+                locations.join(", ")
+            ),
+        }
+    }
+}

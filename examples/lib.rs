@@ -1,0 +1,1 @@
+//! Shared helpers for the runnable examples (none yet); the examples live beside this file.
