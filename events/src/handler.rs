@@ -120,8 +120,16 @@ impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
 ///
 /// A handler that asks for a `State<T>` the builder was not given makes
 /// [`BusBuilder::build`](crate::BusBuilder::build) fail, so it never fails at run time.
-/// Taking it costs one reference-count increment.
-pub struct State<T: ?Sized>(pub Arc<T>);
+/// Taking it costs one reference-count increment. It dereferences to `T`; its own field is
+/// private so that `state.0` reaches *your* type's first field.
+pub struct State<T: ?Sized>(Arc<T>);
+
+impl<T: ?Sized> State<T> {
+    /// The shared value itself.
+    pub fn arc(this: &State<T>) -> &Arc<T> {
+        &this.0
+    }
+}
 
 impl<T: ?Sized> Deref for State<T> {
     type Target = T;

@@ -59,7 +59,6 @@ pub struct HandlerOutcome<'a> {
 ///
 /// Building it allocates nothing when every handler succeeds: only the exceptions are
 /// stored.
-#[must_use = "a receipt says whether handlers failed"]
 pub struct Receipt {
     pub(crate) id: EventId,
     pub(crate) name: &'static str,
