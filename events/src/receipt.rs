@@ -44,6 +44,8 @@ impl fmt::Display for Outcome {
 }
 
 static DELIVERED: Outcome = Outcome::Delivered;
+static FILTERED: Outcome = Outcome::Filtered;
+static SKIPPED_ASYNC: Outcome = Outcome::SkippedAsync;
 
 /// One handler's line in a [`Receipt`].
 #[derive(Debug, Clone, Copy)]
@@ -57,14 +59,43 @@ pub struct HandlerOutcome<'a> {
 /// What happened to one published event: its id and, for every handler in the order they
 /// ran, what happened there.
 ///
-/// Building it allocates nothing when every handler succeeds: only the exceptions are
-/// stored.
+/// Building it allocates nothing unless a handler fails: successes are implied, and filtered
+/// or skipped handlers are bits.
 pub struct Receipt {
     pub(crate) id: EventId,
     pub(crate) name: &'static str,
     pub(crate) slots: Option<Arc<[Slot]>>,
-    /// `(slot index, outcome)` for every outcome other than `Delivered`, in slot order.
+    /// `(slot index, outcome)` for failures, and for filtered or skipped handlers past the
+    /// 64th; in slot order.
     pub(crate) exceptions: Vec<(usize, Outcome)>,
+    /// Bit `i`: slot `i` (< 64) was filtered out.
+    pub(crate) filtered: u64,
+    /// Bit `i`: slot `i` (< 64) was an async handler skipped by `publish_blocking`.
+    pub(crate) skipped_async: u64,
+}
+
+impl Receipt {
+    pub(crate) fn new(id: EventId, name: &'static str) -> Receipt {
+        Receipt {
+            id,
+            name,
+            slots: None,
+            exceptions: Vec::new(),
+            filtered: 0,
+            skipped_async: 0,
+        }
+    }
+
+    /// Records a slot's outcome; `Delivered` is implied by the absence of anything else.
+    pub(crate) fn record(&mut self, index: usize, outcome: Outcome) {
+        let bit = u32::try_from(index).ok().and_then(|i| 1u64.checked_shl(i));
+        match (outcome, bit) {
+            (Outcome::Delivered, _) => {}
+            (Outcome::Filtered, Some(bit)) => self.filtered |= bit,
+            (Outcome::SkippedAsync, Some(bit)) => self.skipped_async |= bit,
+            (outcome, _) => self.exceptions.push((index, outcome)),
+        }
+    }
 }
 
 impl Receipt {
@@ -88,8 +119,14 @@ impl Receipt {
         let slots: &[Slot] = self.slots.as_deref().unwrap_or(&[]);
         let mut exceptions = self.exceptions.iter().peekable();
         slots.iter().enumerate().map(move |(i, slot)| {
+            let bit = u32::try_from(i)
+                .ok()
+                .and_then(|i| 1u64.checked_shl(i))
+                .unwrap_or(0);
             let outcome = match exceptions.next_if(|(at, _)| *at == i) {
                 Some((_, o)) => o,
+                None if self.filtered & bit != 0 => &FILTERED,
+                None if self.skipped_async & bit != 0 => &SKIPPED_ASYNC,
                 None => &DELIVERED,
             };
             HandlerOutcome {

@@ -140,15 +140,6 @@ impl Bus {
     }
 }
 
-fn receipt(slots: Option<Arc<[Slot]>>, ctx: &Context) -> Receipt {
-    Receipt {
-        id: ctx.meta.id,
-        name: ctx.meta.name,
-        slots,
-        exceptions: Vec::new(),
-    }
-}
-
 /// The part of a handler call that is the same with and without a runtime: the filter, then
 /// a synchronous call with panics caught. `None` means "async: the caller drives it".
 #[inline]
@@ -188,7 +179,6 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 
 fn record(receipt: &mut Receipt, index: usize, slot: &Slot, outcome: Outcome) {
     match &outcome {
-        Outcome::Delivered => return,
         Outcome::Failed(e) => tracing::warn!(
             event = receipt.name, event_id = %receipt.id, handler = slot.name(),
             transient = e.is_transient(), error = %e, "event handler failed"
@@ -197,9 +187,9 @@ fn record(receipt: &mut Receipt, index: usize, slot: &Slot, outcome: Outcome) {
             event = receipt.name, event_id = %receipt.id, handler = slot.name(),
             panic = %m, "event handler panicked"
         ),
-        Outcome::Filtered | Outcome::SkippedAsync => {}
+        Outcome::Delivered | Outcome::Filtered | Outcome::SkippedAsync => {}
     }
-    receipt.exceptions.push((index, outcome));
+    receipt.record(index, outcome);
 }
 
 async fn run(
@@ -207,7 +197,7 @@ async fn run(
     event: &(dyn Any + Send + Sync),
     ctx: &Context,
 ) -> Receipt {
-    let mut receipt = receipt(None, ctx);
+    let mut receipt = Receipt::new(ctx.meta.id, ctx.meta.name);
     if let Some(slots) = &slots {
         for (i, slot) in slots.iter().enumerate() {
             let inv = Invocation {
@@ -250,7 +240,7 @@ fn run_blocking(
     event: &(dyn Any + Send + Sync),
     ctx: &Context,
 ) -> Receipt {
-    let mut receipt = receipt(None, ctx);
+    let mut receipt = Receipt::new(ctx.meta.id, ctx.meta.name);
     if let Some(slots) = &slots {
         for (i, slot) in slots.iter().enumerate() {
             let inv = Invocation {

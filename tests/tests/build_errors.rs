@@ -1,0 +1,105 @@
+//! `Bus::build` fails with one error that lists every problem. Its own binary: the duplicate
+//! event below makes every bus in this binary fail to build.
+
+#![allow(unreachable_pub)]
+
+use events::{Bus, Problem, State, handler};
+
+mod billing {
+    #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "order.placed", version = 2)]
+    pub struct OrderPlaced;
+}
+
+mod shipping {
+    #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "order.placed", version = 2)]
+    pub struct OrderPlaced;
+
+    /// The same name at another version is fine.
+    #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "order.placed", version = 3)]
+    pub struct OrderPlacedV3;
+}
+
+struct Db;
+struct Mailer;
+
+#[handler]
+fn needs_db(_: &billing::OrderPlaced, _db: State<Db>) {}
+
+#[handler]
+fn needs_both(_: &shipping::OrderPlaced, _db: State<Db>, _mail: State<Mailer>) {}
+
+mod a {
+    #[events::handler(name = "ship")]
+    fn ship(_: &super::shipping::OrderPlacedV3) {}
+}
+mod b {
+    #[events::handler(name = "ship")]
+    fn ship(_: &super::shipping::OrderPlacedV3) {}
+}
+
+#[test]
+fn build_lists_every_problem_at_once() {
+    let err = Bus::builder().build().unwrap_err();
+    assert_eq!(
+        err.problems(),
+        [
+            Problem::DuplicateEvent {
+                name: "order.placed",
+                version: 2,
+                types: vec![
+                    "build_errors::billing::OrderPlaced",
+                    "build_errors::shipping::OrderPlaced"
+                ],
+            },
+            Problem::MissingState {
+                handler: "build_errors::needs_both",
+                state: "build_errors::Db"
+            },
+            Problem::MissingState {
+                handler: "build_errors::needs_both",
+                state: "build_errors::Mailer"
+            },
+            Problem::MissingState {
+                handler: "build_errors::needs_db",
+                state: "build_errors::Db"
+            },
+            Problem::DuplicateHandlerName {
+                name: "ship",
+                locations: vec![format!("{}:35", file!()), format!("{}:39", file!()),],
+            },
+        ]
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with("cannot build the bus: 5 problems\n  - "),
+        "{text}"
+    );
+    assert!(text.contains(
+        "event `order.placed` version 2 is declared by 2 types: \
+         `build_errors::billing::OrderPlaced` and `build_errors::shipping::OrderPlaced`; \
+         give each its own name or version"
+    ));
+    assert!(text.contains(
+        "handler `build_errors::needs_db` takes `State<build_errors::Db>`, but the bus was not \
+         given one: add `.state(value)` with a `build_errors::Db` to the builder"
+    ));
+    assert!(text.contains("2 handlers are named `ship` (at "), "{text}");
+    assert!(
+        text.contains("give each a unique `#[handler(name = \"..\")]`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn giving_the_state_removes_those_problems() {
+    let err = Bus::builder().state(Db).state(Mailer).build().unwrap_err();
+    assert!(
+        err.problems()
+            .iter()
+            .all(|p| !matches!(p, Problem::MissingState { .. }))
+    );
+    assert_eq!(err.problems().len(), 2);
+}
