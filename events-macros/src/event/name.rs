@@ -33,31 +33,23 @@ pub(crate) fn default_name(ident: &str) -> String {
 /// segments of `a-z`, `0-9`, `_` and `-`, each starting with a letter or digit. The rule keeps
 /// names usable as CloudEvents types, NATS subjects and file names.
 pub(crate) fn invalid_name(name: &str) -> Option<String> {
-    if name.is_empty() {
-        return Some("an event name cannot be empty".into());
-    }
-    for seg in name.split('.') {
-        let Some(first) = seg.chars().next() else {
-            return Some(format!(
-                "event name `{name}` has an empty segment (`..` or a leading or trailing `.`)"
-            ));
-        };
-        if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
-            return Some(format!(
-                "event name `{name}`: segment `{seg}` must start with a lower-case letter or a digit"
-            ));
-        }
-        if let Some(bad) = seg
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
-        {
-            return Some(format!(
-                "event name `{name}` contains `{bad}`; use lower-case dotted segments of \
-                 `a-z`, `0-9`, `_` and `-`, e.g. `order.placed`"
-            ));
-        }
-    }
-    None
+    const RULE: &str = "use lower-case `.`-separated segments of `a-z`, `0-9`, `_` and `-`, \
+                        each starting with a letter or digit, e.g. `order.placed`";
+    let why = if name.is_empty() {
+        "it is empty".to_owned()
+    } else if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.')))
+    {
+        format!("`{bad}` is not allowed")
+    } else if name.split('.').any(str::is_empty) {
+        "it has an empty segment (`..`, or a `.` at either end)".to_owned()
+    } else if let Some(seg) = name.split('.').find(|s| s.starts_with(['_', '-'])) {
+        format!("segment `{seg}` starts with `{}`", &seg[..1])
+    } else {
+        return None;
+    };
+    Some(format!("invalid event name `{name}`: {why}; {RULE}"))
 }
 
 #[cfg(test)]
@@ -99,5 +91,19 @@ mod tests {
         assert!(invalid_name("order..placed").is_some());
         assert!(invalid_name("order.*").is_some());
         assert!(invalid_name(".order").is_some());
+        assert!(invalid_name("order._x").is_some());
+        assert_eq!(
+            invalid_name("Order").unwrap(),
+            "invalid event name `Order`: `O` is not allowed; use lower-case `.`-separated \
+             segments of `a-z`, `0-9`, `_` and `-`, each starting with a letter or digit, \
+             e.g. `order.placed`"
+        );
+        assert!(invalid_name("order._x").is_some());
+        assert_eq!(
+            invalid_name("Order").unwrap(),
+            "invalid event name `Order`: `O` is not allowed; use lower-case `.`-separated \
+             segments of `a-z`, `0-9`, `_` and `-`, each starting with a letter or digit, \
+             e.g. `order.placed`"
+        );
     }
 }

@@ -42,11 +42,16 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
         })
         .collect();
 
-    let ret_span = match &func.sig.output {
-        syn::ReturnType::Default => ident.span(),
-        syn::ReturnType::Type(_, ty) => ty.span(),
+    // Qualified with the declared return type, so a wrong one is reported on that type.
+    let (ret_span, ret_ty) = match &func.sig.output {
+        syn::ReturnType::Default => (ident.span(), quote!(())),
+        syn::ReturnType::Type(_, ty) => (ty.span(), quote!(#ty)),
     };
-    let into_result = |call: TokenStream| quote_spanned!(ret_span=> __events_p::IntoHandlerResult::into_handler_result(#call));
+    let into_result = |call: TokenStream| {
+        quote_spanned! {ret_span=>
+            <#ret_ty as __events_p::IntoHandlerResult>::into_handler_result(#call)
+        }
+    };
 
     let (call_fn, call_variant) = if sig.is_async {
         let result = into_result(quote!(#ident(__ev, #(#args),*).await));

@@ -1,0 +1,11 @@
+//! Compile-time guarantees: each mistake in an event or a handler is a compile error on the
+//! user's token, with the fix in the message. The `.stderr` files are made with the toolchain
+//! pinned in `rust-toolchain.toml`; regenerate with `TRYBUILD=overwrite`.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.pass("ui/pass/*.rs");
+    t.compile_fail("ui/event/*.rs");
+    t.compile_fail("ui/handler/*.rs");
+}

@@ -1,0 +1,6 @@
+#[derive(events::Event, schemars::JsonSchema)]
+struct OrderPlaced {
+    id: u64,
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+use events::{Event, handler};
+
+#[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct OrderPlaced {
+    id: u64,
+}
+
+#[handler]
+fn on_order() {}
+
+fn main() {}

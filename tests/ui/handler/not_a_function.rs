@@ -1,0 +1,6 @@
+use events::handler;
+
+#[handler]
+struct NotAFunction;
+
+fn main() {}
