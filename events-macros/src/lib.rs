@@ -4,6 +4,9 @@
 //! Every mistake is reported as a compile error on the smallest piece of your code that is
 //! wrong, and all of them at once: one build shows every problem.
 
+// Never panic on user input: every problem is a `syn::Error`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod ctxt;
 mod event;
 mod handler;

@@ -57,6 +57,8 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub, rust_2018_idioms)]
 #![forbid(unsafe_code)]
+// Nothing user input reaches may panic; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod bus;
 mod context;
