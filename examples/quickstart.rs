@@ -40,7 +40,10 @@ struct LoyaltyDown;
 /// Sync, with state, first because of its priority.
 #[handler(priority = 10)]
 fn book_order(ev: &OrderPlaced, ledger: State<Ledger>) {
-    ledger.entries.lock().unwrap().push(format!("order {} booked: {} cents", ev.order_id, ev.total_cents));
+    ledger.entries.lock().unwrap().push(format!(
+        "order {} booked: {} cents",
+        ev.order_id, ev.total_cents
+    ));
 }
 
 fn is_large(ev: &OrderPlaced, _meta: &Meta) -> bool {
@@ -50,13 +53,20 @@ fn is_large(ev: &OrderPlaced, _meta: &Meta) -> bool {
 /// Only for large orders.
 #[handler(filter = is_large)]
 fn flag_for_review(ev: &OrderPlaced) {
-    println!("  [review] order {} is large; flagged for review", ev.order_id);
+    println!(
+        "  [review] order {} is large; flagged for review",
+        ev.order_id
+    );
 }
 
 /// Async, publishing a child event through its context.
 #[handler]
 async fn request_payment(ev: &OrderPlaced, ctx: &Context) -> Result<(), HandlerError> {
-    ctx.publish(RequestPayment { order_id: ev.order_id, amount_cents: ev.total_cents }).await?;
+    ctx.publish(RequestPayment {
+        order_id: ev.order_id,
+        amount_cents: ev.total_cents,
+    })
+    .await?;
     Ok(())
 }
 
@@ -69,7 +79,10 @@ async fn award_points(_: &OrderPlaced) -> Result<(), LoyaltyDown> {
 #[handler]
 fn charge(ev: &RequestPayment, ctx: &Context, ledger: State<Ledger>) {
     let m = ctx.meta();
-    ledger.entries.lock().unwrap().push(format!("charged {} cents for order {}", ev.amount_cents, ev.order_id));
+    ledger.entries.lock().unwrap().push(format!(
+        "charged {} cents for order {}",
+        ev.amount_cents, ev.order_id
+    ));
     println!(
         "  [charge] {} (correlation {}, caused by {})",
         m.name(),
@@ -80,14 +93,30 @@ fn charge(ev: &RequestPayment, ctx: &Context, ledger: State<Ledger>) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_target(false).with_env_filter("warn").init();
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_env_filter("warn")
+        .init();
 
     let ledger = std::sync::Arc::new(Ledger::default());
-    let bus = Bus::builder().source("quickstart").shared_state(ledger.clone()).build()?;
+    let bus = Bus::builder()
+        .source("quickstart")
+        .shared_state(ledger.clone())
+        .build()?;
 
-    println!("Registry: {} events, {} handlers", bus.events().len(), bus.handlers().len());
+    println!(
+        "Registry: {} events, {} handlers",
+        bus.events().len(),
+        bus.handlers().len()
+    );
     for e in bus.events() {
-        println!("  event   {} v{} ({}) {}", e.name(), e.version(), e.kind(), e.type_name());
+        println!(
+            "  event   {} v{} ({}) {}",
+            e.name(),
+            e.version(),
+            e.kind(),
+            e.type_name()
+        );
     }
     for h in bus.handlers() {
         let (file, line) = h.location();
@@ -103,7 +132,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for (order_id, total_cents) in [(1, 2_500), (2, 25_000)] {
         println!("\nPublishing order {order_id} ({total_cents} cents)");
-        let receipt = bus.publish(OrderPlaced { order_id, total_cents }).await?;
+        let receipt = bus
+            .publish(OrderPlaced {
+                order_id,
+                total_cents,
+            })
+            .await?;
         println!("  receipt for event {}:", receipt.event_id());
         for o in receipt.outcomes() {
             let mark = match o.outcome {
@@ -115,9 +149,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    println!("\nOrder 1 again, from code with no runtime (publish_blocking runs the sync handlers):");
-    let receipt = bus.publish_blocking(OrderPlaced { order_id: 1, total_cents: 2_500 })?;
-    println!("  delivered to {} of {} handlers", receipt.delivered(), receipt.handler_count());
+    println!(
+        "\nOrder 1 again, from code with no runtime (publish_blocking runs the sync handlers):"
+    );
+    let receipt = bus.publish_blocking(OrderPlaced {
+        order_id: 1,
+        total_cents: 2_500,
+    })?;
+    println!(
+        "  delivered to {} of {} handlers",
+        receipt.delivered(),
+        receipt.handler_count()
+    );
 
     println!("\nLedger:");
     for entry in ledger.entries.lock().unwrap().iter() {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use events::{Event, handler};
 
-/// Published by the tests; handled only by [`count_plugin_pings`] in this crate.
+/// Published by the tests; handled only by `count_plugin_pings` in this crate.
 #[derive(Debug, Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[event(name = "plugin.ping")]
 pub struct PluginPing {

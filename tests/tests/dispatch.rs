@@ -584,3 +584,341 @@ fn an_event_with_no_handlers_is_delivered_to_nobody() {
     assert!(r.is_ok());
     assert_eq!(r.event_name(), "lonely");
 }
+
+mod crowd {
+    #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    pub struct Crowd;
+
+    pub fn never(_: &Crowd, _: &events::Meta) -> bool {
+        false
+    }
+
+    #[events::handler(filter = never)]
+    fn z_filtered(_: &Crowd) {}
+
+    #[events::handler]
+    async fn zz_async(_: &Crowd) {}
+
+    mod m00 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m01 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m02 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m03 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m04 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m05 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m06 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m07 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m08 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m09 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m10 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m11 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m12 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m13 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m14 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m15 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m16 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m17 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m18 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m19 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m20 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m21 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m22 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m23 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m24 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m25 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m26 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m27 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m28 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m29 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m30 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m31 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m32 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m33 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m34 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m35 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m36 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m37 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m38 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m39 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m40 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m41 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m42 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m43 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m44 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m45 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m46 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m47 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m48 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m49 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m50 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m51 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m52 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m53 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m54 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m55 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m56 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m57 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m58 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m59 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m60 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m61 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m62 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m63 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m64 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m65 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m66 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m67 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m68 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+    mod m69 {
+        #[events::handler]
+        fn h(_: &super::Crowd) {}
+    }
+}
+
+#[test]
+fn receipts_stay_exact_past_64_handlers() {
+    let (bus, _, _) = bus();
+    let r = bus.publish_blocking(crowd::Crowd).unwrap();
+    assert_eq!(r.handler_count(), 72);
+    let outcomes: Vec<_> = r.outcomes().collect();
+    assert_eq!(outcomes.len(), 72);
+    assert!(
+        outcomes[..70]
+            .iter()
+            .all(|o| matches!(o.outcome, Outcome::Delivered))
+    );
+    assert!(
+        matches!(outcomes[70].outcome, Outcome::Filtered),
+        "{:?}",
+        outcomes[70]
+    );
+    assert!(
+        matches!(outcomes[71].outcome, Outcome::SkippedAsync),
+        "{:?}",
+        outcomes[71]
+    );
+    assert_eq!(r.delivered(), 70);
+    assert!(r.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_futures_are_send_so_they_can_be_spawned() {
+    fn assert_send<T: Send>(t: T) -> T {
+        t
+    }
+    let (bus, _, metas) = bus();
+    let task = tokio::spawn(async move { assert_send(bus.publish(lineage::Root)).await });
+    let receipt = task.await.unwrap().unwrap();
+    assert!(receipt.is_ok());
+    assert_eq!(
+        metas.0.lock().unwrap().len(),
+        3,
+        "root, child and grandchild were handled"
+    );
+}

@@ -69,7 +69,10 @@ impl Subscription {
     /// Whether the subscription is still on its bus.
     pub fn is_active(&self) -> bool {
         self.bus.upgrade().is_some_and(|inner| {
-            inner.dynamic.lock().is_ok_and(|d| d.iter().any(|(_, s)| s.sub_id() == Some(self.id)))
+            inner
+                .dynamic
+                .lock()
+                .is_ok_and(|d| d.iter().any(|(_, s)| s.sub_id() == Some(self.id)))
         })
     }
 

@@ -35,6 +35,9 @@ fn big(ev: &OrderPlaced, _: &Meta) -> bool {
 #[handler]
 fn plain(_: &OrderPlaced) {}
 
+#[handler(crate = ::events)]
+fn with_crate_path(_: &OrderPlaced) {}
+
 #[handler(name = "orders.with_everything", priority = 10, filter = big)]
 fn with_everything(_ev: &OrderPlaced, _ctx: &Context, _db: State<Db>) -> Result<(), HandlerError> {
     Ok(())
