@@ -1,7 +1,7 @@
 //! [`Context`]: what a handler knows about the event it handles, and how it publishes more.
 
 use crate::bus::{Bus, PublishError};
-use crate::envelope::Meta;
+use crate::envelope::{EventId, Meta};
 use crate::event::Event;
 use crate::receipt::Receipt;
 
@@ -30,6 +30,16 @@ impl Context {
     /// Publishes a child event and runs its handlers, like [`Bus::publish`].
     pub async fn publish<E: Event>(&self, event: E) -> Result<Receipt, PublishError> {
         self.bus.publish_from(event, Some(&self.meta), None).await
+    }
+
+    /// Emits a child event to the background queue, like [`Bus::emit`].
+    pub async fn emit<E: Event>(&self, event: E) -> Result<EventId, PublishError> {
+        self.bus.emit_from(event, Some(&self.meta), None).await
+    }
+
+    /// Emits a child event without waiting for room, like [`Bus::try_emit`].
+    pub fn try_emit<E: Event>(&self, event: E) -> Result<EventId, PublishError> {
+        self.bus.try_emit_from(event, Some(&self.meta), None)
     }
 
     /// Publishes a child event from a synchronous handler, like [`Bus::publish_blocking`].

@@ -44,14 +44,18 @@ impl Registry {
             .into_iter()
             .map(|h| h.0)
             .collect();
-        handlers.sort_by(|a, b| {
-            let (ea, eb) = (a.event(), b.event());
-            (ea.name, ea.version, std::cmp::Reverse(a.priority), a.name).cmp(&(
-                eb.name,
-                eb.version,
-                std::cmp::Reverse(b.priority),
-                b.name,
-            ))
+        // File and line last: only handlers with the same name (a build error) get that far,
+        // and even their error then reads the same on every run.
+        handlers.sort_by_key(|h| {
+            let e = h.event();
+            (
+                e.name,
+                e.version,
+                std::cmp::Reverse(h.priority),
+                h.name,
+                h.file,
+                h.line,
+            )
         });
         Registry { events, handlers }
     }

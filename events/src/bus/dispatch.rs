@@ -33,6 +33,23 @@ pub enum PublishError {
         /// The bus's limit.
         limit: u32,
     },
+    /// [`Bus::try_emit`] found the queue full; the event was not queued.
+    #[error(
+        "event `{name}` was not queued: the queue is full ({capacity} events); emit with \
+         `.emit(..).await` to wait for room, or raise `BusBuilder::queue_capacity`"
+    )]
+    QueueFull {
+        /// The event's name.
+        name: &'static str,
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// Emitting needs a tokio runtime to run the workers on.
+    #[error("`emit` needs a tokio runtime for its workers: call it from inside one")]
+    NoRuntime,
+    /// The bus no longer accepts events.
+    #[error("the bus is closed and accepts no more events")]
+    Closed,
 }
 
 impl Bus {
@@ -99,7 +116,7 @@ impl Bus {
     }
 
     #[inline]
-    fn context<E: Event>(
+    pub(crate) fn context<E: Event>(
         &self,
         parent: Option<&Meta>,
         options: Option<PublishOptions>,
@@ -192,7 +209,7 @@ fn record(receipt: &mut Receipt, index: usize, slot: &Slot, outcome: Outcome) {
     receipt.record(index, outcome);
 }
 
-async fn run(
+pub(crate) async fn run(
     slots: Option<Arc<[Slot]>>,
     event: &(dyn Any + Send + Sync),
     ctx: &Context,

@@ -1,6 +1,7 @@
 //! The [`Bus`]: built once from the registry, then publishes events to their handlers.
 
 mod dispatch;
+mod queue;
 mod subscribe;
 
 use std::any::{Any, TypeId};
@@ -44,6 +45,16 @@ pub(crate) struct Inner {
     /// Serializes writers of `routes`; never taken by `publish`.
     dynamic: Mutex<Vec<(TypeId, Slot)>>,
     next_sub: std::sync::atomic::AtomicU64,
+    /// Events emitted for background processing.
+    pub(crate) queue: Arc<queue::Queue>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Queued events hold the bus, so this runs only once the queue is empty: the
+        // workers have nothing left to do.
+        self.queue.close();
+    }
 }
 
 pub(crate) type Routes = HashMap<TypeId, Arc<[Slot]>, BuildHasherDefault<TypeIdHasher>>;
@@ -142,6 +153,7 @@ impl fmt::Debug for Bus {
             .field("source", &self.inner.source)
             .field("events", &self.inner.registry.events.len())
             .field("handlers", &self.inner.registry.handlers.len())
+            .field("queue_capacity", &self.inner.queue.capacity())
             .finish_non_exhaustive()
     }
 }
@@ -162,6 +174,8 @@ pub struct BusBuilder {
     source: Option<Arc<str>>,
     states: HashMap<TypeId, AnyState>,
     max_depth: u32,
+    queue_capacity: usize,
+    workers: Option<usize>,
 }
 
 impl Default for BusBuilder {
@@ -171,6 +185,8 @@ impl Default for BusBuilder {
             source: None,
             states: HashMap::new(),
             max_depth: 64,
+            queue_capacity: 8192,
+            workers: None,
         }
     }
 }
@@ -182,6 +198,8 @@ impl fmt::Debug for BusBuilder {
             .field("source", &self.source)
             .field("states", &self.states.len())
             .field("max_depth", &self.max_depth)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("workers", &self.workers)
             .finish()
     }
 }
@@ -226,6 +244,20 @@ impl BusBuilder {
         self
     }
 
+    /// How many emitted events may wait for a worker (default 8192). When the queue is full,
+    /// [`Bus::emit`] waits for room and [`Bus::try_emit`] refuses. At least 1.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// How many worker tasks process emitted events (default: the number of CPUs). Each
+    /// worker handles one event at a time; events from one worker run in queue order.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers.max(1));
+        self
+    }
+
     /// Collects every event and handler in the binary, checks them, and precomputes routing.
     ///
     /// # Errors
@@ -265,6 +297,9 @@ impl BusBuilder {
         }
 
         let source = self.source.unwrap_or_else(default_source);
+        let workers = self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
         Ok(Bus {
             inner: Arc::new(Inner {
                 registry,
@@ -274,6 +309,7 @@ impl BusBuilder {
                 fixed,
                 dynamic: Mutex::new(Vec::new()),
                 next_sub: std::sync::atomic::AtomicU64::new(1),
+                queue: Arc::new(queue::Queue::new(self.queue_capacity, workers)),
             }),
         })
     }
