@@ -5,8 +5,7 @@ use syn::{Expr, ExprLit, ExprUnary, Lit, UnOp};
 
 /// `key = "text"`.
 pub(crate) fn string(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<syn::LitStr> {
-    let value = meta.value()?;
-    let expr: Expr = value.parse()?;
+    let expr = parse_value(meta)?;
     match expr {
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
@@ -24,8 +23,7 @@ where
     T: std::str::FromStr,
     T::Err: std::fmt::Display,
 {
-    let value = meta.value()?;
-    let expr: Expr = value.parse()?;
+    let expr = parse_value(meta)?;
     let (negative, lit) = match &expr {
         Expr::Lit(ExprLit {
             lit: Lit::Int(i), ..
@@ -56,8 +54,7 @@ where
 
 /// `key = some::path`.
 pub(crate) fn path(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<syn::Path> {
-    let value = meta.value()?;
-    let expr: Expr = value.parse()?;
+    let expr = parse_value(meta)?;
     match expr {
         Expr::Path(p) if p.qself.is_none() => Ok(p.path),
         other => Err(syn::Error::new_spanned(
@@ -65,6 +62,16 @@ pub(crate) fn path(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<syn::Pa
             format!("`{key}` takes a path, e.g. `{key} = my_module::my_fn`"),
         )),
     }
+}
+
+/// The expression after `key =`, with the invisible groups that `macro_rules!` wraps around
+/// `$x:literal` and `$x:path` fragments removed.
+fn parse_value(meta: &ParseNestedMeta<'_>) -> syn::Result<Expr> {
+    let mut expr: Expr = meta.value()?.parse()?;
+    while let Expr::Group(g) = expr {
+        expr = *g.expr;
+    }
+    Ok(expr)
 }
 
 /// The name of a nested option, for error messages.
