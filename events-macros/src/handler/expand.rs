@@ -15,7 +15,12 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
     let ev_span = ev.span();
     // Every mention of the event type carries its span, so "not an event" lands on it once.
     let ev_check = quote_spanned!(ev_span=> __events_p::assert_event::<#ev>());
-    let event_ref = quote_spanned!(ev_span=> __inv.event::<#ev>()?);
+    // Local variables are made here, with call-site spans, and interpolated into the spanned
+    // snippets: an identifier spelled inside `quote_spanned!` would take the user's span and,
+    // when the handler comes out of a `macro_rules!`, that macro's hygiene.
+    let inv = quote!(__inv);
+    let f = quote!(__f);
+    let event_ref = quote_spanned!(ev_span=> #inv.event::<#ev>()?);
 
     let args: Vec<syn::Ident> = (0..sig.extractors.len())
         .map(|i| format_ident!("__events_arg{}", i + 1))
@@ -28,7 +33,7 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
         .map(|(i, (ty, arg))| {
             let index = i + 1;
             quote_spanned! {ty.span()=>
-                let #arg = <#ty as __events_p::FromInvocation<'_>>::from_invocation(__inv, #index)?;
+                let #arg = <#ty as __events_p::FromInvocation<'_>>::from_invocation(#inv, #index)?;
             }
         })
         .collect();
@@ -87,7 +92,7 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
     let (filter_fn, filter) = match &opts.filter {
         Some(path) => {
             let coerce = quote_spanned! {path.span()=>
-                let __f: fn(&#ev, &#krate::Meta) -> bool = #path;
+                let #f: fn(&#ev, &#krate::Meta) -> bool = #path;
             };
             (
                 quote! {
