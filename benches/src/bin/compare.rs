@@ -1,0 +1,206 @@
+//! The comparison runner: every workload with `events` and each peer, in one run on one
+//! machine, printed as one Markdown table.
+//!
+//! ```sh
+//! cargo run --release -p events-benches --bin compare            # full run (a few minutes)
+//! cargo run --release -p events-benches --bin compare -- --quick # fewer samples
+//! ```
+//!
+//! Cells are the median time per event over the samples (and events per second), then the
+//! ratio peer / events: above 1 means `events` is faster.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use events_benches::{Peer, Workload, memory, runner};
+
+struct Cell {
+    ns: Option<f64>,
+    note: &'static str,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn measure(workload: Workload, peer: Peer, samples: usize) -> Cell {
+    match runner(workload, peer) {
+        Err(note) => Cell { ns: None, note },
+        Ok(mut run) => {
+            let iters = workload.sample_iters();
+            run(iters / 4); // warm up
+            let ns: Vec<f64> = (0..samples)
+                .map(|_| run(iters).as_nanos() as f64 / iters as f64)
+                .collect();
+            Cell {
+                ns: Some(median(ns)),
+                note: "",
+            }
+        }
+    }
+}
+
+fn memory_in_child(peer: Peer) -> Cell {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(_) => {
+            return Cell {
+                ns: None,
+                note: "n/a: cannot re-run itself",
+            };
+        }
+    };
+    let child = Command::new(exe)
+        .args(["--memory", peer.id()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return Cell {
+            ns: None,
+            note: "n/a: cannot re-run itself",
+        };
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                return Cell {
+                    ns: None,
+                    note: "did not finish in 120 s",
+                };
+            }
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    match out.ok().and_then(|o| o.trim().parse::<f64>().ok()) {
+        Some(bytes) => Cell {
+            ns: Some(bytes),
+            note: "",
+        },
+        None => Cell {
+            ns: None,
+            note: "n/a: no queue",
+        },
+    }
+}
+
+fn peer_by_id(id: &str) -> Option<Peer> {
+    Peer::ALL.into_iter().find(|p| p.id() == id)
+}
+
+fn fmt_time(ns: f64) -> String {
+    let rate = 1e9 / ns;
+    let rate = if rate >= 1e6 {
+        format!("{:.1}M/s", rate / 1e6)
+    } else {
+        format!("{:.0}k/s", rate / 1e3)
+    };
+    if ns >= 1000.0 {
+        format!("{:.2} µs ({rate})", ns / 1000.0)
+    } else {
+        format!("{ns:.0} ns ({rate})")
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--memory") {
+        let peer = args
+            .get(at + 1)
+            .and_then(|id| peer_by_id(id))
+            .expect("--memory PEER");
+        match memory::measure(peer) {
+            Ok(bytes) => println!("{bytes}"),
+            Err(note) => eprintln!("{note}"),
+        }
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let samples = if quick { 5 } else { 15 };
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let rustc = Command::new("rustc")
+        .arg("-V")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    println!(
+        "Machine: {cores} cores, {date}, {rustc}, release build, {samples} samples per cell.\n"
+    );
+
+    let peers = Peer::ALL;
+    print!("| workload |");
+    for p in peers {
+        print!(" {} |", p.label());
+    }
+    println!();
+    print!("|---|");
+    for _ in peers {
+        print!("---|");
+    }
+    println!();
+
+    let mut ours_by_workload = Vec::new();
+    for w in Workload::ALL {
+        let cells: Vec<Cell> = peers.iter().map(|&p| measure(w, p, samples)).collect();
+        let ours = cells[0].ns;
+        ours_by_workload.push((w, ours));
+        print!("| {} |", w.label());
+        for (p, c) in peers.iter().zip(&cells) {
+            match (c.ns, ours) {
+                (Some(ns), Some(o)) if *p != Peer::Events => {
+                    print!(" {} ×{:.2} |", fmt_time(ns), ns / o)
+                }
+                (Some(ns), _) => print!(" **{}** |", fmt_time(ns)),
+                (None, _) => print!(" {} |", c.note),
+            }
+        }
+        println!();
+    }
+
+    let cells: Vec<Cell> = peers.iter().map(|&p| memory_in_child(p)).collect();
+    let ours = cells[0].ns;
+    print!("| (6) peak memory per 1M queued events |");
+    for (p, c) in peers.iter().zip(&cells) {
+        match (c.ns, ours) {
+            (Some(b), Some(o)) if *p != Peer::Events => {
+                print!(" {:.1} MB ×{:.2} |", b / 1e6, b / o)
+            }
+            (Some(b), _) => print!(" **{:.1} MB** |", b / 1e6),
+            (None, _) => print!(" {} |", c.note),
+        }
+    }
+    println!();
+
+    let get = |w: Workload| {
+        ours_by_workload
+            .iter()
+            .find(|(x, _)| *x == w)
+            .and_then(|(_, ns)| *ns)
+    };
+    if let (Some(one), Some(ten)) = (get(Workload::Sync1), get(Workload::FanOut10)) {
+        println!(
+            "\nevents: each extra sync handler costs {:.1} ns ((2) - (1)) / 9.",
+            (ten - one) / 9.0
+        );
+    }
+    println!(
+        "\nRatios are peer / events: above 1, events is faster. jaeb has no blocking API: its"
+    );
+    println!("cells in (1), (2) and (5) are `publish().await` on a current-thread runtime.");
+}
