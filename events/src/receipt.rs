@@ -1,11 +1,10 @@
 //! [`Receipt`]: what happened to one published event, handler by handler.
 
-use std::fmt;
-use std::sync::Arc;
-
-use crate::bus::Slot;
+use crate::bus::{Bus, Outcomes, Route, Slot};
+use crate::context::Context;
 use crate::envelope::EventId;
 use crate::handler::HandlerError;
+use std::fmt;
 
 /// What happened in one handler.
 #[derive(Debug)]
@@ -60,45 +59,35 @@ pub struct HandlerOutcome<'a> {
 /// ran, what happened there.
 ///
 /// Building it allocates nothing unless a handler fails: successes are implied, and filtered
-/// or skipped handlers are bits.
+/// or skipped handlers are bits. Handler names are looked up when asked for.
 pub struct Receipt {
     pub(crate) id: EventId,
     pub(crate) name: &'static str,
-    pub(crate) slots: Option<Arc<[Slot]>>,
-    /// `(slot index, outcome)` for failures, and for filtered or skipped handlers past the
-    /// 64th; in slot order.
-    pub(crate) exceptions: Vec<(usize, Outcome)>,
-    /// Bit `i`: slot `i` (< 64) was filtered out.
-    pub(crate) filtered: u64,
-    /// Bit `i`: slot `i` (< 64) was an async handler skipped by `publish_blocking`.
-    pub(crate) skipped_async: u64,
+    /// The bus the event was published on (moved out of the handlers' `Context`).
+    bus: Bus,
+    route: Route,
+    outcomes: Outcomes,
 }
 
 impl Receipt {
-    pub(crate) fn new(id: EventId, name: &'static str) -> Receipt {
+    pub(crate) fn new(ctx: Context, route: Route, outcomes: Outcomes) -> Receipt {
+        let Context { bus, meta } = ctx;
         Receipt {
-            id,
-            name,
-            slots: None,
-            exceptions: Vec::new(),
-            filtered: 0,
-            skipped_async: 0,
+            id: meta.id,
+            name: meta.name(),
+            bus,
+            route,
+            outcomes,
         }
     }
 
-    /// Records a slot's outcome; `Delivered` is implied by the absence of anything else.
-    pub(crate) fn record(&mut self, index: usize, outcome: Outcome) {
-        let bit = u32::try_from(index).ok().and_then(|i| 1u64.checked_shl(i));
-        match (outcome, bit) {
-            (Outcome::Delivered, _) => {}
-            (Outcome::Filtered, Some(bit)) => self.filtered |= bit,
-            (Outcome::SkippedAsync, Some(bit)) => self.skipped_async |= bit,
-            (outcome, _) => self.exceptions.push((index, outcome)),
+    fn slots(&self) -> &[Slot] {
+        match &self.route {
+            Route::Snapshot(slots) => slots,
+            Route::Fixed(type_id) => self.bus.slots_of(&self.route, *type_id),
         }
     }
-}
 
-impl Receipt {
     /// The published event's id.
     pub fn event_id(&self) -> EventId {
         self.id
@@ -111,22 +100,22 @@ impl Receipt {
 
     /// How many handlers the event was routed to (run or not).
     pub fn handler_count(&self) -> usize {
-        self.slots.as_ref().map_or(0, |s| s.len())
+        self.slots().len()
     }
 
     /// Every handler in the order they were called, with its outcome.
     pub fn outcomes(&self) -> impl Iterator<Item = HandlerOutcome<'_>> + '_ {
-        let slots: &[Slot] = self.slots.as_deref().unwrap_or(&[]);
-        let mut exceptions = self.exceptions.iter().peekable();
-        slots.iter().enumerate().map(move |(i, slot)| {
+        let mut exceptions = self.outcomes.exceptions.iter().peekable();
+        let (filtered, skipped) = (self.outcomes.filtered, self.outcomes.skipped_async);
+        self.slots().iter().enumerate().map(move |(i, slot)| {
             let bit = u32::try_from(i)
                 .ok()
                 .and_then(|i| 1u64.checked_shl(i))
                 .unwrap_or(0);
             let outcome = match exceptions.next_if(|(at, _)| *at == i) {
                 Some((_, o)) => o,
-                None if self.filtered & bit != 0 => &FILTERED,
-                None if self.skipped_async & bit != 0 => &SKIPPED_ASYNC,
+                None if filtered & bit != 0 => &FILTERED,
+                None if skipped & bit != 0 => &SKIPPED_ASYNC,
                 None => &DELIVERED,
             };
             HandlerOutcome {
@@ -157,7 +146,7 @@ impl Receipt {
 
     /// `true` when no handler failed or panicked.
     pub fn is_ok(&self) -> bool {
-        !self.exceptions.iter().any(|(_, o)| o.is_failure())
+        !self.outcomes.exceptions.iter().any(|(_, o)| o.is_failure())
     }
 }
 

@@ -5,12 +5,11 @@
 use std::any::{Any, TypeId};
 use std::future::poll_fn;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::task::Poll;
 
 use super::{Bus, Slot, Target};
 use crate::context::Context;
-use crate::envelope::{EventId, Meta, PublishOptions};
+use crate::envelope::{Meta, PublishOptions};
 use crate::event::Event;
 use crate::handler::{Call, HandlerError, Invocation};
 use crate::receipt::{Outcome, Receipt};
@@ -100,8 +99,16 @@ impl Bus {
         options: Option<PublishOptions>,
     ) -> Result<Receipt, PublishError> {
         let ctx = self.context::<E>(parent, options)?;
-        let slots = self.slots(TypeId::of::<E>());
-        Ok(run(slots, &event, &ctx).await)
+        let route = self.route(TypeId::of::<E>());
+        let mut outcomes = Outcomes::default();
+        run(
+            self.slots_of(&route, TypeId::of::<E>()),
+            &event,
+            &ctx,
+            &mut outcomes,
+        )
+        .await;
+        Ok(Receipt::new(ctx, route, outcomes))
     }
 
     pub(crate) fn publish_blocking_from<E: Event>(
@@ -111,8 +118,15 @@ impl Bus {
         options: Option<PublishOptions>,
     ) -> Result<Receipt, PublishError> {
         let ctx = self.context::<E>(parent, options)?;
-        let slots = self.slots(TypeId::of::<E>());
-        Ok(run_blocking(slots, &event, &ctx))
+        let route = self.route(TypeId::of::<E>());
+        let mut outcomes = Outcomes::default();
+        run_blocking(
+            self.slots_of(&route, TypeId::of::<E>()),
+            &event,
+            &ctx,
+            &mut outcomes,
+        );
+        Ok(Receipt::new(ctx, route, outcomes))
     }
 
     #[inline]
@@ -121,62 +135,98 @@ impl Bus {
         parent: Option<&Meta>,
         options: Option<PublishOptions>,
     ) -> Result<Context, PublishError> {
-        let depth = parent.map_or(0, |p| p.depth + 1);
-        if depth > self.inner.max_depth {
-            return Err(PublishError::TooDeep {
-                name: E::NAME,
-                depth,
-                limit: self.inner.max_depth,
-            });
-        }
-        let (id, time) = EventId::now();
-        let mut meta = Meta {
-            id,
-            name: E::NAME,
-            version: E::VERSION,
-            time,
-            source: Arc::clone(&self.inner.source),
-            correlation_id: parent.map_or(id, |p| p.correlation_id),
-            causation_id: parent.map(|p| p.id),
-            depth,
-            metadata: Default::default(),
-        };
-        if let Some(o) = options {
-            if let Some(c) = o.correlation_id {
-                meta.correlation_id = c;
-            }
-            if let Some(s) = o.source {
-                meta.source = s;
-            }
-            meta.metadata = o.metadata;
-        }
         Ok(Context {
             bus: self.clone(),
-            meta,
+            meta: self.meta::<E>(parent, options)?,
         })
     }
+
+    /// A new envelope for an `E`, checked against the depth limit.
+    #[inline]
+    pub(crate) fn meta<E: Event>(
+        &self,
+        parent: Option<&Meta>,
+        options: Option<PublishOptions>,
+    ) -> Result<Meta, PublishError> {
+        if let Some(p) = parent {
+            let depth = p.depth() + 1;
+            if depth > self.inner.max_depth {
+                return Err(PublishError::TooDeep {
+                    name: E::NAME,
+                    depth,
+                    limit: self.inner.max_depth,
+                });
+            }
+        }
+        Ok(Meta::new(E::info(), self.inner.source, parent, options))
+    }
 }
 
-/// The part of a handler call that is the same with and without a runtime: the filter, then
-/// a synchronous call with panics caught. `None` means "async: the caller drives it".
-#[inline]
-fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Option<Outcome> {
-    if let Some(filter) = slot.filter {
-        if !filter(inv.event, &inv.ctx.meta) {
-            return Some(Outcome::Filtered);
+/// Outcomes other than `Delivered`, gathered while handlers run. Filtered and skipped
+/// handlers among the first 64 are bits, so only a failure allocates.
+#[derive(Default)]
+pub(crate) struct Outcomes {
+    /// `(slot index, outcome)`, in slot order.
+    pub(crate) exceptions: Vec<(usize, Outcome)>,
+    pub(crate) filtered: u64,
+    pub(crate) skipped_async: u64,
+}
+
+impl Outcomes {
+    fn record(&mut self, index: usize, slot: &Slot, meta: &Meta, outcome: Outcome) {
+        match &outcome {
+            Outcome::Failed(e) => tracing::warn!(
+                event = meta.name(), event_id = %meta.id(), handler = slot.name(),
+                transient = e.is_transient(), error = %e, "event handler failed"
+            ),
+            Outcome::Panicked(m) => tracing::error!(
+                event = meta.name(), event_id = %meta.id(), handler = slot.name(),
+                panic = %m, "event handler panicked"
+            ),
+            Outcome::Delivered | Outcome::Filtered | Outcome::SkippedAsync => {}
+        }
+        let bit = u32::try_from(index).ok().and_then(|i| 1u64.checked_shl(i));
+        match (outcome, bit) {
+            (Outcome::Delivered, _) => {}
+            (Outcome::Filtered, Some(bit)) => self.filtered |= bit,
+            (Outcome::SkippedAsync, Some(bit)) => self.skipped_async |= bit,
+            (outcome, _) => self.exceptions.push((index, outcome)),
         }
     }
-    let result = match &slot.target {
-        Target::Handler(Call::Sync(f)) => catch_unwind(AssertUnwindSafe(|| f(inv))),
-        Target::Subscription { call, .. } => {
-            catch_unwind(AssertUnwindSafe(|| call(inv.event, inv.ctx)))
-        }
-        Target::Handler(Call::Async(_)) => return None,
-    };
-    Some(outcome(result))
 }
 
-fn outcome(result: Result<Result<(), HandlerError>, Box<dyn Any + Send>>) -> Outcome {
+/// What one synchronous call returned: `Ok(Ok(()))` is the fast path.
+type Caught = Result<Result<(), HandlerError>, Box<dyn Any + Send>>;
+
+/// What happened when the dispatcher reached a slot without a runtime.
+enum Step {
+    /// A synchronous call returned (or panicked).
+    Called(Caught),
+    /// The filter said no.
+    Filtered,
+    /// An async handler whose filter passed: the caller drives it, or skips it.
+    Async(for<'a> fn(&'a Invocation<'a>) -> crate::handler::BoxFuture<'a>),
+}
+
+/// Filters, then calls a synchronous slot; the filter runs exactly once.
+#[inline(always)]
+fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
+    if let Some(filter) = slot.filter {
+        if !filter(inv.event, &inv.ctx.meta) {
+            return Step::Filtered;
+        }
+    }
+    match &slot.target {
+        Target::Handler(Call::Sync(f)) => Step::Called(catch_unwind(AssertUnwindSafe(|| f(inv)))),
+        Target::Subscription { call, .. } => {
+            Step::Called(catch_unwind(AssertUnwindSafe(|| call(inv.event, inv.ctx))))
+        }
+        Target::Handler(Call::Async(f)) => Step::Async(*f),
+    }
+}
+
+#[cold]
+fn outcome(result: Caught) -> Outcome {
     match result {
         Ok(Ok(())) => Outcome::Delivered,
         Ok(Err(e)) => Outcome::Failed(e),
@@ -194,81 +244,70 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
-fn record(receipt: &mut Receipt, index: usize, slot: &Slot, outcome: Outcome) {
-    match &outcome {
-        Outcome::Failed(e) => tracing::warn!(
-            event = receipt.name, event_id = %receipt.id, handler = slot.name(),
-            transient = e.is_transient(), error = %e, "event handler failed"
-        ),
-        Outcome::Panicked(m) => tracing::error!(
-            event = receipt.name, event_id = %receipt.id, handler = slot.name(),
-            panic = %m, "event handler panicked"
-        ),
-        Outcome::Delivered | Outcome::Filtered | Outcome::SkippedAsync => {}
-    }
-    receipt.record(index, outcome);
+async fn call_async(
+    f: for<'a> fn(&'a Invocation<'a>) -> crate::handler::BoxFuture<'a>,
+    inv: &Invocation<'_>,
+) -> Outcome {
+    let mut fut = match catch_unwind(AssertUnwindSafe(|| f(inv))) {
+        Ok(fut) => fut,
+        Err(p) => return Outcome::Panicked(panic_message(&*p)),
+    };
+    let res = poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
+            Err(p) => Poll::Ready(Err(p)),
+        },
+    )
+    .await;
+    outcome(res)
 }
 
+/// Runs every slot in order, sync and async.
 pub(crate) async fn run(
-    slots: Option<Arc<[Slot]>>,
+    slots: &[Slot],
     event: &(dyn Any + Send + Sync),
     ctx: &Context,
-) -> Receipt {
-    let mut receipt = Receipt::new(ctx.meta.id, ctx.meta.name);
-    if let Some(slots) = &slots {
-        for (i, slot) in slots.iter().enumerate() {
-            let inv = Invocation {
-                event,
-                ctx,
-                states: &slot.states,
-            };
-            let outcome = match call_sync(slot, &inv) {
-                Some(o) => o,
-                None => match &slot.target {
-                    Target::Handler(Call::Async(f)) => {
-                        let mut fut = catch_unwind(AssertUnwindSafe(|| f(&inv)));
-                        match &mut fut {
-                            Ok(fut) => {
-                                let res = poll_fn(|cx| {
-                                    match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-                                        Ok(Poll::Pending) => Poll::Pending,
-                                        Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
-                                        Err(p) => Poll::Ready(Err(p)),
-                                    }
-                                })
-                                .await;
-                                outcome(res)
-                            }
-                            Err(p) => Outcome::Panicked(panic_message(&**p)),
-                        }
-                    }
-                    _ => Outcome::SkippedAsync,
-                },
-            };
-            record(&mut receipt, i, slot, outcome);
-        }
+    outcomes: &mut Outcomes,
+) {
+    for (i, slot) in slots.iter().enumerate() {
+        let inv = Invocation {
+            event,
+            ctx,
+            states: &slot.states,
+        };
+        let outcome = match call_sync(slot, &inv) {
+            Step::Called(Ok(Ok(()))) => continue,
+            Step::Called(caught) => outcome(caught),
+            Step::Filtered => Outcome::Filtered,
+            Step::Async(f) => match call_async(f, &inv).await {
+                Outcome::Delivered => continue,
+                o => o,
+            },
+        };
+        outcomes.record(i, slot, &ctx.meta, outcome);
     }
-    receipt.slots = slots;
-    receipt
 }
 
+/// Runs the synchronous slots in order; async ones are marked skipped.
 fn run_blocking(
-    slots: Option<Arc<[Slot]>>,
+    slots: &[Slot],
     event: &(dyn Any + Send + Sync),
     ctx: &Context,
-) -> Receipt {
-    let mut receipt = Receipt::new(ctx.meta.id, ctx.meta.name);
-    if let Some(slots) = &slots {
-        for (i, slot) in slots.iter().enumerate() {
-            let inv = Invocation {
-                event,
-                ctx,
-                states: &slot.states,
-            };
-            let outcome = call_sync(slot, &inv).unwrap_or(Outcome::SkippedAsync);
-            record(&mut receipt, i, slot, outcome);
-        }
+    outcomes: &mut Outcomes,
+) {
+    for (i, slot) in slots.iter().enumerate() {
+        let inv = Invocation {
+            event,
+            ctx,
+            states: &slot.states,
+        };
+        let outcome = match call_sync(slot, &inv) {
+            Step::Called(Ok(Ok(()))) => continue,
+            Step::Called(caught) => outcome(caught),
+            Step::Filtered => Outcome::Filtered,
+            Step::Async(_) => Outcome::SkippedAsync,
+        };
+        outcomes.record(i, slot, &ctx.meta, outcome);
     }
-    receipt.slots = slots;
-    receipt
 }

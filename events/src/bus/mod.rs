@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+pub(crate) use dispatch::Outcomes;
 pub use dispatch::PublishError;
 pub use subscribe::{SubscribeOptions, Subscription};
 
@@ -35,10 +36,14 @@ pub struct Bus {
 
 pub(crate) struct Inner {
     pub(crate) registry: Registry,
-    pub(crate) source: Arc<str>,
+    /// Kept for the process's lifetime: every event's envelope points at it.
+    pub(crate) source: &'static str,
     pub(crate) max_depth: u32,
-    /// Link-time handlers per event type, in dispatch order; fixed after `build()`.
-    fixed: Routes,
+    /// Link-time handlers per event type, in dispatch order; fixed after `build()`. Read
+    /// with no synchronization while there are no dynamic subscriptions.
+    pub(crate) fixed: Routes,
+    /// How many dynamic subscriptions exist; while 0, `routes` is not consulted.
+    pub(crate) subscriptions: std::sync::atomic::AtomicUsize,
     /// What `publish` reads: fixed handlers merged with dynamic subscriptions. Replaced
     /// whole (copy-on-write) when a subscription changes, so publishing takes no lock.
     pub(crate) routes: ArcSwap<Routes>,
@@ -51,8 +56,8 @@ pub(crate) struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Queued events hold the bus, so this runs only once the queue is empty: the
-        // workers have nothing left to do.
+        // The last handle is gone: refuse new events and let the workers stop. Workers hold
+        // only a weak reference, so events still queued now are not handled; they say so.
         self.queue.close();
     }
 }
@@ -77,6 +82,14 @@ impl Hasher for TypeIdHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = self.0.rotate_left(5) ^ n;
     }
+}
+
+/// Where one publish found its handlers; kept by the receipt to name them later.
+pub(crate) enum Route {
+    /// The fixed table's entry for this type (possibly none).
+    Fixed(TypeId),
+    /// The copy-on-write table's entry when the publish started.
+    Snapshot(Arc<[Slot]>),
 }
 
 /// One handler or subscription, as the dispatcher sees it.
@@ -145,6 +158,34 @@ impl Bus {
     pub(crate) fn slots(&self, type_id: TypeId) -> Option<Arc<[Slot]>> {
         self.inner.routes.load().get(&type_id).cloned()
     }
+
+    /// Where `type_id`'s handlers are now: the fixed table (no synchronization) unless
+    /// dynamic subscriptions exist, then a snapshot of the copy-on-write table.
+    #[inline]
+    pub(crate) fn route(&self, type_id: TypeId) -> Route {
+        if self
+            .inner
+            .subscriptions
+            .load(std::sync::atomic::Ordering::Acquire)
+            == 0
+        {
+            Route::Fixed(type_id)
+        } else {
+            match self.inner.routes.load().get(&type_id) {
+                Some(slots) => Route::Snapshot(Arc::clone(slots)),
+                None => Route::Fixed(type_id),
+            }
+        }
+    }
+
+    /// The slots a [`Route`] names.
+    #[inline]
+    pub(crate) fn slots_of<'a>(&'a self, route: &'a Route, type_id: TypeId) -> &'a [Slot] {
+        match route {
+            Route::Snapshot(slots) => slots,
+            Route::Fixed(_) => self.inner.fixed.get(&type_id).map_or(&[], |s| s),
+        }
+    }
 }
 
 impl fmt::Debug for Bus {
@@ -171,7 +212,7 @@ impl fmt::Debug for Bus {
 #[must_use]
 pub struct BusBuilder {
     scopes: Vec<Cow<'static, str>>,
-    source: Option<Arc<str>>,
+    source: Option<Cow<'static, str>>,
     states: HashMap<TypeId, AnyState>,
     max_depth: u32,
     queue_capacity: usize,
@@ -207,7 +248,10 @@ impl fmt::Debug for BusBuilder {
 impl BusBuilder {
     /// Who publishes: the `source` of every event's metadata. Defaults to the executable's
     /// name.
-    pub fn source(mut self, source: impl Into<Arc<str>>) -> Self {
+    ///
+    /// Every envelope points at it, so it is kept for the life of the process: a `String`
+    /// is leaked once per `build()` (a literal costs nothing).
+    pub fn source(mut self, source: impl Into<Cow<'static, str>>) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -264,6 +308,7 @@ impl BusBuilder {
     /// A [`BuildError`] listing every problem: two types with the same event name and
     /// version, a handler whose `State<T>` was not given, two handlers with the same name.
     pub fn build(self) -> Result<Bus, BuildError> {
+        crate::envelope::warm_up_clock();
         let mut registry = Registry::collect();
         if !self.scopes.is_empty() {
             registry
@@ -296,7 +341,12 @@ impl BusBuilder {
             fixed.insert(type_id, slots.into());
         }
 
-        let source = self.source.unwrap_or_else(default_source);
+        let source: &'static str = match self.source {
+            Some(Cow::Borrowed(s)) => s,
+            Some(Cow::Owned(s)) => Box::leak(s.into_boxed_str()),
+            None => default_source(),
+        };
+        let priorities: Vec<i32> = registry.events.iter().map(|e| e.priority).collect();
         let workers = self.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
@@ -309,7 +359,8 @@ impl BusBuilder {
                 fixed,
                 dynamic: Mutex::new(Vec::new()),
                 next_sub: std::sync::atomic::AtomicU64::new(1),
-                queue: Arc::new(queue::Queue::new(self.queue_capacity, workers)),
+                subscriptions: std::sync::atomic::AtomicUsize::new(0),
+                queue: Arc::new(queue::Queue::new(self.queue_capacity, workers, &priorities)),
             }),
         })
     }
@@ -323,12 +374,15 @@ fn in_module(module: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
 }
 
-fn default_source() -> Arc<str> {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "events".to_owned())
-        .into()
+/// The executable's name, computed once per process.
+fn default_source() -> &'static str {
+    static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SOURCE.get_or_init(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "events".to_owned())
+    })
 }
 
 #[cfg(test)]

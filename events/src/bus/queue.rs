@@ -1,59 +1,71 @@
 //! Background emission: a bounded queue drained by worker tasks.
 //!
-//! The queue holds at most `capacity` events: a permit is taken when an event goes in and
-//! given back when a worker takes it out, so memory stays bounded however fast producers
-//! are. Events are taken highest priority first, first in first out within a priority.
-//! Workers take events in small batches to keep the lock cold.
+//! The queue holds at most `capacity` events; a producer that finds it full waits for room
+//! (`emit`) or is refused (`try_emit`), so memory stays bounded however fast producers are.
+//! Events are taken highest priority first, first in first out within a priority.
+//!
+//! There is one lock-free queue per priority level; the levels are the priorities of the
+//! event types in the registry, fixed at `build()`. Producers and workers share no lock: a
+//! producer reserves a place with one atomic add, and wakes a worker only when one is parked.
 
-use std::any::{Any, TypeId};
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
+use crossbeam_queue::SegQueue;
+use tokio::sync::Notify;
 
 use super::dispatch::run;
-use super::{Bus, PublishError, Slot};
+use super::{Bus, Inner, Outcomes, PublishError};
 use crate::context::Context;
 use crate::envelope::{EventId, Meta, PublishOptions};
 use crate::event::Event;
 
-/// How many events a worker takes out per lock.
-const BATCH: usize = 32;
+/// How many events a worker takes before it looks at higher priorities again.
+const BATCH: usize = 256;
+/// How many times an idle worker yields, looking for work, before it parks.
+const SPINS: usize = 64;
 
 pub(crate) struct Queue {
-    state: Mutex<State>,
-    /// Free places in the queue.
-    permits: Semaphore,
-    /// Wakes idle workers.
-    notify: Notify,
+    /// Highest priority first.
+    levels: Box<[(i32, SegQueue<Job>)]>,
+    /// Places taken: events queued plus reservations about to be pushed.
+    len: AtomicUsize,
     capacity: usize,
+    /// Wakes parked workers.
+    work: Notify,
+    /// Workers parked (or about to park) on `work`.
+    idle: AtomicUsize,
+    /// Wakes producers waiting for room.
+    room: Notify,
+    /// Producers waiting for room.
+    waiting: AtomicUsize,
+    closed: AtomicBool,
     workers: usize,
     started: OnceLock<()>,
 }
 
-struct State {
-    /// Non-empty levels and empty ones alike, highest priority first.
-    levels: Vec<(i32, VecDeque<Job>)>,
-    closed: bool,
-}
-
-pub(crate) struct Job {
+struct Job {
     event: Box<dyn Any + Send + Sync>,
-    ctx: Context,
-    slots: Option<Arc<[Slot]>>,
-    priority: i32,
+    meta: Meta,
 }
 
 impl Queue {
-    pub(crate) fn new(capacity: usize, workers: usize) -> Queue {
+    /// `priorities`: every priority an event may be queued with.
+    pub(crate) fn new(capacity: usize, workers: usize, priorities: &[i32]) -> Queue {
+        let mut levels: Vec<i32> = priorities.to_vec();
+        levels.push(0);
+        levels.sort_unstable_by(|a, b| b.cmp(a));
+        levels.dedup();
         Queue {
-            state: Mutex::new(State {
-                levels: Vec::new(),
-                closed: false,
-            }),
-            permits: Semaphore::new(capacity.min(Semaphore::MAX_PERMITS)),
-            notify: Notify::new(),
+            levels: levels.into_iter().map(|p| (p, SegQueue::new())).collect(),
+            len: AtomicUsize::new(0),
             capacity,
+            work: Notify::new(),
+            idle: AtomicUsize::new(0),
+            room: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
             workers: workers.max(1),
             started: OnceLock::new(),
         }
@@ -65,87 +77,144 @@ impl Queue {
 
     /// Events waiting, not yet taken by a worker.
     pub(crate) fn len(&self) -> usize {
-        self.capacity - self.permits.available_permits()
+        self.len.load(Ordering::Acquire).min(self.capacity)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // Critical sections only move jobs between containers; a panic cannot leave them
-        // half-done, so a poisoned lock is still consistent.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
-    /// Puts a job in; the caller holds a permit for it.
-    fn push(&self, job: Job) {
-        {
-            let mut state = self.lock();
-            let at = state.levels.partition_point(|(p, _)| *p > job.priority);
-            match state.levels.get_mut(at) {
-                Some((p, level)) if *p == job.priority => level.push_back(job),
-                _ => state
-                    .levels
-                    .insert(at, (job.priority, VecDeque::from([job]))),
-            }
+    /// Puts `job` in if there is room; gives it back if not.
+    fn try_push(&self, job: Job, priority: i32) -> Result<(), Job> {
+        if self.is_closed() {
+            return Err(job);
         }
-        self.notify.notify_one();
+        if self.len.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+            return Err(job);
+        }
+        // The level of the nearest priority at or below `priority` (levels come from the
+        // registry, so an exact match is the rule).
+        let at = self
+            .levels
+            .partition_point(|(p, _)| *p > priority)
+            .min(self.levels.len() - 1);
+        self.levels[at].1.push(job);
+        // Pairs with the worker's `idle` increment before it looks at the queue: either it
+        // sees this job, or this sees it idle and wakes it.
+        if self.idle.load(Ordering::SeqCst) > 0 {
+            self.work.notify_one();
+        }
+        Ok(())
     }
 
     /// Moves up to `BATCH` jobs, highest priority first, into `batch`. `false` once the queue
     /// is closed and empty.
     fn take(&self, batch: &mut Vec<Job>) -> bool {
-        let mut state = self.lock();
-        for (_, level) in state.levels.iter_mut() {
+        'levels: for (_, level) in self.levels.iter() {
             while batch.len() < BATCH {
-                match level.pop_front() {
+                match level.pop() {
                     Some(job) => batch.push(job),
-                    None => break,
+                    None => continue 'levels,
                 }
             }
-            if batch.len() == BATCH {
-                break;
+            break;
+        }
+        if !batch.is_empty() {
+            self.len.fetch_sub(batch.len(), Ordering::AcqRel);
+            if self.waiting.load(Ordering::SeqCst) > 0 {
+                self.room.notify_waiters();
             }
         }
-        !(state.closed && batch.is_empty())
+        !(batch.is_empty() && self.is_closed())
     }
 
-    /// Stops the workers once the queue is empty.
+    fn is_empty(&self) -> bool {
+        self.levels.iter().all(|(_, l)| l.is_empty())
+    }
+
+    /// Stops the workers once the queue is empty, and refuses new events.
     pub(crate) fn close(&self) {
-        self.lock().closed = true;
-        self.notify.notify_waiters();
+        self.closed.store(true, Ordering::Release);
+        self.work.notify_waiters();
+        self.room.notify_waiters();
     }
 
     /// Starts the workers on the current tokio runtime, once.
-    fn start(self: &Arc<Self>) -> Result<(), PublishError> {
+    fn start(&self, bus: &Arc<Inner>) -> Result<(), PublishError> {
         if self.started.get().is_some() {
             return Ok(());
         }
         let handle = tokio::runtime::Handle::try_current().map_err(|_| PublishError::NoRuntime)?;
         self.started.get_or_init(|| {
             for _ in 0..self.workers {
-                handle.spawn(worker(Arc::clone(self)));
+                handle.spawn(worker(Arc::downgrade(bus)));
             }
         });
         Ok(())
     }
 }
 
-async fn worker(queue: Arc<Queue>) {
+async fn worker(bus: Weak<Inner>) {
+    let Some(queue) = bus.upgrade().map(|b| Arc::clone(&b.queue)) else {
+        return;
+    };
     let mut batch = Vec::with_capacity(BATCH);
+    let mut spins = 0;
     loop {
-        let notified = queue.notify.notified();
-        tokio::pin!(notified);
-        // Register interest before looking, so a push between the look and the wait is not
-        // missed.
-        notified.as_mut().enable();
         if !queue.take(&mut batch) {
             return;
         }
         if batch.is_empty() {
-            notified.await;
-            continue;
+            if spins < SPINS {
+                spins += 1;
+                for _ in 0..64 {
+                    if !queue.is_empty() {
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+                if queue.is_empty() {
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
+            spins = 0;
+            let notified = queue.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            queue.idle.fetch_add(1, Ordering::SeqCst);
+            if !queue.take(&mut batch) {
+                queue.idle.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            if batch.is_empty() {
+                notified.await;
+            }
+            queue.idle.fetch_sub(1, Ordering::SeqCst);
+            if batch.is_empty() {
+                continue;
+            }
         }
-        queue.permits.add_permits(batch.len());
-        for job in batch.drain(..) {
-            let _receipt = run(job.slots, &*job.event, &job.ctx).await;
+        spins = 0;
+        let Some(inner) = bus.upgrade() else {
+            tracing::warn!(
+                events = batch.len(),
+                "the bus was dropped with events still queued; they were not handled"
+            );
+            return;
+        };
+        let bus = Bus { inner };
+        for Job { event, meta } in batch.drain(..) {
+            // Routed when taken, not when queued: a subscription made meanwhile sees it.
+            let type_id = meta.info.type_id();
+            let ctx = Context {
+                bus: bus.clone(),
+                meta,
+            };
+            let route = bus.route(type_id);
+            let mut outcomes = Outcomes::default();
+            run(bus.slots_of(&route, type_id), &*event, &ctx, &mut outcomes).await;
         }
     }
 }
@@ -156,10 +225,12 @@ impl Bus {
     /// [`try_emit`](Self::try_emit) to be refused instead.
     ///
     /// Workers start on the current tokio runtime at the first emit. Handler failures are
-    /// logged through `tracing`, as with [`publish`](Self::publish).
+    /// logged through `tracing`, as with [`publish`](Self::publish). Events still queued
+    /// when the last handle to the bus is dropped are not handled (a warning says how many).
     ///
     /// # Errors
-    /// [`PublishError::NoRuntime`] outside a tokio runtime, [`PublishError::TooDeep`].
+    /// [`PublishError::NoRuntime`] outside a tokio runtime, [`PublishError::TooDeep`],
+    /// [`PublishError::Closed`].
     pub async fn emit<E: Event>(&self, event: E) -> Result<EventId, PublishError> {
         self.emit_from(event, None, None).await
     }
@@ -188,17 +259,36 @@ impl Bus {
         parent: Option<&Meta>,
         options: Option<PublishOptions>,
     ) -> Result<EventId, PublishError> {
+        let job = self.job(event, parent, options)?;
+        let id = job.meta.id;
         let queue = &self.inner.queue;
-        queue.start()?;
-        match queue.permits.try_acquire() {
-            Ok(p) => p.forget(),
-            Err(TryAcquireError::NoPermits) => match queue.permits.acquire().await {
-                Ok(p) => p.forget(),
-                Err(_) => return Err(PublishError::Closed),
-            },
-            Err(TryAcquireError::Closed) => return Err(PublishError::Closed),
+        // Fast path: room now, no waiting machinery.
+        let mut job = match queue.try_push(job, E::PRIORITY) {
+            Ok(()) => return Ok(id),
+            Err(back) => back,
+        };
+        loop {
+            let room = queue.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            queue.waiting.fetch_add(1, Ordering::SeqCst);
+            let pushed = queue.try_push(job, E::PRIORITY);
+            match pushed {
+                Ok(()) => {
+                    queue.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Ok(id);
+                }
+                Err(_) if queue.is_closed() => {
+                    queue.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Err(PublishError::Closed);
+                }
+                Err(back) => {
+                    job = back;
+                    room.await;
+                    queue.waiting.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
         }
-        self.enqueue(event, parent, options)
     }
 
     pub(crate) fn try_emit_from<E: Event>(
@@ -207,44 +297,30 @@ impl Bus {
         parent: Option<&Meta>,
         options: Option<PublishOptions>,
     ) -> Result<EventId, PublishError> {
-        let queue = &self.inner.queue;
-        queue.start()?;
-        match queue.permits.try_acquire() {
-            Ok(p) => p.forget(),
-            Err(TryAcquireError::NoPermits) => {
-                return Err(PublishError::QueueFull {
-                    name: E::NAME,
-                    capacity: queue.capacity,
-                });
-            }
-            Err(TryAcquireError::Closed) => return Err(PublishError::Closed),
+        let job = self.job(event, parent, options)?;
+        let id = job.meta.id;
+        match self.inner.queue.try_push(job, E::PRIORITY) {
+            Ok(()) => Ok(id),
+            Err(_) if self.inner.queue.is_closed() => Err(PublishError::Closed),
+            Err(_) => Err(PublishError::QueueFull {
+                name: E::NAME,
+                capacity: self.inner.queue.capacity,
+            }),
         }
-        self.enqueue(event, parent, options)
     }
 
-    /// Queues the event; the caller took a permit.
-    fn enqueue<E: Event>(
+    fn job<E: Event>(
         &self,
         event: E,
         parent: Option<&Meta>,
         options: Option<PublishOptions>,
-    ) -> Result<EventId, PublishError> {
-        let ctx = match self.context::<E>(parent, options) {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                self.inner.queue.permits.add_permits(1);
-                return Err(e);
-            }
-        };
-        let id = ctx.meta.id;
-        let slots = self.slots(TypeId::of::<E>());
-        self.inner.queue.push(Job {
+    ) -> Result<Job, PublishError> {
+        self.inner.queue.start(&self.inner)?;
+        let meta = self.meta::<E>(parent, options)?;
+        Ok(Job {
             event: Box::new(event),
-            ctx,
-            slots,
-            priority: E::PRIORITY,
-        });
-        Ok(id)
+            meta,
+        })
     }
 
     /// How many emitted events wait in the queue, not yet taken by a worker.

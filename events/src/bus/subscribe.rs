@@ -122,6 +122,9 @@ impl Inner {
         let Some(type_id) = change(&mut dynamic) else {
             return;
         };
+        // Publishers skip the copy-on-write table while this is 0; set it before the new
+        // table is visible when subscribing, after when the last one goes.
+        let count = dynamic.len();
         let mut slots: Vec<Slot> = self
             .fixed
             .get(&type_id)
@@ -140,7 +143,13 @@ impl Inner {
         } else {
             routes.insert(type_id, slots.into());
         }
+        if count > 0 {
+            self.subscriptions.store(count, Ordering::Release);
+        }
         self.routes.store(Arc::new(routes));
+        if count == 0 {
+            self.subscriptions.store(0, Ordering::Release);
+        }
     }
 }
 
