@@ -175,8 +175,8 @@ impl Peer {
     pub fn label(self) -> &'static str {
         match self {
             Peer::Events => "events",
-            Peer::Floor => "Box<dyn Fn> (floor)",
-            Peer::SpawnJoin => "tokio::spawn+join",
+            Peer::Floor => "`Box<dyn Fn>` (floor)",
+            Peer::SpawnJoin => "`tokio::spawn`+join",
             Peer::Broadcast => "tokio broadcast",
             Peer::Mpsc => "tokio mpsc",
             Peer::Flume => "flume",
@@ -354,8 +354,9 @@ fn events_queued() -> Runner {
 // ----------------------------------------------------------------------- floor and channels
 
 fn floor_sync(handlers: usize) -> Runner {
-    let fns: Vec<Box<dyn Fn(&Tick1)>> = (0..handlers)
-        .map(|_| Box::new(|ev: &Tick1| handle(&SINK, ev.amount)) as Box<dyn Fn(&Tick1)>)
+    type SyncFn = Box<dyn Fn(&Tick1)>;
+    let fns: Vec<SyncFn> = (0..handlers)
+        .map(|_| Box::new(|ev: &Tick1| handle(&SINK, ev.amount)) as SyncFn)
         .collect();
     Box::new(move |iters| {
         timed(iters, |i| {

@@ -4,6 +4,8 @@
 //! ```sh
 //! cargo run --release -p events-benches --bin compare            # full run (a few minutes)
 //! cargo run --release -p events-benches --bin compare -- --quick # fewer samples
+//! cargo run --release -p events-benches --bin compare -- --only queued # one row (ids: sync1,
+//!     fanout10, async1, queued, sync1_100subs, memory)
 //! ```
 //!
 //! Cells are the median time per event over the samples (and events per second), then the
@@ -123,6 +125,11 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|at| args.get(at + 1))
+        .cloned();
     let samples = if quick { 5 } else { 15 };
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -157,6 +164,9 @@ fn main() {
 
     let mut ours_by_workload = Vec::new();
     for w in Workload::ALL {
+        if only.as_ref().is_some_and(|o| o != w.id()) {
+            continue;
+        }
         let cells: Vec<Cell> = peers.iter().map(|&p| measure(w, p, samples)).collect();
         let ours = cells[0].ns;
         ours_by_workload.push((w, ours));
@@ -173,19 +183,21 @@ fn main() {
         println!();
     }
 
-    let cells: Vec<Cell> = peers.iter().map(|&p| memory_in_child(p)).collect();
-    let ours = cells[0].ns;
-    print!("| (6) peak memory per 1M queued events |");
-    for (p, c) in peers.iter().zip(&cells) {
-        match (c.ns, ours) {
-            (Some(b), Some(o)) if *p != Peer::Events => {
-                print!(" {:.1} MB ×{:.2} |", b / 1e6, b / o)
+    if only.as_ref().is_none_or(|o| o == "memory") {
+        let cells: Vec<Cell> = peers.iter().map(|&p| memory_in_child(p)).collect();
+        let ours = cells[0].ns;
+        print!("| (6) peak memory per 1M queued events |");
+        for (p, c) in peers.iter().zip(&cells) {
+            match (c.ns, ours) {
+                (Some(b), Some(o)) if *p != Peer::Events => {
+                    print!(" {:.1} MB ×{:.2} |", b / 1e6, b / o)
+                }
+                (Some(b), _) => print!(" **{:.1} MB** |", b / 1e6),
+                (None, _) => print!(" {} |", c.note),
             }
-            (Some(b), _) => print!(" **{:.1} MB** |", b / 1e6),
-            (None, _) => print!(" {} |", c.note),
         }
+        println!();
     }
-    println!();
 
     let get = |w: Workload| {
         ours_by_workload
