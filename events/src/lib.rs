@@ -71,7 +71,10 @@ mod registry;
 #[doc(hidden)]
 pub mod __private;
 
-pub use bus::{Bus, BusBuilder, PublishError, SubscribeOptions, Subscription};
+pub use bus::{
+    Bus, BusBuilder, PublishError, ShutdownReport, SubscribeOptions, Subscription,
+    SubscriptionInfo, Unprocessed,
+};
 pub use context::Context;
 pub use envelope::{EventId, Meta, Metadata, PublishOptions};
 pub use event::{Event, EventInfo, EventKind};

@@ -17,6 +17,9 @@ pub enum Outcome {
     /// An `async` handler, not run by [`Bus::publish_blocking`](crate::Bus::publish_blocking),
     /// which has no runtime to drive it: publish with [`Bus::publish`](crate::Bus::publish).
     SkippedAsync,
+    /// A paused dynamic subscription ([`Subscription::pause`](crate::Subscription::pause)); it
+    /// did not run.
+    Paused,
     /// The handler returned an error.
     Failed(HandlerError),
     /// The handler panicked; the message of the panic.
@@ -36,6 +39,7 @@ impl fmt::Display for Outcome {
             Outcome::Delivered => f.write_str("delivered"),
             Outcome::Filtered => f.write_str("filtered out"),
             Outcome::SkippedAsync => f.write_str("skipped: async handler, publish with `.await`"),
+            Outcome::Paused => f.write_str("paused"),
             Outcome::Failed(e) => write!(f, "failed: {e}"),
             Outcome::Panicked(m) => write!(f, "panicked: {m}"),
         }

@@ -162,3 +162,65 @@ fn a_subscription_outliving_its_bus_is_harmless() {
     assert!(!sub.is_active());
     drop(sub);
 }
+
+#[test]
+fn a_paused_subscription_receives_nothing_until_resumed() {
+    let bus = bus();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let sub = bus.subscribe_with(
+        SubscribeOptions::new().name("pausable"),
+        move |t: &Tick, _: &events::Context| s.lock().unwrap().push(t.0),
+    );
+    bus.publish_blocking(Tick(1)).unwrap();
+    sub.pause();
+    assert!(sub.is_paused());
+    let r = bus.publish_blocking(Tick(2)).unwrap();
+    assert!(matches!(r.outcome("pausable"), Some(Outcome::Paused)));
+    assert!(
+        matches!(r.outcome("m.static"), Some(Outcome::Delivered)),
+        "others still run"
+    );
+    sub.resume();
+    bus.publish_blocking(Tick(3)).unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [1, 3],
+        "nothing while paused, and nothing kept for later"
+    );
+}
+
+#[test]
+fn the_bus_lists_its_subscriptions() {
+    let bus = bus();
+    assert!(bus.subscriptions().is_empty());
+    let a = bus.subscribe_with(
+        SubscribeOptions::new().name("a").priority(3),
+        |_: &Tick, _: &events::Context| {},
+    );
+    let b = bus.subscribe(|_: &Other, _: &events::Context| {});
+    b.pause();
+    let list = bus.subscriptions();
+    assert_eq!(list.len(), 2);
+    assert_eq!(
+        (
+            list[0].id,
+            list[0].name.as_str(),
+            list[0].event,
+            list[0].priority,
+            list[0].paused
+        ),
+        (a.id(), "a", "tick", 3, false)
+    );
+    assert_eq!(
+        (
+            list[1].id,
+            list[1].name.as_str(),
+            list[1].event,
+            list[1].paused
+        ),
+        (b.id(), "subscription", "other", true)
+    );
+    drop(a);
+    assert_eq!(bus.subscriptions().len(), 1);
+}

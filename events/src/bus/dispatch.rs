@@ -46,8 +46,14 @@ pub enum PublishError {
     /// Emitting needs a tokio runtime to run the workers on.
     #[error("`emit` needs a tokio runtime for its workers: call it from inside one")]
     NoRuntime,
-    /// The bus no longer accepts events.
-    #[error("the bus is closed and accepts no more events")]
+    /// The bus is disabled ([`Bus::disable`]); the event was refused.
+    #[error("event `{name}` was refused: the bus is disabled; `Bus::enable` takes events again")]
+    Disabled {
+        /// The event's name.
+        name: &'static str,
+    },
+    /// The bus was shut down ([`Bus::shutdown`]) and takes no more events.
+    #[error("the bus was shut down and takes no more events")]
     Closed,
 }
 
@@ -148,6 +154,7 @@ impl Bus {
         parent: Option<&Meta>,
         options: Option<PublishOptions>,
     ) -> Result<Meta, PublishError> {
+        self.inner.lifecycle.check(E::NAME)?;
         if let Some(p) = parent {
             let depth = p.depth() + 1;
             if depth > self.inner.max_depth {
@@ -183,7 +190,7 @@ impl Outcomes {
                 event = meta.name(), event_id = %meta.id(), handler = slot.name(),
                 panic = %m, "event handler panicked"
             ),
-            Outcome::Delivered | Outcome::Filtered | Outcome::SkippedAsync => {}
+            Outcome::Delivered | Outcome::Filtered | Outcome::SkippedAsync | Outcome::Paused => {}
         }
         let bit = u32::try_from(index).ok().and_then(|i| 1u64.checked_shl(i));
         match (outcome, bit) {
@@ -204,6 +211,8 @@ enum Step {
     Called(Caught),
     /// The filter said no.
     Filtered,
+    /// A paused subscription.
+    Paused,
     /// An async handler whose filter passed: the caller drives it, or skips it.
     Async(for<'a> fn(&'a Invocation<'a>) -> crate::handler::BoxFuture<'a>),
 }
@@ -211,6 +220,13 @@ enum Step {
 /// Filters, then calls a synchronous slot; the filter runs exactly once.
 #[inline(always)]
 fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
+    if slot
+        .paused
+        .as_ref()
+        .is_some_and(|p| p.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        return Step::Paused;
+    }
     if let Some(filter) = slot.filter {
         if !filter(inv.event, &inv.ctx.meta) {
             return Step::Filtered;
@@ -280,6 +296,7 @@ pub(crate) async fn run(
             Step::Called(Ok(Ok(()))) => continue,
             Step::Called(caught) => outcome(caught),
             Step::Filtered => Outcome::Filtered,
+            Step::Paused => Outcome::Paused,
             Step::Async(f) => match call_async(f, &inv).await {
                 Outcome::Delivered => continue,
                 o => o,
@@ -306,6 +323,7 @@ fn run_blocking(
             Step::Called(Ok(Ok(()))) => continue,
             Step::Called(caught) => outcome(caught),
             Step::Filtered => Outcome::Filtered,
+            Step::Paused => Outcome::Paused,
             Step::Async(_) => Outcome::SkippedAsync,
         };
         outcomes.record(i, slot, &ctx.meta, outcome);

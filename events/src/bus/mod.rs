@@ -1,6 +1,7 @@
 //! The [`Bus`]: built once from the registry, then publishes events to their handlers.
 
 mod dispatch;
+mod lifecycle;
 mod queue;
 mod subscribe;
 
@@ -15,7 +16,8 @@ use arc_swap::ArcSwap;
 
 pub(crate) use dispatch::Outcomes;
 pub use dispatch::PublishError;
-pub use subscribe::{SubscribeOptions, Subscription};
+pub use lifecycle::{ShutdownReport, Unprocessed};
+pub use subscribe::{SubscribeOptions, Subscription, SubscriptionInfo};
 
 use crate::Context;
 use crate::event::{Event, EventInfo};
@@ -48,10 +50,12 @@ pub(crate) struct Inner {
     /// whole (copy-on-write) when a subscription changes, so publishing takes no lock.
     pub(crate) routes: ArcSwap<Routes>,
     /// Serializes writers of `routes`; never taken by `publish`.
-    dynamic: Mutex<Vec<(TypeId, Slot)>>,
+    pub(crate) dynamic: Mutex<Vec<(TypeId, Slot)>>,
     next_sub: std::sync::atomic::AtomicU64,
     /// Events emitted for background processing.
     pub(crate) queue: Arc<queue::Queue>,
+    /// Enabled, disabled or shut down.
+    pub(crate) lifecycle: lifecycle::Lifecycle,
 }
 
 impl Drop for Inner {
@@ -97,6 +101,8 @@ pub(crate) enum Route {
 pub(crate) struct Slot {
     name: Cow<'static, str>,
     priority: i32,
+    /// The event's name.
+    event: &'static str,
     /// Tie-breaker after priority and name: 0 for link-time handlers (whose names are
     /// unique), the subscription number for dynamic ones.
     seq: u64,
@@ -104,6 +110,8 @@ pub(crate) struct Slot {
     pub(crate) filter: Option<FilterFn>,
     /// `State<T>` values by parameter position, resolved at `build()`.
     pub(crate) states: Arc<[Option<AnyState>]>,
+    /// Set while a dynamic subscription is paused; `None` for link-time handlers.
+    pub(crate) paused: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 pub(crate) type DynHandler = Arc<dyn Fn(AnyEventRef<'_>, &Context) -> HandlerResult + Send + Sync>;
@@ -330,10 +338,12 @@ impl BusBuilder {
             grouped.entry(h.event().type_id()).or_default().push(Slot {
                 name: Cow::Borrowed(h.name),
                 priority: h.priority,
+                event: h.event().name,
                 seq: 0,
                 target: Target::Handler(h.call),
                 filter: h.filter,
                 states: states.into(),
+                paused: None,
             });
         }
         for (type_id, mut slots) in grouped {
@@ -361,6 +371,7 @@ impl BusBuilder {
                 next_sub: std::sync::atomic::AtomicU64::new(1),
                 subscriptions: std::sync::atomic::AtomicUsize::new(0),
                 queue: Arc::new(queue::Queue::new(self.queue_capacity, workers, &priorities)),
+                lifecycle: lifecycle::Lifecycle::default(),
             }),
         })
     }

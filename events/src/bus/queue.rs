@@ -21,8 +21,6 @@ use crate::context::Context;
 use crate::envelope::{EventId, Meta, PublishOptions};
 use crate::event::Event;
 
-/// How many events a worker takes before it looks at higher priorities again.
-const BATCH: usize = 256;
 /// How many times an idle worker yields, looking for work, before it parks.
 const SPINS: usize = 64;
 
@@ -41,6 +39,8 @@ pub(crate) struct Queue {
     /// Producers waiting for room.
     waiting: AtomicUsize,
     closed: AtomicBool,
+    /// Events taken by workers whose handlers have not finished.
+    in_flight: AtomicUsize,
     workers: usize,
     started: OnceLock<()>,
 }
@@ -66,6 +66,7 @@ impl Queue {
             room: Notify::new(),
             waiting: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             workers: workers.max(1),
             started: OnceLock::new(),
         }
@@ -76,7 +77,7 @@ impl Queue {
     }
 
     /// Events waiting, not yet taken by a worker.
-    pub(crate) fn len(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.len.load(Ordering::Acquire).min(self.capacity)
     }
 
@@ -108,25 +109,43 @@ impl Queue {
         Ok(())
     }
 
-    /// Moves up to `BATCH` jobs, highest priority first, into `batch`. `false` once the queue
-    /// is closed and empty.
-    fn take(&self, batch: &mut Vec<Job>) -> bool {
-        'levels: for (_, level) in self.levels.iter() {
-            while batch.len() < BATCH {
-                match level.pop() {
-                    Some(job) => batch.push(job),
-                    None => continue 'levels,
+    /// Takes the next job, highest priority first, and counts it as running: a taken job
+    /// is always a running one, so a shutdown can say exactly what was not handled.
+    /// `Err(())` once the queue is closed and empty.
+    fn take(&self) -> Result<Option<Job>, ()> {
+        let job = self.levels.iter().find_map(|(_, level)| level.pop());
+        match job {
+            Some(job) => {
+                // Running before no longer queued: never both zero while an event is pending.
+                self.in_flight.fetch_add(1, Ordering::AcqRel);
+                self.len.fetch_sub(1, Ordering::AcqRel);
+                if self.waiting.load(Ordering::SeqCst) > 0 {
+                    self.room.notify_waiters();
                 }
+                Ok(Some(job))
             }
-            break;
+            None if self.is_closed() => Err(()),
+            None => Ok(None),
         }
-        if !batch.is_empty() {
-            self.len.fetch_sub(batch.len(), Ordering::AcqRel);
-            if self.waiting.load(Ordering::SeqCst) > 0 {
-                self.room.notify_waiters();
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Takes every queued event out, unhandled.
+    pub(crate) fn take_remaining(&self) -> Vec<super::Unprocessed> {
+        let mut out = Vec::new();
+        for (_, level) in self.levels.iter() {
+            while let Some(job) = level.pop() {
+                self.len.fetch_sub(1, Ordering::AcqRel);
+                out.push(super::Unprocessed {
+                    id: job.meta.id,
+                    name: job.meta.name(),
+                });
             }
         }
-        !(batch.is_empty() && self.is_closed())
+        out
     }
 
     fn is_empty(&self) -> bool {
@@ -159,63 +178,69 @@ async fn worker(bus: Weak<Inner>) {
     let Some(queue) = bus.upgrade().map(|b| Arc::clone(&b.queue)) else {
         return;
     };
-    let mut batch = Vec::with_capacity(BATCH);
+    // A strong handle while there is work, dropped before parking so the bus can go away.
+    let mut held: Option<Bus> = None;
     let mut spins = 0;
     loop {
-        if !queue.take(&mut batch) {
-            return;
-        }
-        if batch.is_empty() {
-            if spins < SPINS {
-                spins += 1;
-                for _ in 0..64 {
-                    if !queue.is_empty() {
-                        break;
+        let job = match queue.take() {
+            Err(()) => return,
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                if spins < SPINS {
+                    spins += 1;
+                    for _ in 0..64 {
+                        if !queue.is_empty() {
+                            break;
+                        }
+                        std::hint::spin_loop();
                     }
-                    std::hint::spin_loop();
+                    if queue.is_empty() {
+                        tokio::task::yield_now().await;
+                    }
+                    continue;
                 }
-                if queue.is_empty() {
-                    tokio::task::yield_now().await;
+                spins = 0;
+                held = None;
+                let notified = queue.work.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                queue.idle.fetch_add(1, Ordering::SeqCst);
+                let next = queue.take();
+                if matches!(next, Ok(None)) {
+                    notified.await;
                 }
-                continue;
-            }
-            spins = 0;
-            let notified = queue.work.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            queue.idle.fetch_add(1, Ordering::SeqCst);
-            if !queue.take(&mut batch) {
                 queue.idle.fetch_sub(1, Ordering::SeqCst);
-                return;
+                match next {
+                    Err(()) => return,
+                    Ok(None) => continue,
+                    Ok(Some(job)) => job,
+                }
             }
-            if batch.is_empty() {
-                notified.await;
-            }
-            queue.idle.fetch_sub(1, Ordering::SeqCst);
-            if batch.is_empty() {
-                continue;
-            }
-        }
+        };
         spins = 0;
-        let Some(inner) = bus.upgrade() else {
+        if held.is_none() {
+            held = bus.upgrade().map(|inner| Bus { inner });
+        }
+        let Some(bus) = &held else {
+            queue.in_flight.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(
-                events = batch.len(),
+                events = queue.queued() + 1,
                 "the bus was dropped with events still queued; they were not handled"
             );
             return;
         };
-        let bus = Bus { inner };
-        for Job { event, meta } in batch.drain(..) {
-            // Routed when taken, not when queued: a subscription made meanwhile sees it.
-            let type_id = meta.info.type_id();
-            let ctx = Context {
-                bus: bus.clone(),
-                meta,
-            };
-            let route = bus.route(type_id);
-            let mut outcomes = Outcomes::default();
-            run(bus.slots_of(&route, type_id), &*event, &ctx, &mut outcomes).await;
-        }
+        let Job { event, meta } = job;
+        // Routed when taken, not when queued: a subscription made meanwhile sees it.
+        let type_id = meta.info.type_id();
+        let ctx = Context {
+            bus: bus.clone(),
+            meta,
+        };
+        let route = bus.route(type_id);
+        let mut outcomes = Outcomes::default();
+        run(bus.slots_of(&route, type_id), &*event, &ctx, &mut outcomes).await;
+        drop(ctx);
+        queue.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -242,6 +267,22 @@ impl Bus {
         options: PublishOptions,
     ) -> Result<EventId, PublishError> {
         self.emit_from(event, None, Some(options)).await
+    }
+
+    /// Like [`emit`](Self::emit), but waits at most `timeout` for room, then refuses with
+    /// [`PublishError::QueueFull`].
+    pub async fn emit_timeout<E: Event>(
+        &self,
+        event: E,
+        timeout: std::time::Duration,
+    ) -> Result<EventId, PublishError> {
+        match tokio::time::timeout(timeout, self.emit_from(event, None, None)).await {
+            Ok(result) => result,
+            Err(_) => Err(PublishError::QueueFull {
+                name: E::NAME,
+                capacity: self.inner.queue.capacity,
+            }),
+        }
     }
 
     /// Like [`emit`](Self::emit), but refuses at once when the queue is full. Never waits,
@@ -325,6 +366,6 @@ impl Bus {
 
     /// How many emitted events wait in the queue, not yet taken by a worker.
     pub fn queue_len(&self) -> usize {
-        self.inner.queue.len()
+        self.inner.queue.queued()
     }
 }

@@ -4,7 +4,7 @@
 use std::any::TypeId;
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use super::{Bus, DynHandler, Inner, Slot, Target};
@@ -53,6 +53,23 @@ pub struct Subscription {
     bus: Weak<Inner>,
     id: u64,
     event: &'static str,
+    paused: Arc<AtomicBool>,
+}
+
+/// A dynamic subscription as [`Bus::subscriptions`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionInfo {
+    /// Unique on its bus.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// The event it receives.
+    pub event: &'static str,
+    /// Its priority.
+    pub priority: i32,
+    /// Whether it is paused.
+    pub paused: bool,
 }
 
 impl Subscription {
@@ -64,6 +81,28 @@ impl Subscription {
     /// Keeps the subscription for as long as the bus lives.
     pub fn detach(mut self) {
         self.bus = Weak::new();
+    }
+
+    /// Stops delivering events to it until [`resume`](Self::resume); receipts show it as
+    /// [`Outcome::Paused`](crate::Outcome::Paused). Events published meanwhile are not kept
+    /// for it.
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::Relaxed);
+    }
+
+    /// Delivers events to it again.
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether it is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Its id, as [`Bus::subscriptions`] lists it.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Whether the subscription is still on its bus.
@@ -185,6 +224,7 @@ impl Bus {
         R: IntoHandlerResult,
     {
         let id = self.inner.next_sub.fetch_add(1, Ordering::Relaxed);
+        let paused = Arc::new(AtomicBool::new(false));
         let call: DynHandler = Arc::new(move |event, ctx| match event.downcast_ref::<E>() {
             Some(event) => handler(event, ctx).into_handler_result(),
             None => Ok(()),
@@ -194,8 +234,10 @@ impl Bus {
             priority: options.priority,
             seq: id,
             target: Target::Subscription { id, call },
+            event: E::NAME,
             filter: None,
             states: Arc::new([]),
+            paused: Some(Arc::clone(&paused)),
         };
         self.inner.change_dynamic(|dynamic| {
             dynamic.push((TypeId::of::<E>(), slot));
@@ -205,6 +247,30 @@ impl Bus {
             bus: Arc::downgrade(&self.inner),
             id,
             event: E::NAME,
+            paused,
         }
+    }
+
+    /// The dynamic subscriptions on this bus now, in subscription order.
+    pub fn subscriptions(&self) -> Vec<SubscriptionInfo> {
+        let dynamic = self.inner.dynamic.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<SubscriptionInfo> = dynamic
+            .iter()
+            .filter_map(|(_, slot)| {
+                let id = slot.sub_id()?;
+                Some(SubscriptionInfo {
+                    id,
+                    name: slot.name().to_owned(),
+                    event: slot.event,
+                    priority: slot.priority,
+                    paused: slot
+                        .paused
+                        .as_ref()
+                        .is_some_and(|p| p.load(Ordering::Relaxed)),
+                })
+            })
+            .collect();
+        list.sort_by_key(|s| s.id);
+        list
     }
 }
