@@ -211,6 +211,9 @@ pub(crate) struct Extra {
     pub(crate) depth: u32,
     pub(crate) source: Option<Arc<str>>,
     pub(crate) metadata: Metadata,
+    pub(crate) priority: Option<i32>,
+    /// Nanoseconds since the Unix epoch.
+    pub(crate) expires_at: Option<u64>,
 }
 
 static NO_METADATA: Metadata = Metadata::new();
@@ -260,6 +263,26 @@ impl Meta {
     pub fn metadata(&self) -> &Metadata {
         self.extra.as_ref().map_or(&NO_METADATA, |e| &e.metadata)
     }
+    /// Its priority in the background queue: set when published, else the event type's.
+    pub fn priority(&self) -> i32 {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.priority)
+            .unwrap_or(self.info.priority)
+    }
+    /// When it expires, if it does.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at_nanos()
+            .map(|n| UNIX_EPOCH + Duration::from_nanos(n))
+    }
+    fn expires_at_nanos(&self) -> Option<u64> {
+        self.extra.as_ref().and_then(|e| e.expires_at)
+    }
+    /// Whether it has expired by now.
+    pub(crate) fn is_expired(&self) -> bool {
+        self.expires_at_nanos()
+            .is_some_and(|at| EventId::now().1 >= at)
+    }
 
     /// The envelope of a new event of type `info` on a bus whose source is `source`.
     #[inline]
@@ -283,6 +306,11 @@ impl Meta {
                     depth: parent.map_or(0, |p| p.depth() + 1),
                     source: options.source,
                     metadata: options.metadata,
+                    priority: options.priority,
+                    expires_at: options.expires_at.map(|t| {
+                        t.duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos() as u64)
+                    }),
                 }))
             }
         };
@@ -308,6 +336,8 @@ impl fmt::Debug for Meta {
             .field("causation_id", &self.causation_id())
             .field("depth", &self.depth())
             .field("metadata", self.metadata())
+            .field("priority", &self.priority())
+            .field("expires_at", &self.expires_at())
             .finish()
     }
 }
@@ -328,6 +358,8 @@ pub struct PublishOptions {
     pub(crate) correlation_id: Option<EventId>,
     pub(crate) source: Option<Arc<str>>,
     pub(crate) metadata: Metadata,
+    pub(crate) priority: Option<i32>,
+    pub(crate) expires_at: Option<SystemTime>,
 }
 
 impl PublishOptions {
@@ -349,6 +381,23 @@ impl PublishOptions {
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> PublishOptions {
         self.metadata.insert(key.into(), value.into());
         self
+    }
+    /// The priority in the background queue, instead of the event type's
+    /// (`#[event(priority = N)]`); higher is taken first.
+    pub fn priority(mut self, priority: i32) -> PublishOptions {
+        self.priority = Some(priority);
+        self
+    }
+    /// A queued event not taken by a worker by then is not delivered; it is reported as
+    /// expired. Publishing an event that has already expired fails with
+    /// [`PublishError::Expired`](crate::PublishError::Expired).
+    pub fn expires_at(mut self, at: SystemTime) -> PublishOptions {
+        self.expires_at = Some(at);
+        self
+    }
+    /// [`expires_at`](Self::expires_at) now plus `ttl`.
+    pub fn ttl(self, ttl: Duration) -> PublishOptions {
+        self.expires_at(SystemTime::now() + ttl)
     }
 }
 

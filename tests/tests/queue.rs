@@ -229,3 +229,107 @@ fn emitting_outside_a_runtime_is_a_clear_error() {
     );
     assert_eq!(bus.queue_len(), 0, "a refused event takes no place");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_priority_set_per_event_is_honoured_exactly_even_outside_the_registry() {
+    use events::PublishOptions;
+    let (bus, seen) = bus(100, 1);
+    bus.try_emit(Job(0)).unwrap(); // type priority 0
+    bus.try_emit(Normal(5)).unwrap(); // type priority 5
+    bus.emit_with(Job(7), PublishOptions::new().priority(7))
+        .await
+        .unwrap(); // no such level
+    bus.try_emit(Urgent(10)).unwrap(); // type priority 10
+    bus.emit_with(Job(3), PublishOptions::new().priority(-3))
+        .await
+        .unwrap();
+    bus.emit_with(Job(70), PublishOptions::new().priority(7))
+        .await
+        .unwrap();
+    bus.emit_with(Normal(50), PublishOptions::new().priority(0))
+        .await
+        .unwrap();
+    handled(&seen, 7).await;
+    assert_eq!(
+        *seen.order.lock().unwrap(),
+        [
+            "urgent 10",
+            "job 7",
+            "job 70",
+            "normal 5",
+            "job 0",
+            "normal 50",
+            "job 3"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_event_that_expires_in_the_queue_is_not_delivered() {
+    use events::PublishOptions;
+    let (bus, seen) = bus(100, 1);
+    bus.emit_with(Job(1), PublishOptions::new().ttl(Duration::from_millis(1)))
+        .await
+        .unwrap();
+    bus.emit_with(Job(2), PublishOptions::new().ttl(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    // The worker cannot run before this task yields; let the first one expire meanwhile.
+    std::thread::sleep(Duration::from_millis(5));
+    handled(&seen, 1).await;
+    tokio::task::yield_now().await;
+    assert_eq!(*seen.order.lock().unwrap(), ["job 2"]);
+}
+
+#[tokio::test]
+async fn publishing_an_already_expired_event_is_refused() {
+    use events::PublishOptions;
+    let (bus, seen) = bus(4, 1);
+    let past = std::time::SystemTime::now() - Duration::from_secs(1);
+    let e = bus
+        .publish_with(Job(1), PublishOptions::new().expires_at(past))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PublishError::Expired { name: "job" }));
+    assert_eq!(
+        e.to_string(),
+        "event `job` had already expired when it was published"
+    );
+    let e = bus
+        .emit_with(Job(1), PublishOptions::new().expires_at(past))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PublishError::Expired { .. }));
+    assert_eq!(seen.count.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_give_one_result_per_event_in_order() {
+    let (bus, seen) = bus(8, 1);
+    let receipts = bus.publish_batch((0..3).map(Job)).await;
+    assert_eq!(receipts.len(), 3);
+    assert!(
+        receipts
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|r| r.delivered() == 1))
+    );
+    let ids: Vec<EventId> = bus
+        .emit_batch((3..103).map(Job))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        ids.len(),
+        100,
+        "a batch larger than the queue waits for room"
+    );
+    handled(&seen, 103).await;
+    bus.disable();
+    let refused = bus.emit_batch([Job(200), Job(201)]).await;
+    assert!(
+        refused
+            .iter()
+            .all(|r| matches!(r, Err(PublishError::Disabled { .. })))
+    );
+}

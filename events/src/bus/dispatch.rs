@@ -46,6 +46,12 @@ pub enum PublishError {
     /// Emitting needs a tokio runtime to run the workers on.
     #[error("`emit` needs a tokio runtime for its workers: call it from inside one")]
     NoRuntime,
+    /// The event's `expires_at` had passed when it was published.
+    #[error("event `{name}` had already expired when it was published")]
+    Expired {
+        /// The event's name.
+        name: &'static str,
+    },
     /// The bus is disabled ([`Bus::disable`]); the event was refused.
     #[error("event `{name}` was refused: the bus is disabled; `Bus::enable` takes events again")]
     Disabled {
@@ -77,6 +83,18 @@ impl Bus {
         options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
         self.publish_from(event, None, Some(options)).await
+    }
+
+    /// [`publish`](Self::publish)es each event in order; one result per event.
+    pub async fn publish_batch<E: Event>(
+        &self,
+        events: impl IntoIterator<Item = E>,
+    ) -> Vec<Result<Receipt, PublishError>> {
+        let mut out = Vec::new();
+        for event in events {
+            out.push(self.publish_from(event, None, None).await);
+        }
+        out
     }
 
     /// Publishes from code with no async runtime: runs the synchronous handlers in dispatch
@@ -165,7 +183,11 @@ impl Bus {
                 });
             }
         }
-        Ok(Meta::new(E::info(), self.inner.source, parent, options))
+        let meta = Meta::new(E::info(), self.inner.source, parent, options);
+        if meta.is_expired() {
+            return Err(PublishError::Expired { name: E::NAME });
+        }
+        Ok(meta)
     }
 }
 

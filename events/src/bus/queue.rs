@@ -9,8 +9,9 @@
 //! producer reserves a place with one atomic add, and wakes a worker only when one is parked.
 
 use std::any::Any;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crossbeam_queue::SegQueue;
 use tokio::sync::Notify;
@@ -27,6 +28,10 @@ const SPINS: usize = 64;
 pub(crate) struct Queue {
     /// Highest priority first.
     levels: Box<[(i32, SegQueue<Job>)]>,
+    /// Priorities not in the registry, highest first (`Reverse`).
+    other: Mutex<BTreeMap<std::cmp::Reverse<i32>, VecDeque<Job>>>,
+    /// Jobs in `other`; while 0, workers do not take its lock.
+    other_len: AtomicUsize,
     /// Places taken: events queued plus reservations about to be pushed.
     len: AtomicUsize,
     capacity: usize,
@@ -59,6 +64,8 @@ impl Queue {
         levels.dedup();
         Queue {
             levels: levels.into_iter().map(|p| (p, SegQueue::new())).collect(),
+            other: Mutex::new(BTreeMap::new()),
+            other_len: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
             capacity,
             work: Notify::new(),
@@ -94,13 +101,19 @@ impl Queue {
             self.len.fetch_sub(1, Ordering::AcqRel);
             return Err(job);
         }
-        // The level of the nearest priority at or below `priority` (levels come from the
-        // registry, so an exact match is the rule).
-        let at = self
-            .levels
-            .partition_point(|(p, _)| *p > priority)
-            .min(self.levels.len() - 1);
-        self.levels[at].1.push(job);
+        // The registry's priorities have lock-free levels; another priority (set per event
+        // with `PublishOptions::priority`) goes to the locked overflow levels.
+        match self.levels.binary_search_by(|(p, _)| priority.cmp(p)) {
+            Ok(at) => self.levels[at].1.push(job),
+            Err(_) => {
+                let mut other = self.other.lock().unwrap_or_else(|p| p.into_inner());
+                other
+                    .entry(std::cmp::Reverse(priority))
+                    .or_default()
+                    .push_back(job);
+                self.other_len.fetch_add(1, Ordering::AcqRel);
+            }
+        }
         // Pairs with the worker's `idle` increment before it looks at the queue: either it
         // sees this job, or this sees it idle and wakes it.
         if self.idle.load(Ordering::SeqCst) > 0 {
@@ -113,7 +126,11 @@ impl Queue {
     /// is always a running one, so a shutdown can say exactly what was not handled.
     /// `Err(())` once the queue is closed and empty.
     fn take(&self) -> Result<Option<Job>, ()> {
-        let job = self.levels.iter().find_map(|(_, level)| level.pop());
+        let job = if self.other_len.load(Ordering::Acquire) == 0 {
+            self.levels.iter().find_map(|(_, level)| level.pop())
+        } else {
+            self.take_merged()
+        };
         match job {
             Some(job) => {
                 // Running before no longer queued: never both zero while an event is pending.
@@ -129,6 +146,27 @@ impl Queue {
         }
     }
 
+    /// Takes the highest-priority job from the lock-free levels and the overflow levels.
+    #[cold]
+    fn take_merged(&self) -> Option<Job> {
+        let mut other = self.other.lock().unwrap_or_else(|p| p.into_inner());
+        let best_other = other.iter().find(|(_, q)| !q.is_empty()).map(|(p, _)| p.0);
+        for (p, level) in self.levels.iter() {
+            if best_other.is_some_and(|o| o > *p) {
+                break;
+            }
+            if let Some(job) = level.pop() {
+                return Some(job);
+            }
+        }
+        let (_, queue) = other.iter_mut().find(|(_, q)| !q.is_empty())?;
+        let job = queue.pop_front();
+        if job.is_some() {
+            self.other_len.fetch_sub(1, Ordering::AcqRel);
+        }
+        job
+    }
+
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }
@@ -136,6 +174,13 @@ impl Queue {
     /// Takes every queued event out, unhandled.
     pub(crate) fn take_remaining(&self) -> Vec<super::Unprocessed> {
         let mut out = Vec::new();
+        while let Some(job) = self.take_merged() {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+            out.push(super::Unprocessed {
+                id: job.meta.id,
+                name: job.meta.name(),
+            });
+        }
         for (_, level) in self.levels.iter() {
             while let Some(job) = level.pop() {
                 self.len.fetch_sub(1, Ordering::AcqRel);
@@ -149,7 +194,7 @@ impl Queue {
     }
 
     fn is_empty(&self) -> bool {
-        self.levels.iter().all(|(_, l)| l.is_empty())
+        self.other_len.load(Ordering::Acquire) == 0 && self.levels.iter().all(|(_, l)| l.is_empty())
     }
 
     /// Stops the workers once the queue is empty, and refuses new events.
@@ -230,6 +275,14 @@ async fn worker(bus: Weak<Inner>) {
             return;
         };
         let Job { event, meta } = job;
+        if meta.is_expired() {
+            tracing::warn!(
+                event = meta.name(), event_id = %meta.id(),
+                "event expired in the queue; not delivered"
+            );
+            queue.in_flight.fetch_sub(1, Ordering::AcqRel);
+            continue;
+        }
         // Routed when taken, not when queued: a subscription made meanwhile sees it.
         let type_id = meta.info.type_id();
         let ctx = Context {
@@ -301,10 +354,11 @@ impl Bus {
         options: Option<PublishOptions>,
     ) -> Result<EventId, PublishError> {
         let job = self.job(event, parent, options)?;
+        let priority = job.meta.priority();
         let id = job.meta.id;
         let queue = &self.inner.queue;
         // Fast path: room now, no waiting machinery.
-        let mut job = match queue.try_push(job, E::PRIORITY) {
+        let mut job = match queue.try_push(job, priority) {
             Ok(()) => return Ok(id),
             Err(back) => back,
         };
@@ -313,7 +367,7 @@ impl Bus {
             tokio::pin!(room);
             room.as_mut().enable();
             queue.waiting.fetch_add(1, Ordering::SeqCst);
-            let pushed = queue.try_push(job, E::PRIORITY);
+            let pushed = queue.try_push(job, priority);
             match pushed {
                 Ok(()) => {
                     queue.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -339,8 +393,9 @@ impl Bus {
         options: Option<PublishOptions>,
     ) -> Result<EventId, PublishError> {
         let job = self.job(event, parent, options)?;
+        let priority = job.meta.priority();
         let id = job.meta.id;
-        match self.inner.queue.try_push(job, E::PRIORITY) {
+        match self.inner.queue.try_push(job, priority) {
             Ok(()) => Ok(id),
             Err(_) if self.inner.queue.is_closed() => Err(PublishError::Closed),
             Err(_) => Err(PublishError::QueueFull {
@@ -362,6 +417,19 @@ impl Bus {
             event: Box::new(event),
             meta,
         })
+    }
+
+    /// [`emit`](Self::emit)s each event in order, waiting for room as needed; one result per
+    /// event.
+    pub async fn emit_batch<E: Event>(
+        &self,
+        events: impl IntoIterator<Item = E>,
+    ) -> Vec<Result<EventId, PublishError>> {
+        let mut out = Vec::new();
+        for event in events {
+            out.push(self.emit_from(event, None, None).await);
+        }
+        out
     }
 
     /// How many emitted events wait in the queue, not yet taken by a worker.
