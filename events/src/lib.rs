@@ -65,6 +65,7 @@ mod context;
 mod envelope;
 mod event;
 mod handler;
+pub mod observe;
 mod receipt;
 mod registry;
 

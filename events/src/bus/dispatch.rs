@@ -6,6 +6,7 @@ use std::any::{Any, TypeId};
 use std::future::poll_fn;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Poll;
+use std::time::Instant;
 
 use super::{Bus, Slot, Target};
 use crate::context::Context;
@@ -123,6 +124,9 @@ impl Bus {
         options: Option<PublishOptions>,
     ) -> Result<Receipt, PublishError> {
         let ctx = self.context::<E>(parent, options)?;
+        if !self.inner.observers.is_empty() {
+            self.inner.observers.published(&ctx.meta);
+        }
         let route = self.route(TypeId::of::<E>());
         let mut outcomes = Outcomes::default();
         run(
@@ -142,6 +146,9 @@ impl Bus {
         options: Option<PublishOptions>,
     ) -> Result<Receipt, PublishError> {
         let ctx = self.context::<E>(parent, options)?;
+        if !self.inner.observers.is_empty() {
+            self.inner.observers.published(&ctx.meta);
+        }
         let route = self.route(TypeId::of::<E>());
         let mut outcomes = Outcomes::default();
         run_blocking(
@@ -168,6 +175,23 @@ impl Bus {
     /// A new envelope for an `E`, checked against the depth limit.
     #[inline]
     pub(crate) fn meta<E: Event>(
+        &self,
+        parent: Option<&Meta>,
+        options: Option<PublishOptions>,
+    ) -> Result<Meta, PublishError> {
+        self.try_meta::<E>(parent, options)
+            .map_err(|e| self.refused(E::NAME, e))
+    }
+
+    /// Tells the observers an event was refused, and gives the error back.
+    #[cold]
+    pub(crate) fn refused(&self, name: &'static str, error: PublishError) -> PublishError {
+        self.inner.observers.rejected(name, &error);
+        error
+    }
+
+    #[inline]
+    fn try_meta<E: Event>(
         &self,
         parent: Option<&Meta>,
         options: Option<PublishOptions>,
@@ -308,23 +332,25 @@ pub(crate) async fn run(
     ctx: &Context,
     outcomes: &mut Outcomes,
 ) {
+    let observed = !ctx.bus.inner.observers.is_empty();
     for (i, slot) in slots.iter().enumerate() {
         let inv = Invocation {
             event,
             ctx,
             states: &slot.states,
         };
+        let start = observed.then(Instant::now);
         let outcome = match call_sync(slot, &inv) {
-            Step::Called(Ok(Ok(()))) => continue,
+            Step::Called(Ok(Ok(()))) if !observed => continue,
             Step::Called(caught) => outcome(caught),
             Step::Filtered => Outcome::Filtered,
             Step::Paused => Outcome::Paused,
             Step::Async(f) => match call_async(f, &inv).await {
-                Outcome::Delivered => continue,
+                Outcome::Delivered if !observed => continue,
                 o => o,
             },
         };
-        outcomes.record(i, slot, &ctx.meta, outcome);
+        settle(i, slot, ctx, outcomes, outcome, start);
     }
 }
 
@@ -335,19 +361,40 @@ fn run_blocking(
     ctx: &Context,
     outcomes: &mut Outcomes,
 ) {
+    let observed = !ctx.bus.inner.observers.is_empty();
     for (i, slot) in slots.iter().enumerate() {
         let inv = Invocation {
             event,
             ctx,
             states: &slot.states,
         };
+        let start = observed.then(Instant::now);
         let outcome = match call_sync(slot, &inv) {
-            Step::Called(Ok(Ok(()))) => continue,
+            Step::Called(Ok(Ok(()))) if !observed => continue,
             Step::Called(caught) => outcome(caught),
             Step::Filtered => Outcome::Filtered,
             Step::Paused => Outcome::Paused,
             Step::Async(_) => Outcome::SkippedAsync,
         };
-        outcomes.record(i, slot, &ctx.meta, outcome);
+        settle(i, slot, ctx, outcomes, outcome, start);
     }
+}
+
+/// Tells the observers (when timed) and records a slot's outcome.
+#[inline]
+fn settle(
+    index: usize,
+    slot: &Slot,
+    ctx: &Context,
+    outcomes: &mut Outcomes,
+    outcome: Outcome,
+    start: Option<Instant>,
+) {
+    if let Some(start) = start {
+        ctx.bus
+            .inner
+            .observers
+            .handled(&ctx.meta, slot.name(), &outcome, start.elapsed());
+    }
+    outcomes.record(index, slot, &ctx.meta, outcome);
 }

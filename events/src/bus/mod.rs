@@ -56,6 +56,7 @@ pub(crate) struct Inner {
     pub(crate) queue: Arc<queue::Queue>,
     /// Enabled, disabled or shut down.
     pub(crate) lifecycle: lifecycle::Lifecycle,
+    pub(crate) observers: crate::observe::Observers,
 }
 
 impl Drop for Inner {
@@ -225,6 +226,7 @@ pub struct BusBuilder {
     max_depth: u32,
     queue_capacity: usize,
     workers: Option<usize>,
+    observers: Vec<Arc<dyn crate::observe::Observer>>,
 }
 
 impl Default for BusBuilder {
@@ -236,6 +238,7 @@ impl Default for BusBuilder {
             max_depth: 64,
             queue_capacity: 8192,
             workers: None,
+            observers: Vec::new(),
         }
     }
 }
@@ -249,6 +252,7 @@ impl fmt::Debug for BusBuilder {
             .field("max_depth", &self.max_depth)
             .field("queue_capacity", &self.queue_capacity)
             .field("workers", &self.workers)
+            .field("observers", &self.observers.len())
             .finish()
     }
 }
@@ -307,6 +311,13 @@ impl BusBuilder {
     /// worker handles one event at a time; events from one worker run in queue order.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = Some(workers.max(1));
+        self
+    }
+
+    /// Adds an observer, told about every event's lifecycle (see [`crate::observe`]).
+    /// Observers are called in the order they were added.
+    pub fn observer(mut self, observer: impl crate::observe::Observer) -> Self {
+        self.observers.push(Arc::new(observer));
         self
     }
 
@@ -372,6 +383,7 @@ impl BusBuilder {
                 subscriptions: std::sync::atomic::AtomicUsize::new(0),
                 queue: Arc::new(queue::Queue::new(self.queue_capacity, workers, &priorities)),
                 lifecycle: lifecycle::Lifecycle::default(),
+                observers: crate::observe::Observers(self.observers.into()),
             }),
         })
     }

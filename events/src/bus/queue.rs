@@ -276,6 +276,7 @@ async fn worker(bus: Weak<Inner>) {
         };
         let Job { event, meta } = job;
         if meta.is_expired() {
+            bus.inner.observers.expired(&meta);
             tracing::warn!(
                 event = meta.name(), event_id = %meta.id(),
                 "event expired in the queue; not delivered"
@@ -331,10 +332,13 @@ impl Bus {
     ) -> Result<EventId, PublishError> {
         match tokio::time::timeout(timeout, self.emit_from(event, None, None)).await {
             Ok(result) => result,
-            Err(_) => Err(PublishError::QueueFull {
-                name: E::NAME,
-                capacity: self.inner.queue.capacity,
-            }),
+            Err(_) => Err(self.refused(
+                E::NAME,
+                PublishError::QueueFull {
+                    name: E::NAME,
+                    capacity: self.inner.queue.capacity,
+                },
+            )),
         }
     }
 
@@ -356,10 +360,11 @@ impl Bus {
         let job = self.job(event, parent, options)?;
         let priority = job.meta.priority();
         let id = job.meta.id;
+        let observed = self.observed(&job);
         let queue = &self.inner.queue;
         // Fast path: room now, no waiting machinery.
         let mut job = match queue.try_push(job, priority) {
-            Ok(()) => return Ok(id),
+            Ok(()) => return Ok(self.accepted(id, observed)),
             Err(back) => back,
         };
         loop {
@@ -371,11 +376,11 @@ impl Bus {
             match pushed {
                 Ok(()) => {
                     queue.waiting.fetch_sub(1, Ordering::SeqCst);
-                    return Ok(id);
+                    return Ok(self.accepted(id, observed));
                 }
                 Err(_) if queue.is_closed() => {
                     queue.waiting.fetch_sub(1, Ordering::SeqCst);
-                    return Err(PublishError::Closed);
+                    return Err(self.refused(E::NAME, PublishError::Closed));
                 }
                 Err(back) => {
                     job = back;
@@ -395,14 +400,34 @@ impl Bus {
         let job = self.job(event, parent, options)?;
         let priority = job.meta.priority();
         let id = job.meta.id;
-        match self.inner.queue.try_push(job, priority) {
-            Ok(()) => Ok(id),
-            Err(_) if self.inner.queue.is_closed() => Err(PublishError::Closed),
-            Err(_) => Err(PublishError::QueueFull {
-                name: E::NAME,
-                capacity: self.inner.queue.capacity,
-            }),
+        let observed = self.observed(&job);
+        let queue = &self.inner.queue;
+        match queue.try_push(job, priority) {
+            Ok(()) => Ok(self.accepted(id, observed)),
+            Err(_) if queue.is_closed() => Err(self.refused(E::NAME, PublishError::Closed)),
+            Err(_) => Err(self.refused(
+                E::NAME,
+                PublishError::QueueFull {
+                    name: E::NAME,
+                    capacity: queue.capacity,
+                },
+            )),
         }
+    }
+
+    /// A copy of the envelope for the observers, taken only when there are observers (the
+    /// job itself moves into the queue).
+    #[inline]
+    fn observed(&self, job: &Job) -> Option<Meta> {
+        (!self.inner.observers.is_empty()).then(|| job.meta.clone())
+    }
+
+    #[inline]
+    fn accepted(&self, id: EventId, observed: Option<Meta>) -> EventId {
+        if let Some(meta) = observed {
+            self.inner.observers.published(&meta);
+        }
+        id
     }
 
     fn job<E: Event>(

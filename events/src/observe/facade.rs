@@ -1,0 +1,50 @@
+//! [`MetricsFacade`]: the same counts through the `metrics` crate, for any exporter.
+
+use std::time::Duration;
+
+use super::Observer;
+use crate::bus::PublishError;
+use crate::envelope::Meta;
+use crate::receipt::Outcome;
+
+/// Emits through the [`metrics`](https://docs.rs/metrics) facade, so any recorder
+/// (Prometheus, StatsD, ...) exports them:
+///
+/// | metric | kind | labels |
+/// |---|---|---|
+/// | `events_published_total` | counter | `event` |
+/// | `events_delivered_total` | counter | `event`, `handler` |
+/// | `events_failed_total` | counter | `event`, `handler` |
+/// | `events_expired_total` | counter | `event` |
+/// | `events_rejected_total` | counter | `event` |
+/// | `events_handler_seconds` | histogram | `event`, `handler` |
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsFacade;
+
+impl Observer for MetricsFacade {
+    fn published(&self, meta: &Meta) {
+        metrics::counter!("events_published_total", "event" => meta.name()).increment(1);
+    }
+    fn delivered(&self, meta: &Meta, handler: &str, elapsed: Duration) {
+        let labels = [
+            ("event", meta.name().to_owned()),
+            ("handler", handler.to_owned()),
+        ];
+        metrics::counter!("events_delivered_total", &labels).increment(1);
+        metrics::histogram!("events_handler_seconds", &labels).record(elapsed.as_secs_f64());
+    }
+    fn failed(&self, meta: &Meta, handler: &str, _outcome: &Outcome, elapsed: Duration) {
+        let labels = [
+            ("event", meta.name().to_owned()),
+            ("handler", handler.to_owned()),
+        ];
+        metrics::counter!("events_failed_total", &labels).increment(1);
+        metrics::histogram!("events_handler_seconds", &labels).record(elapsed.as_secs_f64());
+    }
+    fn expired(&self, meta: &Meta) {
+        metrics::counter!("events_expired_total", "event" => meta.name()).increment(1);
+    }
+    fn rejected(&self, event: &'static str, _error: &PublishError) {
+        metrics::counter!("events_rejected_total", "event" => event).increment(1);
+    }
+}

@@ -1,0 +1,106 @@
+//! Observers: code told about each event's lifecycle (published, delivered with its
+//! duration, failed, expired, rejected), for logs, error reports and metrics.
+//!
+//! Give them to [`BusBuilder::observer`](crate::BusBuilder::observer). With none, the bus
+//! does not even read the clock for them.
+
+mod collector;
+#[cfg(feature = "metrics")]
+mod facade;
+mod metrics;
+
+use std::time::Duration;
+
+pub use collector::{CollectedError, ErrorCollector};
+#[cfg(feature = "metrics")]
+pub use facade::MetricsFacade;
+pub use metrics::{EventStats, HandlerStats, LatencyHistogram, Metrics, MetricsSnapshot};
+
+use crate::bus::PublishError;
+use crate::envelope::Meta;
+use crate::receipt::Outcome;
+
+/// Told about each event's lifecycle. Every method does nothing by default; implement the
+/// ones you need. Methods are called on the thread that handles the event: keep them quick.
+pub trait Observer: Send + Sync + 'static {
+    /// The bus took the event: it is being dispatched, or it is queued.
+    fn published(&self, meta: &Meta) {
+        let _ = meta;
+    }
+    /// A handler returned `Ok` after `elapsed`.
+    fn delivered(&self, meta: &Meta, handler: &str, elapsed: Duration) {
+        let _ = (meta, handler, elapsed);
+    }
+    /// A handler failed or panicked (`outcome` is `Failed` or `Panicked`) after `elapsed`.
+    fn failed(&self, meta: &Meta, handler: &str, outcome: &Outcome, elapsed: Duration) {
+        let _ = (meta, handler, outcome, elapsed);
+    }
+    /// A queued event expired before a worker took it; no handler ran.
+    fn expired(&self, meta: &Meta) {
+        let _ = meta;
+    }
+    /// The bus refused an event named `event` (disabled, shut down, queue full, expired,
+    /// too deep); nothing was dispatched.
+    fn rejected(&self, event: &'static str, error: &PublishError) {
+        let _ = (event, error);
+    }
+}
+
+/// Logs every lifecycle step through `tracing`: published and delivered at `DEBUG`, the
+/// rest at `WARN`. (Handler failures are logged at `WARN`/`ERROR` even without observers.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tracing;
+
+impl Observer for Tracing {
+    fn published(&self, meta: &Meta) {
+        tracing::debug!(event = meta.name(), event_id = %meta.id(), correlation_id = %meta.correlation_id(), "event published");
+    }
+    fn delivered(&self, meta: &Meta, handler: &str, elapsed: Duration) {
+        tracing::debug!(event = meta.name(), event_id = %meta.id(), handler, elapsed_us = elapsed.as_micros() as u64, "event delivered");
+    }
+    fn expired(&self, meta: &Meta) {
+        tracing::warn!(event = meta.name(), event_id = %meta.id(), "event expired before delivery");
+    }
+    fn rejected(&self, event: &'static str, error: &PublishError) {
+        tracing::warn!(event, error = %error, "event rejected");
+    }
+}
+
+/// The observers of one bus.
+#[derive(Default, Clone)]
+pub(crate) struct Observers(pub(crate) std::sync::Arc<[std::sync::Arc<dyn Observer>]>);
+
+impl Observers {
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub(crate) fn published(&self, meta: &Meta) {
+        self.0.iter().for_each(|o| o.published(meta));
+    }
+    pub(crate) fn rejected(&self, event: &'static str, error: &PublishError) {
+        self.0.iter().for_each(|o| o.rejected(event, error));
+    }
+    pub(crate) fn expired(&self, meta: &Meta) {
+        self.0.iter().for_each(|o| o.expired(meta));
+    }
+    pub(crate) fn handled(&self, meta: &Meta, handler: &str, outcome: &Outcome, elapsed: Duration) {
+        match outcome {
+            Outcome::Delivered => self
+                .0
+                .iter()
+                .for_each(|o| o.delivered(meta, handler, elapsed)),
+            Outcome::Failed(_) | Outcome::Panicked(_) => self
+                .0
+                .iter()
+                .for_each(|o| o.failed(meta, handler, outcome, elapsed)),
+            Outcome::Filtered | Outcome::SkippedAsync | Outcome::Paused => {}
+        }
+    }
+}
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Observers({})", self.0.len())
+    }
+}
