@@ -203,6 +203,15 @@ pub struct Meta {
     pub(crate) extra: Option<Box<Extra>>,
 }
 
+/// What a child event inherits from its parent: small and `Copy`, so it can sit in a
+/// task-local for the duration of a dispatch without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Lineage {
+    pub(crate) id: EventId,
+    pub(crate) correlation_id: EventId,
+    pub(crate) depth: u32,
+}
+
 /// The parts of [`Meta`] that a root event published without options does not have.
 #[derive(Clone, Debug)]
 pub(crate) struct Extra {
@@ -284,12 +293,22 @@ impl Meta {
             .is_some_and(|at| EventId::now().1 >= at)
     }
 
+    /// What a child of this event inherits.
+    #[inline]
+    pub(crate) fn lineage(&self) -> Lineage {
+        Lineage {
+            id: self.id,
+            correlation_id: self.correlation_id(),
+            depth: self.depth(),
+        }
+    }
+
     /// The envelope of a new event of type `info` on a bus whose source is `source`.
     #[inline]
     pub(crate) fn new(
         info: &'static EventInfo,
         source: &'static str,
-        parent: Option<&Meta>,
+        parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Meta {
         let (id, time) = EventId::now();
@@ -300,10 +319,10 @@ impl Meta {
                 Some(Box::new(Extra {
                     correlation_id: options
                         .correlation_id
-                        .or(parent.map(Meta::correlation_id))
+                        .or(parent.map(|p| p.correlation_id))
                         .unwrap_or(id),
-                    causation_id: parent.map(Meta::id),
-                    depth: parent.map_or(0, |p| p.depth() + 1),
+                    causation_id: parent.map(|p| p.id),
+                    depth: parent.map_or(0, |p| p.depth + 1),
                     source: options.source,
                     metadata: options.metadata,
                     priority: options.priority,

@@ -76,7 +76,7 @@ pub use bus::{
     Bus, BusBuilder, PublishError, ShutdownReport, SubscribeOptions, Subscription,
     SubscriptionInfo, Unprocessed,
 };
-pub use context::Context;
+pub use context::{Context, spawn};
 pub use envelope::{EventId, Meta, Metadata, PublishOptions};
 pub use event::{Event, EventInfo, EventKind};
 pub use handler::{HandlerError, HandlerInfo, IntoHandlerResult, State, StateKey};

@@ -8,9 +8,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Poll;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use super::{Bus, Slot, Target};
 use crate::context::Context;
-use crate::envelope::{Meta, PublishOptions};
+use crate::envelope::{Lineage, Meta, PublishOptions};
 use crate::event::Event;
 use crate::handler::{Call, HandlerError, Invocation};
 use crate::receipt::{Outcome, Receipt};
@@ -120,7 +122,7 @@ impl Bus {
     pub(crate) async fn publish_from<E: Event>(
         &self,
         event: E,
-        parent: Option<&Meta>,
+        parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Result<Receipt, PublishError> {
         let ctx = self.context::<E>(parent, options)?;
@@ -129,20 +131,22 @@ impl Bus {
         }
         let route = self.route(TypeId::of::<E>());
         let mut outcomes = Outcomes::default();
-        run(
-            self.slots_of(&route, TypeId::of::<E>()),
-            &event,
-            &ctx,
-            &mut outcomes,
-        )
-        .await;
+        let slots = self.slots_of(&route, TypeId::of::<E>());
+        if spans_on() {
+            let span = publish_span(&ctx.meta);
+            run(slots, &event, &ctx, &mut outcomes)
+                .instrument(span)
+                .await;
+        } else {
+            run(slots, &event, &ctx, &mut outcomes).await;
+        }
         Ok(Receipt::new(ctx, route, outcomes))
     }
 
     pub(crate) fn publish_blocking_from<E: Event>(
         &self,
         event: E,
-        parent: Option<&Meta>,
+        parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Result<Receipt, PublishError> {
         let ctx = self.context::<E>(parent, options)?;
@@ -151,19 +155,25 @@ impl Bus {
         }
         let route = self.route(TypeId::of::<E>());
         let mut outcomes = Outcomes::default();
-        run_blocking(
-            self.slots_of(&route, TypeId::of::<E>()),
-            &event,
-            &ctx,
-            &mut outcomes,
-        );
+        let slots = self.slots_of(&route, TypeId::of::<E>());
+        let lineage = ctx.meta.lineage();
+        let mut dispatch = || {
+            crate::context::sync_scoped(lineage, || {
+                run_blocking(slots, &event, &ctx, &mut outcomes)
+            })
+        };
+        if spans_on() {
+            publish_span(&ctx.meta).in_scope(dispatch)
+        } else {
+            dispatch()
+        }
         Ok(Receipt::new(ctx, route, outcomes))
     }
 
     #[inline]
     pub(crate) fn context<E: Event>(
         &self,
-        parent: Option<&Meta>,
+        parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Result<Context, PublishError> {
         Ok(Context {
@@ -176,7 +186,7 @@ impl Bus {
     #[inline]
     pub(crate) fn meta<E: Event>(
         &self,
-        parent: Option<&Meta>,
+        parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Result<Meta, PublishError> {
         self.try_meta::<E>(parent, options)
@@ -193,12 +203,14 @@ impl Bus {
     #[inline]
     fn try_meta<E: Event>(
         &self,
-        parent: Option<&Meta>,
+        parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Result<Meta, PublishError> {
         self.inner.lifecycle.check(E::NAME)?;
+        // Published from inside a handler without its `Context`: still a child.
+        let parent = parent.or_else(crate::context::current);
         if let Some(p) = parent {
-            let depth = p.depth() + 1;
+            let depth = p.depth + 1;
             if depth > self.inner.max_depth {
                 return Err(PublishError::TooDeep {
                     name: E::NAME,
@@ -213,6 +225,39 @@ impl Bus {
         }
         Ok(meta)
     }
+}
+
+/// Whether any subscriber wants `DEBUG` spans: one relaxed load. Spans are made only then;
+/// even a disabled `debug_span!` costs ~20 ns per call, which the typed path cannot afford
+/// per handler.
+#[inline]
+pub(crate) fn spans_on() -> bool {
+    tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG
+}
+
+/// The span of one publish (or emit); handler spans are its children. `DEBUG`; call only
+/// when [`spans_on`].
+#[cold]
+pub(crate) fn publish_span(meta: &Meta) -> tracing::Span {
+    tracing::debug_span!(
+        "publish",
+        event = meta.name(),
+        event_id = %meta.id(),
+        correlation_id = %meta.correlation_id(),
+    )
+}
+
+/// The span of one handler call; call only when [`spans_on`].
+#[cold]
+fn handler_span(slot: &Slot, meta: &Meta) -> tracing::Span {
+    tracing::debug_span!(
+        "handler",
+        handler = slot.name(),
+        event = meta.name(),
+        event_id = %meta.id(),
+        correlation_id = %meta.correlation_id(),
+        attempt = 1u32,
+    )
 }
 
 /// Outcomes other than `Delivered`, gathered while handlers run. Filtered and skipped
@@ -279,8 +324,12 @@ fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
         }
     }
     match &slot.target {
-        Target::Handler(Call::Sync(f)) => Step::Called(catch_unwind(AssertUnwindSafe(|| f(inv)))),
+        Target::Handler(Call::Sync(f)) => {
+            let _span = spans_on().then(|| handler_span(slot, &inv.ctx.meta).entered());
+            Step::Called(catch_unwind(AssertUnwindSafe(|| f(inv))))
+        }
         Target::Subscription { call, .. } => {
+            let _span = spans_on().then(|| handler_span(slot, &inv.ctx.meta).entered());
             Step::Called(catch_unwind(AssertUnwindSafe(|| call(inv.event, inv.ctx))))
         }
         Target::Handler(Call::Async(f)) => Step::Async(*f),
@@ -332,6 +381,7 @@ pub(crate) async fn run(
     ctx: &Context,
     outcomes: &mut Outcomes,
 ) {
+    let lineage = ctx.meta.lineage();
     let observed = !ctx.bus.inner.observers.is_empty();
     for (i, slot) in slots.iter().enumerate() {
         let inv = Invocation {
@@ -340,12 +390,19 @@ pub(crate) async fn run(
             states: &slot.states,
         };
         let start = observed.then(Instant::now);
-        let outcome = match call_sync(slot, &inv) {
+        let outcome = match crate::context::sync_scoped(lineage, || call_sync(slot, &inv)) {
             Step::Called(Ok(Ok(()))) if !observed => continue,
             Step::Called(caught) => outcome(caught),
             Step::Filtered => Outcome::Filtered,
             Step::Paused => Outcome::Paused,
-            Step::Async(f) => match call_async(f, &inv).await {
+            Step::Async(f) => match if spans_on() {
+                let span = handler_span(slot, &ctx.meta);
+                crate::context::scoped(lineage, call_async(f, &inv))
+                    .instrument(span)
+                    .await
+            } else {
+                crate::context::scoped(lineage, call_async(f, &inv)).await
+            } {
                 Outcome::Delivered if !observed => continue,
                 o => o,
             },

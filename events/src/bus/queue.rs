@@ -15,11 +15,12 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crossbeam_queue::SegQueue;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use super::dispatch::run;
 use super::{Bus, Inner, Outcomes, PublishError};
 use crate::context::Context;
-use crate::envelope::{EventId, Meta, PublishOptions};
+use crate::envelope::{EventId, Lineage, Meta, PublishOptions};
 use crate::event::Event;
 
 /// How many times an idle worker yields, looking for work, before it parks.
@@ -53,6 +54,9 @@ pub(crate) struct Queue {
 struct Job {
     event: Box<dyn Any + Send + Sync>,
     meta: Meta,
+    /// The emit's span, kept only when a subscriber wants it: the handler spans on the
+    /// worker are its children.
+    span: Option<Box<tracing::Span>>,
 }
 
 impl Queue {
@@ -274,7 +278,7 @@ async fn worker(bus: Weak<Inner>) {
             );
             return;
         };
-        let Job { event, meta } = job;
+        let Job { event, meta, span } = job;
         if meta.is_expired() {
             bus.inner.observers.expired(&meta);
             tracing::warn!(
@@ -292,7 +296,11 @@ async fn worker(bus: Weak<Inner>) {
         };
         let route = bus.route(type_id);
         let mut outcomes = Outcomes::default();
-        run(bus.slots_of(&route, type_id), &*event, &ctx, &mut outcomes).await;
+        let dispatch = run(bus.slots_of(&route, type_id), &*event, &ctx, &mut outcomes);
+        match span {
+            Some(span) => dispatch.instrument(*span).await,
+            None => dispatch.await,
+        }
         drop(ctx);
         queue.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
@@ -354,7 +362,7 @@ impl Bus {
     pub(crate) async fn emit_from<E: Event>(
         &self,
         event: E,
-        parent: Option<&Meta>,
+        parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Result<EventId, PublishError> {
         let job = self.job(event, parent, options)?;
@@ -394,7 +402,7 @@ impl Bus {
     pub(crate) fn try_emit_from<E: Event>(
         &self,
         event: E,
-        parent: Option<&Meta>,
+        parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Result<EventId, PublishError> {
         let job = self.job(event, parent, options)?;
@@ -433,14 +441,17 @@ impl Bus {
     fn job<E: Event>(
         &self,
         event: E,
-        parent: Option<&Meta>,
+        parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Result<Job, PublishError> {
         self.inner.queue.start(&self.inner)?;
         let meta = self.meta::<E>(parent, options)?;
+        let span =
+            super::dispatch::spans_on().then(|| Box::new(super::dispatch::publish_span(&meta)));
         Ok(Job {
             event: Box::new(event),
             meta,
+            span,
         })
     }
 
