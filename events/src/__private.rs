@@ -82,6 +82,10 @@ pub struct HandlerSpec {
     pub is_async: bool,
     /// `module_path!()` where it is defined.
     pub module: &'static str,
+    /// `#[handler(concurrency = N)]`.
+    pub concurrency: Option<u32>,
+    /// `#[handler(timeout = "..")]`, in milliseconds.
+    pub timeout_ms: Option<u64>,
     /// Where it is defined.
     pub file: &'static str,
     /// Where it is defined.
@@ -100,6 +104,8 @@ impl HandlerInfo {
             params: spec.params,
             is_async: spec.is_async,
             module: spec.module,
+            concurrency: spec.concurrency,
+            timeout_ms: spec.timeout_ms,
             file: spec.file,
             line: spec.line,
         }

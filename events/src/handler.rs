@@ -90,6 +90,22 @@ impl fmt::Debug for HandlerError {
     }
 }
 
+/// The error of a handler call that ran past its `#[handler(timeout = "..")]`. Transient:
+/// the call may succeed when tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandlerTimedOut {
+    /// The handler's timeout.
+    pub after: std::time::Duration,
+}
+
+impl fmt::Display for HandlerTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "handler timed out after {:?}", self.after)
+    }
+}
+
+impl StdError for HandlerTimedOut {}
+
 /// What a handler returns: `()` or `Result<(), E>` where `E: Into<HandlerError>`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a valid handler return type",
@@ -283,6 +299,8 @@ pub struct HandlerInfo {
     pub(crate) params: &'static [fn() -> Option<StateKey>],
     pub(crate) is_async: bool,
     pub(crate) module: &'static str,
+    pub(crate) concurrency: Option<u32>,
+    pub(crate) timeout_ms: Option<u64>,
     pub(crate) file: &'static str,
     pub(crate) line: u32,
 }
@@ -308,6 +326,14 @@ impl HandlerInfo {
     /// Whether it has a `filter`.
     pub fn has_filter(&self) -> bool {
         self.filter.is_some()
+    }
+    /// How many calls may run at once (`#[handler(concurrency = N)]`), if limited.
+    pub fn concurrency(&self) -> Option<u32> {
+        self.concurrency
+    }
+    /// How long one call may take (`#[handler(timeout = "2s")]`), if bounded.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.timeout_ms.map(std::time::Duration::from_millis)
     }
     /// The module it is defined in, e.g. `my_crate::billing`.
     pub fn module(&self) -> &'static str {

@@ -45,7 +45,9 @@
 //!
 //! Options: `#[handler(name = "billing.charge", priority = 10, filter = path::to::fn)]`. The
 //! default name is the function's path; priority defaults to 0; a filter is a
-//! `fn(&E, &Meta) -> bool`. Handlers run in priority order (higher first), then by name.
+//! `fn(&E, &Meta) -> bool`. An `async fn` handler may also take `concurrency = 4` (calls at
+//! once, across publishes) and `timeout = "2s"` (a longer call fails with a transient
+//! [`HandlerTimedOut`]). Handlers run in priority order (higher first), then by name.
 //! Anything else is a compile error on the offending token.
 //!
 //! # Linking
@@ -79,7 +81,7 @@ pub use bus::{
 pub use context::{Context, spawn};
 pub use envelope::{EventId, Meta, Metadata, PublishOptions};
 pub use event::{Event, EventInfo, EventKind};
-pub use handler::{HandlerError, HandlerInfo, IntoHandlerResult, State, StateKey};
+pub use handler::{HandlerError, HandlerInfo, HandlerTimedOut, IntoHandlerResult, State, StateKey};
 pub use receipt::{HandlerOutcome, Outcome, Receipt};
 pub use registry::{BuildError, Problem};
 

@@ -5,12 +5,16 @@ use syn::parse::Parser;
 use crate::ctxt::Ctxt;
 use crate::lit;
 
-const KEYS: &str = "`name`, `priority`, `filter`, `crate`";
+const KEYS: &str = "`name`, `priority`, `filter`, `concurrency`, `timeout`, `crate`";
 
 pub(crate) struct Options {
     pub(crate) name: Option<syn::LitStr>,
     pub(crate) priority: i32,
     pub(crate) filter: Option<syn::Path>,
+    /// `(limit, the option's path for errors)`.
+    pub(crate) concurrency: Option<(u32, syn::Path)>,
+    /// `(milliseconds, the option's path for errors)`.
+    pub(crate) timeout: Option<(u64, syn::Path)>,
     pub(crate) krate: syn::Path,
 }
 
@@ -20,6 +24,8 @@ impl Options {
             name: None,
             priority: 0,
             filter: None,
+            concurrency: None,
+            timeout: None,
             krate: syn::parse_quote!(::events),
         };
         let mut seen: Vec<String> = Vec::new();
@@ -44,6 +50,30 @@ impl Options {
                 }
                 "priority" => opts.priority = lit::int(&meta, "priority", "10")?,
                 "filter" => opts.filter = Some(lit::path(&meta, "filter")?),
+                "concurrency" => {
+                    let n: u32 = lit::int(&meta, "concurrency", "4")?;
+                    if n == 0 {
+                        cx.error(
+                            &meta.path,
+                            "`concurrency = 0` would never run the handler; use 1 or more",
+                        );
+                    }
+                    opts.concurrency = Some((n, meta.path.clone()));
+                }
+                "timeout" => {
+                    let s = lit::string(&meta, "timeout")?;
+                    match parse_duration(&s.value()) {
+                        Some(ms) if ms > 0 => opts.timeout = Some((ms, meta.path.clone())),
+                        _ => cx.error(
+                            &s,
+                            format!(
+                                "`timeout = \"{}\"` is not a duration; write a whole number with a \
+                                 unit: `\"250ms\"`, `\"2s\"`, `\"1m\"`",
+                                s.value()
+                            ),
+                        ),
+                    }
+                }
                 "crate" => opts.krate = lit::path(&meta, "crate")?,
                 _ => {
                     cx.error(
@@ -66,5 +96,38 @@ impl Options {
             cx.push(e);
         }
         opts
+    }
+}
+
+/// `"250ms"`, `"2s"`, `"1m"`, `"1h"` in milliseconds.
+pub(crate) fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(250));
+        assert_eq!(parse_duration("2s"), Some(2_000));
+        assert_eq!(parse_duration(" 1m "), Some(60_000));
+        assert_eq!(parse_duration("1h"), Some(3_600_000));
+        assert_eq!(parse_duration("2"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("1.5s"), None);
+        assert_eq!(parse_duration("2 weeks"), None);
     }
 }

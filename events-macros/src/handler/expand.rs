@@ -120,6 +120,14 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
     };
     let priority = opts.priority;
     let is_async = sig.is_async;
+    let concurrency = match &opts.concurrency {
+        Some((n, _)) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let timeout_ms = match &opts.timeout {
+        Some((ms, _)) => quote!(::core::option::Option::Some(#ms)),
+        None => quote!(::core::option::Option::None),
+    };
 
     quote! {
         #func
@@ -142,6 +150,8 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
                     params: &[#(#requirements),*],
                     is_async: #is_async,
                     module: ::core::module_path!(),
+                    concurrency: #concurrency,
+                    timeout_ms: #timeout_ms,
                     file: ::core::file!(),
                     line: ::core::line!(),
                 },

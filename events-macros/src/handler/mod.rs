@@ -27,6 +27,22 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut cx = Ctxt::default();
     let options = args::Options::parse(&mut cx, args);
     let signature = sig::Signature::parse(&mut cx, &func);
+    if func.sig.asyncness.is_none() {
+        for (key, path) in [
+            ("concurrency", options.concurrency.as_ref().map(|c| &c.1)),
+            ("timeout", options.timeout.as_ref().map(|t| &t.1)),
+        ] {
+            if let Some(path) = path {
+                cx.error(
+                    path,
+                    format!(
+                        "`{key}` needs an `async fn` handler: a synchronous handler runs on the \
+                         publisher's thread and cannot be limited or interrupted"
+                    ),
+                );
+            }
+        }
+    }
     match (cx.check(), signature) {
         (Ok(()), Some(signature)) => expand::expand(&func, &options, &signature),
         (res, _) => {

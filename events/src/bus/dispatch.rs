@@ -355,6 +355,27 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Calls an async slot within its concurrency limit and timeout.
+async fn call_limited(
+    slot: &Slot,
+    f: for<'a> fn(&'a Invocation<'a>) -> crate::handler::BoxFuture<'a>,
+    inv: &Invocation<'_>,
+) -> Outcome {
+    // The semaphore is never closed, so `acquire` cannot fail; without a permit the call
+    // would only exceed the limit, not misbehave.
+    let _permit = match &slot.limit {
+        Some(limit) => limit.acquire().await.ok(),
+        None => None,
+    };
+    match slot.timeout {
+        Some(after) => match tokio::time::timeout(after, call_async(f, inv)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Failed(HandlerError::transient(crate::HandlerTimedOut { after })),
+        },
+        None => call_async(f, inv).await,
+    }
+}
+
 async fn call_async(
     f: for<'a> fn(&'a Invocation<'a>) -> crate::handler::BoxFuture<'a>,
     inv: &Invocation<'_>,
@@ -397,11 +418,11 @@ pub(crate) async fn run(
             Step::Paused => Outcome::Paused,
             Step::Async(f) => match if spans_on() {
                 let span = handler_span(slot, &ctx.meta);
-                crate::context::scoped(lineage, call_async(f, &inv))
+                crate::context::scoped(lineage, call_limited(slot, f, &inv))
                     .instrument(span)
                     .await
             } else {
-                crate::context::scoped(lineage, call_async(f, &inv)).await
+                crate::context::scoped(lineage, call_limited(slot, f, &inv)).await
             } {
                 Outcome::Delivered if !observed => continue,
                 o => o,

@@ -113,6 +113,10 @@ pub(crate) struct Slot {
     pub(crate) states: Arc<[Option<AnyState>]>,
     /// Set while a dynamic subscription is paused; `None` for link-time handlers.
     pub(crate) paused: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// `#[handler(concurrency = N)]`: one semaphore per handler per bus.
+    pub(crate) limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// `#[handler(timeout = "..")]`.
+    pub(crate) timeout: Option<std::time::Duration>,
 }
 
 pub(crate) type DynHandler = Arc<dyn Fn(AnyEventRef<'_>, &Context) -> HandlerResult + Send + Sync>;
@@ -355,6 +359,10 @@ impl BusBuilder {
                 filter: h.filter,
                 states: states.into(),
                 paused: None,
+                limit: h
+                    .concurrency
+                    .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
+                timeout: h.timeout(),
             });
         }
         for (type_id, mut slots) in grouped {

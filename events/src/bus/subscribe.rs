@@ -238,6 +238,8 @@ impl Bus {
             filter: None,
             states: Arc::new([]),
             paused: Some(Arc::clone(&paused)),
+            limit: None,
+            timeout: None,
         };
         self.inner.change_dynamic(|dynamic| {
             dynamic.push((TypeId::of::<E>(), slot));

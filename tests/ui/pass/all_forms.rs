@@ -63,6 +63,9 @@ async fn asynchronous(ev: &Tuple, ctx: &Context) -> Result<(), HandlerError> {
 #[handler]
 async fn async_unit(_: &Tuple, _db: State<Db>) {}
 
+#[handler(concurrency = 2, timeout = "250ms")]
+async fn limited(_: &Tuple) {}
+
 #[handler]
 pub(crate) fn visible(_: &Unit) {}
 
