@@ -590,24 +590,29 @@ fn jaeb_sync(handlers: usize, with_100_subscriptions: bool) -> Runner {
     })
 }
 
+/// A jaeb bus with one async subscriber that counts `E`s into `handled`.
+async fn jaeb_counting<E: HasAmount + Clone + Send + Sync + 'static>(
+    handled: Arc<AtomicU64>,
+) -> jaeb::EventBus {
+    let bus = jaeb::EventBus::builder().build().await.expect("jaeb");
+    let _keep = bus
+        .subscribe::<E, _, _>(move |ev: E, _: jaeb::EventBus| {
+            let h = handled.clone();
+            async move {
+                handle(&h, ev.amount());
+                Ok(())
+            }
+        })
+        .await
+        .expect("subscribe");
+    bus
+}
+
 fn jaeb_async() -> Runner {
     let rt = current_thread();
     let handled = Arc::new(AtomicU64::new(0));
     let h = handled.clone();
-    let bus = rt.block_on(async move {
-        let bus = jaeb::EventBus::builder().build().await.expect("jaeb");
-        let _keep = bus
-            .subscribe::<TickAsync, _, _>(move |ev: TickAsync, _: jaeb::EventBus| {
-                let h = h.clone();
-                async move {
-                    handle(&h, ev.amount);
-                    Ok(())
-                }
-            })
-            .await
-            .expect("subscribe");
-        bus
-    });
+    let bus = rt.block_on(jaeb_counting::<TickAsync>(h));
     Box::new(move |iters| {
         let base = handled.load(Ordering::Acquire);
         rt.block_on(async {
@@ -625,20 +630,7 @@ fn jaeb_queued() -> Runner {
     let rt = one_worker();
     let handled = Arc::new(AtomicU64::new(0));
     let h = handled.clone();
-    let bus = rt.block_on(async move {
-        let bus = jaeb::EventBus::builder().build().await.expect("jaeb");
-        let _keep = bus
-            .subscribe::<TickQueued, _, _>(move |ev: TickQueued, _: jaeb::EventBus| {
-                let h = h.clone();
-                async move {
-                    handle(&h, ev.amount);
-                    Ok(())
-                }
-            })
-            .await
-            .expect("subscribe");
-        bus
-    });
+    let bus = rt.block_on(jaeb_counting::<TickQueued>(h));
     Box::new(move |iters| {
         let target = handled.load(Ordering::Acquire) + iters;
         rt.block_on(async {

@@ -365,10 +365,7 @@ impl Bus {
         parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Result<EventId, PublishError> {
-        let job = self.job(event, parent, options)?;
-        let priority = job.meta.priority();
-        let id = job.meta.id;
-        let observed = self.observed(&job);
+        let (job, priority, id, observed) = self.prepare(event, parent, options)?;
         let queue = &self.inner.queue;
         // Fast path: room now, no waiting machinery.
         let mut job = match queue.try_push(job, priority) {
@@ -405,10 +402,7 @@ impl Bus {
         parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Result<EventId, PublishError> {
-        let job = self.job(event, parent, options)?;
-        let priority = job.meta.priority();
-        let id = job.meta.id;
-        let observed = self.observed(&job);
+        let (job, priority, id, observed) = self.prepare(event, parent, options)?;
         let queue = &self.inner.queue;
         match queue.try_push(job, priority) {
             Ok(()) => Ok(self.accepted(id, observed)),
@@ -423,11 +417,19 @@ impl Bus {
         }
     }
 
-    /// A copy of the envelope for the observers, taken only when there are observers (the
-    /// job itself moves into the queue).
+    /// The job, its priority and id, and a copy of the envelope for the observers (taken
+    /// only when there are observers: the job itself moves into the queue).
     #[inline]
-    fn observed(&self, job: &Job) -> Option<Meta> {
-        (!self.inner.observers.is_empty()).then(|| job.meta.clone())
+    fn prepare<E: Event>(
+        &self,
+        event: E,
+        parent: Option<Lineage>,
+        options: Option<PublishOptions>,
+    ) -> Result<(Job, i32, EventId, Option<Meta>), PublishError> {
+        let job = self.job(event, parent, options)?;
+        let (priority, id) = (job.meta.priority(), job.meta.id);
+        let observed = (!self.inner.observers.is_empty()).then(|| job.meta.clone());
+        Ok((job, priority, id, observed))
     }
 
     #[inline]
