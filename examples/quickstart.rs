@@ -123,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "  handler {:<40} <- {} (priority {}, {}{}) {file}:{line}",
             h.name(),
-            h.event().name(),
+            h.event_name(),
             h.priority(),
             if h.is_async() { "async" } else { "sync" },
             if h.has_filter() { ", filtered" } else { "" },

@@ -46,6 +46,7 @@ events!(
     TickAsync = "bench.tick_async",
     TickQueued = "bench.tick_queued",
     TickOther = "bench.tick_other",
+    TickWild = "bench.wild.tick",
 );
 
 macro_rules! other_events {
@@ -90,6 +91,24 @@ macro_rules! fan_out {
 }
 fan_out!(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9);
 
+macro_rules! fan_out_wild {
+    ($($m:ident),*) => {$(
+        mod $m {
+            #[events::handler]
+            fn h(ev: &super::TickWild) {
+                super::handle(&super::SINK, ev.amount);
+            }
+        }
+    )*};
+}
+fan_out_wild!(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9);
+
+/// Workload (7): a wildcard handler that matches `TickWild` (and reads its name, not JSON).
+#[handler(pattern = "bench.wild.*")]
+fn wild(ev: &events::AnyEvent) {
+    handle(&SINK, ev.name().len() as u64);
+}
+
 #[handler]
 async fn tick_async(ev: &TickAsync) {
     handle(&SINK, ev.amount);
@@ -108,15 +127,17 @@ pub enum Workload {
     Async1,
     Queued,
     Sync1With100Subs,
+    FanOut10Wild,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::Sync1,
         Workload::FanOut10,
         Workload::Async1,
         Workload::Queued,
         Workload::Sync1With100Subs,
+        Workload::FanOut10Wild,
     ];
 
     pub fn label(self) -> &'static str {
@@ -126,6 +147,7 @@ impl Workload {
             Workload::Async1 => "(3) publish().await -> 1 async handler",
             Workload::Queued => "(4) queued: 1 producer -> handler on a worker task",
             Workload::Sync1With100Subs => "(5) as (1), 100 subscriptions to other types exist",
+            Workload::FanOut10Wild => "(7) as (2), plus a matching wildcard handler (`&AnyEvent`)",
         }
     }
 
@@ -136,6 +158,7 @@ impl Workload {
             Workload::Async1 => "async1",
             Workload::Queued => "queued",
             Workload::Sync1With100Subs => "sync1_100subs",
+            Workload::FanOut10Wild => "fanout10_wild",
         }
     }
 
@@ -234,6 +257,9 @@ pub fn runner(workload: Workload, peer: Peer) -> Result<Runner, &'static str> {
         (Queued, Messagebus) => Ok(messagebus_queued()),
         (Queued, Broadcast) => Err("n/a: drops events when the receiver lags (no backpressure)"),
         (Queued, Floor | SpawnJoin) => Err("n/a: no queue"),
+        (FanOut10Wild, Events) => Ok(events_blocking::<TickWild>(ours())),
+        (FanOut10Wild, Floor) => Ok(floor_sync(11)),
+        (FanOut10Wild, _) => Err("n/a: no wildcard handlers"),
         (Sync1With100Subs, Events) => Ok(events_blocking::<Tick1>(ours_with_100_subscriptions())),
         (Sync1With100Subs, Jaeb) => Ok(jaeb_sync(1, true)),
         (Sync1With100Subs, Broadcast | Mpsc | Flume) => {
@@ -312,6 +338,11 @@ fn events_blocking<E: Event + From<u64>>(bus: Bus) -> Runner {
 impl From<u64> for Tick1 {
     fn from(i: u64) -> Self {
         Tick1::new(i)
+    }
+}
+impl From<u64> for TickWild {
+    fn from(i: u64) -> Self {
+        TickWild::new(i)
     }
 }
 impl From<u64> for Tick10 {

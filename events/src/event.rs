@@ -1,6 +1,6 @@
 //! The [`Event`] trait, event kinds, and the run-time catalog entry [`EventInfo`].
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::fmt;
 
 use schemars::{JsonSchema, Schema};
@@ -152,6 +152,73 @@ impl fmt::Debug for EventInfo {
             .field("kind", &self.kind)
             .field("priority", &self.priority)
             .field("type_name", &self.type_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Any event, whatever its type: what a wildcard handler (`ev: &AnyEvent`) and a pattern
+/// subscription receive. `AnyEvent` is `dyn Payload`; every [`Event`] is a `Payload`.
+///
+/// ```standalone_crate
+/// # #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// # #[event(name = "order.placed")]
+/// # struct OrderPlaced { id: u64 }
+/// use events::AnyEvent;
+/// let ev: &AnyEvent = &OrderPlaced { id: 7 };
+/// assert_eq!(ev.name(), "order.placed");
+/// assert_eq!(ev.to_json().unwrap(), serde_json::json!({ "id": 7 }));
+/// assert_eq!(ev.downcast_ref::<OrderPlaced>().map(|o| o.id), Some(7));
+/// ```
+pub type AnyEvent = dyn Payload;
+
+/// The type-erased view of an [`Event`] behind [`AnyEvent`]. Implemented for every event;
+/// there is no reason to implement it yourself.
+pub trait Payload: Any + Send + Sync {
+    /// The event type's catalog entry.
+    fn info(&self) -> &'static EventInfo;
+    /// The payload as JSON, serialized now: nothing is serialized unless this is called.
+    ///
+    /// # Errors
+    /// When the type's `Serialize` implementation fails.
+    fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
+    /// The event as `Any`, to downcast.
+    fn as_any(&self) -> &(dyn Any + Send + Sync);
+}
+
+impl<E: Event> Payload for E {
+    #[inline]
+    fn info(&self) -> &'static EventInfo {
+        E::info()
+    }
+    fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+    #[inline]
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+}
+
+impl dyn Payload {
+    /// The event's name.
+    pub fn name(&self) -> &'static str {
+        self.info().name
+    }
+    /// The payload's version.
+    pub fn version(&self) -> u32 {
+        self.info().version
+    }
+    /// The event as an `E`, if it is one.
+    pub fn downcast_ref<E: Event>(&self) -> Option<&E> {
+        self.as_any().downcast_ref::<E>()
+    }
+}
+
+impl fmt::Debug for dyn Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnyEvent")
+            .field("name", &self.name())
+            .field("version", &self.version())
             .finish_non_exhaustive()
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::context::Context;
 use crate::envelope::Meta;
-use crate::event::EventInfo;
+use crate::event::{EventInfo, Payload};
 
 /// A handler's failure.
 ///
@@ -194,6 +194,8 @@ pub(crate) type AnyEventRef<'a> = &'a (dyn Any + Send + Sync);
 #[derive(Clone, Copy)]
 pub struct Invocation<'a> {
     pub(crate) event: AnyEventRef<'a>,
+    /// The same event, as `&AnyEvent`, for wildcard handlers and filters.
+    pub(crate) payload: &'a dyn Payload,
     pub(crate) ctx: &'a Context,
     /// Indexed by parameter position; `None` for parameters that are not `State<T>`.
     pub(crate) states: &'a [Option<AnyState>],
@@ -217,6 +219,48 @@ impl<'a> Invocation<'a> {
                 std::any::type_name::<E>()
             ))
         })
+    }
+}
+
+/// The type of a handler's first parameter: an [`Event`](crate::Event) type (the handler
+/// gets that type) or [`AnyEvent`](crate::AnyEvent) (a wildcard handler: every event, or
+/// those its `pattern` matches). Not public API.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event",
+    label = "not an event",
+    note = "add `#[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]` to the type, or take `&events::AnyEvent` to receive every event"
+)]
+pub trait HandlerEvent {
+    /// The event type, or `None` for `AnyEvent`.
+    const EVENT: Option<fn() -> &'static EventInfo>;
+    /// The handler's first argument, out of one call.
+    fn extract<'a>(inv: &Invocation<'a>) -> Result<&'a Self, HandlerError>;
+    /// The handler's first argument, for a filter.
+    fn from_payload(payload: &dyn Payload) -> Option<&Self>;
+}
+
+impl<E: crate::Event> HandlerEvent for E {
+    const EVENT: Option<fn() -> &'static EventInfo> = Some(E::info);
+    #[inline]
+    fn extract<'a>(inv: &Invocation<'a>) -> Result<&'a Self, HandlerError> {
+        inv.event::<E>()
+    }
+    #[inline]
+    fn from_payload(payload: &dyn Payload) -> Option<&Self> {
+        payload.as_any().downcast_ref::<E>()
+    }
+}
+
+impl HandlerEvent for dyn Payload {
+    const EVENT: Option<fn() -> &'static EventInfo> = None;
+    #[inline]
+    fn extract<'a>(inv: &Invocation<'a>) -> Result<&'a Self, HandlerError> {
+        Ok(inv.payload)
+    }
+    #[inline]
+    fn from_payload(payload: &dyn Payload) -> Option<&Self> {
+        Some(payload)
     }
 }
 
@@ -287,12 +331,15 @@ impl fmt::Debug for Call {
     }
 }
 
-pub(crate) type FilterFn = fn(AnyEventRef<'_>, &Meta) -> bool;
+pub(crate) type FilterFn = fn(&dyn Payload, &Meta) -> bool;
 
 /// A `#[handler]` function's entry in the registry.
 pub struct HandlerInfo {
     pub(crate) name: &'static str,
-    pub(crate) event: fn() -> &'static EventInfo,
+    /// `None` for a wildcard (`&AnyEvent`) handler.
+    pub(crate) event: Option<fn() -> &'static EventInfo>,
+    /// `#[handler(pattern = "..")]`, for wildcard handlers.
+    pub(crate) pattern: Option<&'static str>,
     pub(crate) priority: i32,
     pub(crate) call: Call,
     pub(crate) filter: Option<FilterFn>,
@@ -311,9 +358,21 @@ impl HandlerInfo {
     pub fn name(&self) -> &'static str {
         self.name
     }
-    /// The event it handles.
-    pub fn event(&self) -> &'static EventInfo {
-        (self.event)()
+    /// The event type it handles; `None` for a wildcard (`&AnyEvent`) handler.
+    pub fn event(&self) -> Option<&'static EventInfo> {
+        self.event.map(|e| e())
+    }
+    /// The name pattern of a wildcard handler (`#[handler(pattern = "order.*")]`); `None`
+    /// for typed handlers and for wildcard handlers that receive every event.
+    pub fn pattern(&self) -> Option<&'static str> {
+        self.pattern
+    }
+    /// The name of the event it handles, or its pattern (`>` for every event).
+    pub fn event_name(&self) -> &'static str {
+        match self.event() {
+            Some(e) => e.name,
+            None => self.pattern.unwrap_or(">"),
+        }
     }
     /// Its priority: higher runs first.
     pub fn priority(&self) -> i32 {
@@ -353,8 +412,8 @@ impl fmt::Debug for HandlerInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HandlerInfo")
             .field("name", &self.name)
-            .field("event", &self.event().name())
-            .field("version", &self.event().version())
+            .field("event", &self.event_name())
+            .field("version", &self.event().map(EventInfo::version))
             .field("priority", &self.priority)
             .field("is_async", &self.is_async)
             .field("location", &format_args!("{}:{}", self.file, self.line))

@@ -68,6 +68,7 @@ mod envelope;
 mod event;
 mod handler;
 pub mod observe;
+mod pattern;
 mod receipt;
 mod registry;
 
@@ -80,8 +81,9 @@ pub use bus::{
 };
 pub use context::{Context, spawn};
 pub use envelope::{EventId, Meta, Metadata, PublishOptions};
-pub use event::{Event, EventInfo, EventKind};
+pub use event::{AnyEvent, Event, EventInfo, EventKind, Payload};
 pub use handler::{HandlerError, HandlerInfo, HandlerTimedOut, IntoHandlerResult, State, StateKey};
+pub use pattern::InvalidPattern;
 pub use receipt::{HandlerOutcome, Outcome, Receipt};
 pub use registry::{BuildError, Problem};
 

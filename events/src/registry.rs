@@ -46,11 +46,12 @@ impl Registry {
             .collect();
         // File and line last: only handlers with the same name (a build error) get that far,
         // and even their error then reads the same on every run.
+        // Wildcard handlers are listed under their pattern, version 0.
         handlers.sort_by_key(|h| {
-            let e = h.event();
+            let version = h.event().map_or(0, |e| e.version);
             (
-                e.name,
-                e.version,
+                h.event_name(),
+                version,
                 std::cmp::Reverse(h.priority),
                 h.name,
                 h.file,

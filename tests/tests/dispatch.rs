@@ -558,7 +558,7 @@ fn the_bus_lists_events_and_handlers() {
         .iter()
         .find(|h| h.name() == "catalog.track")
         .unwrap();
-    assert_eq!(track.event().name(), "parcel.shipped");
+    assert_eq!(track.event().unwrap().name(), "parcel.shipped");
     assert_eq!(track.priority(), 3);
     assert!(track.is_async());
     assert!(track.has_filter());

@@ -206,7 +206,7 @@ fn the_bus_lists_its_subscriptions() {
         (
             list[0].id,
             list[0].name.as_str(),
-            list[0].event,
+            list[0].event.as_str(),
             list[0].priority,
             list[0].paused
         ),
@@ -216,7 +216,7 @@ fn the_bus_lists_its_subscriptions() {
         (
             list[1].id,
             list[1].name.as_str(),
-            list[1].event,
+            list[1].event.as_str(),
             list[1].paused
         ),
         (b.id(), "subscription", "other", true)

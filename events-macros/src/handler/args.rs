@@ -5,12 +5,14 @@ use syn::parse::Parser;
 use crate::ctxt::Ctxt;
 use crate::lit;
 
-const KEYS: &str = "`name`, `priority`, `filter`, `concurrency`, `timeout`, `crate`";
+const KEYS: &str = "`name`, `priority`, `filter`, `pattern`, `concurrency`, `timeout`, `crate`";
 
 pub(crate) struct Options {
     pub(crate) name: Option<syn::LitStr>,
     pub(crate) priority: i32,
     pub(crate) filter: Option<syn::Path>,
+    /// `(pattern, the option's path for errors)`.
+    pub(crate) pattern: Option<(syn::LitStr, syn::Path)>,
     /// `(limit, the option's path for errors)`.
     pub(crate) concurrency: Option<(u32, syn::Path)>,
     /// `(milliseconds, the option's path for errors)`.
@@ -24,6 +26,7 @@ impl Options {
             name: None,
             priority: 0,
             filter: None,
+            pattern: None,
             concurrency: None,
             timeout: None,
             krate: syn::parse_quote!(::events),
@@ -50,6 +53,13 @@ impl Options {
                 }
                 "priority" => opts.priority = lit::int(&meta, "priority", "10")?,
                 "filter" => opts.filter = Some(lit::path(&meta, "filter")?),
+                "pattern" => {
+                    let s = lit::string(&meta, "pattern")?;
+                    if let Some(why) = invalid_pattern(&s.value()) {
+                        cx.error(&s, why);
+                    }
+                    opts.pattern = Some((s, meta.path.clone()));
+                }
                 "concurrency" => {
                     let n: u32 = lit::int(&meta, "concurrency", "4")?;
                     if n == 0 {
@@ -115,9 +125,41 @@ pub(crate) fn parse_duration(text: &str) -> Option<u64> {
     n.checked_mul(factor)
 }
 
+/// Why `pattern` is not an event-name pattern (the rule of `events`' `pattern` module:
+/// `.`-separated lower-case segments, `*` for one segment, a final `>` for the rest).
+pub(crate) fn invalid_pattern(pattern: &str) -> Option<String> {
+    let segments: Vec<&str> = pattern.split('.').collect();
+    let bad = segments
+        .iter()
+        .enumerate()
+        .find_map(|(i, seg)| match *seg {
+            "" => Some("it has an empty segment".to_owned()),
+            "*" => None,
+            ">" if i + 1 == segments.len() => None,
+            ">" => Some("`>` may only be the last segment".to_owned()),
+            lit => lit
+                .chars()
+                .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-')))
+                .map(|c| format!("segment `{lit}` contains `{c}`")),
+        })?;
+    Some(format!(
+        "invalid event pattern `{pattern}`: {bad}; use lower-case segments, `*` for one segment \
+         and a final `>` for the rest, e.g. `order.*`"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{invalid_pattern, parse_duration};
+
+    #[test]
+    fn patterns() {
+        assert_eq!(invalid_pattern("order.*"), None);
+        assert_eq!(invalid_pattern(">"), None);
+        assert!(invalid_pattern("order.>.x").is_some());
+        assert!(invalid_pattern("Order.*").is_some());
+        assert!(invalid_pattern("").is_some());
+    }
 
     #[test]
     fn durations() {

@@ -14,13 +14,13 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
     let ev = &sig.event;
     let ev_span = ev.span();
     // Every mention of the event type carries its span, so "not an event" lands on it once.
-    let ev_check = quote_spanned!(ev_span=> __events_p::assert_event::<#ev>());
+    let ev_check = quote_spanned!(ev_span=> __events_p::assert_handler_event::<#ev>());
     // Local variables are made here, with call-site spans, and interpolated into the spanned
     // snippets: an identifier spelled inside `quote_spanned!` would take the user's span and,
     // when the handler comes out of a `macro_rules!`, that macro's hygiene.
     let inv = quote!(__inv);
     let f = quote!(__f);
-    let event_ref = quote_spanned!(ev_span=> #inv.event::<#ev>()?);
+    let event_ref = quote_spanned!(ev_span=> <#ev as __events_p::HandlerEvent>::extract(#inv)?);
 
     let args: Vec<syn::Ident> = (0..sig.extractors.len())
         .map(|i| format_ident!("__events_arg{}", i + 1))
@@ -97,7 +97,7 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
             (
                 quote! {
                     fn __events_filter(
-                        __ev: &(dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
+                        __ev: &dyn __events_p::Payload,
                         __meta: &#krate::Meta,
                     ) -> bool {
                         #coerce
@@ -120,6 +120,13 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
     };
     let priority = opts.priority;
     let is_async = sig.is_async;
+    let (pattern, pattern_check) = match &opts.pattern {
+        Some((lit, path)) => (
+            quote!(::core::option::Option::Some(#lit)),
+            quote_spanned!(path.span()=> const _: () = __events_p::assert_pattern_allowed::<#ev>();),
+        ),
+        None => (quote!(::core::option::Option::None), TokenStream::new()),
+    };
     let concurrency = match &opts.concurrency {
         Some((n, _)) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
@@ -139,11 +146,13 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
 
             #call_fn
             #filter_fn
+            #pattern_check
 
             static __EVENTS_HANDLER: __events_p::HandlerInfo = __events_p::HandlerInfo::__new(
                 __events_p::HandlerSpec {
                     name: #name,
-                    event: { #ev_check; <#ev as #krate::Event>::info },
+                    event: { #ev_check; <#ev as __events_p::HandlerEvent>::EVENT },
+                    pattern: #pattern,
                     priority: #priority,
                     call: __events_p::Call::#call_variant(__events_call),
                     filter: #filter,

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::{Bus, Slot, Target};
 use crate::context::Context;
 use crate::envelope::{Lineage, Meta, PublishOptions};
-use crate::event::Event;
+use crate::event::{Event, Payload};
 use crate::handler::{Call, HandlerError, Invocation};
 use crate::receipt::{Outcome, Receipt};
 
@@ -319,7 +319,7 @@ fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
         return Step::Paused;
     }
     if let Some(filter) = slot.filter {
-        if !filter(inv.event, &inv.ctx.meta) {
+        if !filter(inv.payload, &inv.ctx.meta) {
             return Step::Filtered;
         }
     }
@@ -330,7 +330,9 @@ fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
         }
         Target::Subscription { call, .. } => {
             let _span = spans_on().then(|| handler_span(slot, &inv.ctx.meta).entered());
-            Step::Called(catch_unwind(AssertUnwindSafe(|| call(inv.event, inv.ctx))))
+            Step::Called(catch_unwind(AssertUnwindSafe(|| {
+                call(inv.payload, inv.ctx)
+            })))
         }
         Target::Handler(Call::Async(f)) => Step::Async(*f),
     }
@@ -398,15 +400,17 @@ async fn call_async(
 /// Runs every slot in order, sync and async.
 pub(crate) async fn run(
     slots: &[Slot],
-    event: &(dyn Any + Send + Sync),
+    payload: &dyn Payload,
     ctx: &Context,
     outcomes: &mut Outcomes,
 ) {
+    let event = payload.as_any();
     let lineage = ctx.meta.lineage();
     let observed = !ctx.bus.inner.observers.is_empty();
     for (i, slot) in slots.iter().enumerate() {
         let inv = Invocation {
             event,
+            payload,
             ctx,
             states: &slot.states,
         };
@@ -433,16 +437,13 @@ pub(crate) async fn run(
 }
 
 /// Runs the synchronous slots in order; async ones are marked skipped.
-fn run_blocking(
-    slots: &[Slot],
-    event: &(dyn Any + Send + Sync),
-    ctx: &Context,
-    outcomes: &mut Outcomes,
-) {
+fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: &mut Outcomes) {
+    let event = payload.as_any();
     let observed = !ctx.bus.inner.observers.is_empty();
     for (i, slot) in slots.iter().enumerate() {
         let inv = Invocation {
             event,
+            payload,
             ctx,
             states: &slot.states,
         };

@@ -20,8 +20,9 @@ pub use lifecycle::{ShutdownReport, Unprocessed};
 pub use subscribe::{SubscribeOptions, Subscription, SubscriptionInfo};
 
 use crate::Context;
+use crate::event::Payload;
 use crate::event::{Event, EventInfo};
-use crate::handler::{AnyEventRef, AnyState, Call, FilterFn, HandlerInfo, HandlerResult};
+use crate::handler::{AnyState, Call, FilterFn, HandlerInfo, HandlerResult};
 use crate::registry::{BuildError, Registry};
 
 /// An in-process event bus.
@@ -119,12 +120,17 @@ pub(crate) struct Slot {
     pub(crate) timeout: Option<std::time::Duration>,
 }
 
-pub(crate) type DynHandler = Arc<dyn Fn(AnyEventRef<'_>, &Context) -> HandlerResult + Send + Sync>;
+pub(crate) type DynHandler = Arc<dyn Fn(&dyn Payload, &Context) -> HandlerResult + Send + Sync>;
 
 #[derive(Clone)]
 pub(crate) enum Target {
     Handler(Call),
-    Subscription { id: u64, call: DynHandler },
+    /// `receives`: the event name or pattern, for listing.
+    Subscription {
+        id: u64,
+        call: DynHandler,
+        receives: Arc<str>,
+    },
 }
 
 impl Slot {
@@ -350,20 +356,36 @@ impl BusBuilder {
                         .map(|p| p().and_then(|k| self.states.get(&k.type_id).cloned())),
                 )
                 .collect();
-            grouped.entry(h.event().type_id()).or_default().push(Slot {
-                name: Cow::Borrowed(h.name),
-                priority: h.priority,
-                event: h.event().name,
-                seq: 0,
-                target: Target::Handler(h.call),
-                filter: h.filter,
-                states: states.into(),
-                paused: None,
-                limit: h
-                    .concurrency
-                    .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
-                timeout: h.timeout(),
-            });
+            let states: Arc<[Option<AnyState>]> = states.into();
+            // One semaphore per handler, shared by every event a wildcard handler receives.
+            let limit = h
+                .concurrency
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize)));
+            // A typed handler joins its event's route; a wildcard handler joins the route of
+            // every registered event its pattern matches (all of them without a pattern).
+            let targets: Vec<&'static EventInfo> = match h.event() {
+                Some(info) => vec![info],
+                None => registry
+                    .events
+                    .iter()
+                    .copied()
+                    .filter(|e| h.pattern.is_none_or(|p| crate::pattern::matches(p, e.name)))
+                    .collect(),
+            };
+            for info in targets {
+                grouped.entry(info.type_id()).or_default().push(Slot {
+                    name: Cow::Borrowed(h.name),
+                    priority: h.priority,
+                    event: info.name,
+                    seq: 0,
+                    target: Target::Handler(h.call),
+                    filter: h.filter,
+                    states: Arc::clone(&states),
+                    paused: None,
+                    limit: limit.clone(),
+                    timeout: h.timeout(),
+                });
+            }
         }
         for (type_id, mut slots) in grouped {
             slots.sort_by(|a, b| a.order_key().cmp(&b.order_key()));

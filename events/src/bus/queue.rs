@@ -8,7 +8,6 @@
 //! event types in the registry, fixed at `build()`. Producers and workers share no lock: a
 //! producer reserves a place with one atomic add, and wakes a worker only when one is parked.
 
-use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -21,7 +20,7 @@ use super::dispatch::run;
 use super::{Bus, Inner, Outcomes, PublishError};
 use crate::context::Context;
 use crate::envelope::{EventId, Lineage, Meta, PublishOptions};
-use crate::event::Event;
+use crate::event::{Event, Payload};
 
 /// How many times an idle worker yields, looking for work, before it parks.
 const SPINS: usize = 64;
@@ -52,7 +51,7 @@ pub(crate) struct Queue {
 }
 
 struct Job {
-    event: Box<dyn Any + Send + Sync>,
+    event: Box<dyn Payload>,
     meta: Meta,
     /// The emit's span, kept only when a subscriber wants it: the handler spans on the
     /// worker are its children.

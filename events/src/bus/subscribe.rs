@@ -9,8 +9,9 @@ use std::sync::{Arc, Weak};
 
 use super::{Bus, DynHandler, Inner, Slot, Target};
 use crate::context::Context;
-use crate::event::Event;
+use crate::event::{AnyEvent, Event, EventInfo};
 use crate::handler::IntoHandlerResult;
+use crate::pattern::InvalidPattern;
 
 /// Name and priority of a dynamic subscription, for [`Bus::subscribe_with`].
 #[derive(Clone, Debug)]
@@ -52,7 +53,8 @@ impl SubscribeOptions {
 pub struct Subscription {
     bus: Weak<Inner>,
     id: u64,
-    event: &'static str,
+    /// The event name, or the pattern.
+    receives: Arc<str>,
     paused: Arc<AtomicBool>,
 }
 
@@ -64,8 +66,8 @@ pub struct SubscriptionInfo {
     pub id: u64,
     /// Its name.
     pub name: String,
-    /// The event it receives.
-    pub event: &'static str,
+    /// The event name it receives, or its pattern.
+    pub event: String,
     /// Its priority.
     pub priority: i32,
     /// Whether it is paused.
@@ -118,10 +120,15 @@ impl Subscription {
     fn remove(&mut self) {
         if let Some(inner) = std::mem::take(&mut self.bus).upgrade() {
             inner.change_dynamic(|dynamic| {
-                let at = dynamic
-                    .iter()
-                    .position(|(_, s)| s.sub_id() == Some(self.id))?;
-                Some(dynamic.remove(at).0)
+                let mut removed = Vec::new();
+                dynamic.retain(|(t, s)| {
+                    let mine = s.sub_id() == Some(self.id);
+                    if mine {
+                        removed.push(*t);
+                    }
+                    !mine
+                });
+                removed
             });
         }
     }
@@ -137,7 +144,7 @@ impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
             .field("id", &self.id)
-            .field("event", &self.event)
+            .field("receives", &self.receives)
             .finish()
     }
 }
@@ -154,33 +161,36 @@ impl Slot {
 impl Inner {
     /// Applies `change` to the dynamic subscriptions under the writers' lock and, if it names
     /// the event type it touched, publishes a new routing table for that type.
-    fn change_dynamic(&self, change: impl FnOnce(&mut Vec<(TypeId, Slot)>) -> Option<TypeId>) {
+    fn change_dynamic(&self, change: impl FnOnce(&mut Vec<(TypeId, Slot)>) -> Vec<TypeId>) {
         // A poisoned lock only means another writer panicked mid-change; the vector is still
-        // consistent because every change is a single push or remove.
+        // consistent because every change is a push or a retain.
         let mut dynamic = self.dynamic.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(type_id) = change(&mut dynamic) else {
+        let changed = change(&mut dynamic);
+        if changed.is_empty() {
             return;
-        };
+        }
         // Publishers skip the copy-on-write table while this is 0; set it before the new
         // table is visible when subscribing, after when the last one goes.
         let count = dynamic.len();
-        let mut slots: Vec<Slot> = self
-            .fixed
-            .get(&type_id)
-            .map(|s| s.to_vec())
-            .unwrap_or_default();
-        slots.extend(
-            dynamic
-                .iter()
-                .filter(|(t, _)| *t == type_id)
-                .map(|(_, s)| s.clone()),
-        );
-        slots.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         let mut routes = (**self.routes.load()).clone();
-        if slots.is_empty() {
-            routes.remove(&type_id);
-        } else {
-            routes.insert(type_id, slots.into());
+        for type_id in changed {
+            let mut slots: Vec<Slot> = self
+                .fixed
+                .get(&type_id)
+                .map(|s| s.to_vec())
+                .unwrap_or_default();
+            slots.extend(
+                dynamic
+                    .iter()
+                    .filter(|(t, _)| *t == type_id)
+                    .map(|(_, s)| s.clone()),
+            );
+            slots.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+            if slots.is_empty() {
+                routes.remove(&type_id);
+            } else {
+                routes.insert(type_id, slots.into());
+            }
         }
         if count > 0 {
             self.subscriptions.store(count, Ordering::Release);
@@ -223,18 +233,90 @@ impl Bus {
         F: Fn(&E, &Context) -> R + Send + Sync + 'static,
         R: IntoHandlerResult,
     {
+        let call: DynHandler =
+            Arc::new(move |event, ctx| match event.as_any().downcast_ref::<E>() {
+                Some(event) => handler(event, ctx).into_handler_result(),
+                None => Ok(()),
+            });
+        self.subscribe_dyn(options, vec![E::info()], call, E::NAME.into())
+    }
+
+    /// Subscribes a closure to every event whose name matches `pattern`: `*` matches one
+    /// `.`-separated segment, a final `>` the rest (`order.*`, `order.>`, `>`). The closure
+    /// gets the event as [`AnyEvent`]; its JSON is made only if it asks.
+    ///
+    /// ```standalone_crate
+    /// # #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// # #[event(name = "order.placed")]
+    /// # struct OrderPlaced;
+    /// let bus = events::Bus::builder().build()?;
+    /// let audit = bus.subscribe_pattern("order.*", |ev: &events::AnyEvent, _: &events::Context| {
+    ///     println!("{} v{}", ev.name(), ev.version());
+    /// })?;
+    /// bus.publish_blocking(OrderPlaced).unwrap();
+    /// # drop(audit);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`InvalidPattern`] when `pattern` is not one.
+    pub fn subscribe_pattern<F, R>(
+        &self,
+        pattern: &str,
+        handler: F,
+    ) -> Result<Subscription, InvalidPattern>
+    where
+        F: Fn(&AnyEvent, &Context) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.subscribe_pattern_with(SubscribeOptions::default(), pattern, handler)
+    }
+
+    /// [`subscribe_pattern`](Self::subscribe_pattern) with a name and a priority.
+    pub fn subscribe_pattern_with<F, R>(
+        &self,
+        options: SubscribeOptions,
+        pattern: &str,
+        handler: F,
+    ) -> Result<Subscription, InvalidPattern>
+    where
+        F: Fn(&AnyEvent, &Context) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        crate::pattern::check(pattern)?;
+        let targets = self
+            .inner
+            .registry
+            .events
+            .iter()
+            .copied()
+            .filter(|e| crate::pattern::matches(pattern, e.name))
+            .collect();
+        let call: DynHandler =
+            Arc::new(move |event, ctx| handler(event, ctx).into_handler_result());
+        Ok(self.subscribe_dyn(options, targets, call, pattern.into()))
+    }
+
+    /// Adds one dynamic subscription to the routes of `targets`.
+    fn subscribe_dyn(
+        &self,
+        options: SubscribeOptions,
+        targets: Vec<&'static EventInfo>,
+        call: DynHandler,
+        receives: Arc<str>,
+    ) -> Subscription {
         let id = self.inner.next_sub.fetch_add(1, Ordering::Relaxed);
         let paused = Arc::new(AtomicBool::new(false));
-        let call: DynHandler = Arc::new(move |event, ctx| match event.downcast_ref::<E>() {
-            Some(event) => handler(event, ctx).into_handler_result(),
-            None => Ok(()),
-        });
-        let slot = Slot {
-            name: options.name,
+        let slot = |info: &'static EventInfo| Slot {
+            name: options.name.clone(),
             priority: options.priority,
             seq: id,
-            target: Target::Subscription { id, call },
-            event: E::NAME,
+            target: Target::Subscription {
+                id,
+                call: Arc::clone(&call),
+                receives: Arc::clone(&receives),
+            },
+            event: info.name,
             filter: None,
             states: Arc::new([]),
             paused: Some(Arc::clone(&paused)),
@@ -242,13 +324,18 @@ impl Bus {
             timeout: None,
         };
         self.inner.change_dynamic(|dynamic| {
-            dynamic.push((TypeId::of::<E>(), slot));
-            Some(TypeId::of::<E>())
+            targets
+                .iter()
+                .map(|info| {
+                    dynamic.push((info.type_id(), slot(info)));
+                    info.type_id()
+                })
+                .collect()
         });
         Subscription {
             bus: Arc::downgrade(&self.inner),
             id,
-            event: E::NAME,
+            receives,
             paused,
         }
     }
@@ -260,10 +347,14 @@ impl Bus {
             .iter()
             .filter_map(|(_, slot)| {
                 let id = slot.sub_id()?;
+                let receives = match &slot.target {
+                    Target::Subscription { receives, .. } => receives.to_string(),
+                    Target::Handler(_) => slot.event.to_owned(),
+                };
                 Some(SubscriptionInfo {
                     id,
                     name: slot.name().to_owned(),
-                    event: slot.event,
+                    event: receives,
                     priority: slot.priority,
                     paused: slot
                         .paused
@@ -273,6 +364,8 @@ impl Bus {
             })
             .collect();
         list.sort_by_key(|s| s.id);
+        // A pattern subscription has one slot per event it matches: list it once.
+        list.dedup_by_key(|s| s.id);
         list
     }
 }

@@ -66,6 +66,21 @@ async fn async_unit(_: &Tuple, _db: State<Db>) {}
 #[handler(concurrency = 2, timeout = "250ms")]
 async fn limited(_: &Tuple) {}
 
+fn not_internal(ev: &events::AnyEvent, _: &Meta) -> bool {
+    !ev.name().starts_with("internal.")
+}
+
+#[handler(priority = 100, filter = not_internal)]
+fn audit_everything(ev: &events::AnyEvent, _ctx: &Context) -> Result<(), HandlerError> {
+    let _json = ev.to_json()?;
+    Ok(())
+}
+
+#[handler(pattern = "order.*")]
+async fn audit_orders(ev: &events::AnyEvent, _db: State<Db>) {
+    let _ = ev.downcast_ref::<OrderPlaced>();
+}
+
 #[handler]
 pub(crate) fn visible(_: &Unit) {}
 
