@@ -324,17 +324,30 @@ fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
         }
     }
     match &slot.target {
-        Target::Handler(Call::Sync(f)) => {
-            let _span = spans_on().then(|| handler_span(slot, &inv.ctx.meta).entered());
-            Step::Called(catch_unwind(AssertUnwindSafe(|| f(inv))))
-        }
-        Target::Subscription { call, .. } => {
-            let _span = spans_on().then(|| handler_span(slot, &inv.ctx.meta).entered());
-            Step::Called(catch_unwind(AssertUnwindSafe(|| {
-                call(inv.payload, inv.ctx)
-            })))
-        }
+        Target::Handler(Call::Sync(f)) => Step::Called(catch_unwind(AssertUnwindSafe(|| f(inv)))),
+        Target::Subscription { call, .. } => Step::Called(catch_unwind(AssertUnwindSafe(|| {
+            call(inv.payload, inv.ctx)
+        }))),
         Target::Handler(Call::Async(f)) => Step::Async(*f),
+    }
+}
+
+/// [`call_sync`] inside a handler span: only when a subscriber wants spans, so the span code
+/// stays out of the hot loop.
+#[cold]
+#[inline(never)]
+fn call_sync_traced(slot: &Slot, inv: &Invocation<'_>) -> Step {
+    let _span = handler_span(slot, &inv.ctx.meta).entered();
+    call_sync(slot, inv)
+}
+
+/// One slot, traced or not; `spans` is [`spans_on`], read once per publish.
+#[inline(always)]
+fn step(slot: &Slot, inv: &Invocation<'_>, spans: bool) -> Step {
+    if spans {
+        call_sync_traced(slot, inv)
+    } else {
+        call_sync(slot, inv)
     }
 }
 
@@ -407,6 +420,7 @@ pub(crate) async fn run(
     let event = payload.as_any();
     let lineage = ctx.meta.lineage();
     let observed = !ctx.bus.inner.observers.is_empty();
+    let spans = spans_on();
     for (i, slot) in slots.iter().enumerate() {
         let inv = Invocation {
             event,
@@ -415,12 +429,12 @@ pub(crate) async fn run(
             states: &slot.states,
         };
         let start = observed.then(Instant::now);
-        let outcome = match crate::context::sync_scoped(lineage, || call_sync(slot, &inv)) {
+        let outcome = match crate::context::sync_scoped(lineage, || step(slot, &inv, spans)) {
             Step::Called(Ok(Ok(()))) if !observed => continue,
             Step::Called(caught) => outcome(caught),
             Step::Filtered => Outcome::Filtered,
             Step::Paused => Outcome::Paused,
-            Step::Async(f) => match if spans_on() {
+            Step::Async(f) => match if spans {
                 let span = handler_span(slot, &ctx.meta);
                 crate::context::scoped(lineage, call_limited(slot, f, &inv))
                     .instrument(span)
@@ -440,6 +454,7 @@ pub(crate) async fn run(
 fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: &mut Outcomes) {
     let event = payload.as_any();
     let observed = !ctx.bus.inner.observers.is_empty();
+    let spans = spans_on();
     for (i, slot) in slots.iter().enumerate() {
         let inv = Invocation {
             event,
@@ -448,7 +463,7 @@ fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: 
             states: &slot.states,
         };
         let start = observed.then(Instant::now);
-        let outcome = match call_sync(slot, &inv) {
+        let outcome = match step(slot, &inv, spans) {
             Step::Called(Ok(Ok(()))) if !observed => continue,
             Step::Called(caught) => outcome(caught),
             Step::Filtered => Outcome::Filtered,
