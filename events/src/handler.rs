@@ -22,7 +22,11 @@ use crate::event::{EventInfo, Payload};
 /// Like `anyhow::Error`, `HandlerError` does not itself implement `std::error::Error`: that is
 /// what lets every error convert into it. Reach the original with
 /// [`HandlerError::downcast_ref`] or [`HandlerError::as_error`].
-pub struct HandlerError {
+pub struct HandlerError(Box<Failure>);
+
+/// Boxed so that `Result<(), HandlerError>` is one pointer, returned in a register: the
+/// success path of every handler call is checked without a trip through memory.
+struct Failure {
     permanent: bool,
     error: Box<dyn StdError + Send + Sync + 'static>,
 }
@@ -30,33 +34,33 @@ pub struct HandlerError {
 impl HandlerError {
     /// A failure that may succeed when tried again (a timeout, a busy database).
     pub fn transient(error: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
-        HandlerError {
+        HandlerError(Box::new(Failure {
             permanent: false,
             error: error.into(),
-        }
+        }))
     }
 
     /// A failure that will fail again the same way (a rejected payload, a broken invariant).
     pub fn permanent(error: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
-        HandlerError {
+        HandlerError(Box::new(Failure {
             permanent: true,
             error: error.into(),
-        }
+        }))
     }
 
     /// Whether retrying may help.
     pub fn is_transient(&self) -> bool {
-        !self.permanent
+        !self.0.permanent
     }
 
     /// The underlying error.
     pub fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
-        &*self.error
+        &*self.0.error
     }
 
     /// The underlying error, if it is a `T`.
     pub fn downcast_ref<T: StdError + 'static>(&self) -> Option<&T> {
-        self.error.downcast_ref::<T>()
+        self.0.error.downcast_ref::<T>()
     }
 }
 
@@ -71,8 +75,8 @@ where
 
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.error, f)?;
-        let mut source = self.error.source();
+        fmt::Display::fmt(&self.0.error, f)?;
+        let mut source = self.0.error.source();
         while let Some(s) = source {
             write!(f, ": {s}")?;
             source = s.source();
@@ -84,8 +88,8 @@ impl fmt::Display for HandlerError {
 impl fmt::Debug for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HandlerError")
-            .field("transient", &!self.permanent)
-            .field("error", &self.error)
+            .field("transient", &!self.0.permanent)
+            .field("error", &self.0.error)
             .finish()
     }
 }
