@@ -64,6 +64,11 @@ pub(crate) fn path(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<syn::Pa
     }
 }
 
+/// `key = <any expression>`.
+pub(crate) fn expr(meta: &ParseNestedMeta<'_>) -> syn::Result<Expr> {
+    parse_value(meta)
+}
+
 /// The expression after `key =`, with the invisible groups that `macro_rules!` wraps around
 /// `$x:literal` and `$x:path` fragments removed.
 fn parse_value(meta: &ParseNestedMeta<'_>) -> syn::Result<Expr> {

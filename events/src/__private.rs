@@ -14,7 +14,6 @@ pub use crate::handler::{
 };
 pub use crate::registry::{EventEntry, HandlerEntry};
 
-use crate::envelope::Meta;
 use crate::event::{Event, EventInfo};
 pub use crate::handler::{HandlerInfo, StateKey};
 
@@ -56,14 +55,10 @@ where
     Box::pin(future)
 }
 
-/// Runs a `#[handler(filter = ..)]` predicate on the type-erased event.
-#[inline]
-pub fn apply_filter<E: HandlerEvent + ?Sized>(
-    event: &dyn Payload,
-    meta: &Meta,
-    filter: fn(&E, &Meta) -> bool,
-) -> bool {
-    E::from_payload(event).is_some_and(|e| filter(e, meta))
+/// Makes a `#[handler(filter = ..)]` value into a [`Filter`](crate::Filter) for a handler of
+/// `E`; fails to compile, on the user's expression, when it is not one.
+pub fn into_filter<E: HandlerEvent + ?Sized, F: crate::IntoFilter<E>>(filter: F) -> crate::Filter {
+    filter.into_filter()
 }
 
 /// Fails to compile when a handler whose event type is `E` has a `pattern`.
@@ -87,8 +82,8 @@ pub struct HandlerSpec {
     pub priority: i32,
     /// How to call it.
     pub call: Call,
-    /// Its filter.
-    pub filter: Option<fn(&dyn Payload, &Meta) -> bool>,
+    /// Makes its filter; called by `build()`.
+    pub filter: Option<fn() -> crate::Filter>,
     /// Each parameter after the event: the state it needs.
     pub params: &'static [fn() -> Option<StateKey>],
     /// Whether it is `async`.

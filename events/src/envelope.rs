@@ -219,6 +219,7 @@ pub(crate) struct Extra {
     pub(crate) causation_id: Option<EventId>,
     pub(crate) depth: u32,
     pub(crate) source: Option<Arc<str>>,
+    pub(crate) target: Option<Arc<str>>,
     pub(crate) metadata: Metadata,
     pub(crate) priority: Option<i32>,
     /// Nanoseconds since the Unix epoch.
@@ -255,6 +256,11 @@ impl Meta {
             .as_ref()
             .and_then(|e| e.source.as_deref())
             .unwrap_or(self.source)
+    }
+    /// Whom the event is meant for (a service or component name), if the publisher said:
+    /// see [`PublishOptions::target`].
+    pub fn target(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.target.as_deref())
     }
     /// The id shared by every event of one flow; a root event's own id.
     pub fn correlation_id(&self) -> EventId {
@@ -324,6 +330,7 @@ impl Meta {
                     causation_id: parent.map(|p| p.id),
                     depth: parent.map_or(0, |p| p.depth + 1),
                     source: options.source,
+                    target: options.target,
                     metadata: options.metadata,
                     priority: options.priority,
                     expires_at: options.expires_at.map(|t| {
@@ -351,6 +358,7 @@ impl fmt::Debug for Meta {
             .field("version", &self.version())
             .field("time", &self.time())
             .field("source", &self.source())
+            .field("target", &self.target())
             .field("correlation_id", &self.correlation_id())
             .field("causation_id", &self.causation_id())
             .field("depth", &self.depth())
@@ -376,6 +384,7 @@ impl fmt::Debug for Meta {
 pub struct PublishOptions {
     pub(crate) correlation_id: Option<EventId>,
     pub(crate) source: Option<Arc<str>>,
+    pub(crate) target: Option<Arc<str>>,
     pub(crate) metadata: Metadata,
     pub(crate) priority: Option<i32>,
     pub(crate) expires_at: Option<SystemTime>,
@@ -394,6 +403,13 @@ impl PublishOptions {
     /// Overrides the bus's source for this event.
     pub fn source(mut self, source: impl Into<Arc<str>>) -> PublishOptions {
         self.source = Some(source.into());
+        self
+    }
+    /// Whom the event is meant for: a service or component name. Every handler still
+    /// receives the event; those that should only see events for them filter with
+    /// [`Filter::target`](crate::Filter::target).
+    pub fn target(mut self, target: impl Into<Arc<str>>) -> PublishOptions {
+        self.target = Some(target.into());
         self
     }
     /// Adds one metadata entry.

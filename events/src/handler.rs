@@ -10,7 +10,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::context::Context;
-use crate::envelope::Meta;
 use crate::event::{EventInfo, Payload};
 
 /// A handler's failure.
@@ -335,8 +334,6 @@ impl fmt::Debug for Call {
     }
 }
 
-pub(crate) type FilterFn = fn(&dyn Payload, &Meta) -> bool;
-
 /// A `#[handler]` function's entry in the registry.
 pub struct HandlerInfo {
     pub(crate) name: &'static str,
@@ -346,7 +343,7 @@ pub struct HandlerInfo {
     pub(crate) pattern: Option<&'static str>,
     pub(crate) priority: i32,
     pub(crate) call: Call,
-    pub(crate) filter: Option<FilterFn>,
+    pub(crate) filter: Option<fn() -> crate::Filter>,
     pub(crate) params: &'static [fn() -> Option<StateKey>],
     pub(crate) is_async: bool,
     pub(crate) module: &'static str,

@@ -66,6 +66,7 @@ mod bus;
 mod context;
 mod envelope;
 mod event;
+mod filter;
 mod handler;
 pub mod observe;
 mod pattern;
@@ -82,6 +83,7 @@ pub use bus::{
 pub use context::{Context, spawn};
 pub use envelope::{EventId, Meta, Metadata, PublishOptions};
 pub use event::{AnyEvent, Event, EventInfo, EventKind, Payload};
+pub use filter::{Filter, IntoFilter};
 pub use handler::{HandlerError, HandlerInfo, HandlerTimedOut, IntoHandlerResult, State, StateKey};
 pub use pattern::InvalidPattern;
 pub use receipt::{HandlerOutcome, Outcome, Receipt};

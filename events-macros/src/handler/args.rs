@@ -10,7 +10,8 @@ const KEYS: &str = "`name`, `priority`, `filter`, `pattern`, `concurrency`, `tim
 pub(crate) struct Options {
     pub(crate) name: Option<syn::LitStr>,
     pub(crate) priority: i32,
-    pub(crate) filter: Option<syn::Path>,
+    /// A `Filter` expression or a `fn(&E, &Meta) -> bool`.
+    pub(crate) filter: Option<syn::Expr>,
     /// `(pattern, the option's path for errors)`.
     pub(crate) pattern: Option<(syn::LitStr, syn::Path)>,
     /// `(limit, the option's path for errors)`.
@@ -52,7 +53,7 @@ impl Options {
                     opts.name = Some(s);
                 }
                 "priority" => opts.priority = lit::int(&meta, "priority", "10")?,
-                "filter" => opts.filter = Some(lit::path(&meta, "filter")?),
+                "filter" => opts.filter = Some(lit::expr(&meta)?),
                 "pattern" => {
                     let s = lit::string(&meta, "pattern")?;
                     if let Some(why) = invalid_pattern(&s.value()) {

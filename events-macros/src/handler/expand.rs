@@ -19,7 +19,6 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
     // snippets: an identifier spelled inside `quote_spanned!` would take the user's span and,
     // when the handler comes out of a `macro_rules!`, that macro's hygiene.
     let inv = quote!(__inv);
-    let f = quote!(__f);
     let event_ref = quote_spanned!(ev_span=> <#ev as __events_p::HandlerEvent>::extract(#inv)?);
 
     let args: Vec<syn::Ident> = (0..sig.extractors.len())
@@ -90,18 +89,15 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
     };
 
     let (filter_fn, filter) = match &opts.filter {
-        Some(path) => {
-            let coerce = quote_spanned! {path.span()=>
-                let #f: fn(&#ev, &#krate::Meta) -> bool = #path;
+        Some(expr) => {
+            // Spanned on the user's expression: "not a filter for a handler of `E`" lands there.
+            let make = quote_spanned! {expr.span()=>
+                __events_p::into_filter::<#ev, _>(#expr)
             };
             (
                 quote! {
-                    fn __events_filter(
-                        __ev: &dyn __events_p::Payload,
-                        __meta: &#krate::Meta,
-                    ) -> bool {
-                        #coerce
-                        __events_p::apply_filter::<#ev>(__ev, __meta, __f)
+                    fn __events_filter() -> #krate::Filter {
+                        #make
                     }
                 },
                 quote!(::core::option::Option::Some(__events_filter)),

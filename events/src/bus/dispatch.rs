@@ -318,8 +318,8 @@ fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
     {
         return Step::Paused;
     }
-    if let Some(filter) = slot.filter {
-        if !filter(inv.payload, &inv.ctx.meta) {
+    if let Some(filter) = &slot.filter {
+        if !filter.matches(inv.payload, &inv.ctx.meta) {
             return Step::Filtered;
         }
     }

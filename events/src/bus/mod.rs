@@ -22,7 +22,7 @@ pub use subscribe::{SubscribeOptions, Subscription, SubscriptionInfo};
 use crate::Context;
 use crate::event::Payload;
 use crate::event::{Event, EventInfo};
-use crate::handler::{AnyState, Call, FilterFn, HandlerInfo, HandlerResult};
+use crate::handler::{AnyState, Call, HandlerInfo, HandlerResult};
 use crate::registry::{BuildError, Registry};
 
 /// An in-process event bus.
@@ -109,7 +109,7 @@ pub(crate) struct Slot {
     /// unique), the subscription number for dynamic ones.
     seq: u64,
     pub(crate) target: Target,
-    pub(crate) filter: Option<FilterFn>,
+    pub(crate) filter: Option<crate::Filter>,
     /// `State<T>` values by parameter position, resolved at `build()`.
     pub(crate) states: Arc<[Option<AnyState>]>,
     /// Set while a dynamic subscription is paused; `None` for link-time handlers.
@@ -358,6 +358,7 @@ impl BusBuilder {
                 .collect();
             let states: Arc<[Option<AnyState>]> = states.into();
             // One semaphore per handler, shared by every event a wildcard handler receives.
+            let filter = h.filter.map(|make| make());
             let limit = h
                 .concurrency
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize)));
@@ -379,7 +380,7 @@ impl BusBuilder {
                     event: info.name,
                     seq: 0,
                     target: Target::Handler(h.call),
-                    filter: h.filter,
+                    filter: filter.clone(),
                     states: Arc::clone(&states),
                     paused: None,
                     limit: limit.clone(),

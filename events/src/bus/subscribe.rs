@@ -10,15 +10,18 @@ use std::sync::{Arc, Weak};
 use super::{Bus, DynHandler, Inner, Slot, Target};
 use crate::context::Context;
 use crate::event::{AnyEvent, Event, EventInfo};
+use crate::filter::Filter;
 use crate::handler::IntoHandlerResult;
 use crate::pattern::InvalidPattern;
 
-/// Name and priority of a dynamic subscription, for [`Bus::subscribe_with`].
+/// Name, priority and filter of a dynamic subscription, for [`Bus::subscribe_with`] and
+/// [`Bus::subscribe_pattern_with`].
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct SubscribeOptions {
     name: Cow<'static, str>,
     priority: i32,
+    filter: Option<Filter>,
 }
 
 impl Default for SubscribeOptions {
@@ -26,12 +29,13 @@ impl Default for SubscribeOptions {
         SubscribeOptions {
             name: Cow::Borrowed("subscription"),
             priority: 0,
+            filter: None,
         }
     }
 }
 
 impl SubscribeOptions {
-    /// Name `"subscription"`, priority 0.
+    /// Name `"subscription"`, priority 0, no filter.
     pub fn new() -> SubscribeOptions {
         SubscribeOptions::default()
     }
@@ -43,6 +47,13 @@ impl SubscribeOptions {
     /// Higher runs first; link-time handlers and subscriptions share one order.
     pub fn priority(mut self, priority: i32) -> SubscribeOptions {
         self.priority = priority;
+        self
+    }
+    /// Delivers only the events `filter` passes; the others show as
+    /// [`Outcome::Filtered`](crate::Outcome::Filtered) in receipts. A second call replaces
+    /// the first; combine filters with `&` instead.
+    pub fn filter(mut self, filter: Filter) -> SubscribeOptions {
+        self.filter = Some(filter);
         self
     }
 }
@@ -72,6 +83,8 @@ pub struct SubscriptionInfo {
     pub priority: i32,
     /// Whether it is paused.
     pub paused: bool,
+    /// Its filter, written out (see [`Filter`]'s `Display`).
+    pub filter: Option<String>,
 }
 
 impl Subscription {
@@ -317,7 +330,7 @@ impl Bus {
                 receives: Arc::clone(&receives),
             },
             event: info.name,
-            filter: None,
+            filter: options.filter.clone(),
             states: Arc::new([]),
             paused: Some(Arc::clone(&paused)),
             limit: None,
@@ -360,6 +373,7 @@ impl Bus {
                         .paused
                         .as_ref()
                         .is_some_and(|p| p.load(Ordering::Relaxed)),
+                    filter: slot.filter.as_ref().map(Filter::to_string),
                 })
             })
             .collect();
