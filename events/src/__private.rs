@@ -14,7 +14,7 @@ pub use crate::handler::{
 };
 pub use crate::registry::{EventEntry, HandlerEntry};
 
-use crate::event::{Event, EventInfo};
+use crate::event::{Event, EventInfo, Query, ResponseInfo};
 pub use crate::handler::{HandlerInfo, StateKey};
 
 use crate::handler::HandlerError;
@@ -31,6 +31,7 @@ pub fn schema_for<T: schemars::JsonSchema>() -> Schema {
 pub const fn event_info<E: Event>(
     type_name: &'static str,
     description: Option<&'static str>,
+    response: Option<ResponseInfo>,
 ) -> EventInfo {
     EventInfo {
         name: E::NAME,
@@ -41,6 +42,35 @@ pub const fn event_info<E: Event>(
         description,
         type_id: TypeId::of::<E>,
         schema: E::schema,
+        response,
+    }
+}
+
+/// The catalog entry of a query's answer type.
+pub const fn response_info(
+    type_name: &'static str,
+    schema: fn() -> &'static Schema,
+) -> ResponseInfo {
+    ResponseInfo { type_name, schema }
+}
+
+/// Stores a responder's answer where [`Bus::request`](crate::Bus::request) waits for it.
+/// Fails to compile, on the handler's return type, when `Q` is not a query or `R` is not
+/// its answer.
+#[inline]
+pub fn respond<Q: Query, R: crate::handler::IntoResponse<Q::Response>>(
+    answer: R,
+    out: &mut (dyn std::any::Any + Send),
+) -> HandlerResult {
+    let answer = answer.into_response()?;
+    match out.downcast_mut::<Option<Q::Response>>() {
+        Some(slot) => {
+            *slot = Some(answer);
+            Ok(())
+        }
+        None => Err(HandlerError::permanent(
+            "a responder was called without a place for its answer: a bug in `events`",
+        )),
     }
 }
 

@@ -35,6 +35,7 @@ use serde::de::DeserializeOwned;
 /// | `name = "order.placed"` | the type name as dotted lower case: `OrderPlaced` → `order.placed`, `HTTPRequestFailed` → `http.request.failed`, `OrderPlacedV2` → `order.placed.v2` | the name other services and the catalog know it by: lower-case `.`-separated segments of `a-z 0-9 _ -` |
 /// | `version = 2` | `1` | the payload version; several types may share a name with different versions |
 /// | `kind = "command"` | `"notification"` | one of [`EventKind`] |
+/// | `response = Answer` | none | a query's answer type (makes the event a [`Query`]; `kind = "query"` needs it) |
 /// | `priority = 10` | `0` | the event's default priority when queued |
 /// | `crate = path` | `::events` | where the `events` crate is, when it is renamed or re-exported |
 ///
@@ -62,6 +63,63 @@ pub trait Event: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'stat
     fn schema() -> &'static Schema;
 }
 
+/// A question with one typed answer: `#[derive(Event)] #[event(kind = "query", response = T)]`.
+///
+/// Ask it with [`Bus::request`](crate::Bus::request); it is answered by the one `#[handler]`
+/// of the query that returns `T` (or `Result<T, E>`). [`BusBuilder::build`](crate::BusBuilder::build)
+/// fails when a query has no responder or several, and a responder that returns anything
+/// else does not compile. Handlers of the query that return `()` are listeners: they see
+/// every request, after the answer is made, as they would a published event.
+///
+/// ```standalone_crate
+/// use events::{Bus, Event, handler};
+///
+/// #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// #[event(kind = "query", response = Stock)]
+/// struct GetStock { sku: String }
+///
+/// #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// struct Stock { available: u32 }
+///
+/// #[handler]
+/// fn stock(q: &GetStock) -> Stock {
+///     Stock { available: if q.sku == "tea" { 7 } else { 0 } }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = Bus::builder().build()?;
+/// let stock = bus.request(GetStock { sku: "tea".into() }).await?;
+/// assert_eq!(stock, Stock { available: 7 });
+/// # Ok(()) }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a query, so its handlers cannot return a value",
+    label = "a handler returning a value answers a query",
+    note = "return `()` or `Result<(), E>`; or, to answer requests, declare the event with `#[event(kind = \"query\", response = YourAnswer)]`"
+)]
+pub trait Query: Event {
+    /// The answer's type.
+    type Response: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
+}
+
+/// The answer type of a query, in the catalog.
+#[derive(Debug)]
+pub struct ResponseInfo {
+    pub(crate) type_name: &'static str,
+    pub(crate) schema: fn() -> &'static Schema,
+}
+
+impl ResponseInfo {
+    /// The answer's type as written in `response = ..`.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+    /// The answer's JSON Schema.
+    pub fn schema(&self) -> &'static Schema {
+        (self.schema)()
+    }
+}
+
 /// What kind of message an event is, as in a message taxonomy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -70,7 +128,7 @@ pub enum EventKind {
     Notification,
     /// A request to do something, addressed to the one component that does it.
     Command,
-    /// A question that expects one answer.
+    /// A question that expects one answer: see [`Query`].
     Query,
     /// The answer to a query.
     Response,
@@ -107,6 +165,7 @@ pub struct EventInfo {
     pub(crate) description: Option<&'static str>,
     pub(crate) type_id: fn() -> TypeId,
     pub(crate) schema: fn() -> &'static Schema,
+    pub(crate) response: Option<ResponseInfo>,
 }
 
 impl EventInfo {
@@ -137,6 +196,10 @@ impl EventInfo {
     /// The payload's JSON Schema.
     pub fn schema(&self) -> &'static Schema {
         (self.schema)()
+    }
+    /// For a query, its answer's type.
+    pub fn response(&self) -> Option<&ResponseInfo> {
+        self.response.as_ref()
     }
     /// The Rust type's id.
     pub fn type_id(&self) -> TypeId {

@@ -134,6 +134,32 @@ impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
     }
 }
 
+/// What a query's responder returns: the answer `T`, or `Result<T, E>` where
+/// `E: Into<HandlerError>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not answer this query: its response type is `{T}`",
+    label = "expected `{T}` or `Result<{T}, E>`",
+    note = "a query's responder returns the type named in `#[event(response = ..)]`, or a `Result` of it"
+)]
+pub trait IntoResponse<T> {
+    /// The answer, or why there is none.
+    fn into_response(self) -> Result<T, HandlerError>;
+}
+
+impl<T> IntoResponse<T> for T {
+    #[inline]
+    fn into_response(self) -> Result<T, HandlerError> {
+        Ok(self)
+    }
+}
+
+impl<T, E: Into<HandlerError>> IntoResponse<T> for Result<T, E> {
+    #[inline]
+    fn into_response(self) -> Result<T, HandlerError> {
+        self.map_err(Into::into)
+    }
+}
+
 /// Shared state given to the bus with [`BusBuilder::state`](crate::BusBuilder::state) and taken
 /// by a handler as a parameter: `db: State<Db>`.
 ///
@@ -323,6 +349,10 @@ pub enum Call {
     Sync(fn(&Invocation<'_>) -> Result<(), HandlerError>),
     /// An `async fn`.
     Async(for<'a> fn(&'a Invocation<'a>) -> BoxFuture<'a>),
+    /// A plain `fn` answering a query: writes the answer into the `Option<Q::Response>`.
+    Respond(fn(&Invocation<'_>, &mut (dyn Any + Send)) -> Result<(), HandlerError>),
+    /// An `async fn` answering a query.
+    RespondAsync(for<'a> fn(&'a Invocation<'a>, &'a mut (dyn Any + Send)) -> BoxFuture<'a>),
 }
 
 impl fmt::Debug for Call {
@@ -330,6 +360,8 @@ impl fmt::Debug for Call {
         f.write_str(match self {
             Call::Sync(_) => "Call::Sync",
             Call::Async(_) => "Call::Async",
+            Call::Respond(_) => "Call::Respond",
+            Call::RespondAsync(_) => "Call::RespondAsync",
         })
     }
 }
@@ -382,6 +414,10 @@ impl HandlerInfo {
     /// Whether it is an `async fn`.
     pub fn is_async(&self) -> bool {
         self.is_async
+    }
+    /// Whether it answers a query (returns the query's response type).
+    pub fn is_responder(&self) -> bool {
+        matches!(self.call, Call::Respond(_) | Call::RespondAsync(_))
     }
     /// Whether it has a `filter`.
     pub fn has_filter(&self) -> bool {

@@ -40,12 +40,15 @@
 //! - its first parameter is the event, by shared reference: `ev: &OrderPlaced`;
 //! - further parameters, in any order: `ctx: &Context` (the envelope, and publishing child
 //!   events) and `State<T>` (state given to [`BusBuilder::state`]);
-//! - it returns `()` or `Result<(), E>` where `E: Into<HandlerError>`;
+//! - it returns `()` or `Result<(), E>` where `E: Into<HandlerError>`; a handler of a
+//!   [`Query`] may instead return the query's response type `T` or `Result<T, E>`: it is
+//!   then the query's responder, which [`Bus::request`] awaits;
 //! - an `async fn` handler's future must be `Send`.
 //!
 //! Options: `#[handler(name = "billing.charge", priority = 10, filter = path::to::fn)]`. The
-//! default name is the function's path; priority defaults to 0; a filter is a
-//! `fn(&E, &Meta) -> bool`. An `async fn` handler may also take `concurrency = 4` (calls at
+//! default name is the function's path; priority defaults to 0; a filter is a [`Filter`]
+//! expression (`filter = Filter::target("billing") | Filter::untargeted()`) or a
+//! `fn(&E, &Meta) -> bool`, evaluated per event. An `async fn` handler may also take `concurrency = 4` (calls at
 //! once, across publishes) and `timeout = "2s"` (a longer call fails with a transient
 //! [`HandlerTimedOut`]). Handlers run in priority order (higher first), then by name.
 //! Anything else is a compile error on the offending token.
@@ -77,14 +80,16 @@ mod registry;
 pub mod __private;
 
 pub use bus::{
-    Bus, BusBuilder, PublishError, ShutdownReport, SubscribeOptions, Subscription,
-    SubscriptionInfo, Unprocessed,
+    Bus, BusBuilder, PublishError, Request, RequestError, ShutdownReport, SubscribeOptions,
+    Subscription, SubscriptionInfo, Unprocessed,
 };
 pub use context::{Context, spawn};
 pub use envelope::{EventId, Meta, Metadata, PublishOptions};
-pub use event::{AnyEvent, Event, EventInfo, EventKind, Payload};
+pub use event::{AnyEvent, Event, EventInfo, EventKind, Payload, Query, ResponseInfo};
 pub use filter::{Filter, IntoFilter};
-pub use handler::{HandlerError, HandlerInfo, HandlerTimedOut, IntoHandlerResult, State, StateKey};
+pub use handler::{
+    HandlerError, HandlerInfo, HandlerTimedOut, IntoHandlerResult, IntoResponse, State, StateKey,
+};
 pub use pattern::InvalidPattern;
 pub use receipt::{HandlerOutcome, Outcome, Receipt};
 pub use registry::{BuildError, Problem};

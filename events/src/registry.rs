@@ -62,7 +62,14 @@ impl Registry {
     }
 
     /// Every problem at once, or `Ok`.
-    pub(crate) fn check(&self, has_state: impl Fn(TypeId) -> bool) -> Result<(), BuildError> {
+    ///
+    /// `in_scope` says whether a module is in the bus's scope: a query declared outside it
+    /// may be answered by another bus.
+    pub(crate) fn check(
+        &self,
+        has_state: impl Fn(TypeId) -> bool,
+        in_scope: impl Fn(&str) -> bool,
+    ) -> Result<(), BuildError> {
         let mut problems = Vec::new();
 
         let mut by_key: BTreeMap<(&str, u32), Vec<&EventInfo>> = BTreeMap::new();
@@ -101,6 +108,33 @@ impl Registry {
                     .map(|h| format!("{}:{}", h.file, h.line))
                     .collect(),
             });
+        }
+
+        for q in self.events.iter().filter(|e| e.response.is_some()) {
+            let responders: Vec<&HandlerInfo> = self
+                .handlers
+                .iter()
+                .copied()
+                .filter(|h| {
+                    h.is_responder() && h.event().is_some_and(|e| e.type_id() == q.type_id())
+                })
+                .collect();
+            let module = q.type_name.rsplit_once("::").map_or("", |(m, _)| m);
+            match responders.as_slice() {
+                [] if in_scope(module) => problems.push(Problem::NoResponder {
+                    query: q.name,
+                    type_name: q.type_name,
+                    response: q.response.as_ref().map_or("", |r| r.type_name),
+                }),
+                [] | [_] => {}
+                several => problems.push(Problem::SeveralResponders {
+                    query: q.name,
+                    handlers: several
+                        .iter()
+                        .map(|h| format!("`{}` ({}:{})", h.name, h.file, h.line))
+                        .collect(),
+                }),
+            }
         }
 
         if problems.is_empty() {
@@ -169,6 +203,22 @@ pub enum Problem {
         /// Where each is defined (`file:line`).
         locations: Vec<String>,
     },
+    /// A query declared in the bus's scope has no handler that answers it.
+    NoResponder {
+        /// The query's name.
+        query: &'static str,
+        /// Its Rust type.
+        type_name: &'static str,
+        /// Its response type.
+        response: &'static str,
+    },
+    /// A query has more than one handler that answers it.
+    SeveralResponders {
+        /// The query's name.
+        query: &'static str,
+        /// Each responder: name and location.
+        handlers: Vec<String>,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -196,6 +246,23 @@ impl fmt::Display for Problem {
                  `#[handler(name = \"..\")]`",
                 locations.len(),
                 locations.join(", ")
+            ),
+            Problem::NoResponder {
+                query,
+                type_name,
+                response,
+            } => write!(
+                f,
+                "query `{query}` (`{type_name}`) has no responder: add a `#[handler]` that takes \
+                 `&{short}` and returns `{response}`",
+                short = type_name.rsplit("::").next().unwrap_or(type_name)
+            ),
+            Problem::SeveralResponders { query, handlers } => write!(
+                f,
+                "query `{query}` has {} responders ({}); a query is answered by exactly one \
+                 handler: make the others return `()` to listen only",
+                handlers.len(),
+                handlers.join(", ")
             ),
         }
     }

@@ -40,6 +40,30 @@ mod b {
     fn ship(_: &super::shipping::OrderPlacedV3) {}
 }
 
+mod queries {
+    #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(kind = "query", response = u32)]
+    pub struct Unanswered;
+
+    #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(response = String)]
+    pub struct AnsweredTwice;
+
+    #[events::handler]
+    fn first(_: &AnsweredTwice) -> String {
+        "one".into()
+    }
+
+    #[events::handler]
+    fn second(_: &AnsweredTwice) -> Result<String, std::io::Error> {
+        Ok("two".into())
+    }
+
+    /// Listening is not answering.
+    #[events::handler]
+    fn listener(_: &Unanswered) {}
+}
+
 #[test]
 fn build_lists_every_problem_at_once() {
     let err = Bus::builder().build().unwrap_err();
@@ -70,11 +94,23 @@ fn build_lists_every_problem_at_once() {
                 name: "ship",
                 locations: vec![format!("{}:35", file!()), format!("{}:39", file!()),],
             },
+            Problem::SeveralResponders {
+                query: "answered.twice",
+                handlers: vec![
+                    format!("`build_errors::queries::first` ({}:52)", file!()),
+                    format!("`build_errors::queries::second` ({}:57)", file!()),
+                ],
+            },
+            Problem::NoResponder {
+                query: "unanswered",
+                type_name: "build_errors::queries::Unanswered",
+                response: "u32",
+            },
         ]
     );
     let text = err.to_string();
     assert!(
-        text.starts_with("cannot build the bus: 5 problems\n  - "),
+        text.starts_with("cannot build the bus: 7 problems\n  - "),
         "{text}"
     );
     assert!(text.contains(
@@ -91,6 +127,44 @@ fn build_lists_every_problem_at_once() {
         text.contains("give each a unique `#[handler(name = \"..\")]`"),
         "{text}"
     );
+    assert!(
+        text.contains(
+            "query `unanswered` (`build_errors::queries::Unanswered`) has no responder: add a \
+             `#[handler]` that takes `&Unanswered` and returns `u32`"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("query `answered.twice` has 2 responders (`build_errors::queries::first`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_query_declared_outside_the_scope_may_go_unanswered() {
+    let outside = Bus::builder().scope("build_errors::a").build().unwrap_err();
+    assert!(
+        outside
+            .problems()
+            .iter()
+            .all(|p| matches!(p, Problem::DuplicateEvent { .. })),
+        "{outside}"
+    );
+    let inside = Bus::builder()
+        .scope("build_errors::queries")
+        .build()
+        .unwrap_err();
+    let query_problems = inside
+        .problems()
+        .iter()
+        .filter(|p| {
+            matches!(
+                p,
+                Problem::NoResponder { .. } | Problem::SeveralResponders { .. }
+            )
+        })
+        .count();
+    assert_eq!(query_problems, 2, "{inside}");
 }
 
 #[test]
@@ -101,5 +175,5 @@ fn giving_the_state_removes_those_problems() {
             .iter()
             .all(|p| !matches!(p, Problem::MissingState { .. }))
     );
-    assert_eq!(err.problems().len(), 2);
+    assert_eq!(err.problems().len(), 4);
 }

@@ -6,7 +6,7 @@ use super::name;
 use crate::ctxt::Ctxt;
 use crate::lit;
 
-const KEYS: &str = "`name`, `version`, `kind`, `priority`, `crate`";
+const KEYS: &str = "`name`, `version`, `kind`, `response`, `priority`, `crate`";
 const KINDS: [(&str, &str); 5] = [
     ("notification", "Notification"),
     ("command", "Command"),
@@ -21,6 +21,8 @@ pub(crate) struct Model {
     /// The `EventKind` variant.
     pub(crate) kind: syn::Ident,
     pub(crate) priority: i32,
+    /// `response = T`: the answer type of a query.
+    pub(crate) response: Option<syn::Type>,
     pub(crate) krate: syn::Path,
     pub(crate) description: Option<String>,
 }
@@ -32,10 +34,13 @@ impl Model {
             version: 1,
             kind: syn::Ident::new("Notification", Span::call_site()),
             priority: 0,
+            response: None,
             krate: syn::parse_quote!(::events),
             description: doc_string(&input.attrs),
         };
         let mut seen: Vec<String> = Vec::new();
+        // `kind = ".."` as written, for the query/response consistency check.
+        let mut kind: Option<syn::LitStr> = None;
         for attr in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
             let res = attr.parse_nested_meta(|meta| {
                 let key = lit::key(&meta);
@@ -69,6 +74,7 @@ impl Model {
                     }
                     "kind" => {
                         let s = lit::string(&meta, "kind")?;
+                        kind = Some(s.clone());
                         match KINDS.iter().find(|(k, _)| *k == s.value()) {
                             Some((_, variant)) => {
                                 model.kind = syn::Ident::new(variant, s.span());
@@ -84,6 +90,7 @@ impl Model {
                         }
                     }
                     "priority" => model.priority = lit::int(&meta, "priority", "10")?,
+                    "response" => model.response = Some(meta.value()?.parse::<syn::Type>()?),
                     "crate" => model.krate = lit::path(&meta, "crate")?,
                     _ => {
                         cx.error(
@@ -100,6 +107,26 @@ impl Model {
             if let Err(e) = res {
                 cx.push(e);
             }
+        }
+        match (&kind, &model.response) {
+            // `response = T` alone makes a query.
+            (None, Some(ty)) => {
+                model.kind = syn::Ident::new("Query", syn::spanned::Spanned::span(ty))
+            }
+            (Some(k), Some(ty)) if k.value() != "query" => cx.error(
+                ty,
+                format!(
+                    "`response = ..` is for queries, and this event's kind is `{}`: use \
+                     `kind = \"query\"` or remove `response`",
+                    k.value()
+                ),
+            ),
+            (Some(k), None) if k.value() == "query" => cx.error(
+                k,
+                "a query needs the type of its answer: add `response = YourAnswer` (a type \
+                 with `Serialize`, `Deserialize` and `JsonSchema`)",
+            ),
+            _ => {}
         }
         model
     }

@@ -15,6 +15,30 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
         priority,
         ..
     } = m;
+    let (response, query_impl) = match &m.response {
+        Some(ty) => (
+            quote! {
+                ::core::option::Option::Some(__events_p::response_info(
+                    ::core::stringify!(#ty),
+                    {
+                        fn __events_response_schema() -> &'static __events_p::Schema {
+                            static __EVENTS_SCHEMA: __events_p::OnceLock<__events_p::Schema> =
+                                __events_p::OnceLock::new();
+                            __EVENTS_SCHEMA.get_or_init(__events_p::schema_for::<#ty>)
+                        }
+                        __events_response_schema
+                    },
+                ))
+            },
+            quote! {
+                #[automatically_derived]
+                impl #krate::Query for #ident {
+                    type Response = #ty;
+                }
+            },
+        ),
+        None => (quote!(::core::option::Option::None), TokenStream::new()),
+    };
     let description = match &m.description {
         Some(d) => quote!(::core::option::Option::Some(#d)),
         None => quote!(::core::option::Option::None),
@@ -43,9 +67,12 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
                 }
             }
 
+            #query_impl
+
             static __EVENTS_INFO: #krate::EventInfo = __events_p::event_info::<#ident>(
                 ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
                 #description,
+                #response,
             );
 
             __events_p::inventory::submit! {
@@ -63,8 +90,18 @@ pub(crate) fn fallback(input: &syn::DeriveInput, m: &Model) -> TokenStream {
     }
     let ident = &input.ident;
     let krate = &m.krate;
+    // Keeps the query's responders free of a second, misleading "not a query" error.
+    let query_impl = m.response.as_ref().map(|ty| {
+        quote! {
+            #[automatically_derived]
+            impl #krate::Query for #ident {
+                type Response = #ty;
+            }
+        }
+    });
     quote! {
         const _: () = {
+            #query_impl
             #[automatically_derived]
             impl #krate::Event for #ident {
                 const NAME: &'static str = "";

@@ -57,7 +57,48 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
         }
     };
 
-    let (call_fn, call_variant) = if sig.is_async {
+    let responds = returns_value(&func.sig.output);
+    // A responder writes its answer into the request's slot; `respond` also checks, on the
+    // return type, that the event is a query and the type is its answer.
+    let respond = |call: TokenStream| {
+        quote_spanned! {ret_span=>
+            __events_p::respond::<#ev, #ret_ty>(#call, __out)
+        }
+    };
+    let (call_fn, call_variant) = if responds && sig.is_async {
+        let result = respond(quote!(#ident(__ev, #(#args),*).await));
+        let boxed = quote_spanned!(ident.span()=> __events_p::box_handler_future);
+        (
+            quote! {
+                fn __events_call<'a>(
+                    __inv: &'a __events_p::Invocation<'a>,
+                    __out: &'a mut (dyn ::core::any::Any + ::core::marker::Send),
+                ) -> __events_p::BoxFuture<'a> {
+                    #boxed(async move {
+                        let __ev = #event_ref;
+                        #(#extract)*
+                        #result
+                    })
+                }
+            },
+            quote!(RespondAsync),
+        )
+    } else if responds {
+        let result = respond(quote!(#ident(__ev, #(#args),*)));
+        (
+            quote! {
+                fn __events_call(
+                    __inv: &__events_p::Invocation<'_>,
+                    __out: &mut (dyn ::core::any::Any + ::core::marker::Send),
+                ) -> __events_p::HandlerResult {
+                    let __ev = #event_ref;
+                    #(#extract)*
+                    #result
+                }
+            },
+            quote!(Respond),
+        )
+    } else if sig.is_async {
         let result = into_result(quote!(#ident(__ev, #(#args),*).await));
         let boxed = quote_spanned!(ident.span()=> __events_p::box_handler_future);
         (
@@ -166,5 +207,37 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
                 __events_p::HandlerEntry(&__EVENTS_HANDLER)
             }
         };
+    }
+}
+
+/// Whether the handler returns a value, so it answers a query: anything but `()` and
+/// `Result<(), E>` (including `io::Result<()>`-style aliases).
+pub(crate) fn returns_value(output: &syn::ReturnType) -> bool {
+    let syn::ReturnType::Type(_, ty) = output else {
+        return false;
+    };
+    let mut ty = &**ty;
+    while let syn::Type::Paren(syn::TypeParen { elem: p, .. })
+    | syn::Type::Group(syn::TypeGroup { elem: p, .. }) = ty
+    {
+        ty = p;
+    }
+    match ty {
+        syn::Type::Tuple(t) => !t.elems.is_empty(),
+        syn::Type::Path(p) => {
+            let Some(last) = p.path.segments.last() else {
+                return true;
+            };
+            let first_arg = match &last.arguments {
+                syn::PathArguments::AngleBracketed(a) => a.args.first(),
+                _ => None,
+            };
+            let unit_ok = matches!(
+                first_arg,
+                Some(syn::GenericArgument::Type(syn::Type::Tuple(t))) if t.elems.is_empty()
+            );
+            !(last.ident == "Result" && unit_ok)
+        }
+        _ => true,
     }
 }

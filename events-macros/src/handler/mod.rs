@@ -43,6 +43,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             }
         }
     }
+    if let (Some(filter), true) = (&options.filter, expand::returns_value(&func.sig.output)) {
+        cx.error(
+            filter,
+            "a query's responder cannot have a `filter`: every request must get an answer; \
+             filter in a listener (a handler of the query that returns `()`) instead",
+        );
+    }
     match (cx.check(), signature) {
         (Ok(()), Some(signature)) => expand::expand(&func, &options, &signature),
         (res, _) => {

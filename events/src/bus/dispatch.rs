@@ -249,7 +249,7 @@ pub(crate) fn publish_span(meta: &Meta) -> tracing::Span {
 
 /// The span of one handler call; call only when [`spans_on`].
 #[cold]
-fn handler_span(slot: &Slot, meta: &Meta) -> tracing::Span {
+pub(crate) fn handler_span(slot: &Slot, meta: &Meta) -> tracing::Span {
     tracing::debug_span!(
         "handler",
         handler = slot.name(),
@@ -329,6 +329,12 @@ fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
             call(inv.payload, inv.ctx)
         }))),
         Target::Handler(Call::Async(f)) => Step::Async(*f),
+        // Responders are kept out of the routes; `request` calls them.
+        Target::Handler(Call::Respond(_) | Call::RespondAsync(_)) => {
+            Step::Called(Ok(Err(HandlerError::permanent(
+                "a query's responder was routed as a handler: a bug in `events`",
+            ))))
+        }
     }
 }
 
@@ -352,7 +358,7 @@ fn step(slot: &Slot, inv: &Invocation<'_>, spans: bool) -> Step {
 }
 
 #[cold]
-fn outcome(result: Caught) -> Outcome {
+pub(crate) fn outcome(result: Caught) -> Outcome {
     match result {
         Ok(Ok(())) => Outcome::Delivered,
         Ok(Err(e)) => Outcome::Failed(e),
@@ -370,11 +376,10 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Calls an async slot within its concurrency limit and timeout.
-async fn call_limited(
+/// Calls an async slot within its concurrency limit and timeout; `start` makes its future.
+pub(crate) async fn call_limited<'a>(
     slot: &Slot,
-    f: for<'a> fn(&'a Invocation<'a>) -> crate::handler::BoxFuture<'a>,
-    inv: &Invocation<'_>,
+    start: impl FnOnce() -> crate::handler::BoxFuture<'a>,
 ) -> Outcome {
     // The semaphore is never closed, so `acquire` cannot fail; without a permit the call
     // would only exceed the limit, not misbehave.
@@ -383,19 +388,16 @@ async fn call_limited(
         None => None,
     };
     match slot.timeout {
-        Some(after) => match tokio::time::timeout(after, call_async(f, inv)).await {
+        Some(after) => match tokio::time::timeout(after, call_async(start)).await {
             Ok(outcome) => outcome,
             Err(_) => Outcome::Failed(HandlerError::transient(crate::HandlerTimedOut { after })),
         },
-        None => call_async(f, inv).await,
+        None => call_async(start).await,
     }
 }
 
-async fn call_async(
-    f: for<'a> fn(&'a Invocation<'a>) -> crate::handler::BoxFuture<'a>,
-    inv: &Invocation<'_>,
-) -> Outcome {
-    let mut fut = match catch_unwind(AssertUnwindSafe(|| f(inv))) {
+async fn call_async<'a>(start: impl FnOnce() -> crate::handler::BoxFuture<'a>) -> Outcome {
+    let mut fut = match catch_unwind(AssertUnwindSafe(start)) {
         Ok(fut) => fut,
         Err(p) => return Outcome::Panicked(panic_message(&*p)),
     };
@@ -436,11 +438,11 @@ pub(crate) async fn run(
             Step::Paused => Outcome::Paused,
             Step::Async(f) => match if spans {
                 let span = handler_span(slot, &ctx.meta);
-                crate::context::scoped(lineage, call_limited(slot, f, &inv))
+                crate::context::scoped(lineage, call_limited(slot, || f(&inv)))
                     .instrument(span)
                     .await
             } else {
-                crate::context::scoped(lineage, call_limited(slot, f, &inv)).await
+                crate::context::scoped(lineage, call_limited(slot, || f(&inv))).await
             } {
                 Outcome::Delivered if !observed => continue,
                 o => o,
@@ -476,7 +478,7 @@ fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: 
 
 /// Tells the observers (when timed) and records a slot's outcome.
 #[inline]
-fn settle(
+pub(crate) fn settle(
     index: usize,
     slot: &Slot,
     ctx: &Context,

@@ -3,6 +3,7 @@
 mod dispatch;
 mod lifecycle;
 mod queue;
+mod request;
 mod subscribe;
 
 use std::any::{Any, TypeId};
@@ -17,6 +18,7 @@ use arc_swap::ArcSwap;
 pub(crate) use dispatch::Outcomes;
 pub use dispatch::PublishError;
 pub use lifecycle::{ShutdownReport, Unprocessed};
+pub use request::{Request, RequestError};
 pub use subscribe::{SubscribeOptions, Subscription, SubscriptionInfo};
 
 use crate::Context;
@@ -42,6 +44,10 @@ pub(crate) struct Inner {
     /// Kept for the process's lifetime: every event's envelope points at it.
     pub(crate) source: &'static str,
     pub(crate) max_depth: u32,
+    /// The responder of each query, kept out of the routes: only `request` calls it.
+    pub(crate) responders: HashMap<TypeId, Slot, BuildHasherDefault<TypeIdHasher>>,
+    /// How long `request` waits for an answer unless told otherwise.
+    pub(crate) request_timeout: std::time::Duration,
     /// Link-time handlers per event type, in dispatch order; fixed after `build()`. Read
     /// with no synchronization while there are no dynamic subscriptions.
     pub(crate) fixed: Routes,
@@ -236,6 +242,7 @@ pub struct BusBuilder {
     max_depth: u32,
     queue_capacity: usize,
     workers: Option<usize>,
+    request_timeout: std::time::Duration,
     observers: Vec<Arc<dyn crate::observe::Observer>>,
 }
 
@@ -248,6 +255,7 @@ impl Default for BusBuilder {
             max_depth: 64,
             queue_capacity: 8192,
             workers: None,
+            request_timeout: std::time::Duration::from_secs(30),
             observers: Vec::new(),
         }
     }
@@ -262,6 +270,7 @@ impl fmt::Debug for BusBuilder {
             .field("max_depth", &self.max_depth)
             .field("queue_capacity", &self.queue_capacity)
             .field("workers", &self.workers)
+            .field("request_timeout", &self.request_timeout)
             .field("observers", &self.observers.len())
             .finish()
     }
@@ -324,6 +333,13 @@ impl BusBuilder {
         self
     }
 
+    /// How long [`Bus::request`] waits for an answer unless the request sets its own
+    /// [`timeout`](Request::timeout) (default 30 seconds).
+    pub fn request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
     /// Adds an observer, told about every event's lifecycle (see [`crate::observe`]).
     /// Observers are called in the order they were added.
     pub fn observer(mut self, observer: impl crate::observe::Observer) -> Self {
@@ -335,7 +351,9 @@ impl BusBuilder {
     ///
     /// # Errors
     /// A [`BuildError`] listing every problem: two types with the same event name and
-    /// version, a handler whose `State<T>` was not given, two handlers with the same name.
+    /// version, a handler whose `State<T>` was not given, two handlers with the same name, a
+    /// query with no responder (when the query is declared within the bus's scope) or with
+    /// several.
     pub fn build(self) -> Result<Bus, BuildError> {
         crate::envelope::warm_up_clock();
         let mut registry = Registry::collect();
@@ -344,9 +362,15 @@ impl BusBuilder {
                 .handlers
                 .retain(|h| self.scopes.iter().any(|s| in_module(h.module, s)));
         }
-        registry.check(|t| self.states.contains_key(&t))?;
+        let scopes = &self.scopes;
+        registry.check(
+            |t| self.states.contains_key(&t),
+            |module| scopes.is_empty() || scopes.iter().any(|s| in_module(module, s)),
+        )?;
 
         let mut fixed = Routes::default();
+        let mut responders: HashMap<TypeId, Slot, BuildHasherDefault<TypeIdHasher>> =
+            HashMap::default();
         let mut grouped: HashMap<TypeId, Vec<Slot>> = HashMap::new();
         for h in &registry.handlers {
             let states: Vec<Option<AnyState>> = std::iter::once(None)
@@ -357,8 +381,8 @@ impl BusBuilder {
                 )
                 .collect();
             let states: Arc<[Option<AnyState>]> = states.into();
-            // One semaphore per handler, shared by every event a wildcard handler receives.
             let filter = h.filter.map(|make| make());
+            // One semaphore per handler, shared by every event a wildcard handler receives.
             let limit = h
                 .concurrency
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize)));
@@ -374,7 +398,7 @@ impl BusBuilder {
                     .collect(),
             };
             for info in targets {
-                grouped.entry(info.type_id()).or_default().push(Slot {
+                let slot = Slot {
                     name: Cow::Borrowed(h.name),
                     priority: h.priority,
                     event: info.name,
@@ -385,7 +409,13 @@ impl BusBuilder {
                     paused: None,
                     limit: limit.clone(),
                     timeout: h.timeout(),
-                });
+                };
+                if h.is_responder() {
+                    // At most one per query: `check` refused several.
+                    responders.insert(info.type_id(), slot);
+                } else {
+                    grouped.entry(info.type_id()).or_default().push(slot);
+                }
             }
         }
         for (type_id, mut slots) in grouped {
@@ -409,6 +439,8 @@ impl BusBuilder {
                 max_depth: self.max_depth,
                 routes: ArcSwap::from_pointee(fixed.clone()),
                 fixed,
+                responders,
+                request_timeout: self.request_timeout,
                 dynamic: Mutex::new(Vec::new()),
                 next_sub: std::sync::atomic::AtomicU64::new(1),
                 subscriptions: std::sync::atomic::AtomicUsize::new(0),
