@@ -1,5 +1,6 @@
 //! The tour: events, handlers (sync, async, with state, with a filter), a failing handler
-//! that harms nobody, a child event that keeps the correlation id, and the registry.
+//! that harms nobody, a child event that keeps the correlation id, a query answered by its
+//! responder, and the registry.
 //!
 //! ```sh
 //! cargo run --example quickstart
@@ -25,6 +26,18 @@ struct OrderPlaced {
 struct RequestPayment {
     order_id: u64,
     amount_cents: u64,
+}
+
+/// How many ledger entries are there? A query: asked with `bus.request`, answered by one
+/// handler.
+#[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(kind = "query", response = Balance)]
+struct GetBalance;
+
+/// The answer to [`GetBalance`].
+#[derive(Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Balance {
+    entries: usize,
 }
 
 /// The books of the shop: state shared by handlers.
@@ -91,6 +104,14 @@ fn charge(ev: &RequestPayment, ctx: &Context, ledger: State<Ledger>) {
     );
 }
 
+/// The responder of `GetBalance`: it returns the query's response type.
+#[handler]
+fn balance(_: &GetBalance, ledger: State<Ledger>) -> Balance {
+    Balance {
+        entries: ledger.entries.lock().unwrap().len(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -121,12 +142,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for h in bus.handlers() {
         let (file, line) = h.location();
         println!(
-            "  handler {:<40} <- {} (priority {}, {}{}) {file}:{line}",
+            "  handler {:<40} <- {} (priority {}, {}{}{}) {file}:{line}",
             h.name(),
             h.event_name(),
             h.priority(),
             if h.is_async() { "async" } else { "sync" },
             if h.has_filter() { ", filtered" } else { "" },
+            if h.is_responder() { ", responder" } else { "" },
         );
     }
 
@@ -166,6 +188,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for entry in ledger.entries.lock().unwrap().iter() {
         println!("  {entry}");
     }
+
+    let answer = bus.request(GetBalance).await?;
+    println!("\nAsked {}: {answer:?}", GetBalance::NAME);
 
     let schema = serde_json::to_string_pretty(OrderPlaced::schema())?;
     println!("\nJSON Schema of order.placed v2:\n{schema}");
