@@ -3,6 +3,8 @@
 use crate::bus::{Bus, PublishError};
 use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 
 use crate::envelope::{EventId, Lineage, Meta};
 use crate::event::Event;
@@ -57,38 +59,86 @@ impl Context {
     }
 }
 
-tokio::task_local! {
-    /// The event whose handlers are running on this task, if any.
-    static CURRENT: Lineage;
+/// The event whose handler is running on this thread, if any: set around each synchronous
+/// call and each poll of an async handler (and of a task started with [`spawn`]), and
+/// restored afterwards, even when the handler panics. A flag beside the value, so that the
+/// common case (no handler running) reads one byte.
+struct Current {
+    active: Cell<bool>,
+    lineage: Cell<Lineage>,
 }
 
 thread_local! {
-    /// The event whose synchronous handler is running on this thread. Set only around
-    /// synchronous calls, which cannot be suspended, so it never leaks into another task.
-    static SYNC_CURRENT: Cell<Option<Lineage>> = const { Cell::new(None) };
+    static CURRENT: Current = const {
+        Current {
+            active: Cell::new(false),
+            lineage: Cell::new(Lineage::NONE),
+        }
+    };
 }
 
 /// The event whose handlers are running here: events published now are its children.
 #[inline]
 pub(crate) fn current() -> Option<Lineage> {
-    SYNC_CURRENT
-        .with(Cell::get)
-        .or_else(|| CURRENT.try_with(|l| *l).ok())
+    CURRENT.with(|c| c.active.get().then(|| c.lineage.get()))
 }
 
-/// Runs the synchronous `f` as the handling of the event `lineage` describes. Two
-/// thread-local writes; `f` must not unwind (handler calls are wrapped in `catch_unwind`).
+/// Puts the previous current event back when dropped.
+struct Restore(Option<Lineage>);
+
+impl Restore {
+    /// Makes `lineage` current until the guard drops.
+    #[inline]
+    fn enter(lineage: Lineage) -> Restore {
+        CURRENT.with(|c| {
+            let previous = c.active.replace(true).then(|| c.lineage.get());
+            c.lineage.set(lineage);
+            Restore(previous)
+        })
+    }
+}
+
+impl Drop for Restore {
+    #[inline]
+    fn drop(&mut self) {
+        CURRENT.with(|c| match self.0 {
+            None => c.active.set(false),
+            Some(previous) => c.lineage.set(previous),
+        });
+    }
+}
+
+/// Runs the synchronous `f` as the handling of the event `lineage` describes.
 #[inline]
 pub(crate) fn sync_scoped<R>(lineage: Lineage, f: impl FnOnce() -> R) -> R {
-    let previous = SYNC_CURRENT.replace(Some(lineage));
-    let result = f();
-    SYNC_CURRENT.set(previous);
-    result
+    let _restore = Restore::enter(lineage);
+    f()
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled as the handling of one event: what `tokio::task_local!` does, in one
+    /// thread-local shared with synchronous handlers, so `current()` reads one slot.
+    pub(crate) struct Scoped<F> {
+        lineage: Lineage,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _restore = Restore::enter(*this.lineage);
+        this.future.poll(cx)
+    }
 }
 
 /// Runs `future` as the handling of the event `lineage` describes.
-pub(crate) async fn scoped<F: Future>(lineage: Lineage, future: F) -> F::Output {
-    CURRENT.scope(lineage, future).await
+pub(crate) fn scoped<F: Future>(lineage: Lineage, future: F) -> Scoped<F> {
+    Scoped { lineage, future }
 }
 
 /// `tokio::spawn` that carries the current event along: events the task publishes are
@@ -113,7 +163,7 @@ where
     F::Output: Send + 'static,
 {
     match current() {
-        Some(lineage) => tokio::spawn(CURRENT.scope(lineage, future)),
+        Some(lineage) => tokio::spawn(scoped(lineage, future)),
         None => tokio::spawn(future),
     }
 }

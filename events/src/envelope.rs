@@ -212,6 +212,15 @@ pub(crate) struct Lineage {
     pub(crate) depth: u32,
 }
 
+impl Lineage {
+    /// A placeholder, never read as a real parent.
+    pub(crate) const NONE: Lineage = Lineage {
+        id: EventId(Uuid::nil()),
+        correlation_id: EventId(Uuid::nil()),
+        depth: 0,
+    };
+}
+
 /// The parts of [`Meta`] that a root event published without options does not have.
 #[derive(Clone, Debug)]
 pub(crate) struct Extra {
@@ -310,7 +319,7 @@ impl Meta {
     }
 
     /// The envelope of a new event of type `info` on a bus whose source is `source`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(
         info: &'static EventInfo,
         source: &'static str,
@@ -318,27 +327,10 @@ impl Meta {
         options: Option<PublishOptions>,
     ) -> Meta {
         let (id, time) = EventId::now();
-        let extra = match (parent, options) {
-            (None, None) => None,
-            (parent, options) => {
-                let options = options.unwrap_or_default();
-                Some(Box::new(Extra {
-                    correlation_id: options
-                        .correlation_id
-                        .or(parent.map(|p| p.correlation_id))
-                        .unwrap_or(id),
-                    causation_id: parent.map(|p| p.id),
-                    depth: parent.map_or(0, |p| p.depth + 1),
-                    source: options.source,
-                    target: options.target,
-                    metadata: options.metadata,
-                    priority: options.priority,
-                    expires_at: options.expires_at.map(|t| {
-                        t.duration_since(UNIX_EPOCH)
-                            .map_or(0, |d| d.as_nanos() as u64)
-                    }),
-                }))
-            }
+        let extra = if parent.is_none() && options.is_none() {
+            None
+        } else {
+            Some(Extra::new(id, parent, options))
         };
         Meta {
             id,
@@ -347,6 +339,30 @@ impl Meta {
             source,
             extra,
         }
+    }
+}
+
+impl Extra {
+    /// What a child event, or one published with options, carries beyond a root event.
+    #[inline(never)]
+    fn new(id: EventId, parent: Option<Lineage>, options: Option<PublishOptions>) -> Box<Extra> {
+        let options = options.unwrap_or_default();
+        Box::new(Extra {
+            correlation_id: options
+                .correlation_id
+                .or(parent.map(|p| p.correlation_id))
+                .unwrap_or(id),
+            causation_id: parent.map(|p| p.id),
+            depth: parent.map_or(0, |p| p.depth + 1),
+            source: options.source,
+            target: options.target,
+            metadata: options.metadata,
+            priority: options.priority,
+            expires_at: options.expires_at.map(|t| {
+                t.duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            }),
+        })
     }
 }
 

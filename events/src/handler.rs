@@ -238,16 +238,23 @@ impl fmt::Debug for Invocation<'_> {
     }
 }
 
+/// The error of an event given to a handler of another type; never expected.
+#[cold]
+#[inline(never)]
+fn misrouted(expected: &'static str) -> HandlerError {
+    HandlerError::permanent(format!(
+        "event routed to a handler of another type (expected `{expected}`): a bug in `events`"
+    ))
+}
+
 impl<'a> Invocation<'a> {
     /// The event, as the type the handler declared.
-    #[inline]
+    #[inline(always)]
     pub fn event<E: 'static>(&self) -> Result<&'a E, HandlerError> {
-        self.event.downcast_ref::<E>().ok_or_else(|| {
-            HandlerError::permanent(format!(
-                "event routed to a handler of another type (expected `{}`): a bug in `events`",
-                std::any::type_name::<E>()
-            ))
-        })
+        match self.event.downcast_ref::<E>() {
+            Some(event) => Ok(event),
+            None => Err(misrouted(std::any::type_name::<E>())),
+        }
     }
 }
 

@@ -922,3 +922,38 @@ async fn publishing_futures_are_send_so_they_can_be_spawned() {
         "root, child and grandchild were handled"
     );
 }
+
+mod unwinding {
+    #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    pub struct Spawner;
+    #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    pub struct Later;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_panicking_task_leaves_no_current_event_behind() {
+    let bus = Bus::builder().scope("no::handlers").build().unwrap();
+    let depths = Arc::new(Mutex::new(Vec::new()));
+    let d = depths.clone();
+    let _later = bus.subscribe(move |_: &unwinding::Later, ctx: &Context| {
+        d.lock().unwrap().push(ctx.meta().depth());
+    });
+    let tasks = Arc::new(Mutex::new(Vec::new()));
+    let t = tasks.clone();
+    let _spawner = bus.subscribe(move |_: &unwinding::Spawner, _: &Context| {
+        // Polled on this thread, as a child of `Spawner`, and panics mid-poll.
+        t.lock()
+            .unwrap()
+            .push(events::spawn(async { panic!("task failed") }));
+    });
+    bus.publish(unwinding::Spawner).await.unwrap();
+    let task = tasks.lock().unwrap().pop().unwrap();
+    assert!(task.await.unwrap_err().is_panic());
+    bus.publish(unwinding::Later).await.unwrap();
+    bus.publish_blocking(unwinding::Later).unwrap();
+    assert_eq!(
+        *depths.lock().unwrap(),
+        [0, 0],
+        "after the panic, events published here are roots again"
+    );
+}

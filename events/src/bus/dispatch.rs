@@ -119,6 +119,10 @@ impl Bus {
         self.publish_blocking_from(event, None, Some(options))
     }
 
+    /// Publishes with the given lineage and options. Marked `inline(always)` so that the
+    /// public entry points, which pass literal `None`s, compile to a root-event fast path
+    /// with no options to move or drop.
+    #[inline(always)]
     pub(crate) async fn publish_from<E: Event>(
         &self,
         event: E,
@@ -143,6 +147,8 @@ impl Bus {
         Ok(Receipt::new(ctx, route, outcomes))
     }
 
+    /// As [`publish_from`](Self::publish_from), without a runtime.
+    #[inline(always)]
     pub(crate) fn publish_blocking_from<E: Event>(
         &self,
         event: E,
@@ -150,6 +156,12 @@ impl Bus {
         options: Option<PublishOptions>,
     ) -> Result<Receipt, PublishError> {
         let ctx = self.context::<E>(parent, options)?;
+        Ok(self.dispatch_blocking(event, ctx))
+    }
+
+    /// Runs the synchronous handlers of an event whose envelope is made.
+    #[inline(always)]
+    fn dispatch_blocking<E: Event>(&self, event: E, ctx: Context) -> Receipt {
         if !self.inner.observers.is_empty() {
             self.inner.observers.published(&ctx.meta);
         }
@@ -167,10 +179,10 @@ impl Bus {
         } else {
             dispatch()
         }
-        Ok(Receipt::new(ctx, route, outcomes))
+        Receipt::new(ctx, route, outcomes)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn context<E: Event>(
         &self,
         parent: Option<Lineage>,
@@ -183,7 +195,7 @@ impl Bus {
     }
 
     /// A new envelope for an `E`, checked against the depth limit.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn meta<E: Event>(
         &self,
         parent: Option<Lineage>,
@@ -200,7 +212,7 @@ impl Bus {
         error
     }
 
-    #[inline]
+    #[inline(always)]
     fn try_meta<E: Event>(
         &self,
         parent: Option<Lineage>,
@@ -298,6 +310,8 @@ type Caught = Result<Result<(), HandlerError>, Box<dyn Any + Send>>;
 
 /// What happened when the dispatcher reached a slot without a runtime.
 enum Step {
+    /// A synchronous call returned `Ok`.
+    Done,
     /// A synchronous call returned (or panicked).
     Called(Caught),
     /// The filter said no.
@@ -311,12 +325,11 @@ enum Step {
 /// Filters, then calls a synchronous slot; the filter runs exactly once.
 #[inline(always)]
 fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
-    if slot
-        .paused
-        .as_ref()
-        .is_some_and(|p| p.load(std::sync::atomic::Ordering::Relaxed))
-    {
-        return Step::Paused;
+    // Only subscriptions pause; link-time handlers have no flag to read.
+    if let Some(paused) = &slot.paused {
+        if paused.load(std::sync::atomic::Ordering::Relaxed) {
+            return Step::Paused;
+        }
     }
     if let Some(filter) = &slot.filter {
         if !filter.matches(inv.payload, &inv.ctx.meta) {
@@ -324,8 +337,8 @@ fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
         }
     }
     match &slot.target {
-        Target::Handler(Call::Sync(f)) => Step::Called(catch_unwind(AssertUnwindSafe(|| f(inv)))),
-        Target::Subscription { call, .. } => Step::Called(catch_unwind(AssertUnwindSafe(|| {
+        Target::Handler(Call::Sync(f)) => called(catch_unwind(AssertUnwindSafe(|| f(inv)))),
+        Target::Subscription { call, .. } => called(catch_unwind(AssertUnwindSafe(|| {
             call(inv.payload, inv.ctx)
         }))),
         Target::Handler(Call::Async(f)) => Step::Async(*f),
@@ -335,6 +348,15 @@ fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
                 "a query's responder was routed as a handler: a bug in `events`",
             ))))
         }
+    }
+}
+
+/// `Done` for the fast path, so that nothing is left to drop.
+#[inline(always)]
+fn called(caught: Caught) -> Step {
+    match caught {
+        Ok(Ok(())) => Step::Done,
+        other => Step::Called(other),
     }
 }
 
@@ -412,6 +434,22 @@ async fn call_async<'a>(start: impl FnOnce() -> crate::handler::BoxFuture<'a>) -
     outcome(res)
 }
 
+/// An async slot with a concurrency limit or a timeout, or traced.
+async fn call_limited_traced(
+    slot: &Slot,
+    f: for<'a> fn(&'a Invocation<'a>) -> crate::handler::BoxFuture<'a>,
+    inv: &Invocation<'_>,
+    lineage: Lineage,
+    spans: bool,
+) -> Outcome {
+    let call = crate::context::scoped(lineage, call_limited(slot, || f(inv)));
+    if spans {
+        call.instrument(handler_span(slot, &inv.ctx.meta)).await
+    } else {
+        call.await
+    }
+}
+
 /// Runs every slot in order, sync and async.
 pub(crate) async fn run(
     slots: &[Slot],
@@ -432,17 +470,17 @@ pub(crate) async fn run(
         };
         let start = observed.then(Instant::now);
         let outcome = match crate::context::sync_scoped(lineage, || step(slot, &inv, spans)) {
-            Step::Called(Ok(Ok(()))) if !observed => continue,
+            Step::Done if !observed => continue,
+            Step::Done => Outcome::Delivered,
             Step::Called(caught) => outcome(caught),
             Step::Filtered => Outcome::Filtered,
             Step::Paused => Outcome::Paused,
-            Step::Async(f) => match if spans {
-                let span = handler_span(slot, &ctx.meta);
-                crate::context::scoped(lineage, call_limited(slot, || f(&inv)))
-                    .instrument(span)
-                    .await
+            Step::Async(f) => match if spans || slot.limit.is_some() || slot.timeout.is_some() {
+                // Boxed: the limit's and the timeout's futures are large, and every publish
+                // future would otherwise carry room for them.
+                Box::pin(call_limited_traced(slot, f, &inv, lineage, spans)).await
             } else {
-                crate::context::scoped(lineage, call_limited(slot, || f(&inv))).await
+                crate::context::scoped(lineage, call_async(|| f(&inv))).await
             } {
                 Outcome::Delivered if !observed => continue,
                 o => o,
@@ -457,6 +495,22 @@ fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: 
     let event = payload.as_any();
     let observed = !ctx.bus.inner.observers.is_empty();
     let spans = spans_on();
+    if !observed && !spans {
+        // The common case, kept tight: nobody times handlers or wants spans.
+        for (i, slot) in slots.iter().enumerate() {
+            let inv = Invocation {
+                event,
+                payload,
+                ctx,
+                states: &slot.states,
+            };
+            match call_sync(slot, &inv) {
+                Step::Done => {}
+                step => settle_blocking(i, slot, ctx, outcomes, step),
+            }
+        }
+        return;
+    }
     for (i, slot) in slots.iter().enumerate() {
         let inv = Invocation {
             event,
@@ -466,7 +520,8 @@ fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: 
         };
         let start = observed.then(Instant::now);
         let outcome = match step(slot, &inv, spans) {
-            Step::Called(Ok(Ok(()))) if !observed => continue,
+            Step::Done if !observed => continue,
+            Step::Done => Outcome::Delivered,
             Step::Called(caught) => outcome(caught),
             Step::Filtered => Outcome::Filtered,
             Step::Paused => Outcome::Paused,
@@ -474,6 +529,20 @@ fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: 
         };
         settle(i, slot, ctx, outcomes, outcome, start);
     }
+}
+
+/// Records what a slot did other than succeed, for [`run_blocking`]'s fast loop.
+#[cold]
+#[inline(never)]
+fn settle_blocking(index: usize, slot: &Slot, ctx: &Context, outcomes: &mut Outcomes, step: Step) {
+    let outcome = match step {
+        Step::Done => Outcome::Delivered,
+        Step::Called(caught) => outcome(caught),
+        Step::Filtered => Outcome::Filtered,
+        Step::Paused => Outcome::Paused,
+        Step::Async(_) => Outcome::SkippedAsync,
+    };
+    settle(index, slot, ctx, outcomes, outcome, None);
 }
 
 /// Tells the observers (when timed) and records a slot's outcome.
