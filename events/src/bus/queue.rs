@@ -358,13 +358,30 @@ impl Bus {
         self.try_emit_from(event, None, None)
     }
 
-    pub(crate) async fn emit_from<E: Event>(
+    /// Makes the envelope now (not when the returned future is first polled, so that the
+    /// entry points' literal `None`s fold away), then queues.
+    #[inline(always)]
+    pub(crate) fn emit_from<E: Event>(
         &self,
         event: E,
         parent: Option<Lineage>,
         options: Option<PublishOptions>,
+    ) -> impl Future<Output = Result<EventId, PublishError>> + Send + '_ {
+        let prepared = self.prepare(event, parent, options);
+        async move {
+            let (job, priority, id, observed) = prepared?;
+            self.enqueue::<E>(job, priority, id, observed).await
+        }
+    }
+
+    /// Waits for room, then queues the job.
+    async fn enqueue<E: Event>(
+        &self,
+        job: Job,
+        priority: i32,
+        id: EventId,
+        observed: Option<Box<Meta>>,
     ) -> Result<EventId, PublishError> {
-        let (job, priority, id, observed) = self.prepare(event, parent, options)?;
         let queue = &self.inner.queue;
         // Fast path: room now, no waiting machinery.
         let mut job = match queue.try_push(job, priority) {
@@ -417,28 +434,30 @@ impl Bus {
     }
 
     /// The job, its priority and id, and a copy of the envelope for the observers (taken
-    /// only when there are observers: the job itself moves into the queue).
-    #[inline]
+    /// only when there are observers, boxed so that it costs one word otherwise: the job
+    /// itself moves into the queue).
+    #[inline(always)]
     fn prepare<E: Event>(
         &self,
         event: E,
         parent: Option<Lineage>,
         options: Option<PublishOptions>,
-    ) -> Result<(Job, i32, EventId, Option<Meta>), PublishError> {
+    ) -> Result<(Job, i32, EventId, Option<Box<Meta>>), PublishError> {
         let job = self.job(event, parent, options)?;
         let (priority, id) = (job.meta.priority(), job.meta.id);
-        let observed = (!self.inner.observers.is_empty()).then(|| job.meta.clone());
+        let observed = (!self.inner.observers.is_empty()).then(|| Box::new(job.meta.clone()));
         Ok((job, priority, id, observed))
     }
 
     #[inline]
-    fn accepted(&self, id: EventId, observed: Option<Meta>) -> EventId {
+    fn accepted(&self, id: EventId, observed: Option<Box<Meta>>) -> EventId {
         if let Some(meta) = observed {
             self.inner.observers.published(&meta);
         }
         id
     }
 
+    #[inline(always)]
     fn job<E: Event>(
         &self,
         event: E,
