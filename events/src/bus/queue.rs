@@ -305,6 +305,14 @@ async fn worker(bus: Weak<Inner>) {
     }
 }
 
+/// An event ready to queue: see [`Bus::prepare`].
+struct Prepared {
+    job: Job,
+    priority: i32,
+    id: EventId,
+    observed: Option<Box<Meta>>,
+}
+
 impl Bus {
     /// Hands the event to the bus's worker tasks and returns its id without waiting for the
     /// handlers. Waits only while the queue is full (backpressure); see
@@ -369,7 +377,12 @@ impl Bus {
     ) -> impl Future<Output = Result<EventId, PublishError>> + Send + '_ {
         let prepared = self.prepare(event, parent, options);
         async move {
-            let (job, priority, id, observed) = prepared?;
+            let Prepared {
+                job,
+                priority,
+                id,
+                observed,
+            } = prepared?;
             self.enqueue::<E>(job, priority, id, observed).await
         }
     }
@@ -418,7 +431,12 @@ impl Bus {
         parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Result<EventId, PublishError> {
-        let (job, priority, id, observed) = self.prepare(event, parent, options)?;
+        let Prepared {
+            job,
+            priority,
+            id,
+            observed,
+        } = self.prepare(event, parent, options)?;
         let queue = &self.inner.queue;
         match queue.try_push(job, priority) {
             Ok(()) => Ok(self.accepted(id, observed)),
@@ -442,11 +460,16 @@ impl Bus {
         event: E,
         parent: Option<Lineage>,
         options: Option<PublishOptions>,
-    ) -> Result<(Job, i32, EventId, Option<Box<Meta>>), PublishError> {
+    ) -> Result<Prepared, PublishError> {
         let job = self.job(event, parent, options)?;
         let (priority, id) = (job.meta.priority(), job.meta.id);
         let observed = (!self.inner.observers.is_empty()).then(|| Box::new(job.meta.clone()));
-        Ok((job, priority, id, observed))
+        Ok(Prepared {
+            job,
+            priority,
+            id,
+            observed,
+        })
     }
 
     #[inline]
