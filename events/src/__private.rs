@@ -43,7 +43,16 @@ pub const fn event_info<E: Event>(
         type_id: TypeId::of::<E>,
         schema: E::schema,
         response,
+        decode: decode_json::<E>,
+        validator: OnceLock::new(),
     }
+}
+
+/// Deserializes an `E` for the ingest path.
+fn decode_json<E: Event>(
+    value: serde_json::Value,
+) -> Result<Box<crate::AnyEvent>, serde_json::Error> {
+    Ok(Box::new(serde_json::from_value::<E>(value)?))
 }
 
 /// The catalog entry of a query's answer type.

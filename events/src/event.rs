@@ -166,6 +166,10 @@ pub struct EventInfo {
     pub(crate) type_id: fn() -> TypeId,
     pub(crate) schema: fn() -> &'static Schema,
     pub(crate) response: Option<ResponseInfo>,
+    /// Deserializes a payload already checked against the schema.
+    pub(crate) decode: fn(serde_json::Value) -> Result<Box<AnyEvent>, serde_json::Error>,
+    /// The schema's compiled validator, made on first use.
+    pub(crate) validator: crate::ingest::ValidatorCell,
 }
 
 impl EventInfo {

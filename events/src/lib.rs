@@ -71,6 +71,7 @@ mod envelope;
 mod event;
 mod filter;
 mod handler;
+mod ingest;
 pub mod observe;
 mod pattern;
 mod receipt;
@@ -90,6 +91,7 @@ pub use filter::{Filter, IntoFilter};
 pub use handler::{
     HandlerError, HandlerInfo, HandlerTimedOut, IntoHandlerResult, IntoResponse, State, StateKey,
 };
+pub use ingest::{IngestError, IngestLimits, Violation};
 pub use pattern::InvalidPattern;
 pub use receipt::{HandlerOutcome, Outcome, Receipt};
 pub use registry::{BuildError, Problem};

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::{Bus, Slot, Target};
 use crate::context::Context;
 use crate::envelope::{Lineage, Meta, PublishOptions};
-use crate::event::{Event, Payload};
+use crate::event::{AnyEvent, Event, Payload};
 use crate::handler::{Call, HandlerError, Invocation};
 use crate::receipt::{Outcome, Receipt};
 
@@ -162,17 +162,21 @@ impl Bus {
     /// Runs the synchronous handlers of an event whose envelope is made.
     #[inline(always)]
     fn dispatch_blocking<E: Event>(&self, event: E, ctx: Context) -> Receipt {
+        self.dispatch_blocking_any(&event, TypeId::of::<E>(), ctx)
+    }
+
+    /// [`dispatch_blocking`](Self::dispatch_blocking) of an event of type `type_id`.
+    #[inline(always)]
+    fn dispatch_blocking_any(&self, event: &AnyEvent, type_id: TypeId, ctx: Context) -> Receipt {
         if !self.inner.observers.is_empty() {
             self.inner.observers.published(&ctx.meta);
         }
-        let route = self.route(TypeId::of::<E>());
+        let route = self.route(type_id);
         let mut outcomes = Outcomes::default();
-        let slots = self.slots_of(&route, TypeId::of::<E>());
+        let slots = self.slots_of(&route, type_id);
         let lineage = ctx.meta.lineage();
         let mut dispatch = || {
-            crate::context::sync_scoped(lineage, || {
-                run_blocking(slots, &event, &ctx, &mut outcomes)
-            })
+            crate::context::sync_scoped(lineage, || run_blocking(slots, event, &ctx, &mut outcomes))
         };
         if spans_on() {
             publish_span(&ctx.meta).in_scope(dispatch)
@@ -218,24 +222,82 @@ impl Bus {
         parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Result<Meta, PublishError> {
-        self.inner.lifecycle.check(E::NAME)?;
+        self.try_meta_of(E::info(), parent, options)
+    }
+
+    /// [`try_meta`](Self::try_meta) for a type known by its catalog entry.
+    #[inline(always)]
+    pub(crate) fn try_meta_of(
+        &self,
+        info: &'static crate::EventInfo,
+        parent: Option<Lineage>,
+        options: Option<PublishOptions>,
+    ) -> Result<Meta, PublishError> {
+        self.inner.lifecycle.check(info.name)?;
         // Published from inside a handler without its `Context`: still a child.
         let parent = parent.or_else(crate::context::current);
         if let Some(p) = parent {
             let depth = p.depth + 1;
             if depth > self.inner.max_depth {
                 return Err(PublishError::TooDeep {
-                    name: E::NAME,
+                    name: info.name,
                     depth,
                     limit: self.inner.max_depth,
                 });
             }
         }
-        let meta = Meta::new(E::info(), self.inner.source, parent, options);
+        let meta = Meta::new(info, self.inner.source, parent, options);
         if meta.is_expired() {
-            return Err(PublishError::Expired { name: E::NAME });
+            return Err(PublishError::Expired { name: info.name });
         }
         Ok(meta)
+    }
+
+    /// Publishes an event known only as [`AnyEvent`] (decoded from outside): the same
+    /// dispatch as [`publish_with`](Self::publish_with), routed by the value's type.
+    pub(crate) async fn publish_any(
+        &self,
+        event: Box<AnyEvent>,
+        options: PublishOptions,
+    ) -> Result<Receipt, PublishError> {
+        let info = event.info();
+        let ctx = Context {
+            bus: self.clone(),
+            meta: self
+                .try_meta_of(info, None, Some(options))
+                .map_err(|e| self.refused(info.name, e))?,
+        };
+        if !self.inner.observers.is_empty() {
+            self.inner.observers.published(&ctx.meta);
+        }
+        let route = self.route(info.type_id());
+        let mut outcomes = Outcomes::default();
+        let slots = self.slots_of(&route, info.type_id());
+        let span = if spans_on() {
+            publish_span(&ctx.meta)
+        } else {
+            tracing::Span::none()
+        };
+        run(slots, &*event, &ctx, &mut outcomes)
+            .instrument(span)
+            .await;
+        Ok(Receipt::new(ctx, route, outcomes))
+    }
+
+    /// [`publish_any`](Self::publish_any) without a runtime: synchronous handlers only.
+    pub(crate) fn publish_any_blocking(
+        &self,
+        event: Box<AnyEvent>,
+        options: PublishOptions,
+    ) -> Result<Receipt, PublishError> {
+        let info = event.info();
+        let ctx = Context {
+            bus: self.clone(),
+            meta: self
+                .try_meta_of(info, None, Some(options))
+                .map_err(|e| self.refused(info.name, e))?,
+        };
+        Ok(self.dispatch_blocking_any(&*event, info.type_id(), ctx))
     }
 }
 

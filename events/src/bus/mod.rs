@@ -44,6 +44,10 @@ pub(crate) struct Inner {
     /// Kept for the process's lifetime: every event's envelope points at it.
     pub(crate) source: &'static str,
     pub(crate) max_depth: u32,
+    /// Event types by name and version, for input from outside.
+    pub(crate) catalog: crate::ingest::Catalog,
+    /// How much outside JSON is accepted.
+    pub(crate) ingest_limits: crate::ingest::IngestLimits,
     /// The responder of each query, kept out of the routes: only `request` calls it.
     pub(crate) responders: HashMap<TypeId, Slot, BuildHasherDefault<TypeIdHasher>>,
     /// How long `request` waits for an answer unless told otherwise.
@@ -243,6 +247,7 @@ pub struct BusBuilder {
     queue_capacity: usize,
     workers: Option<usize>,
     request_timeout: std::time::Duration,
+    ingest_limits: crate::ingest::IngestLimits,
     observers: Vec<Arc<dyn crate::observe::Observer>>,
 }
 
@@ -256,6 +261,7 @@ impl Default for BusBuilder {
             queue_capacity: 8192,
             workers: None,
             request_timeout: std::time::Duration::from_secs(30),
+            ingest_limits: crate::ingest::IngestLimits::default(),
             observers: Vec::new(),
         }
     }
@@ -271,6 +277,7 @@ impl fmt::Debug for BusBuilder {
             .field("queue_capacity", &self.queue_capacity)
             .field("workers", &self.workers)
             .field("request_timeout", &self.request_timeout)
+            .field("ingest_limits", &self.ingest_limits)
             .field("observers", &self.observers.len())
             .finish()
     }
@@ -337,6 +344,13 @@ impl BusBuilder {
     /// [`timeout`](Request::timeout) (default 30 seconds).
     pub fn request_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// How large and how deeply nested outside JSON may be
+    /// ([`Bus::publish_json`]); default 1 MiB and 32 levels.
+    pub fn ingest_limits(mut self, limits: crate::ingest::IngestLimits) -> Self {
+        self.ingest_limits = limits;
         self
     }
 
@@ -429,6 +443,7 @@ impl BusBuilder {
             None => default_source(),
         };
         let priorities: Vec<i32> = registry.events.iter().map(|e| e.priority).collect();
+        let catalog = crate::ingest::Catalog::new(&registry.events);
         let workers = self.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
@@ -441,6 +456,8 @@ impl BusBuilder {
                 fixed,
                 responders,
                 request_timeout: self.request_timeout,
+                catalog,
+                ingest_limits: self.ingest_limits,
                 dynamic: Mutex::new(Vec::new()),
                 next_sub: std::sync::atomic::AtomicU64::new(1),
                 subscriptions: std::sync::atomic::AtomicUsize::new(0),

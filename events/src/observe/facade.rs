@@ -17,6 +17,7 @@ use crate::receipt::Outcome;
 /// | `events_failed_total` | counter | `event`, `handler` |
 /// | `events_expired_total` | counter | `event` |
 /// | `events_rejected_total` | counter | `event` |
+/// | `events_invalid_total` | counter | `event` (empty when the input named no known event) |
 /// | `events_handler_seconds` | histogram | `event`, `handler` |
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetricsFacade;
@@ -46,5 +47,9 @@ impl Observer for MetricsFacade {
     }
     fn rejected(&self, event: &'static str, _error: &PublishError) {
         metrics::counter!("events_rejected_total", "event" => event).increment(1);
+    }
+    fn invalid(&self, event: Option<&'static str>, _error: &crate::IngestError) {
+        let event = event.unwrap_or("");
+        metrics::counter!("events_invalid_total", "event" => event).increment(1);
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::Observer;
 use crate::bus::{Bus, PublishError};
 use crate::envelope::Meta;
+use crate::ingest::IngestError;
 use crate::receipt::Outcome;
 
 /// Histogram buckets: bucket `i` counts durations below `2^(i + 7)` ns (128 ns ... ~1 s);
@@ -31,6 +32,7 @@ pub struct Metrics {
 struct Store {
     events: RwLock<HashMap<&'static str, Arc<EventCounters>>>,
     handlers: RwLock<HashMap<String, Arc<HandlerCounters>>>,
+    invalid_inputs: AtomicU64,
 }
 
 #[derive(Default)]
@@ -40,6 +42,7 @@ struct EventCounters {
     failed: AtomicU64,
     expired: AtomicU64,
     rejected: AtomicU64,
+    invalid: AtomicU64,
 }
 
 struct HandlerCounters {
@@ -122,6 +125,12 @@ impl Observer for Metrics {
     fn rejected(&self, event: &'static str, _error: &PublishError) {
         self.inner.event(event).rejected.fetch_add(1, Relaxed);
     }
+    fn invalid(&self, event: Option<&'static str>, _error: &IngestError) {
+        self.inner.invalid_inputs.fetch_add(1, Relaxed);
+        if let Some(event) = event {
+            self.inner.event(event).invalid.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -144,6 +153,8 @@ pub struct EventStats {
     pub expired: u64,
     /// Events the bus refused.
     pub rejected: u64,
+    /// Payloads from outside refused for this event (schema violations, bad version, ...).
+    pub invalid: u64,
 }
 
 /// Calls, failures and latency of one handler.
@@ -202,6 +213,8 @@ pub struct MetricsSnapshot {
     pub handlers: BTreeMap<String, HandlerStats>,
     /// Events waiting in the bus's queue.
     pub queue_depth: usize,
+    /// Inputs from outside refused, including those naming no known event.
+    pub invalid_inputs: u64,
 }
 
 impl Metrics {
@@ -230,6 +243,7 @@ impl Metrics {
                             failed: c.failed.load(Relaxed),
                             expired: c.expired.load(Relaxed),
                             rejected: c.rejected.load(Relaxed),
+                            invalid: c.invalid.load(Relaxed),
                         },
                     )
                 })
@@ -264,6 +278,7 @@ impl Metrics {
                 })
                 .collect(),
             queue_depth: bus.queue_len(),
+            invalid_inputs: self.inner.invalid_inputs.load(Relaxed),
         }
     }
 }

@@ -18,6 +18,7 @@ pub use metrics::{EventStats, HandlerStats, LatencyHistogram, Metrics, MetricsSn
 
 use crate::bus::PublishError;
 use crate::envelope::Meta;
+use crate::ingest::IngestError;
 use crate::receipt::Outcome;
 
 /// Told about each event's lifecycle. Every method does nothing by default; implement the
@@ -44,6 +45,12 @@ pub trait Observer: Send + Sync + 'static {
     fn rejected(&self, event: &'static str, error: &PublishError) {
         let _ = (event, error);
     }
+    /// Input from outside the process (JSON, CloudEvents) was refused: unknown event,
+    /// malformed, too large, or not matching the schema. Nothing was dispatched. `event` is
+    /// the event it named, when that is a known one.
+    fn invalid(&self, event: Option<&'static str>, error: &IngestError) {
+        let _ = (event, error);
+    }
 }
 
 /// Logs every lifecycle step through `tracing`: published and delivered at `DEBUG`, the
@@ -64,6 +71,9 @@ impl Observer for Tracing {
     fn rejected(&self, event: &'static str, error: &PublishError) {
         tracing::warn!(event, error = %error, "event rejected");
     }
+    fn invalid(&self, event: Option<&'static str>, error: &IngestError) {
+        tracing::warn!(event, error = %error, "invalid input refused");
+    }
 }
 
 /// The observers of one bus.
@@ -77,6 +87,9 @@ impl Observers {
     }
     pub(crate) fn published(&self, meta: &Meta) {
         self.0.iter().for_each(|o| o.published(meta));
+    }
+    pub(crate) fn invalid(&self, event: Option<&'static str>, error: &IngestError) {
+        self.0.iter().for_each(|o| o.invalid(event, error));
     }
     pub(crate) fn rejected(&self, event: &'static str, error: &PublishError) {
         self.0.iter().for_each(|o| o.rejected(event, error));

@@ -1,0 +1,173 @@
+//! [`IngestError`]: why outside JSON was refused.
+
+use std::fmt;
+
+use crate::bus::PublishError;
+
+/// Why JSON from outside the process was refused. Nothing was dispatched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// No event type has this name.
+    #[error("unknown event `{name}`{}", suggest(close))]
+    UnknownEvent {
+        /// The name given.
+        name: String,
+        /// Known names close to it, closest first.
+        close: Vec<&'static str>,
+    },
+    /// The event exists, but not at this version.
+    #[error(
+        "event `{name}` has no version {version}; known versions: {}",
+        list(known)
+    )]
+    UnknownVersion {
+        /// The event's name.
+        name: &'static str,
+        /// The version given.
+        version: u32,
+        /// The versions this binary knows.
+        known: Vec<u32>,
+    },
+    /// The payload is larger than the bus accepts.
+    #[error("payload of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit ([`IngestLimits::max_bytes`](crate::IngestLimits)).
+        limit: usize,
+    },
+    /// The payload nests arrays and objects deeper than the bus accepts.
+    #[error("payload nests arrays and objects more than {limit} levels deep")]
+    TooDeep {
+        /// The limit ([`IngestLimits::max_depth`](crate::IngestLimits)).
+        limit: usize,
+    },
+    /// The payload is not JSON.
+    #[error("malformed JSON at line {line}, column {column}: {reason}")]
+    Malformed {
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// The payload is JSON but does not match the event's schema.
+    #[error(
+        "payload of `{name}` v{version} does not match its schema ({} violation{}): {}",
+        violations.len(),
+        if violations.len() == 1 { "" } else { "s" },
+        Joined(violations)
+    )]
+    Invalid {
+        /// The event's name.
+        name: &'static str,
+        /// Its version.
+        version: u32,
+        /// Every violation, sorted by path.
+        violations: Vec<Violation>,
+    },
+    /// The payload matches the schema but the type's `Deserialize` refused it (a custom
+    /// implementation, or a constraint the schema cannot express).
+    #[error("payload of `{name}` v{version} matches its schema but does not deserialize: {reason}")]
+    Decode {
+        /// The event's name.
+        name: &'static str,
+        /// Its version.
+        version: u32,
+        /// What `serde` said.
+        reason: String,
+    },
+    /// The event's generated schema could not be compiled: a bug in the type's
+    /// `JsonSchema`, not in the input.
+    #[error("the JSON Schema of `{name}` v{version} does not compile: {reason}")]
+    BadSchema {
+        /// The event's name.
+        name: &'static str,
+        /// Its version.
+        version: u32,
+        /// What the validator said.
+        reason: String,
+    },
+    /// The input was valid but the bus refused to publish it.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// One place where a payload breaks its schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Where, as a JSON Pointer into the payload (`""` for the payload itself).
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        };
+        write!(f, "at {path}: {}", self.message)
+    }
+}
+
+impl IngestError {
+    pub(crate) fn malformed(e: serde_json::Error) -> IngestError {
+        // serde_json ends its message with " at line L column C"; keep only the reason.
+        let text = e.to_string();
+        let reason = match text.rfind(" at line ") {
+            Some(at) => text[..at].to_owned(),
+            None => text,
+        };
+        IngestError::Malformed {
+            line: e.line(),
+            column: e.column(),
+            reason,
+        }
+    }
+
+    /// The event's name, when the input got far enough to name a known event.
+    pub fn event(&self) -> Option<&'static str> {
+        match self {
+            IngestError::UnknownVersion { name, .. }
+            | IngestError::Invalid { name, .. }
+            | IngestError::Decode { name, .. }
+            | IngestError::BadSchema { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+fn suggest(close: &[&'static str]) -> String {
+    match close {
+        [] => String::new(),
+        [one] => format!("; did you mean `{one}`?"),
+        several => format!("; did you mean one of `{}`?", several.join("`, `")),
+    }
+}
+
+fn list(versions: &[u32]) -> String {
+    versions
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+struct Joined<'a>(&'a [Violation]);
+
+impl fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{v}")?;
+        }
+        Ok(())
+    }
+}

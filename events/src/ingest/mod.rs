@@ -1,0 +1,311 @@
+//! Events from outside the process: JSON checked against the event's generated schema, then
+//! deserialized and dispatched on the typed path. Nothing is dispatched unless every check
+//! passes.
+
+mod error;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+pub use error::{IngestError, Violation};
+
+use crate::bus::Bus;
+use crate::envelope::PublishOptions;
+use crate::event::{AnyEvent, EventInfo};
+use crate::receipt::Receipt;
+
+/// How much outside JSON the bus accepts: [`BusBuilder::ingest_limits`](crate::BusBuilder::ingest_limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IngestLimits {
+    /// The largest payload, in bytes (default 1 MiB).
+    pub max_bytes: usize,
+    /// The deepest nesting of arrays and objects (default 32).
+    pub max_depth: usize,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_bytes: 1 << 20,
+            max_depth: 32,
+        }
+    }
+}
+
+impl IngestLimits {
+    /// At most `max_bytes` bytes, nested at most `max_depth` levels.
+    pub fn new(max_bytes: usize, max_depth: usize) -> IngestLimits {
+        IngestLimits {
+            max_bytes,
+            max_depth,
+        }
+    }
+}
+
+/// The compiled validator of one event type, made on first use and kept for the process.
+pub(crate) type ValidatorCell = OnceLock<Result<jsonschema::Validator, String>>;
+
+/// Every event type by name, then version.
+pub(crate) struct Catalog {
+    by_name: BTreeMap<&'static str, Vec<&'static EventInfo>>,
+}
+
+impl Catalog {
+    pub(crate) fn new(events: &[&'static EventInfo]) -> Catalog {
+        let mut by_name: BTreeMap<&'static str, Vec<&'static EventInfo>> = BTreeMap::new();
+        for e in events {
+            by_name.entry(e.name).or_default().push(e);
+        }
+        for versions in by_name.values_mut() {
+            versions.sort_by_key(|e| e.version);
+        }
+        Catalog { by_name }
+    }
+
+    /// The event type `name` at `version`, or why there is none.
+    pub(crate) fn find(&self, name: &str, version: u32) -> Result<&'static EventInfo, IngestError> {
+        let Some(versions) = self.by_name.get(name) else {
+            return Err(IngestError::UnknownEvent {
+                name: name.to_owned(),
+                close: self.close_to(name),
+            });
+        };
+        versions
+            .iter()
+            .copied()
+            .find(|e| e.version == version)
+            .ok_or_else(|| IngestError::UnknownVersion {
+                name: versions[0].name,
+                version,
+                known: versions.iter().map(|e| e.version).collect(),
+            })
+    }
+
+    /// Up to five known names close to `name`, closest first.
+    fn close_to(&self, name: &str) -> Vec<&'static str> {
+        let mut scored: Vec<(usize, &'static str)> = self
+            .by_name
+            .keys()
+            .map(|k| (edit_distance(name, k), *k))
+            .filter(|(d, k)| *d <= 2 + k.len() / 8)
+            .collect();
+        scored.sort();
+        scored.into_iter().take(5).map(|(_, k)| k).collect()
+    }
+}
+
+/// Levenshtein distance over bytes: names are ASCII.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// How deeply `json` nests arrays and objects, without parsing it; stops counting past
+/// `limit`. Strings (and escapes inside them) are skipped.
+fn nesting_depth(json: &[u8], limit: usize) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    max = depth;
+                    if max > limit {
+                        return max;
+                    }
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Checks the size and depth of `json`, then parses it.
+pub(crate) fn parse(json: &[u8], limits: IngestLimits) -> Result<serde_json::Value, IngestError> {
+    if json.len() > limits.max_bytes {
+        return Err(IngestError::TooLarge {
+            size: json.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let depth = nesting_depth(json, limits.max_depth);
+    if depth > limits.max_depth {
+        return Err(IngestError::TooDeep {
+            limit: limits.max_depth,
+        });
+    }
+    serde_json::from_slice(json).map_err(IngestError::malformed)
+}
+
+/// Validates `value` against `info`'s schema and deserializes it.
+pub(crate) fn decode(
+    info: &'static EventInfo,
+    value: serde_json::Value,
+) -> Result<Box<AnyEvent>, IngestError> {
+    let validator = info
+        .validator
+        .get_or_init(|| {
+            let schema = serde_json::to_value(info.schema()).map_err(|e| e.to_string())?;
+            jsonschema::validator_for(&schema).map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|reason| IngestError::BadSchema {
+            name: info.name,
+            version: info.version,
+            reason: reason.clone(),
+        })?;
+    if !validator.is_valid(&value) {
+        let mut violations: Vec<Violation> = validator
+            .iter_errors(&value)
+            .map(|e| Violation {
+                path: e.instance_path().to_string(),
+                message: e.to_string(),
+            })
+            .collect();
+        // The validator's order follows the schema; sorted, the message is stable.
+        violations.sort_by(|a, b| a.path.cmp(&b.path));
+        return Err(IngestError::Invalid {
+            name: info.name,
+            version: info.version,
+            violations,
+        });
+    }
+    (info.decode)(value).map_err(|e| IngestError::Decode {
+        name: info.name,
+        version: info.version,
+        reason: e.to_string(),
+    })
+}
+
+impl Bus {
+    /// Checks JSON from outside against the schema of event `name` at `version`, then
+    /// deserializes it and publishes it like [`publish_with`](Self::publish_with).
+    ///
+    /// In order: the name and version, the size and nesting limits
+    /// ([`BusBuilder::ingest_limits`](crate::BusBuilder::ingest_limits)), well-formed JSON, the JSON Schema (every violation is reported),
+    /// deserialization. Any failure is an [`IngestError`], nothing is dispatched, and the
+    /// observers are told ([`Observer::invalid`](crate::observe::Observer::invalid)).
+    ///
+    /// ```standalone_crate
+    /// # use events::{Bus, Event, IngestError, PublishOptions};
+    /// #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// #[event(name = "order.placed")]
+    /// struct OrderPlaced { order_id: u64 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::builder().build()?;
+    /// let body = br#"{ "order_id": 7 }"#;
+    /// bus.publish_json("order.placed", 1, body, PublishOptions::new()).await?;
+    ///
+    /// let err = bus.publish_json("order.placed", 1, br#"{ "order_id": "7" }"#, PublishOptions::new()).await.unwrap_err();
+    /// assert!(matches!(err, IngestError::Invalid { .. }));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`IngestError`]; see its variants.
+    pub async fn publish_json(
+        &self,
+        name: &str,
+        version: u32,
+        json: &[u8],
+        options: PublishOptions,
+    ) -> Result<Receipt, IngestError> {
+        let payload = self.decode_json(name, version, json)?;
+        self.publish_any(payload, options).await.map_err(Into::into)
+    }
+
+    /// [`publish_json`](Self::publish_json) without a runtime: runs the synchronous handlers
+    /// only, as [`publish_blocking`](Self::publish_blocking).
+    ///
+    /// # Errors
+    /// As [`publish_json`](Self::publish_json).
+    pub fn publish_json_blocking(
+        &self,
+        name: &str,
+        version: u32,
+        json: &[u8],
+        options: PublishOptions,
+    ) -> Result<Receipt, IngestError> {
+        let payload = self.decode_json(name, version, json)?;
+        self.publish_any_blocking(payload, options)
+            .map_err(Into::into)
+    }
+
+    /// Every check of [`publish_json`](Self::publish_json), and the typed event, without
+    /// publishing it: for a request handler that answers 400 before queuing work.
+    ///
+    /// # Errors
+    /// As [`publish_json`](Self::publish_json).
+    pub fn decode_json(
+        &self,
+        name: &str,
+        version: u32,
+        json: &[u8],
+    ) -> Result<Box<AnyEvent>, IngestError> {
+        let info = self
+            .inner
+            .catalog
+            .find(name, version)
+            .map_err(|e| self.invalid(e.event(), e))?;
+        parse(json, self.inner.ingest_limits)
+            .and_then(|value| decode(info, value))
+            .map_err(|e| self.invalid(Some(info.name), e))
+    }
+
+    /// Tells the observers about refused input for `event` (when known), and gives the
+    /// error back.
+    #[cold]
+    pub(crate) fn invalid(&self, event: Option<&'static str>, error: IngestError) -> IngestError {
+        self.inner.observers.invalid(event, &error);
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_skips_strings_and_escapes() {
+        assert_eq!(nesting_depth(br#"{"a":[1,{"b":"[[[{{"}]}"#, 10), 3);
+        assert_eq!(nesting_depth(br#"{"a":"\"[[["}"#, 10), 1);
+        assert_eq!(
+            nesting_depth(b"[[[[[[", 3),
+            4,
+            "stops counting past the limit"
+        );
+        assert_eq!(nesting_depth(b"42", 3), 0);
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("order.placed", "order.placed"), 0);
+        assert_eq!(edit_distance("order.plced", "order.placed"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}
