@@ -212,6 +212,12 @@ pub(crate) struct Lineage {
     pub(crate) depth: u32,
 }
 
+/// Nanoseconds since the Unix epoch; 0 before it.
+fn nanos_since_epoch(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 impl Lineage {
     /// A placeholder, never read as a real parent.
     pub(crate) const NONE: Lineage = Lineage {
@@ -326,10 +332,14 @@ impl Meta {
         parent: Option<Lineage>,
         options: Option<PublishOptions>,
     ) -> Meta {
-        let (id, time) = EventId::now();
+        let (mut id, mut time) = EventId::now();
         let extra = if parent.is_none() && options.is_none() {
             None
         } else {
+            if let Some(o) = &options {
+                id = o.id.unwrap_or(id);
+                time = o.time.map_or(time, nanos_since_epoch);
+            }
             Some(Extra::new(id, parent, options))
         };
         Meta {
@@ -352,16 +362,13 @@ impl Extra {
                 .correlation_id
                 .or(parent.map(|p| p.correlation_id))
                 .unwrap_or(id),
-            causation_id: parent.map(|p| p.id),
+            causation_id: options.causation_id.or(parent.map(|p| p.id)),
             depth: parent.map_or(0, |p| p.depth + 1),
             source: options.source,
             target: options.target,
             metadata: options.metadata,
             priority: options.priority,
-            expires_at: options.expires_at.map(|t| {
-                t.duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64)
-            }),
+            expires_at: options.expires_at.map(nanos_since_epoch),
         })
     }
 }
@@ -404,6 +411,10 @@ pub struct PublishOptions {
     pub(crate) metadata: Metadata,
     pub(crate) priority: Option<i32>,
     pub(crate) expires_at: Option<SystemTime>,
+    /// Kept from an envelope that came from outside (CloudEvents).
+    pub(crate) id: Option<EventId>,
+    pub(crate) time: Option<SystemTime>,
+    pub(crate) causation_id: Option<EventId>,
 }
 
 impl PublishOptions {

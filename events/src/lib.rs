@@ -91,7 +91,7 @@ pub use filter::{Filter, IntoFilter};
 pub use handler::{
     HandlerError, HandlerInfo, HandlerTimedOut, IntoHandlerResult, IntoResponse, State, StateKey,
 };
-pub use ingest::{IngestError, IngestLimits, Violation};
+pub use ingest::{IngestError, IngestLimits, Violation, cloudevents};
 pub use pattern::InvalidPattern;
 pub use receipt::{HandlerOutcome, Outcome, Receipt};
 pub use registry::{BuildError, Problem};

@@ -348,7 +348,7 @@ impl BusBuilder {
     }
 
     /// How large and how deeply nested outside JSON may be
-    /// ([`Bus::publish_json`]); default 1 MiB and 32 levels.
+    /// ([`Bus::publish_json`], [`Bus::ingest_cloudevent`]); default 1 MiB and 32 levels.
     pub fn ingest_limits(mut self, limits: crate::ingest::IngestLimits) -> Self {
         self.ingest_limits = limits;
         self

@@ -90,6 +90,48 @@ pub enum IngestError {
         /// What the validator said.
         reason: String,
     },
+    /// The input is not a CloudEvent (or a batch is not an array).
+    #[error("expected {expected}, got {found}")]
+    NotAnEvent {
+        /// What the JSON was.
+        found: &'static str,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A required CloudEvents attribute is missing (or `null`).
+    #[error("the CloudEvent has no `{attribute}` attribute, which is required")]
+    MissingAttribute {
+        /// The attribute.
+        attribute: &'static str,
+    },
+    /// A CloudEvents attribute has the wrong type or form.
+    #[error("the CloudEvent's `{attribute}` attribute is invalid: {reason}")]
+    BadAttribute {
+        /// The attribute.
+        attribute: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The CloudEvent uses another version of the specification.
+    #[error("CloudEvents specversion `{found}` is not supported; expected `1.0`")]
+    UnsupportedSpecVersion {
+        /// The version given.
+        found: String,
+    },
+    /// The CloudEvent's data is not JSON (binary `data_base64`, or a non-JSON content type).
+    #[error("the CloudEvent's data cannot be an event payload: {reason}")]
+    UnsupportedData {
+        /// Why.
+        reason: String,
+    },
+    /// One event of a CloudEvents batch was refused, so none was published.
+    #[error("event {index} of the batch (counting from 0): {error}")]
+    InBatch {
+        /// Its position in the batch.
+        index: usize,
+        /// Why it was refused.
+        error: Box<IngestError>,
+    },
     /// The input was valid but the bus refused to publish it.
     #[error(transparent)]
     Publish(#[from] PublishError),
@@ -137,6 +179,7 @@ impl IngestError {
             | IngestError::Invalid { name, .. }
             | IngestError::Decode { name, .. }
             | IngestError::BadSchema { name, .. } => Some(name),
+            IngestError::InBatch { error, .. } => error.event(),
             _ => None,
         }
     }

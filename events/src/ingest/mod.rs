@@ -2,6 +2,7 @@
 //! deserialized and dispatched on the typed path. Nothing is dispatched unless every check
 //! passes.
 
+pub mod cloudevents;
 mod error;
 
 use std::collections::BTreeMap;
@@ -80,6 +81,17 @@ impl Catalog {
                 version,
                 known: versions.iter().map(|e| e.version).collect(),
             })
+    }
+
+    /// The newest version of event `name`.
+    pub(crate) fn newest(&self, name: &str) -> Result<u32, IngestError> {
+        match self.by_name.get(name).and_then(|v| v.last()) {
+            Some(info) => Ok(info.version),
+            None => Err(IngestError::UnknownEvent {
+                name: name.to_owned(),
+                close: self.close_to(name),
+            }),
+        }
     }
 
     /// Up to five known names close to `name`, closest first.
