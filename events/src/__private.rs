@@ -14,7 +14,7 @@ pub use crate::handler::{
 };
 pub use crate::registry::{EventEntry, HandlerEntry};
 
-use crate::event::{Event, EventInfo, Query, ResponseInfo};
+use crate::event::{Event, EventInfo, Query, ResponseInfo, UpcastInfo};
 pub use crate::handler::{HandlerInfo, StateKey};
 
 use crate::handler::HandlerError;
@@ -32,6 +32,7 @@ pub const fn event_info<E: Event>(
     type_name: &'static str,
     description: Option<&'static str>,
     response: Option<ResponseInfo>,
+    upcast: Option<UpcastInfo>,
 ) -> EventInfo {
     EventInfo {
         name: E::NAME,
@@ -45,7 +46,57 @@ pub const fn event_info<E: Event>(
         response,
         decode: decode_json::<E>,
         validator: OnceLock::new(),
+        upcast,
     }
+}
+
+/// `#[event(upcast_from = F)]` on `T`.
+pub const fn upcast_info(
+    from: fn() -> &'static EventInfo,
+    convert: fn(&crate::AnyEvent) -> Result<Box<crate::AnyEvent>, String>,
+) -> UpcastInfo {
+    UpcastInfo { from, convert }
+}
+
+/// Converts an `F` into its next version `T`. The `F` is copied through its JSON form, so
+/// older versions need not be `Clone`.
+pub fn upcast<F: Event, T: Event + From<F>>(
+    event: &crate::AnyEvent,
+) -> Result<Box<crate::AnyEvent>, String> {
+    let old = event
+        .downcast_ref::<F>()
+        .ok_or_else(|| format!("expected a `{}`", F::NAME))?;
+    let json = serde_json::to_value(old).map_err(|e| e.to_string())?;
+    let owned: F = serde_json::from_value(json).map_err(|e| e.to_string())?;
+    Ok(Box::new(T::from(owned)))
+}
+
+/// Fails to compile unless `F` is an older version of the same event as `T`, and `T`
+/// implements `From<F>`.
+pub const fn assert_upcast<F: Event, T: Event + From<F>>() {
+    assert!(
+        str_eq(F::NAME, T::NAME),
+        "`upcast_from` must name an older version of the same event (same `name`)"
+    );
+    assert!(
+        F::VERSION < T::VERSION,
+        "`upcast_from` must name an older version: its `version` must be lower"
+    );
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Deserializes an `E` for the ingest path.

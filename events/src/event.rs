@@ -170,6 +170,15 @@ pub struct EventInfo {
     pub(crate) decode: fn(serde_json::Value) -> Result<Box<AnyEvent>, serde_json::Error>,
     /// The schema's compiled validator, made on first use.
     pub(crate) validator: crate::ingest::ValidatorCell,
+    /// `#[event(upcast_from = ..)]`.
+    pub(crate) upcast: Option<UpcastInfo>,
+}
+
+/// How an event's previous version becomes this one: `#[event(upcast_from = OrderPlacedV1)]`.
+#[derive(Debug)]
+pub struct UpcastInfo {
+    pub(crate) from: fn() -> &'static EventInfo,
+    pub(crate) convert: fn(&AnyEvent) -> Result<Box<AnyEvent>, String>,
 }
 
 impl EventInfo {
@@ -200,6 +209,10 @@ impl EventInfo {
     /// The payload's JSON Schema.
     pub fn schema(&self) -> &'static Schema {
         (self.schema)()
+    }
+    /// The previous version this one is upcast from (`#[event(upcast_from = ..)]`).
+    pub fn upcast_from(&self) -> Option<&'static EventInfo> {
+        self.upcast.as_ref().map(|u| (u.from)())
     }
     /// For a query, its answer's type.
     pub fn response(&self) -> Option<&ResponseInfo> {

@@ -86,6 +86,32 @@ impl Registry {
             }
         }
 
+        let mut versions: BTreeMap<&str, Vec<&EventInfo>> = BTreeMap::new();
+        for e in &self.events {
+            versions.entry(e.name).or_default().push(e);
+        }
+        for (name, mut infos) in versions {
+            if infos.iter().all(|e| e.upcast.is_none()) {
+                continue;
+            }
+            infos.sort_by_key(|e| e.version);
+            for pair in infos.windows(2) {
+                let (older, newer) = (pair[0], pair[1]);
+                if older.version == newer.version {
+                    continue; // a duplicate, reported above
+                }
+                let from = newer.upcast_from();
+                if from.is_none_or(|f| f.version != older.version) {
+                    problems.push(Problem::UpcastGap {
+                        name,
+                        from: older.version,
+                        to: newer.version,
+                        declared: from.map(|f| f.version),
+                    });
+                }
+            }
+        }
+
         let mut names: HashMap<&str, Vec<&HandlerInfo>> = HashMap::new();
         for h in &self.handlers {
             names.entry(h.name).or_default().push(h);
@@ -203,6 +229,19 @@ pub enum Problem {
         /// Where each is defined (`file:line`).
         locations: Vec<String>,
     },
+    /// Some versions of an event upcast (`#[event(upcast_from = ..)]`), but version `to`
+    /// does not upcast from the version just before it, so older payloads cannot reach
+    /// the newest handlers.
+    UpcastGap {
+        /// The event's name.
+        name: &'static str,
+        /// The version before `to`.
+        from: u32,
+        /// The version that should upcast from `from`.
+        to: u32,
+        /// The version `to` upcasts from instead, if any.
+        declared: Option<u32>,
+    },
     /// A query declared in the bus's scope has no handler that answers it.
     NoResponder {
         /// The query's name.
@@ -247,6 +286,23 @@ impl fmt::Display for Problem {
                 locations.len(),
                 locations.join(", ")
             ),
+            Problem::UpcastGap {
+                name,
+                from,
+                to,
+                declared,
+            } => {
+                write!(f, "event `{name}` v{to} ")?;
+                match declared {
+                    Some(d) => write!(f, "upcasts from v{d}, skipping v{from}")?,
+                    None => write!(f, "does not upcast from v{from}")?,
+                }
+                write!(
+                    f,
+                    "; the chain has a gap, so v{from} payloads cannot reach v{to} handlers: add \
+                     `#[event(upcast_from = ..)]` naming the v{from} type and a `From` impl"
+                )
+            }
             Problem::NoResponder {
                 query,
                 type_name,

@@ -40,6 +40,27 @@ mod b {
     fn ship(_: &super::shipping::OrderPlacedV3) {}
 }
 
+mod versions {
+    #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "invoice.sent", version = 1)]
+    pub struct V1;
+
+    /// Does not upcast from v1: the gap.
+    #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "invoice.sent", version = 2)]
+    pub struct V2;
+
+    #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "invoice.sent", version = 3, upcast_from = V2)]
+    pub struct V3;
+
+    impl From<V2> for V3 {
+        fn from(_: V2) -> V3 {
+            V3
+        }
+    }
+}
+
 mod queries {
     #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
     #[event(kind = "query", response = u32)]
@@ -78,6 +99,12 @@ fn build_lists_every_problem_at_once() {
                     "build_errors::shipping::OrderPlaced"
                 ],
             },
+            Problem::UpcastGap {
+                name: "invoice.sent",
+                from: 1,
+                to: 2,
+                declared: None,
+            },
             Problem::MissingState {
                 handler: "build_errors::needs_both",
                 state: "build_errors::Db"
@@ -97,8 +124,8 @@ fn build_lists_every_problem_at_once() {
             Problem::SeveralResponders {
                 query: "answered.twice",
                 handlers: vec![
-                    format!("`build_errors::queries::first` ({}:52)", file!()),
-                    format!("`build_errors::queries::second` ({}:57)", file!()),
+                    format!("`build_errors::queries::first` ({}:73)", file!()),
+                    format!("`build_errors::queries::second` ({}:78)", file!()),
                 ],
             },
             Problem::NoResponder {
@@ -110,7 +137,7 @@ fn build_lists_every_problem_at_once() {
     );
     let text = err.to_string();
     assert!(
-        text.starts_with("cannot build the bus: 7 problems\n  - "),
+        text.starts_with("cannot build the bus: 8 problems\n  - "),
         "{text}"
     );
     assert!(text.contains(
@@ -135,6 +162,13 @@ fn build_lists_every_problem_at_once() {
         "{text}"
     );
     assert!(
+        text.contains(
+            "event `invoice.sent` v2 does not upcast from v1; the chain has a gap, so v1 payloads \
+             cannot reach v2 handlers"
+        ),
+        "{text}"
+    );
+    assert!(
         text.contains("query `answered.twice` has 2 responders (`build_errors::queries::first`"),
         "{text}"
     );
@@ -144,10 +178,10 @@ fn build_lists_every_problem_at_once() {
 fn a_query_declared_outside_the_scope_may_go_unanswered() {
     let outside = Bus::builder().scope("build_errors::a").build().unwrap_err();
     assert!(
-        outside
-            .problems()
-            .iter()
-            .all(|p| matches!(p, Problem::DuplicateEvent { .. })),
+        outside.problems().iter().all(|p| matches!(
+            p,
+            Problem::DuplicateEvent { .. } | Problem::UpcastGap { .. }
+        )),
         "{outside}"
     );
     let inside = Bus::builder()
@@ -175,5 +209,5 @@ fn giving_the_state_removes_those_problems() {
             .iter()
             .all(|p| !matches!(p, Problem::MissingState { .. }))
     );
-    assert_eq!(err.problems().len(), 4);
+    assert_eq!(err.problems().len(), 5);
 }

@@ -6,7 +6,7 @@ use super::name;
 use crate::ctxt::Ctxt;
 use crate::lit;
 
-const KEYS: &str = "`name`, `version`, `kind`, `response`, `priority`, `crate`";
+const KEYS: &str = "`name`, `version`, `kind`, `response`, `upcast_from`, `priority`, `crate`";
 const KINDS: [(&str, &str); 5] = [
     ("notification", "Notification"),
     ("command", "Command"),
@@ -23,6 +23,8 @@ pub(crate) struct Model {
     pub(crate) priority: i32,
     /// `response = T`: the answer type of a query.
     pub(crate) response: Option<syn::Type>,
+    /// `upcast_from = T`: the previous version's type.
+    pub(crate) upcast_from: Option<syn::Type>,
     pub(crate) krate: syn::Path,
     pub(crate) description: Option<String>,
 }
@@ -35,6 +37,7 @@ impl Model {
             kind: syn::Ident::new("Notification", Span::call_site()),
             priority: 0,
             response: None,
+            upcast_from: None,
             krate: syn::parse_quote!(::events),
             description: doc_string(&input.attrs),
         };
@@ -91,6 +94,9 @@ impl Model {
                     }
                     "priority" => model.priority = lit::int(&meta, "priority", "10")?,
                     "response" => model.response = Some(meta.value()?.parse::<syn::Type>()?),
+                    "upcast_from" => {
+                        model.upcast_from = Some(meta.value()?.parse::<syn::Type>()?);
+                    }
                     "crate" => model.krate = lit::path(&meta, "crate")?,
                     _ => {
                         cx.error(

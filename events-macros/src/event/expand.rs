@@ -39,6 +39,23 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
         ),
         None => (quote!(::core::option::Option::None), TokenStream::new()),
     };
+    let (upcast, upcast_check) = match &m.upcast_from {
+        Some(from) => {
+            let span = syn::spanned::Spanned::span(from);
+            (
+                quote! {
+                    ::core::option::Option::Some(__events_p::upcast_info(
+                        <#from as #krate::Event>::info,
+                        __events_p::upcast::<#from, #ident>,
+                    ))
+                },
+                quote::quote_spanned! {span=>
+                    const _: () = __events_p::assert_upcast::<#from, #ident>();
+                },
+            )
+        }
+        None => (quote!(::core::option::Option::None), TokenStream::new()),
+    };
     let description = match &m.description {
         Some(d) => quote!(::core::option::Option::Some(#d)),
         None => quote!(::core::option::Option::None),
@@ -68,11 +85,13 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
             }
 
             #query_impl
+            #upcast_check
 
             static __EVENTS_INFO: #krate::EventInfo = __events_p::event_info::<#ident>(
                 ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
                 #description,
                 #response,
+                #upcast,
             );
 
             __events_p::inventory::submit! {

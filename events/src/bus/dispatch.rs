@@ -367,11 +367,16 @@ impl Outcomes {
     }
 }
 
+/// Converts an event into its next version.
+pub(crate) type Convert = fn(&AnyEvent) -> Result<Box<AnyEvent>, String>;
+
 /// What one synchronous call returned: `Ok(Ok(()))` is the fast path.
 type Caught = Result<Result<(), HandlerError>, Box<dyn Any + Send>>;
 
 /// What happened when the dispatcher reached a slot without a runtime.
 enum Step {
+    /// An upcast slot: the next version's handlers run next.
+    Upcast(&'static crate::EventInfo, Convert),
     /// A synchronous call returned `Ok`.
     Done,
     /// A synchronous call returned (or panicked).
@@ -404,6 +409,7 @@ fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
             call(inv.payload, inv.ctx)
         }))),
         Target::Handler(Call::Async(f)) => Step::Async(*f),
+        Target::Upcast { to, convert } => Step::Upcast(to, *convert),
         // Responders are kept out of the routes; `request` calls them.
         Target::Handler(Call::Respond(_) | Call::RespondAsync(_)) => {
             Step::Called(Ok(Err(HandlerError::permanent(
@@ -537,6 +543,7 @@ pub(crate) async fn run(
             Step::Called(caught) => outcome(caught),
             Step::Filtered => Outcome::Filtered,
             Step::Paused => Outcome::Paused,
+            Step::Upcast(to, convert) => run_upcast(payload, ctx, to, convert).await,
             Step::Async(f) => match if spans || slot.limit.is_some() || slot.timeout.is_some() {
                 // Boxed: the limit's and the timeout's futures are large, and every publish
                 // future would otherwise carry room for them.
@@ -568,7 +575,7 @@ fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: 
             };
             match call_sync(slot, &inv) {
                 Step::Done => {}
-                step => settle_blocking(i, slot, ctx, outcomes, step),
+                step => settle_blocking(i, slot, payload, ctx, outcomes, step),
             }
         }
         return;
@@ -583,28 +590,92 @@ fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: 
         let start = observed.then(Instant::now);
         let outcome = match step(slot, &inv, spans) {
             Step::Done if !observed => continue,
-            Step::Done => Outcome::Delivered,
-            Step::Called(caught) => outcome(caught),
-            Step::Filtered => Outcome::Filtered,
-            Step::Paused => Outcome::Paused,
-            Step::Async(_) => Outcome::SkippedAsync,
+            step => blocking_outcome(step, payload, ctx),
         };
         settle(i, slot, ctx, outcomes, outcome, start);
+    }
+}
+
+/// What a slot did, without a runtime: async handlers are skipped, upcasts run the next
+/// version's synchronous handlers.
+fn blocking_outcome(step: Step, payload: &dyn Payload, ctx: &Context) -> Outcome {
+    match step {
+        Step::Done => Outcome::Delivered,
+        Step::Called(caught) => outcome(caught),
+        Step::Filtered => Outcome::Filtered,
+        Step::Paused => Outcome::Paused,
+        Step::Async(_) => Outcome::SkippedAsync,
+        Step::Upcast(to, convert) => match upcast(payload, ctx, to, convert) {
+            Ok((next, ctx)) => {
+                let route = ctx.bus.route(to.type_id());
+                let slots = ctx.bus.slots_of(&route, to.type_id());
+                run_blocking(slots, &*next, &ctx, &mut Outcomes::default());
+                Outcome::Delivered
+            }
+            Err(failed) => failed,
+        },
     }
 }
 
 /// Records what a slot did other than succeed, for [`run_blocking`]'s fast loop.
 #[cold]
 #[inline(never)]
-fn settle_blocking(index: usize, slot: &Slot, ctx: &Context, outcomes: &mut Outcomes, step: Step) {
-    let outcome = match step {
-        Step::Done => Outcome::Delivered,
-        Step::Called(caught) => outcome(caught),
-        Step::Filtered => Outcome::Filtered,
-        Step::Paused => Outcome::Paused,
-        Step::Async(_) => Outcome::SkippedAsync,
-    };
+fn settle_blocking(
+    index: usize,
+    slot: &Slot,
+    payload: &dyn Payload,
+    ctx: &Context,
+    outcomes: &mut Outcomes,
+    step: Step,
+) {
+    let outcome = blocking_outcome(step, payload, ctx);
     settle(index, slot, ctx, outcomes, outcome, None);
+}
+
+/// The next version of `payload`, with its envelope: same id, correlation and lineage.
+fn upcast(
+    payload: &dyn Payload,
+    ctx: &Context,
+    to: &'static crate::EventInfo,
+    convert: Convert,
+) -> Result<(Box<AnyEvent>, Context), Outcome> {
+    match convert(payload) {
+        Ok(next) => {
+            let mut meta = ctx.meta.clone();
+            meta.info = to;
+            Ok((
+                next,
+                Context {
+                    bus: ctx.bus.clone(),
+                    meta,
+                },
+            ))
+        }
+        Err(reason) => Err(Outcome::Failed(HandlerError::permanent(format!(
+            "upcasting `{}` v{} to v{} failed: {reason}",
+            ctx.meta.name(),
+            ctx.meta.version(),
+            to.version
+        )))),
+    }
+}
+
+/// Runs the handlers of the next version of `payload`, sync and async.
+async fn run_upcast(
+    payload: &dyn Payload,
+    ctx: &Context,
+    to: &'static crate::EventInfo,
+    convert: Convert,
+) -> Outcome {
+    match upcast(payload, ctx, to, convert) {
+        Ok((next, ctx)) => {
+            let route = ctx.bus.route(to.type_id());
+            let slots = ctx.bus.slots_of(&route, to.type_id());
+            Box::pin(run(slots, &*next, &ctx, &mut Outcomes::default())).await;
+            Outcome::Delivered
+        }
+        Err(failed) => failed,
+    }
 }
 
 /// Tells the observers (when timed) and records a slot's outcome.

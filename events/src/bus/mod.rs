@@ -135,6 +135,11 @@ pub(crate) type DynHandler = Arc<dyn Fn(&dyn Payload, &Context) -> HandlerResult
 #[derive(Clone)]
 pub(crate) enum Target {
     Handler(Call),
+    /// Converts the event into its next version and runs that version's handlers.
+    Upcast {
+        to: &'static EventInfo,
+        convert: dispatch::Convert,
+    },
     /// `receives`: the event name or pattern, for listing.
     Subscription {
         id: u64,
@@ -430,6 +435,28 @@ impl BusBuilder {
                 } else {
                     grouped.entry(info.type_id()).or_default().push(slot);
                 }
+            }
+        }
+        // An older version's route ends with the step to the next version, whose handlers
+        // then run (and so on along the chain).
+        for info in &registry.events {
+            if let Some(u) = &info.upcast {
+                let from = (u.from)();
+                grouped.entry(from.type_id()).or_default().push(Slot {
+                    name: Cow::Owned(format!("upcast to {} v{}", info.name, info.version)),
+                    priority: i32::MIN,
+                    event: from.name,
+                    seq: u64::MAX,
+                    target: Target::Upcast {
+                        to: info,
+                        convert: u.convert,
+                    },
+                    filter: None,
+                    states: Arc::new([]),
+                    paused: None,
+                    limit: None,
+                    timeout: None,
+                });
             }
         }
         for (type_id, mut slots) in grouped {

@@ -166,7 +166,7 @@ impl Slot {
     fn sub_id(&self) -> Option<u64> {
         match self.target {
             Target::Subscription { id, .. } => Some(id),
-            Target::Handler(_) => None,
+            Target::Handler(_) | Target::Upcast { .. } => None,
         }
     }
 }
@@ -362,7 +362,7 @@ impl Bus {
                 let id = slot.sub_id()?;
                 let receives = match &slot.target {
                     Target::Subscription { receives, .. } => receives.to_string(),
-                    Target::Handler(_) => slot.event.to_owned(),
+                    Target::Handler(_) | Target::Upcast { .. } => slot.event.to_owned(),
                 };
                 Some(SubscriptionInfo {
                     id,
