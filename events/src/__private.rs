@@ -50,12 +50,21 @@ pub const fn event_info<E: Event>(
     }
 }
 
-/// `#[event(upcast_from = F)]` on `T`.
-pub const fn upcast_info(
-    from: fn() -> &'static EventInfo,
-    convert: fn(&crate::AnyEvent) -> Result<Box<crate::AnyEvent>, String>,
-) -> UpcastInfo {
-    UpcastInfo { from, convert }
+/// `#[event(upcast_from = F)]` on `T`. Fails to compile unless `F` is an older version of
+/// the same event and `T` implements `From<F>`.
+pub const fn upcast_info<F: Event, T: Event + From<F>>() -> UpcastInfo {
+    assert!(
+        str_eq(F::NAME, T::NAME),
+        "`upcast_from` must name an older version of the same event (same `name`)"
+    );
+    assert!(
+        F::VERSION < T::VERSION,
+        "`upcast_from` must name an older version: its `version` must be lower"
+    );
+    UpcastInfo {
+        from: F::info,
+        convert: upcast::<F, T>,
+    }
 }
 
 /// Converts an `F` into its next version `T`. The `F` is copied through its JSON form, so
@@ -69,19 +78,6 @@ pub fn upcast<F: Event, T: Event + From<F>>(
     let json = serde_json::to_value(old).map_err(|e| e.to_string())?;
     let owned: F = serde_json::from_value(json).map_err(|e| e.to_string())?;
     Ok(Box::new(T::from(owned)))
-}
-
-/// Fails to compile unless `F` is an older version of the same event as `T`, and `T`
-/// implements `From<F>`.
-pub const fn assert_upcast<F: Event, T: Event + From<F>>() {
-    assert!(
-        str_eq(F::NAME, T::NAME),
-        "`upcast_from` must name an older version of the same event (same `name`)"
-    );
-    assert!(
-        F::VERSION < T::VERSION,
-        "`upcast_from` must name an older version: its `version` must be lower"
-    );
 }
 
 const fn str_eq(a: &str, b: &str) -> bool {

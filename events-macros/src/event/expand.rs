@@ -39,22 +39,15 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
         ),
         None => (quote!(::core::option::Option::None), TokenStream::new()),
     };
-    let (upcast, upcast_check) = match &m.upcast_from {
+    // Spanned on the `upcast_from` type: a missing `From` impl or a type of another event
+    // is reported there, once.
+    let upcast = match &m.upcast_from {
         Some(from) => {
             let span = syn::spanned::Spanned::span(from);
-            (
-                quote! {
-                    ::core::option::Option::Some(__events_p::upcast_info(
-                        <#from as #krate::Event>::info,
-                        __events_p::upcast::<#from, #ident>,
-                    ))
-                },
-                quote::quote_spanned! {span=>
-                    const _: () = __events_p::assert_upcast::<#from, #ident>();
-                },
-            )
+            let info = quote::quote_spanned!(span=> __events_p::upcast_info::<#from, #ident>());
+            quote!(::core::option::Option::Some(#info))
         }
-        None => (quote!(::core::option::Option::None), TokenStream::new()),
+        None => quote!(::core::option::Option::None),
     };
     let description = match &m.description {
         Some(d) => quote!(::core::option::Option::Some(#d)),
@@ -85,7 +78,6 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
             }
 
             #query_impl
-            #upcast_check
 
             static __EVENTS_INFO: #krate::EventInfo = __events_p::event_info::<#ident>(
                 ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
