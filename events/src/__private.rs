@@ -47,6 +47,7 @@ pub const fn event_info<E: Event>(
         decode: decode_json::<E>,
         validator: OnceLock::new(),
         upcast,
+        redacted: E::REDACTED,
     }
 }
 

@@ -55,6 +55,9 @@ pub trait Event: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'stat
     const KIND: EventKind;
     /// The default priority when queued; higher runs first.
     const PRIORITY: i32;
+    /// The JSON keys of the `#[event(redact)]` fields: kept out of `Debug`, logs and dumps
+    /// (see [`Payload::to_redacted_json`]).
+    const REDACTED: &'static [&'static str] = &[];
 
     /// The catalog entry of this event.
     fn info() -> &'static EventInfo;
@@ -172,6 +175,8 @@ pub struct EventInfo {
     pub(crate) validator: crate::ingest::ValidatorCell,
     /// `#[event(upcast_from = ..)]`.
     pub(crate) upcast: Option<UpcastInfo>,
+    /// The JSON keys of the `#[event(redact)]` fields.
+    pub(crate) redacted: &'static [&'static str],
 }
 
 /// How an event's previous version becomes this one: `#[event(upcast_from = OrderPlacedV1)]`.
@@ -209,6 +214,10 @@ impl EventInfo {
     /// The payload's JSON Schema.
     pub fn schema(&self) -> &'static Schema {
         (self.schema)()
+    }
+    /// The JSON keys of its `#[event(redact)]` fields.
+    pub fn redacted_fields(&self) -> &'static [&'static str] {
+        self.redacted
     }
     /// The previous version this one is upcast from (`#[event(upcast_from = ..)]`).
     pub fn upcast_from(&self) -> Option<&'static EventInfo> {
@@ -263,7 +272,26 @@ pub trait Payload: Any + Send + Sync {
     fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
     /// The event as `Any`, to downcast.
     fn as_any(&self) -> &(dyn Any + Send + Sync);
+    /// The payload as JSON with every `#[event(redact)]` field replaced by `"[redacted]"`:
+    /// what logs, error reports and dead-letter dumps show. Handlers still get the values.
+    ///
+    /// # Errors
+    /// When the type's `Serialize` implementation fails.
+    fn to_redacted_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        let mut json = self.to_json()?;
+        if let serde_json::Value::Object(map) = &mut json {
+            for key in self.info().redacted {
+                if let Some(v) = map.get_mut(*key) {
+                    *v = serde_json::Value::String(REDACTED.to_owned());
+                }
+            }
+        }
+        Ok(json)
+    }
 }
+
+/// What a redacted value is shown as.
+pub(crate) const REDACTED: &str = "[redacted]";
 
 impl<E: Event> Payload for E {
     #[inline]

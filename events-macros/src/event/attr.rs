@@ -25,6 +25,8 @@ pub(crate) struct Model {
     pub(crate) response: Option<syn::Type>,
     /// `upcast_from = T`: the previous version's type.
     pub(crate) upcast_from: Option<syn::Type>,
+    /// `#[event(redact)]` fields: `(ident, JSON key)`.
+    pub(crate) redacted: Vec<(syn::Ident, String)>,
     pub(crate) krate: syn::Path,
     pub(crate) description: Option<String>,
 }
@@ -38,6 +40,7 @@ impl Model {
             priority: 0,
             response: None,
             upcast_from: None,
+            redacted: Vec::new(),
             krate: syn::parse_quote!(::events),
             description: doc_string(&input.attrs),
         };

@@ -49,6 +49,13 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
+    let redacted_keys: Vec<&String> = m.redacted.iter().map(|(_, k)| k).collect();
+    let redacted_const = if m.redacted.is_empty() {
+        TokenStream::new()
+    } else {
+        quote!(const REDACTED: &'static [&'static str] = &[#(#redacted_keys),*];)
+    };
+    let debug_impl = redacted_debug(input, m);
     let description = match &m.description {
         Some(d) => quote!(::core::option::Option::Some(#d)),
         None => quote!(::core::option::Option::None),
@@ -65,6 +72,7 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
                 const VERSION: u32 = #version;
                 const KIND: #krate::EventKind = #krate::EventKind::#kind;
                 const PRIORITY: i32 = #priority;
+                #redacted_const
 
                 fn info() -> &'static #krate::EventInfo {
                     &__EVENTS_INFO
@@ -78,6 +86,7 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
             }
 
             #query_impl
+            #debug_impl
 
             static __EVENTS_INFO: #krate::EventInfo = __events_p::event_info::<#ident>(
                 ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
@@ -127,5 +136,34 @@ pub(crate) fn fallback(input: &syn::DeriveInput, m: &Model) -> TokenStream {
                 }
             }
         };
+    }
+}
+
+/// With `#[event(redact)]` fields, the derive writes `Debug`: the redacted fields show a
+/// marker, the others their value. (So the type must not also derive `Debug`.)
+fn redacted_debug(input: &syn::DeriveInput, m: &Model) -> TokenStream {
+    let syn::Data::Struct(s) = &input.data else {
+        return TokenStream::new();
+    };
+    if m.redacted.is_empty() {
+        return TokenStream::new();
+    }
+    let ident = &input.ident;
+    let name = ident.to_string();
+    let fields = s.fields.iter().filter_map(|f| f.ident.as_ref()).map(|f| {
+        let label = f.to_string().trim_start_matches("r#").to_owned();
+        if m.redacted.iter().any(|(r, _)| r == f) {
+            quote!(.field(#label, &::core::format_args!("[redacted]")))
+        } else {
+            quote!(.field(#label, &self.#f))
+        }
+    });
+    quote! {
+        #[automatically_derived]
+        impl ::core::fmt::Debug for #ident {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#name) #(#fields)* .finish()
+            }
+        }
     }
 }

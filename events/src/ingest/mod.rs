@@ -192,9 +192,20 @@ pub(crate) fn decode(
     if !validator.is_valid(&value) {
         let mut violations: Vec<Violation> = validator
             .iter_errors(&value)
-            .map(|e| Violation {
-                path: e.instance_path().to_string(),
-                message: e.to_string(),
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                // A redacted field's value stays out of the message too.
+                let secret = info.redacted.iter().any(|key| {
+                    path.strip_prefix('/')
+                        .and_then(|p| p.strip_prefix(key))
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                });
+                let message = if secret {
+                    e.masked().to_string()
+                } else {
+                    e.to_string()
+                };
+                Violation { path, message }
             })
             .collect();
         // The validator's order follows the schema; sorted, the message is stable.
