@@ -67,6 +67,8 @@
 
 mod bus;
 mod context;
+#[cfg(feature = "docs")]
+pub mod docs;
 mod envelope;
 mod event;
 mod filter;
