@@ -66,6 +66,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod bus;
+pub mod compat;
 mod context;
 #[cfg(feature = "docs")]
 pub mod docs;
