@@ -47,6 +47,7 @@ events!(
     TickQueued = "bench.tick_queued",
     TickOther = "bench.tick_other",
     TickWild = "bench.wild.tick",
+    TickJson = "bench.tick_json",
 );
 
 macro_rules! other_events {
@@ -115,6 +116,11 @@ async fn tick_async(ev: &TickAsync) {
 }
 
 #[handler]
+fn tick_json(ev: &TickJson) {
+    handle(&SINK, ev.amount);
+}
+
+#[handler]
 fn tick_queued(ev: &TickQueued) {
     handle(&QUEUED, ev.amount);
 }
@@ -128,16 +134,18 @@ pub enum Workload {
     Queued,
     Sync1With100Subs,
     FanOut10Wild,
+    JsonIngest,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 7] = [
         Workload::Sync1,
         Workload::FanOut10,
         Workload::Async1,
         Workload::Queued,
         Workload::Sync1With100Subs,
         Workload::FanOut10Wild,
+        Workload::JsonIngest,
     ];
 
     pub fn label(self) -> &'static str {
@@ -148,6 +156,9 @@ impl Workload {
             Workload::Queued => "(4) queued: 1 producer -> handler on a worker task",
             Workload::Sync1With100Subs => "(5) as (1), 100 subscriptions to other types exist",
             Workload::FanOut10Wild => "(7) as (2), plus a matching wildcard handler (`&AnyEvent`)",
+            Workload::JsonIngest => {
+                "(8) JSON in: schema check + deserialize + 1 sync handler (floor: `jsonschema` + `serde_json` + a call)"
+            }
         }
     }
 
@@ -159,6 +170,7 @@ impl Workload {
             Workload::Queued => "queued",
             Workload::Sync1With100Subs => "sync1_100subs",
             Workload::FanOut10Wild => "fanout10_wild",
+            Workload::JsonIngest => "json",
         }
     }
 
@@ -260,6 +272,9 @@ pub fn runner(workload: Workload, peer: Peer) -> Result<Runner, &'static str> {
         (FanOut10Wild, Events) => Ok(events_blocking::<TickWild>(ours())),
         (FanOut10Wild, Floor) => Ok(floor_sync(11)),
         (FanOut10Wild, _) => Err("n/a: no wildcard handlers"),
+        (JsonIngest, Events) => Ok(events_json()),
+        (JsonIngest, Floor) => Ok(floor_json()),
+        (JsonIngest, _) => Err("n/a: no schema-checked JSON ingest"),
         (Sync1With100Subs, Events) => Ok(events_blocking::<Tick1>(ours_with_100_subscriptions())),
         (Sync1With100Subs, Jaeb) => Ok(jaeb_sync(1, true)),
         (Sync1With100Subs, Broadcast | Mpsc | Flume) => {
@@ -395,6 +410,43 @@ fn floor_sync(handlers: usize) -> Runner {
             for f in &fns {
                 f(&ev);
             }
+        })
+    })
+}
+
+/// The JSON body of workload (8): what an HTTP handler would receive.
+fn json_body(i: u64) -> Vec<u8> {
+    format!(r#"{{"seq": {i}, "amount": 1}}"#).into_bytes()
+}
+
+fn events_json() -> Runner {
+    let bus = ours();
+    let bodies: Vec<Vec<u8>> = (0..1024).map(json_body).collect();
+    Box::new(move |iters| {
+        timed(iters, |i| {
+            let body = &bodies[(i % 1024) as usize];
+            let receipt = bus
+                .publish_json_blocking("bench.tick_json", 1, body, events::PublishOptions::new())
+                .expect("valid");
+            black_box(receipt);
+        })
+    })
+}
+
+/// What the ingest path cannot do with less: parse, validate with the same compiled
+/// validator library, deserialize, call the handler.
+fn floor_json() -> Runner {
+    let schema = serde_json::to_value(TickJson::schema()).expect("schema");
+    let validator = jsonschema::validator_for(&schema).expect("validator");
+    let bodies: Vec<Vec<u8>> = (0..1024).map(json_body).collect();
+    let handler: Box<dyn Fn(&TickJson)> = Box::new(|ev| handle(&SINK, ev.amount));
+    Box::new(move |iters| {
+        timed(iters, |i| {
+            let body = &bodies[(i % 1024) as usize];
+            let value: serde_json::Value = serde_json::from_slice(body).expect("json");
+            assert!(validator.is_valid(&value));
+            let ev: TickJson = serde_json::from_value(value).expect("event");
+            handler(black_box(&ev));
         })
     })
 }

@@ -48,6 +48,7 @@ pub const fn event_info<E: Event>(
         validator: OnceLock::new(),
         upcast,
         redacted: E::REDACTED,
+        publish_value: publish_value::<E>,
     }
 }
 
@@ -94,6 +95,20 @@ const fn str_eq(a: &str, b: &str) -> bool {
         i += 1;
     }
     true
+}
+
+/// Deserializes a checked `E` and publishes it on the typed path.
+fn publish_value<E: Event>(
+    bus: &crate::Bus,
+    value: serde_json::Value,
+    options: Option<crate::PublishOptions>,
+) -> Result<crate::Receipt, crate::IngestError> {
+    let event: E = serde_json::from_value(value).map_err(|e| crate::IngestError::Decode {
+        name: E::NAME,
+        version: E::VERSION,
+        reason: e.to_string(),
+    })?;
+    Ok(bus.publish_blocking_from(event, None, options)?)
 }
 
 /// Deserializes an `E` for the ingest path.

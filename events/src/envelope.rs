@@ -422,6 +422,18 @@ impl PublishOptions {
     pub fn new() -> PublishOptions {
         PublishOptions::default()
     }
+    /// Whether nothing is set: the envelope is then a plain root event's.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.correlation_id.is_none()
+            && self.source.is_none()
+            && self.target.is_none()
+            && self.metadata.is_empty()
+            && self.priority.is_none()
+            && self.expires_at.is_none()
+            && self.id.is_none()
+            && self.time.is_none()
+            && self.causation_id.is_none()
+    }
     /// Joins the event to an existing flow, e.g. one started by an incoming request.
     pub fn correlation_id(mut self, id: EventId) -> PublishOptions {
         self.correlation_id = Some(id);

@@ -177,6 +177,8 @@ pub struct EventInfo {
     pub(crate) upcast: Option<UpcastInfo>,
     /// The JSON keys of the `#[event(redact)]` fields.
     pub(crate) redacted: &'static [&'static str],
+    /// Deserializes a checked payload and publishes it on the typed path, without a runtime.
+    pub(crate) publish_value: crate::ingest::PublishValue,
 }
 
 /// How an event's previous version becomes this one: `#[event(upcast_from = OrderPlacedV1)]`.

@@ -5,7 +5,7 @@
 //! cargo run --release -p events-benches --bin compare            # full run (a few minutes)
 //! cargo run --release -p events-benches --bin compare -- --quick # fewer samples
 //! cargo run --release -p events-benches --bin compare -- --only queued # one row (ids: sync1,
-//!     fanout10, async1, queued, sync1_100subs, fanout10_wild, memory)
+//!     fanout10, async1, queued, sync1_100subs, fanout10_wild, json, memory)
 //! ```
 //!
 //! Cells are the median time per event over the samples (and events per second), then the

@@ -1,6 +1,6 @@
 //! Profiling aid: runs one cell of the comparison for a while and prints ns per event.
 //!
-//! `cargo run --release -p events-benches --bin probe -- fanout10 [iterations] [rounds]`;
+//! `cargo run --release -p events-benches --bin probe -- fanout10 [iterations] [rounds] [peer]`;
 //! under `valgrind --tool=cachegrind` it gives instruction counts, which the VM's timer
 //! noise does not move.
 fn main() {
@@ -11,6 +11,14 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5_000_000);
     let rounds: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let peer = args.next().unwrap_or_else(|| "events".into());
+    let Some(peer) = events_benches::Peer::ALL
+        .into_iter()
+        .find(|p| p.id() == peer)
+    else {
+        eprintln!("unknown peer `{peer}`");
+        std::process::exit(2);
+    };
     let Some(w) = events_benches::Workload::ALL
         .into_iter()
         .find(|w| w.id() == which)
@@ -18,7 +26,7 @@ fn main() {
         eprintln!("unknown workload `{which}`");
         std::process::exit(2);
     };
-    let mut run = match events_benches::runner(w, events_benches::Peer::Events) {
+    let mut run = match events_benches::runner(w, peer) {
         Ok(r) => r,
         Err(why) => {
             eprintln!("{why}");

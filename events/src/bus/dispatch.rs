@@ -264,7 +264,7 @@ impl Bus {
         let ctx = Context {
             bus: self.clone(),
             meta: self
-                .try_meta_of(info, None, Some(options))
+                .try_meta_of(info, None, (!options.is_empty()).then_some(options))
                 .map_err(|e| self.refused(info.name, e))?,
         };
         if !self.inner.observers.is_empty() {
@@ -294,7 +294,7 @@ impl Bus {
         let ctx = Context {
             bus: self.clone(),
             meta: self
-                .try_meta_of(info, None, Some(options))
+                .try_meta_of(info, None, (!options.is_empty()).then_some(options))
                 .map_err(|e| self.refused(info.name, e))?,
         };
         Ok(self.dispatch_blocking_any(&*event, info.type_id(), ctx))

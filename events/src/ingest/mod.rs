@@ -5,7 +5,8 @@
 pub mod cloudevents;
 mod error;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::OnceLock;
 
 pub use error::{IngestError, Violation};
@@ -44,17 +45,44 @@ impl IngestLimits {
     }
 }
 
+/// Deserializes a checked payload as its type and publishes it (`publish_blocking`).
+pub(crate) type PublishValue =
+    fn(&Bus, serde_json::Value, Option<PublishOptions>) -> Result<Receipt, IngestError>;
+
 /// The compiled validator of one event type, made on first use and kept for the process.
 pub(crate) type ValidatorCell = OnceLock<Result<jsonschema::Validator, String>>;
 
 /// Every event type by name, then version.
 pub(crate) struct Catalog {
-    by_name: BTreeMap<&'static str, Vec<&'static EventInfo>>,
+    by_name: HashMap<&'static str, Vec<&'static EventInfo>, BuildHasherDefault<Fnv>>,
+}
+
+/// A multiply-rotate hash over 8-byte words: event names are short keys and SipHash would
+/// cost more than the lookup is worth on the ingest path. (Names from outside are looked
+/// up, never inserted: the table holds only this binary's names, so crafted collisions
+/// could at worst slow one lookup over a few dozen entries.)
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.0 ^ 0xcbf2_9ce4_8422_2325;
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        self.0 = h;
+    }
 }
 
 impl Catalog {
     pub(crate) fn new(events: &[&'static EventInfo]) -> Catalog {
-        let mut by_name: BTreeMap<&'static str, Vec<&'static EventInfo>> = BTreeMap::new();
+        let mut by_name: HashMap<&'static str, Vec<&'static EventInfo>, BuildHasherDefault<Fnv>> =
+            HashMap::default();
         for e in events {
             by_name.entry(e.name).or_default().push(e);
         }
@@ -122,37 +150,16 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// How deeply `json` nests arrays and objects, without parsing it; stops counting past
-/// `limit`. Strings (and escapes inside them) are skipped.
-fn nesting_depth(json: &[u8], limit: usize) -> usize {
-    let (mut depth, mut max) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in json {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max {
-                    max = depth;
-                    if max > limit {
-                        return max;
-                    }
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+/// Whether `value` nests arrays and objects more than `limit` levels deep. Walks the parsed
+/// tree (serde_json itself stops at 128 levels while parsing, so the stack is safe), which
+/// costs per node rather than per byte.
+fn deeper_than(value: &serde_json::Value, limit: usize) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => limit == 0 || items.iter().any(|v| deeper_than(v, limit - 1)),
+        Value::Object(map) => limit == 0 || map.values().any(|v| deeper_than(v, limit - 1)),
+        _ => false,
     }
-    max
 }
 
 /// Checks the size and depth of `json`, then parses it.
@@ -163,13 +170,21 @@ pub(crate) fn parse(json: &[u8], limits: IngestLimits) -> Result<serde_json::Val
             limit: limits.max_bytes,
         });
     }
-    let depth = nesting_depth(json, limits.max_depth);
-    if depth > limits.max_depth {
-        return Err(IngestError::TooDeep {
-            limit: limits.max_depth,
-        });
+    let too_deep = || IngestError::TooDeep {
+        limit: limits.max_depth,
+    };
+    let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
+        // serde_json's own guard against deep nesting.
+        if e.to_string().starts_with("recursion limit exceeded") {
+            too_deep()
+        } else {
+            IngestError::malformed(e)
+        }
+    })?;
+    if deeper_than(&value, limits.max_depth) {
+        return Err(too_deep());
     }
-    serde_json::from_slice(json).map_err(IngestError::malformed)
+    Ok(value)
 }
 
 /// Validates `value` against `info`'s schema and deserializes it.
@@ -177,6 +192,16 @@ pub(crate) fn decode(
     info: &'static EventInfo,
     value: serde_json::Value,
 ) -> Result<Box<AnyEvent>, IngestError> {
+    validate(info, &value)?;
+    (info.decode)(value).map_err(|e| IngestError::Decode {
+        name: info.name,
+        version: info.version,
+        reason: e.to_string(),
+    })
+}
+
+/// Checks `value` against `info`'s schema (compiled once per process); every violation.
+fn validate(info: &'static EventInfo, value: &serde_json::Value) -> Result<(), IngestError> {
     let validator = info
         .validator
         .get_or_init(|| {
@@ -189,9 +214,9 @@ pub(crate) fn decode(
             version: info.version,
             reason: reason.clone(),
         })?;
-    if !validator.is_valid(&value) {
+    if !validator.is_valid(value) {
         let mut violations: Vec<Violation> = validator
-            .iter_errors(&value)
+            .iter_errors(value)
             .map(|e| {
                 let path = e.instance_path().to_string();
                 // A redacted field's value stays out of the message too.
@@ -216,11 +241,7 @@ pub(crate) fn decode(
             violations,
         });
     }
-    (info.decode)(value).map_err(|e| IngestError::Decode {
-        name: info.name,
-        version: info.version,
-        reason: e.to_string(),
-    })
+    Ok(())
 }
 
 impl Bus {
@@ -273,9 +294,16 @@ impl Bus {
         json: &[u8],
         options: PublishOptions,
     ) -> Result<Receipt, IngestError> {
-        let payload = self.decode_json(name, version, json)?;
-        self.publish_any_blocking(payload, options)
-            .map_err(Into::into)
+        // The typed path: no boxed payload, the event's own `publish_blocking`.
+        let info = self.find_event(name, version)?;
+        let value = parse(json, self.inner.ingest_limits)
+            .and_then(|value| validate(info, &value).map(|()| value))
+            .map_err(|e| self.invalid(Some(info.name), e))?;
+        let options = (!options.is_empty()).then_some(options);
+        (info.publish_value)(self, value, options).map_err(|e| match e {
+            IngestError::Publish(_) => e, // told to the observers as a refusal already
+            e => self.invalid(Some(info.name), e),
+        })
     }
 
     /// Every check of [`publish_json`](Self::publish_json), and the typed event, without
@@ -289,14 +317,18 @@ impl Bus {
         version: u32,
         json: &[u8],
     ) -> Result<Box<AnyEvent>, IngestError> {
-        let info = self
-            .inner
-            .catalog
-            .find(name, version)
-            .map_err(|e| self.invalid(e.event(), e))?;
+        let info = self.find_event(name, version)?;
         parse(json, self.inner.ingest_limits)
             .and_then(|value| decode(info, value))
             .map_err(|e| self.invalid(Some(info.name), e))
+    }
+
+    /// The event type `name` at `version`; the observers hear of a miss.
+    fn find_event(&self, name: &str, version: u32) -> Result<&'static EventInfo, IngestError> {
+        self.inner
+            .catalog
+            .find(name, version)
+            .map_err(|e| self.invalid(e.event(), e))
     }
 
     /// Tells the observers about refused input for `event` (when known), and gives the
