@@ -253,6 +253,21 @@ impl Bus {
         Ok(meta)
     }
 
+    /// The context of an event known by its catalog entry; empty options make a plain root
+    /// envelope.
+    fn context_of(
+        &self,
+        info: &'static crate::EventInfo,
+        options: PublishOptions,
+    ) -> Result<Context, PublishError> {
+        Ok(Context {
+            bus: self.clone(),
+            meta: self
+                .try_meta_of(info, None, (!options.is_empty()).then_some(options))
+                .map_err(|e| self.refused(info.name, e))?,
+        })
+    }
+
     /// Publishes an event known only as [`AnyEvent`] (decoded from outside): the same
     /// dispatch as [`publish_with`](Self::publish_with), routed by the value's type.
     pub(crate) async fn publish_any(
@@ -261,12 +276,7 @@ impl Bus {
         options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
         let info = event.info();
-        let ctx = Context {
-            bus: self.clone(),
-            meta: self
-                .try_meta_of(info, None, (!options.is_empty()).then_some(options))
-                .map_err(|e| self.refused(info.name, e))?,
-        };
+        let ctx = self.context_of(info, options)?;
         if !self.inner.observers.is_empty() {
             self.inner.observers.published(&ctx.meta);
         }
@@ -291,12 +301,7 @@ impl Bus {
         options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
         let info = event.info();
-        let ctx = Context {
-            bus: self.clone(),
-            meta: self
-                .try_meta_of(info, None, (!options.is_empty()).then_some(options))
-                .map_err(|e| self.refused(info.name, e))?,
-        };
+        let ctx = self.context_of(info, options)?;
         Ok(self.dispatch_blocking_any(&*event, info.type_id(), ctx))
     }
 }
