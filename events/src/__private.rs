@@ -196,6 +196,8 @@ pub struct HandlerSpec {
     pub concurrency: Option<u32>,
     /// `#[handler(timeout = "..")]`, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// `#[handler(retry(..))]`.
+    pub retry: Option<crate::RetryPolicy>,
     /// Where it is defined.
     pub file: &'static str,
     /// Where it is defined.
@@ -217,6 +219,7 @@ impl HandlerInfo {
             module: spec.module,
             concurrency: spec.concurrency,
             timeout_ms: spec.timeout_ms,
+            retry: spec.retry,
             file: spec.file,
             line: spec.line,
         }

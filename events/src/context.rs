@@ -19,9 +19,17 @@ use crate::receipt::Receipt;
 pub struct Context {
     pub(crate) bus: Bus,
     pub(crate) meta: Meta,
+    /// 1 for the first call of a handler, 2 for its first retry, ...
+    pub(crate) attempt: u32,
 }
 
 impl Context {
+    /// Which attempt this call is: 1 the first time a handler runs for the event, then 2, 3,
+    /// ... for its retries (see [`RetryPolicy`](crate::RetryPolicy)).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
     /// The current event's metadata.
     pub fn meta(&self) -> &Meta {
         &self.meta

@@ -388,6 +388,7 @@ pub struct HandlerInfo {
     pub(crate) module: &'static str,
     pub(crate) concurrency: Option<u32>,
     pub(crate) timeout_ms: Option<u64>,
+    pub(crate) retry: Option<crate::RetryPolicy>,
     pub(crate) file: &'static str,
     pub(crate) line: u32,
 }
@@ -437,6 +438,10 @@ impl HandlerInfo {
     /// How long one call may take (`#[handler(timeout = "2s")]`), if bounded.
     pub fn timeout(&self) -> Option<std::time::Duration> {
         self.timeout_ms.map(std::time::Duration::from_millis)
+    }
+    /// Its own retry policy (`#[handler(retry(..))]`), if it has one.
+    pub fn retry(&self) -> Option<crate::RetryPolicy> {
+        self.retry
     }
     /// The module it is defined in, e.g. `my_crate::billing`.
     pub fn module(&self) -> &'static str {

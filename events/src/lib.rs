@@ -79,6 +79,7 @@ pub mod observe;
 mod pattern;
 mod receipt;
 mod registry;
+mod retry;
 
 #[doc(hidden)]
 pub mod __private;
@@ -98,6 +99,7 @@ pub use ingest::{IngestError, IngestLimits, Violation, cloudevents};
 pub use pattern::InvalidPattern;
 pub use receipt::{HandlerOutcome, Outcome, Receipt};
 pub use registry::{BuildError, Problem};
+pub use retry::RetryPolicy;
 
 /// Derives [`Event`]. See [`Event`] for the `#[event(..)]` keys.
 #[cfg(feature = "macros")]

@@ -24,12 +24,26 @@ pub enum Outcome {
     Failed(HandlerError),
     /// The handler panicked; the message of the panic.
     Panicked(String),
+    /// The handler failed with a transient error and will be run again: `attempt` is the
+    /// number of the next attempt, `after` the delay before it. The retry runs on its own
+    /// task; this receipt does not learn how it ends (observers do).
+    Retrying {
+        /// What the failed attempt returned.
+        error: HandlerError,
+        /// The next attempt's number (2 for the first retry).
+        attempt: u32,
+        /// When it runs, from now.
+        after: std::time::Duration,
+    },
 }
 
 impl Outcome {
-    /// `Failed` or `Panicked`.
+    /// `Failed`, `Panicked` or `Retrying`.
     pub fn is_failure(&self) -> bool {
-        matches!(self, Outcome::Failed(_) | Outcome::Panicked(_))
+        matches!(
+            self,
+            Outcome::Failed(_) | Outcome::Panicked(_) | Outcome::Retrying { .. }
+        )
     }
 }
 
@@ -42,6 +56,11 @@ impl fmt::Display for Outcome {
             Outcome::Paused => f.write_str("paused"),
             Outcome::Failed(e) => write!(f, "failed: {e}"),
             Outcome::Panicked(m) => write!(f, "panicked: {m}"),
+            Outcome::Retrying {
+                error,
+                attempt,
+                after,
+            } => write!(f, "failed: {error}; attempt {attempt} in {after:?}"),
         }
     }
 }
@@ -75,7 +94,7 @@ pub struct Receipt {
 
 impl Receipt {
     pub(crate) fn new(ctx: Context, route: Route, outcomes: Outcomes) -> Receipt {
-        let Context { bus, meta } = ctx;
+        let Context { bus, meta, .. } = ctx;
         Receipt {
             id: meta.id,
             name: meta.name(),

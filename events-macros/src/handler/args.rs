@@ -5,7 +5,8 @@ use syn::parse::Parser;
 use crate::ctxt::Ctxt;
 use crate::lit;
 
-const KEYS: &str = "`name`, `priority`, `filter`, `pattern`, `concurrency`, `timeout`, `crate`";
+const KEYS: &str =
+    "`name`, `priority`, `filter`, `pattern`, `concurrency`, `timeout`, `retry(..)`, `crate`";
 
 pub(crate) struct Options {
     pub(crate) name: Option<syn::LitStr>,
@@ -18,6 +19,8 @@ pub(crate) struct Options {
     pub(crate) concurrency: Option<(u32, syn::Path)>,
     /// `(milliseconds, the option's path for errors)`.
     pub(crate) timeout: Option<(u64, syn::Path)>,
+    /// `retry(max = .., backoff = .., base = .., max_delay = .., jitter = ..)`.
+    pub(crate) retry: Option<Retry>,
     pub(crate) krate: syn::Path,
 }
 
@@ -30,6 +33,7 @@ impl Options {
             pattern: None,
             concurrency: None,
             timeout: None,
+            retry: None,
             krate: syn::parse_quote!(::events),
         };
         let mut seen: Vec<String> = Vec::new();
@@ -86,6 +90,7 @@ impl Options {
                     }
                 }
                 "crate" => opts.krate = lit::path(&meta, "crate")?,
+                "retry" => opts.retry = Some(Retry::parse(cx, &meta)?),
                 _ => {
                     cx.error(
                         &meta.path,
@@ -107,6 +112,92 @@ impl Options {
             cx.push(e);
         }
         opts
+    }
+}
+
+/// `#[handler(retry(..))]`.
+pub(crate) struct Retry {
+    pub(crate) max: u32,
+    pub(crate) exponential: bool,
+    pub(crate) base_ms: u64,
+    pub(crate) max_delay_ms: u64,
+    pub(crate) jitter: bool,
+}
+
+impl Retry {
+    fn parse(cx: &mut Ctxt, meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<Retry> {
+        let mut r = Retry {
+            max: 3,
+            exponential: true,
+            base_ms: 100,
+            max_delay_ms: 30_000,
+            jitter: true,
+        };
+        if !meta.input.peek(syn::token::Paren) {
+            return Err(meta.error(
+                "write `retry(max = 5)`, optionally with `backoff = \"exponential\"` or \
+                 `\"fixed\"`, `base = \"100ms\"`, `max_delay = \"30s\"`, `jitter = false`",
+            ));
+        }
+        meta.parse_nested_meta(|m| {
+            let key = lit::key(&m);
+            let duration = |m: &syn::meta::ParseNestedMeta<'_>, cx: &mut Ctxt| -> syn::Result<Option<u64>> {
+                let s = lit::string(m, &key)?;
+                match parse_duration(&s.value()) {
+                    Some(ms) => Ok(Some(ms)),
+                    None => {
+                        cx.error(
+                            &s,
+                            format!(
+                                "`{key} = \"{}\"` is not a duration; write a whole number with a \
+                                 unit: `\"250ms\"`, `\"2s\"`, `\"1m\"`",
+                                s.value()
+                            ),
+                        );
+                        Ok(None)
+                    }
+                }
+            };
+            match key.as_str() {
+                "max" => {
+                    r.max = lit::int(&m, "max", "5")?;
+                    if r.max == 0 {
+                        cx.error(&m.path, "`retry(max = 0)` never retries; remove `retry`");
+                    }
+                }
+                "backoff" => {
+                    let s = lit::string(&m, "backoff")?;
+                    match s.value().as_str() {
+                        "exponential" => r.exponential = true,
+                        "fixed" => r.exponential = false,
+                        other => cx.error(
+                            &s,
+                            format!("unknown backoff `{other}`; expected `\"exponential\"` or `\"fixed\"`"),
+                        ),
+                    }
+                }
+                "base" => r.base_ms = duration(&m, cx)?.unwrap_or(r.base_ms),
+                "max_delay" => r.max_delay_ms = duration(&m, cx)?.unwrap_or(r.max_delay_ms),
+                "jitter" => {
+                    let v: syn::LitBool = m.value()?.parse()?;
+                    r.jitter = v.value;
+                }
+                _ => {
+                    cx.error(
+                        &m.path,
+                        format!(
+                            "unknown `retry` option `{key}`; expected `max`, `backoff`, `base`, \
+                             `max_delay`, `jitter`"
+                        ),
+                    );
+                    if m.input.peek(syn::Token![=]) {
+                        let _ = m.value().and_then(|v| v.parse::<syn::Expr>());
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(r)
     }
 }
 

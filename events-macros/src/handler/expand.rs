@@ -168,6 +168,22 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
         Some((n, _)) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
     };
+    let retry = match &opts.retry {
+        Some(r) => {
+            let (max, base, cap, jitter) = (r.max, r.base_ms, r.max_delay_ms, r.jitter);
+            let ctor = if r.exponential {
+                quote!(exponential)
+            } else {
+                quote!(fixed)
+            };
+            quote!(::core::option::Option::Some(
+                #krate::RetryPolicy::#ctor(#max, ::core::time::Duration::from_millis(#base))
+                    .max_delay(::core::time::Duration::from_millis(#cap))
+                    .jitter(#jitter)
+            ))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let timeout_ms = match &opts.timeout {
         Some((ms, _)) => quote!(::core::option::Option::Some(#ms)),
         None => quote!(::core::option::Option::None),
@@ -198,6 +214,7 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
                     module: ::core::module_path!(),
                     concurrency: #concurrency,
                     timeout_ms: #timeout_ms,
+                    retry: #retry,
                     file: ::core::file!(),
                     line: ::core::line!(),
                 },

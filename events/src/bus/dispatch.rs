@@ -195,6 +195,7 @@ impl Bus {
         Ok(Context {
             bus: self.clone(),
             meta: self.meta::<E>(parent, options)?,
+            attempt: 1,
         })
     }
 
@@ -265,6 +266,7 @@ impl Bus {
             meta: self
                 .try_meta_of(info, None, (!options.is_empty()).then_some(options))
                 .map_err(|e| self.refused(info.name, e))?,
+            attempt: 1,
         })
     }
 
@@ -328,14 +330,14 @@ pub(crate) fn publish_span(meta: &Meta) -> tracing::Span {
 
 /// The span of one handler call; call only when [`spans_on`].
 #[cold]
-pub(crate) fn handler_span(slot: &Slot, meta: &Meta) -> tracing::Span {
+pub(crate) fn handler_span(slot: &Slot, meta: &Meta, attempt: u32) -> tracing::Span {
     tracing::debug_span!(
         "handler",
         handler = slot.name(),
         event = meta.name(),
         event_id = %meta.id(),
         correlation_id = %meta.correlation_id(),
-        attempt = 1u32,
+        attempt,
     )
 }
 
@@ -359,6 +361,15 @@ impl Outcomes {
             Outcome::Panicked(m) => tracing::error!(
                 event = meta.name(), event_id = %meta.id(), handler = slot.name(),
                 panic = %m, "event handler panicked"
+            ),
+            Outcome::Retrying {
+                error,
+                attempt,
+                after,
+            } => tracing::warn!(
+                event = meta.name(), event_id = %meta.id(), handler = slot.name(),
+                error = %error, next_attempt = attempt, retry_in_ms = after.as_millis() as u64,
+                "event handler failed; retrying"
             ),
             Outcome::Delivered | Outcome::Filtered | Outcome::SkippedAsync | Outcome::Paused => {}
         }
@@ -438,7 +449,7 @@ fn called(caught: Caught) -> Step {
 #[cold]
 #[inline(never)]
 fn call_sync_traced(slot: &Slot, inv: &Invocation<'_>) -> Step {
-    let _span = handler_span(slot, &inv.ctx.meta).entered();
+    let _span = handler_span(slot, &inv.ctx.meta, inv.ctx.attempt).entered();
     call_sync(slot, inv)
 }
 
@@ -517,7 +528,8 @@ async fn call_limited_traced(
 ) -> Outcome {
     let call = crate::context::scoped(lineage, call_limited(slot, || f(inv)));
     if spans {
-        call.instrument(handler_span(slot, &inv.ctx.meta)).await
+        call.instrument(handler_span(slot, &inv.ctx.meta, inv.ctx.attempt))
+            .await
     } else {
         call.await
     }
@@ -560,7 +572,7 @@ pub(crate) async fn run(
                 o => o,
             },
         };
-        settle(i, slot, ctx, outcomes, outcome, start);
+        settle(i, slot, Some(payload), ctx, outcomes, outcome, start);
     }
 }
 
@@ -597,7 +609,7 @@ fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: 
             Step::Done if !observed => continue,
             step => blocking_outcome(step, payload, ctx),
         };
-        settle(i, slot, ctx, outcomes, outcome, start);
+        settle(i, slot, Some(payload), ctx, outcomes, outcome, start);
     }
 }
 
@@ -634,7 +646,7 @@ fn settle_blocking(
     step: Step,
 ) {
     let outcome = blocking_outcome(step, payload, ctx);
-    settle(index, slot, ctx, outcomes, outcome, None);
+    settle(index, slot, Some(payload), ctx, outcomes, outcome, None);
 }
 
 /// The next version of `payload`, with its envelope: same id, correlation and lineage.
@@ -653,6 +665,7 @@ fn upcast(
                 Context {
                     bus: ctx.bus.clone(),
                     meta,
+                    attempt: ctx.attempt,
                 },
             ))
         }
@@ -688,6 +701,7 @@ async fn run_upcast(
 pub(crate) fn settle(
     index: usize,
     slot: &Slot,
+    payload: Option<&AnyEvent>,
     ctx: &Context,
     outcomes: &mut Outcomes,
     outcome: Outcome,
@@ -699,5 +713,54 @@ pub(crate) fn settle(
             .observers
             .handled(&ctx.meta, slot.name(), &outcome, start.elapsed());
     }
+    let outcome = match (outcome, payload) {
+        (Outcome::Failed(error), Some(payload)) if error.is_transient() && slot.retry.is_some() => {
+            schedule_retry(slot, payload, ctx, error)
+        }
+        (outcome, _) => outcome,
+    };
     outcomes.record(index, slot, &ctx.meta, outcome);
+}
+
+/// Runs `slot` again for this event after its policy's delay, on a task of its own, if the
+/// policy has retries left and there is a runtime to run it on; the outcome says what was
+/// decided. The event is copied through its JSON form, as the publisher's value is gone by
+/// then.
+#[cold]
+fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: HandlerError) -> Outcome {
+    let Some(policy) = slot.retry else {
+        return Outcome::Failed(error);
+    };
+    if ctx.attempt > policy.max_retries() {
+        return Outcome::Failed(error);
+    }
+    let (Ok(runtime), Ok(json)) = (tokio::runtime::Handle::try_current(), payload.to_json()) else {
+        return Outcome::Failed(error);
+    };
+    let after = policy.jittered_delay(ctx.attempt);
+    let attempt = ctx.attempt + 1;
+    let (slot, bus, meta, decode) = (
+        slot.clone(),
+        ctx.bus.clone(),
+        ctx.meta.clone(),
+        ctx.meta.info.decode,
+    );
+    runtime.spawn(async move {
+        tokio::time::sleep(after).await;
+        let Ok(event) = decode(json) else { return };
+        let ctx = Context { bus, meta, attempt };
+        // A run of this one handler: it settles (and retries) like any other.
+        run(
+            std::slice::from_ref(&slot),
+            &*event,
+            &ctx,
+            &mut Outcomes::default(),
+        )
+        .await;
+    });
+    Outcome::Retrying {
+        error,
+        attempt,
+        after,
+    }
 }

@@ -128,6 +128,8 @@ pub(crate) struct Slot {
     pub(crate) limit: Option<Arc<tokio::sync::Semaphore>>,
     /// `#[handler(timeout = "..")]`.
     pub(crate) timeout: Option<std::time::Duration>,
+    /// How a transient failure is retried: the handler's policy, else the bus's.
+    pub(crate) retry: Option<crate::RetryPolicy>,
 }
 
 pub(crate) type DynHandler = Arc<dyn Fn(&dyn Payload, &Context) -> HandlerResult + Send + Sync>;
@@ -253,6 +255,7 @@ pub struct BusBuilder {
     workers: Option<usize>,
     request_timeout: std::time::Duration,
     ingest_limits: crate::ingest::IngestLimits,
+    retry: Option<crate::RetryPolicy>,
     observers: Vec<Arc<dyn crate::observe::Observer>>,
 }
 
@@ -267,6 +270,7 @@ impl Default for BusBuilder {
             workers: None,
             request_timeout: std::time::Duration::from_secs(30),
             ingest_limits: crate::ingest::IngestLimits::default(),
+            retry: None,
             observers: Vec::new(),
         }
     }
@@ -283,6 +287,7 @@ impl fmt::Debug for BusBuilder {
             .field("workers", &self.workers)
             .field("request_timeout", &self.request_timeout)
             .field("ingest_limits", &self.ingest_limits)
+            .field("retry", &self.retry)
             .field("observers", &self.observers.len())
             .finish()
     }
@@ -349,6 +354,13 @@ impl BusBuilder {
     /// [`timeout`](Request::timeout) (default 30 seconds).
     pub fn request_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// How handlers without their own `#[handler(retry(..))]` retry a transient failure
+    /// (default: they do not). See [`RetryPolicy`](crate::RetryPolicy).
+    pub fn retry(mut self, policy: crate::RetryPolicy) -> Self {
+        self.retry = Some(policy);
         self
     }
 
@@ -428,6 +440,7 @@ impl BusBuilder {
                     paused: None,
                     limit: limit.clone(),
                     timeout: h.timeout(),
+                    retry: h.retry.or(self.retry).filter(|p| p.max_retries() > 0),
                 };
                 if h.is_responder() {
                     // At most one per query: `check` refused several.
@@ -456,6 +469,7 @@ impl BusBuilder {
                     paused: None,
                     limit: None,
                     timeout: None,
+                    retry: None,
                 });
             }
         }

@@ -292,6 +292,7 @@ async fn worker(bus: Weak<Inner>) {
         let ctx = Context {
             bus: bus.clone(),
             meta,
+            attempt: 1,
         };
         let route = bus.route(type_id);
         let mut outcomes = Outcomes::default();

@@ -173,7 +173,7 @@ impl Bus {
         let call = answer_into(responder, &inv, &mut answer);
         let call = crate::context::scoped(lineage, call);
         let handler = if spans {
-            handler_span(responder, &ctx.meta)
+            handler_span(responder, &ctx.meta, 1)
         } else {
             tracing::Span::none()
         };
@@ -193,6 +193,7 @@ impl Bus {
         settle(
             0,
             responder,
+            None,
             &ctx,
             &mut outcomes,
             outcome,

@@ -335,6 +335,7 @@ impl Bus {
             paused: Some(Arc::clone(&paused)),
             limit: None,
             timeout: None,
+            retry: None,
         };
         self.inner.change_dynamic(|dynamic| {
             targets

@@ -103,7 +103,7 @@ impl Observers {
                 .0
                 .iter()
                 .for_each(|o| o.delivered(meta, handler, elapsed)),
-            Outcome::Failed(_) | Outcome::Panicked(_) => self
+            Outcome::Failed(_) | Outcome::Panicked(_) | Outcome::Retrying { .. } => self
                 .0
                 .iter()
                 .for_each(|o| o.failed(meta, handler, outcome, elapsed)),

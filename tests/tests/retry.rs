@@ -1,0 +1,220 @@
+//! Retries: transient failures run the failed handler again on its own task with backoff;
+//! permanent failures and panics do not. Timed with tokio's paused clock, not sleeps.
+
+#![allow(unreachable_pub)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use events::{Bus, Context, Event, HandlerError, Outcome, RetryPolicy, handler};
+use tokio::time::Instant;
+
+#[derive(Event, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "flaky.job")]
+struct Job {
+    /// How many attempts fail before one succeeds.
+    fail_first: u32,
+    /// Fail permanently, or panic, instead.
+    mode: String,
+}
+
+/// `(handler, attempt, ms since the test's start)`.
+static CALLS: Mutex<Vec<(&'static str, u32, u128)>> = Mutex::new(Vec::new());
+static START: Mutex<Option<Instant>> = Mutex::new(None);
+
+fn record(handler: &'static str, ctx: &Context) {
+    let start = START.lock().unwrap().unwrap();
+    CALLS
+        .lock()
+        .unwrap()
+        .push((handler, ctx.attempt(), start.elapsed().as_millis()));
+}
+
+#[handler(retry(
+    max = 4,
+    backoff = "exponential",
+    base = "100ms",
+    max_delay = "250ms",
+    jitter = false
+))]
+async fn flaky(job: &Job, ctx: &Context) -> Result<(), HandlerError> {
+    record("flaky", ctx);
+    match job.mode.as_str() {
+        "permanent" => Err(HandlerError::permanent("bad input")),
+        "panic" => panic!("boom"),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(())
+        }
+        _ if ctx.attempt() <= job.fail_first => Err(HandlerError::transient("try later")),
+        _ => Ok(()),
+    }
+}
+
+/// Succeeds every time: a retry of `flaky` must not run it again.
+#[handler]
+fn steady(_: &Job, ctx: &Context) {
+    record("steady", ctx);
+}
+
+#[handler(retry(max = 2, backoff = "fixed", base = "1s", jitter = false))]
+fn sync_flaky(job: &Job, ctx: &Context) -> Result<(), HandlerError> {
+    record("sync_flaky", ctx);
+    if job.mode == "sync" && ctx.attempt() == 1 {
+        return Err(HandlerError::transient("first call fails"));
+    }
+    Ok(())
+}
+
+fn calls() -> Vec<(&'static str, u32, u128)> {
+    std::mem::take(&mut *CALLS.lock().unwrap())
+}
+
+async fn settle_for(d: Duration) {
+    // The paused clock jumps to each timer; yields let the spawned retries run.
+    tokio::time::sleep(d).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// One test, in order: the handlers share `CALLS`.
+#[tokio::test(start_paused = true)]
+async fn each_failure_kind_has_its_fate() {
+    let bus = Bus::builder().scope(module_path!()).build().unwrap();
+    *START.lock().unwrap() = Some(Instant::now());
+    calls();
+
+    // Transient twice, then fine: attempts 1, 2, 3 at 0, 100, 300 ms (100 then 200).
+    let receipt = bus
+        .publish(Job {
+            fail_first: 2,
+            mode: "transient".into(),
+        })
+        .await
+        .unwrap();
+    match receipt.outcome("retry::flaky") {
+        Some(Outcome::Retrying {
+            attempt: 2, after, ..
+        }) => {
+            assert_eq!(*after, Duration::from_millis(100));
+        }
+        other => panic!("expected Retrying, got {other:?}"),
+    }
+    assert!(matches!(
+        receipt.outcome("retry::steady"),
+        Some(Outcome::Delivered)
+    ));
+    assert_eq!(
+        calls(),
+        [("flaky", 1, 0), ("steady", 1, 0), ("sync_flaky", 1, 0)],
+        "publish returned without waiting for the retry"
+    );
+    settle_for(Duration::from_secs(2)).await;
+    assert_eq!(
+        calls(),
+        [("flaky", 2, 100), ("flaky", 3, 300)],
+        "only the failed handler runs again, on the backoff schedule"
+    );
+
+    // Always transient: 1 + 4 attempts, the delays capped at 250 ms.
+    *START.lock().unwrap() = Some(Instant::now());
+    bus.publish(Job {
+        fail_first: 99,
+        mode: "transient".into(),
+    })
+    .await
+    .unwrap();
+    settle_for(Duration::from_secs(5)).await;
+    let flaky: Vec<(u32, u128)> = calls()
+        .into_iter()
+        .filter(|c| c.0 == "flaky")
+        .map(|c| (c.1, c.2))
+        .collect();
+    assert_eq!(flaky, [(1, 0), (2, 100), (3, 300), (4, 550), (5, 800)]);
+
+    // Permanent errors and panics are final.
+    for mode in ["permanent", "panic"] {
+        let receipt = bus
+            .publish(Job {
+                fail_first: 0,
+                mode: mode.into(),
+            })
+            .await
+            .unwrap();
+        let outcome = receipt.outcome("retry::flaky").unwrap();
+        assert!(
+            matches!(outcome, Outcome::Failed(_) | Outcome::Panicked(_)),
+            "{mode}: {outcome:?}"
+        );
+        settle_for(Duration::from_secs(5)).await;
+        assert_eq!(
+            calls().iter().filter(|c| c.0 == "flaky").count(),
+            1,
+            "{mode} is not retried"
+        );
+    }
+
+    // A synchronous handler is retried too, with a fixed delay.
+    *START.lock().unwrap() = Some(Instant::now());
+    bus.publish(Job {
+        fail_first: 0,
+        mode: "sync".into(),
+    })
+    .await
+    .unwrap();
+    settle_for(Duration::from_secs(3)).await;
+    let sync: Vec<(u32, u128)> = calls()
+        .into_iter()
+        .filter(|c| c.0 == "sync_flaky")
+        .map(|c| (c.1, c.2))
+        .collect();
+    assert_eq!(sync, [(1, 0), (2, 1000)]);
+}
+
+mod defaults {
+    use super::*;
+
+    #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "timed.job")]
+    pub struct Slow;
+
+    pub static ATTEMPTS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+    /// No policy of its own; times out (a transient failure) on its first two attempts.
+    #[handler(timeout = "50ms")]
+    async fn slow(_: &Slow, ctx: &Context) {
+        ATTEMPTS.lock().unwrap().push(ctx.attempt());
+        if ctx.attempt() < 3 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_bus_default_policy_applies_and_timeouts_are_transient() {
+    let bus = Bus::builder()
+        .scope("retry::defaults")
+        .retry(RetryPolicy::fixed(5, Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    let receipt = bus.publish(defaults::Slow).await.unwrap();
+    assert!(
+        matches!(
+            receipt.outcome("retry::defaults::slow"),
+            Some(Outcome::Retrying { .. })
+        ),
+        "{:?}",
+        receipt.outcome("retry::defaults::slow")
+    );
+    settle_for(Duration::from_secs(5)).await;
+    assert_eq!(*defaults::ATTEMPTS.lock().unwrap(), [1, 2, 3]);
+
+    // Without a default, the same failure is final.
+    let bus = Bus::builder().scope("retry::defaults").build().unwrap();
+    let receipt = bus.publish(defaults::Slow).await.unwrap();
+    assert!(matches!(
+        receipt.outcome("retry::defaults::slow"),
+        Some(Outcome::Failed(_))
+    ));
+}
