@@ -68,6 +68,7 @@
 mod bus;
 pub mod compat;
 mod context;
+mod dead_letter;
 #[cfg(feature = "docs")]
 pub mod docs;
 mod envelope;
@@ -89,6 +90,7 @@ pub use bus::{
     Subscription, SubscriptionInfo, Unprocessed,
 };
 pub use context::{Context, spawn};
+pub use dead_letter::{DeadLetter, DeadLetterFilter};
 pub use envelope::{EventId, Meta, Metadata, PublishOptions};
 pub use event::{AnyEvent, Event, EventInfo, EventKind, Payload, Query, ResponseInfo};
 pub use filter::{Filter, IntoFilter};

@@ -719,7 +719,34 @@ pub(crate) fn settle(
         }
         (outcome, _) => outcome,
     };
+    // Failed for good: a permanent error, a panic, or no retry left.
+    if let Some(payload) = payload {
+        let (error, permanent) = match &outcome {
+            Outcome::Failed(e) => (e.to_string(), !e.is_transient()),
+            Outcome::Panicked(m) => (format!("panicked: {m}"), true),
+            _ => (String::new(), false),
+        };
+        if outcome.is_failure() && !matches!(outcome, Outcome::Retrying { .. }) {
+            let json = payload
+                .to_json()
+                .unwrap_or_else(|e| serde_json::Value::String(format!("unserializable: {e}")));
+            ctx.bus
+                .dead_letter(ctx, slot.name(), json, error, permanent);
+        }
+    }
     outcomes.record(index, slot, &ctx.meta, outcome);
+}
+
+/// Runs one slot for an event, as a retry or a dead letter's redelivery: it settles (and
+/// retries, and dead-letters) like any other call.
+pub(crate) async fn run_one(slot: &Slot, payload: &AnyEvent, ctx: &Context) {
+    run(
+        std::slice::from_ref(slot),
+        payload,
+        ctx,
+        &mut Outcomes::default(),
+    )
+    .await;
 }
 
 /// Runs `slot` again for this event after its policy's delay, on a task of its own, if the
@@ -749,14 +776,7 @@ fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: Handler
         tokio::time::sleep(after).await;
         let Ok(event) = decode(json) else { return };
         let ctx = Context { bus, meta, attempt };
-        // A run of this one handler: it settles (and retries) like any other.
-        run(
-            std::slice::from_ref(&slot),
-            &*event,
-            &ctx,
-            &mut Outcomes::default(),
-        )
-        .await;
+        run_one(&slot, &*event, &ctx).await;
     });
     Outcome::Retrying {
         error,

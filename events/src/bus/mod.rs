@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-pub(crate) use dispatch::Outcomes;
 pub use dispatch::PublishError;
+pub(crate) use dispatch::{Outcomes, run_one};
 pub use lifecycle::{ShutdownReport, Unprocessed};
 pub use request::{Request, RequestError};
 pub use subscribe::{SubscribeOptions, Subscription, SubscriptionInfo};
@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     /// Kept for the process's lifetime: every event's envelope points at it.
     pub(crate) source: &'static str,
     pub(crate) max_depth: u32,
+    /// Handler calls that failed for good.
+    pub(crate) dead_letters: crate::dead_letter::Queue,
     /// Event types by name and version, for input from outside.
     pub(crate) catalog: crate::ingest::Catalog,
     /// How much outside JSON is accepted.
@@ -256,6 +258,7 @@ pub struct BusBuilder {
     request_timeout: std::time::Duration,
     ingest_limits: crate::ingest::IngestLimits,
     retry: Option<crate::RetryPolicy>,
+    dead_letter_capacity: usize,
     observers: Vec<Arc<dyn crate::observe::Observer>>,
 }
 
@@ -271,6 +274,7 @@ impl Default for BusBuilder {
             request_timeout: std::time::Duration::from_secs(30),
             ingest_limits: crate::ingest::IngestLimits::default(),
             retry: None,
+            dead_letter_capacity: 10_000,
             observers: Vec::new(),
         }
     }
@@ -288,6 +292,7 @@ impl fmt::Debug for BusBuilder {
             .field("request_timeout", &self.request_timeout)
             .field("ingest_limits", &self.ingest_limits)
             .field("retry", &self.retry)
+            .field("dead_letter_capacity", &self.dead_letter_capacity)
             .field("observers", &self.observers.len())
             .finish()
     }
@@ -361,6 +366,13 @@ impl BusBuilder {
     /// (default: they do not). See [`RetryPolicy`](crate::RetryPolicy).
     pub fn retry(mut self, policy: crate::RetryPolicy) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// How many dead letters the in-memory queue keeps (default 10,000, at least 1); past
+    /// it the oldest is dropped, with a warning in the log.
+    pub fn dead_letter_capacity(mut self, capacity: usize) -> Self {
+        self.dead_letter_capacity = capacity;
         self
     }
 
@@ -499,6 +511,7 @@ impl BusBuilder {
                 request_timeout: self.request_timeout,
                 catalog,
                 ingest_limits: self.ingest_limits,
+                dead_letters: crate::dead_letter::Queue::new(self.dead_letter_capacity),
                 dynamic: Mutex::new(Vec::new()),
                 next_sub: std::sync::atomic::AtomicU64::new(1),
                 subscriptions: std::sync::atomic::AtomicUsize::new(0),

@@ -45,6 +45,10 @@ pub trait Observer: Send + Sync + 'static {
     fn rejected(&self, event: &'static str, error: &PublishError) {
         let _ = (event, error);
     }
+    /// A handler call failed for good and went to the dead-letter queue.
+    fn dead_lettered(&self, letter: &crate::DeadLetter) {
+        let _ = letter;
+    }
     /// Input from outside the process (JSON, CloudEvents) was refused: unknown event,
     /// malformed, too large, or not matching the schema. Nothing was dispatched. `event` is
     /// the event it named, when that is a known one.
@@ -87,6 +91,9 @@ impl Observers {
     }
     pub(crate) fn published(&self, meta: &Meta) {
         self.0.iter().for_each(|o| o.published(meta));
+    }
+    pub(crate) fn dead_lettered(&self, letter: &crate::DeadLetter) {
+        self.0.iter().for_each(|o| o.dead_lettered(letter));
     }
     pub(crate) fn invalid(&self, event: Option<&'static str>, error: &IngestError) {
         self.0.iter().for_each(|o| o.invalid(event, error));

@@ -1,0 +1,256 @@
+//! The dead-letter queue: handler calls that failed for good (a permanent error, a panic,
+//! or a transient error with no retries left), kept with their event so they can be
+//! inspected, retried or discarded.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use crate::bus::Bus;
+use crate::context::Context;
+use crate::envelope::{EventId, Meta};
+use crate::event::EventInfo;
+
+/// One handler call that failed for good.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// Its number in this bus's queue (not the event's id).
+    pub id: u64,
+    /// The event's envelope.
+    pub meta: Meta,
+    /// The payload, as JSON: what a retry delivers again. Use
+    /// [`redacted_payload`](Self::redacted_payload) to show it.
+    pub payload: serde_json::Value,
+    /// The handler that failed.
+    pub handler: String,
+    /// Its last error or panic message.
+    pub error: String,
+    /// Whether it was a permanent failure (or a panic) rather than retries running out.
+    pub permanent: bool,
+    /// How many times the handler ran for this event.
+    pub attempts: u32,
+    /// When it first failed for this event.
+    pub first_failure: SystemTime,
+    /// When it last failed.
+    pub last_failure: SystemTime,
+}
+
+impl DeadLetter {
+    /// The payload with `#[event(redact)]` fields replaced by `"[redacted]"`.
+    pub fn redacted_payload(&self) -> serde_json::Value {
+        let mut json = self.payload.clone();
+        if let serde_json::Value::Object(map) = &mut json {
+            for key in self.meta.info().redacted_fields() {
+                if let Some(v) = map.get_mut(*key) {
+                    *v = serde_json::Value::String(crate::event::REDACTED.to_owned());
+                }
+            }
+        }
+        json
+    }
+
+    /// The event's name.
+    pub fn event_name(&self) -> &'static str {
+        self.meta.name()
+    }
+
+    /// The event's id.
+    pub fn event_id(&self) -> EventId {
+        self.meta.id()
+    }
+}
+
+/// A dump shows the redacted payload, never the raw one.
+impl fmt::Debug for DeadLetter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetter")
+            .field("id", &self.id)
+            .field("event", &self.meta.name())
+            .field("event_id", &self.meta.id())
+            .field("handler", &self.handler)
+            .field("error", &self.error)
+            .field("permanent", &self.permanent)
+            .field("attempts", &self.attempts)
+            .field("payload", &self.redacted_payload())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which dead letters to list, retry or discard: all by default; each setting narrows.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct DeadLetterFilter {
+    event: Option<String>,
+    handler: Option<String>,
+    permanent: Option<bool>,
+}
+
+impl DeadLetterFilter {
+    /// Every dead letter.
+    pub fn all() -> DeadLetterFilter {
+        DeadLetterFilter::default()
+    }
+    /// Those of events with this name.
+    pub fn event(mut self, name: impl Into<String>) -> DeadLetterFilter {
+        self.event = Some(name.into());
+        self
+    }
+    /// Those of this handler.
+    pub fn handler(mut self, name: impl Into<String>) -> DeadLetterFilter {
+        self.handler = Some(name.into());
+        self
+    }
+    /// Only permanent failures (`true`) or only exhausted retries (`false`).
+    pub fn permanent(mut self, permanent: bool) -> DeadLetterFilter {
+        self.permanent = Some(permanent);
+        self
+    }
+    fn matches(&self, d: &DeadLetter) -> bool {
+        self.event.as_deref().is_none_or(|e| e == d.meta.name())
+            && self.handler.as_deref().is_none_or(|h| h == d.handler)
+            && self.permanent.is_none_or(|p| p == d.permanent)
+    }
+}
+
+/// The in-memory queue: bounded; when full the oldest letter makes room (and is logged).
+pub(crate) struct Queue {
+    letters: Mutex<VecDeque<DeadLetter>>,
+    next: std::sync::atomic::AtomicU64,
+    capacity: usize,
+}
+
+impl Queue {
+    pub(crate) fn new(capacity: usize) -> Queue {
+        Queue {
+            letters: Mutex::new(VecDeque::new()),
+            next: std::sync::atomic::AtomicU64::new(1),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DeadLetter>> {
+        self.letters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Bus {
+    /// Puts a failed call in the dead-letter queue and tells the observers.
+    #[cold]
+    pub(crate) fn dead_letter(
+        &self,
+        ctx: &Context,
+        handler: &str,
+        payload: serde_json::Value,
+        error: String,
+        permanent: bool,
+    ) {
+        let queue = &self.inner.dead_letters;
+        let now = SystemTime::now();
+        let letter = DeadLetter {
+            id: queue
+                .next
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            meta: ctx.meta.clone(),
+            payload,
+            handler: handler.to_owned(),
+            error,
+            permanent,
+            attempts: ctx.attempt,
+            first_failure: now,
+            last_failure: now,
+        };
+        tracing::error!(
+            event = letter.meta.name(), event_id = %letter.meta.id(), handler,
+            attempts = letter.attempts, error = %letter.error, "event dead-lettered"
+        );
+        self.inner.observers.dead_lettered(&letter);
+        let mut letters = queue.lock();
+        if letters.len() >= queue.capacity {
+            if let Some(old) = letters.pop_front() {
+                tracing::warn!(
+                    event = old.meta.name(), event_id = %old.meta.id(), handler = %old.handler,
+                    capacity = queue.capacity,
+                    "dead-letter queue full: the oldest letter was dropped"
+                );
+            }
+        }
+        letters.push_back(letter);
+    }
+
+    /// The dead letters that `filter` selects, oldest first.
+    pub fn dead_letters(&self, filter: &DeadLetterFilter) -> Vec<DeadLetter> {
+        self.inner
+            .dead_letters
+            .lock()
+            .iter()
+            .filter(|d| filter.matches(d))
+            .cloned()
+            .collect()
+    }
+
+    /// One dead letter by its number.
+    pub fn dead_letter_by_id(&self, id: u64) -> Option<DeadLetter> {
+        self.inner
+            .dead_letters
+            .lock()
+            .iter()
+            .find(|d| d.id == id)
+            .cloned()
+    }
+
+    /// Removes the dead letters `filter` selects; how many there were.
+    pub fn discard_dead_letters(&self, filter: &DeadLetterFilter) -> usize {
+        let mut letters = self.inner.dead_letters.lock();
+        let before = letters.len();
+        letters.retain(|d| !filter.matches(d));
+        before - letters.len()
+    }
+
+    /// Delivers dead letter `id` again, to its handler only, as the next attempt, and
+    /// removes it from the queue. If the handler fails again, it comes back as a new letter.
+    /// `false` when there is no such letter, or its event type or handler is not on this
+    /// bus (it stays in the queue then).
+    pub async fn retry_dead_letter(&self, id: u64) -> bool {
+        let Some(letter) = self.dead_letter_by_id(id) else {
+            return false;
+        };
+        let Some(slot) = self.slot_for(letter.meta.info(), &letter.handler) else {
+            return false;
+        };
+        let Ok(event) = (letter.meta.info().decode)(letter.payload.clone()) else {
+            return false;
+        };
+        self.inner.dead_letters.lock().retain(|d| d.id != id);
+        let ctx = Context {
+            bus: self.clone(),
+            meta: letter.meta,
+            attempt: letter.attempts + 1,
+        };
+        crate::bus::run_one(&slot, &*event, &ctx).await;
+        true
+    }
+
+    /// [`retry_dead_letter`](Self::retry_dead_letter) for every letter `filter` selects, oldest
+    /// first; how many were delivered again.
+    pub async fn retry_dead_letters(&self, filter: &DeadLetterFilter) -> usize {
+        let ids: Vec<u64> = self.dead_letters(filter).iter().map(|d| d.id).collect();
+        let mut retried = 0;
+        for id in ids {
+            if self.retry_dead_letter(id).await {
+                retried += 1;
+            }
+        }
+        retried
+    }
+
+    /// The slot of handler `name` in the route of event type `info`.
+    fn slot_for(&self, info: &'static EventInfo, name: &str) -> Option<crate::bus::Slot> {
+        let route = self.route(info.type_id());
+        self.slots_of(&route, info.type_id())
+            .iter()
+            .find(|s| s.name() == name)
+            .cloned()
+    }
+}

@@ -1,0 +1,195 @@
+//! The dead-letter queue: what lands there, and listing, retrying and discarding it.
+
+#![allow(unreachable_pub)]
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use events::observe::Observer;
+use events::{Bus, DeadLetter, DeadLetterFilter, Event, HandlerError, RetryPolicy, handler};
+
+#[derive(Event, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "payment.due")]
+struct PaymentDue {
+    order_id: u64,
+    mode: String,
+    #[event(redact)]
+    card: String,
+}
+
+/// Fails the way `mode` says, until `HEALED`.
+static HEALED: AtomicBool = AtomicBool::new(false);
+static CHARGES: Mutex<Vec<(u64, u32)>> = Mutex::new(Vec::new());
+static RECEIPTS: AtomicUsize = AtomicUsize::new(0);
+
+#[handler(name = "billing.charge")]
+fn charge(ev: &PaymentDue, ctx: &events::Context) -> Result<(), HandlerError> {
+    CHARGES.lock().unwrap().push((ev.order_id, ctx.attempt()));
+    if HEALED.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    match ev.mode.as_str() {
+        "permanent" => Err(HandlerError::permanent("card declined")),
+        "transient" => Err(HandlerError::transient("gateway down")),
+        "panic" => panic!("gateway exploded"),
+        _ => Ok(()),
+    }
+}
+
+/// Always succeeds: a dead letter's retry must not run it again.
+#[handler(name = "billing.receipt")]
+fn receipt(_: &PaymentDue) {
+    RECEIPTS.fetch_add(1, Ordering::SeqCst);
+}
+
+#[derive(Default)]
+struct Told(Mutex<Vec<String>>);
+
+impl Observer for &'static Told {
+    fn dead_lettered(&self, letter: &DeadLetter) {
+        self.0.lock().unwrap().push(letter.handler.clone());
+    }
+}
+
+fn due(order_id: u64, mode: &str) -> PaymentDue {
+    PaymentDue {
+        order_id,
+        mode: mode.into(),
+        card: "4111111111111111".into(),
+    }
+}
+
+/// One test: the handlers share statics.
+#[tokio::test(start_paused = true)]
+async fn failures_for_good_are_kept_listed_retried_and_discarded() {
+    static TOLD: Told = Told(Mutex::new(Vec::new()));
+    let bus = Bus::builder()
+        .scope(module_path!())
+        .observer(&TOLD)
+        .build()
+        .unwrap();
+
+    bus.publish(due(1, "permanent")).await.unwrap();
+    bus.publish(due(2, "panic")).await.unwrap();
+    bus.publish(due(3, "transient")).await.unwrap(); // no retry policy: final at once
+    bus.publish(due(4, "fine")).await.unwrap();
+
+    let all = bus.dead_letters(&DeadLetterFilter::all());
+    let summary: Vec<(u64, &str, bool, u32)> = all
+        .iter()
+        .map(|d| {
+            (
+                d.payload["order_id"].as_u64().unwrap(),
+                d.error.as_str(),
+                d.permanent,
+                d.attempts,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, "card declined", true, 1),
+            (2, "panicked: gateway exploded", true, 1),
+            (3, "gateway down", false, 1),
+        ]
+    );
+    assert!(
+        all.iter()
+            .all(|d| d.handler == "billing.charge" && d.event_name() == "payment.due")
+    );
+    assert_eq!(
+        *TOLD.0.lock().unwrap(),
+        ["billing.charge"; 3],
+        "observers are told"
+    );
+
+    // A dump never shows the redacted card; the stored payload keeps it for a retry.
+    let dump = format!("{:?}", all[0]);
+    assert!(dump.contains(r#""card": String("[redacted]")"#), "{dump}");
+    assert!(!dump.contains("4111"), "{dump}");
+    assert_eq!(all[0].payload["card"], "4111111111111111");
+
+    // Filters.
+    let permanent = bus.dead_letters(&DeadLetterFilter::all().permanent(true));
+    assert_eq!(permanent.len(), 2);
+    assert!(
+        bus.dead_letters(&DeadLetterFilter::all().handler("other"))
+            .is_empty()
+    );
+    assert_eq!(
+        bus.dead_letter_by_id(all[2].id).unwrap().payload["order_id"],
+        3
+    );
+
+    // Retrying one while the cause persists: it fails again and comes back, attempt 2.
+    CHARGES.lock().unwrap().clear();
+    let receipts_before = RECEIPTS.load(Ordering::SeqCst);
+    assert!(bus.retry_dead_letter(all[2].id).await);
+    assert_eq!(*CHARGES.lock().unwrap(), [(3, 2)]);
+    assert_eq!(
+        RECEIPTS.load(Ordering::SeqCst),
+        receipts_before,
+        "only the failed handler ran"
+    );
+    let back = bus.dead_letters(&DeadLetterFilter::all().permanent(false));
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].attempts, 2);
+    assert_ne!(back[0].id, all[2].id, "a new letter");
+    assert_eq!(back[0].event_id(), all[2].event_id(), "the same event");
+
+    // Healed: retrying all empties the queue, each to its handler only.
+    HEALED.store(true, Ordering::SeqCst);
+    CHARGES.lock().unwrap().clear();
+    assert_eq!(bus.retry_dead_letters(&DeadLetterFilter::all()).await, 3);
+    let mut charged = CHARGES.lock().unwrap().clone();
+    charged.sort();
+    assert_eq!(charged, [(1, 2), (2, 2), (3, 3)]);
+    assert!(bus.dead_letters(&DeadLetterFilter::all()).is_empty());
+    assert!(!bus.retry_dead_letter(12345).await, "no such letter");
+    HEALED.store(false, Ordering::SeqCst);
+
+    // Exhausted retries land there too, with every attempt counted.
+    let retrying = Bus::builder()
+        .scope(module_path!())
+        .retry(RetryPolicy::fixed(2, Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    retrying.publish(due(5, "transient")).await.unwrap();
+    assert!(
+        retrying.dead_letters(&DeadLetterFilter::all()).is_empty(),
+        "still retrying"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let exhausted = retrying.dead_letters(&DeadLetterFilter::all());
+    assert_eq!(exhausted.len(), 1);
+    assert_eq!(exhausted[0].attempts, 3);
+    assert!(!exhausted[0].permanent);
+
+    // Discard.
+    assert_eq!(
+        retrying.discard_dead_letters(&DeadLetterFilter::all().event("payment.due")),
+        1
+    );
+    assert!(retrying.dead_letters(&DeadLetterFilter::all()).is_empty());
+
+    // Bounded: the oldest makes room.
+    let small = Bus::builder()
+        .scope(module_path!())
+        .dead_letter_capacity(2)
+        .build()
+        .unwrap();
+    for id in 10..13 {
+        small.publish(due(id, "permanent")).await.unwrap();
+    }
+    let kept: Vec<u64> = small
+        .dead_letters(&DeadLetterFilter::all())
+        .iter()
+        .map(|d| d.payload["order_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, [11, 12]);
+}
