@@ -69,6 +69,7 @@ mod bus;
 pub mod compat;
 mod context;
 mod dead_letter;
+mod dedup;
 #[cfg(feature = "docs")]
 pub mod docs;
 mod envelope;
@@ -91,6 +92,7 @@ pub use bus::{
 };
 pub use context::{Context, spawn};
 pub use dead_letter::{DeadLetter, DeadLetterFilter};
+pub use dedup::Deduplicator;
 pub use envelope::{EventId, Meta, Metadata, PublishOptions};
 pub use event::{AnyEvent, Event, EventInfo, EventKind, Payload, Query, ResponseInfo};
 pub use filter::{Filter, IntoFilter};
