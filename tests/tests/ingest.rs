@@ -261,3 +261,18 @@ async fn publish_json_runs_async_handlers_too() {
     assert_eq!(receipt.event_name(), "order.shipped");
     assert_eq!(receipt.handler_count(), 0);
 }
+
+#[test]
+fn a_huge_unknown_name_is_cheap_to_refuse_and_clipped_in_the_message() {
+    let bus = bus(&Metrics::new());
+    let name = "x".repeat(200_000);
+    let err = bus
+        .publish_json_blocking(&name, 1, b"{}", PublishOptions::new())
+        .unwrap_err();
+    let IngestError::UnknownEvent { name: shown, close } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(close.is_empty());
+    assert_eq!(shown.chars().count(), 81, "80 characters and an ellipsis");
+    assert!(err.to_string().len() < 200);
+}

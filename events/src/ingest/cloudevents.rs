@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{IngestError, decode, parse};
+use super::{IngestError, clip, decode, parse};
 use crate::bus::Bus;
 use crate::envelope::{EventId, Meta, PublishOptions};
 use crate::event::{AnyEvent, EventInfo};
@@ -160,7 +160,7 @@ fn event_id(attribute: &str, text: &str) -> Result<EventId, IngestError> {
     text.parse().map_err(|_| {
         bad(
             attribute,
-            format!("expected an event id (a UUID), got `{text}`"),
+            format!("expected an event id (a UUID), got `{}`", clip(text)),
         )
     })
 }
@@ -272,9 +272,7 @@ impl Bus {
         };
         let spec = required(&ce, "specversion")?;
         if spec != "1.0" {
-            return Err(IngestError::UnsupportedSpecVersion {
-                found: spec.to_owned(),
-            });
+            return Err(IngestError::UnsupportedSpecVersion { found: clip(spec) });
         }
         let id = required(&ce, "id")?.to_owned();
         let source = required(&ce, "source")?.to_owned();
@@ -283,15 +281,21 @@ impl Bus {
             .map(|t| {
                 OffsetDateTime::parse(t, &Rfc3339)
                     .map(std::time::SystemTime::from)
-                    .map_err(|_| bad("time", format!("expected an RFC 3339 timestamp, got `{t}`")))
+                    .map_err(|_| {
+                        bad(
+                            "time",
+                            format!("expected an RFC 3339 timestamp, got `{}`", clip(t)),
+                        )
+                    })
             })
             .transpose()?;
         if let Some(media) = optional_str(&ce, "datacontenttype")? {
             if !is_json_media_type(media) {
                 return Err(IngestError::UnsupportedData {
                     reason: format!(
-                        "`datacontenttype` is `{media}`; events carry JSON data \
-                         (`application/json` or another `*/json`, `*/*+json` type)"
+                        "`datacontenttype` is `{}`; events carry JSON data \
+                         (`application/json` or another `*/json`, `*/*+json` type)",
+                        clip(media)
                     ),
                 });
             }
@@ -326,7 +330,8 @@ impl Bus {
                 return Err(bad(
                     "dataschema",
                     format!(
-                        "`{schema}` is not the schema of `{}` v{}: `{}`",
+                        "`{}` is not the schema of `{}` v{}: `{}`",
+                        clip(schema),
                         info.name,
                         info.version,
                         info.schema_id()

@@ -54,7 +54,7 @@ pub(crate) type ValidatorCell = OnceLock<Result<jsonschema::Validator, String>>;
 
 /// Every event type by name, then version.
 pub(crate) struct Catalog {
-    by_name: HashMap<&'static str, Vec<&'static EventInfo>, BuildHasherDefault<Fnv>>,
+    by_name: HashMap<&'static str, Vec<&'static EventInfo>, BuildHasherDefault<WordHash>>,
 }
 
 /// A multiply-rotate hash over 8-byte words: event names are short keys and SipHash would
@@ -62,9 +62,9 @@ pub(crate) struct Catalog {
 /// up, never inserted: the table holds only this binary's names, so crafted collisions
 /// could at worst slow one lookup over a few dozen entries.)
 #[derive(Default)]
-pub(crate) struct Fnv(u64);
+pub(crate) struct WordHash(u64);
 
-impl std::hash::Hasher for Fnv {
+impl std::hash::Hasher for WordHash {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -81,8 +81,11 @@ impl std::hash::Hasher for Fnv {
 
 impl Catalog {
     pub(crate) fn new(events: &[&'static EventInfo]) -> Catalog {
-        let mut by_name: HashMap<&'static str, Vec<&'static EventInfo>, BuildHasherDefault<Fnv>> =
-            HashMap::default();
+        let mut by_name: HashMap<
+            &'static str,
+            Vec<&'static EventInfo>,
+            BuildHasherDefault<WordHash>,
+        > = HashMap::default();
         for e in events {
             by_name.entry(e.name).or_default().push(e);
         }
@@ -95,10 +98,7 @@ impl Catalog {
     /// The event type `name` at `version`, or why there is none.
     pub(crate) fn find(&self, name: &str, version: u32) -> Result<&'static EventInfo, IngestError> {
         let Some(versions) = self.by_name.get(name) else {
-            return Err(IngestError::UnknownEvent {
-                name: name.to_owned(),
-                close: self.close_to(name),
-            });
+            return Err(self.unknown(name));
         };
         versions
             .iter()
@@ -115,15 +115,25 @@ impl Catalog {
     pub(crate) fn newest(&self, name: &str) -> Result<u32, IngestError> {
         match self.by_name.get(name).and_then(|v| v.last()) {
             Some(info) => Ok(info.version),
-            None => Err(IngestError::UnknownEvent {
-                name: name.to_owned(),
-                close: self.close_to(name),
-            }),
+            None => Err(self.unknown(name)),
         }
     }
 
-    /// Up to five known names close to `name`, closest first.
+    /// The error for a name no event has: the name (clipped: it came from outside) and the
+    /// known names close to it.
+    fn unknown(&self, name: &str) -> IngestError {
+        IngestError::UnknownEvent {
+            name: clip(name),
+            close: self.close_to(name),
+        }
+    }
+
+    /// Up to five known names close to `name`, closest first. Names longer than any event
+    /// name could be are not compared: the distance costs length times length.
     fn close_to(&self, name: &str) -> Vec<&'static str> {
+        if name.len() > 128 {
+            return Vec::new();
+        }
         let mut scored: Vec<(usize, &'static str)> = self
             .by_name
             .keys()
@@ -132,6 +142,14 @@ impl Catalog {
             .collect();
         scored.sort();
         scored.into_iter().take(5).map(|(_, k)| k).collect()
+    }
+}
+
+/// `text` from outside, cut to 80 characters for an error message.
+pub(crate) fn clip(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
@@ -353,6 +371,14 @@ mod tests {
         assert!(deeper_than(&v("[]"), 0));
         assert!(!deeper_than(&v("[[]]"), 2));
         assert!(deeper_than(&v("[[[]]]"), 2));
+    }
+
+    #[test]
+    fn echoed_input_is_clipped() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(100);
+        assert_eq!(clip(&long).chars().count(), 81);
+        assert!(clip(&long).ends_with('…'));
     }
 
     #[test]
