@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use crate::envelope::{EventId, Lineage, Meta};
+use crate::envelope::{EventId, Lineage, Meta, NoOptions};
 use crate::event::Event;
 use crate::receipt::Receipt;
 
@@ -43,27 +43,27 @@ impl Context {
     /// Publishes a child event and runs its handlers, like [`Bus::publish`].
     pub async fn publish<E: Event>(&self, event: E) -> Result<Receipt, PublishError> {
         self.bus
-            .publish_from(event, Some(self.meta.lineage()), None)
+            .publish_from(event, Some(self.meta.lineage()), NoOptions)
             .await
     }
 
     /// Emits a child event to the background queue, like [`Bus::emit`].
     pub async fn emit<E: Event>(&self, event: E) -> Result<EventId, PublishError> {
         self.bus
-            .emit_from(event, Some(self.meta.lineage()), None)
+            .emit_from(event, Some(self.meta.lineage()), NoOptions)
             .await
     }
 
     /// Emits a child event without waiting for room, like [`Bus::try_emit`].
     pub fn try_emit<E: Event>(&self, event: E) -> Result<EventId, PublishError> {
         self.bus
-            .try_emit_from(event, Some(self.meta.lineage()), None)
+            .try_emit_from(event, Some(self.meta.lineage()), NoOptions)
     }
 
     /// Publishes a child event from a synchronous handler, like [`Bus::publish_blocking`].
     pub fn publish_blocking<E: Event>(&self, event: E) -> Result<Receipt, PublishError> {
         self.bus
-            .publish_blocking_from(event, Some(self.meta.lineage()), None)
+            .publish_blocking_from(event, Some(self.meta.lineage()), NoOptions)
     }
 }
 

@@ -245,10 +245,12 @@ static NO_METADATA: Metadata = Metadata::new();
 
 impl Meta {
     /// The event's id.
+    #[inline]
     pub fn id(&self) -> EventId {
         self.id
     }
     /// The event's name.
+    #[inline]
     pub fn name(&self) -> &'static str {
         self.info.name
     }
@@ -278,14 +280,17 @@ impl Meta {
         self.extra.as_ref().and_then(|e| e.target.as_deref())
     }
     /// The id shared by every event of one flow; a root event's own id.
+    #[inline]
     pub fn correlation_id(&self) -> EventId {
         self.extra.as_ref().map_or(self.id, |e| e.correlation_id)
     }
     /// The id of the event whose handler published this one; `None` for a root event.
+    #[inline]
     pub fn causation_id(&self) -> Option<EventId> {
         self.extra.as_ref().and_then(|e| e.causation_id)
     }
     /// How many parents the event has: 0 for a root event.
+    #[inline]
     pub fn depth(&self) -> u32 {
         self.extra.as_ref().map_or(0, |e| e.depth)
     }
@@ -326,21 +331,27 @@ impl Meta {
 
     /// The envelope of a new event of type `info` on a bus whose source is `source`.
     #[inline(always)]
-    pub(crate) fn new(
+    pub(crate) fn new<O: Options>(
         info: &'static EventInfo,
         source: &'static str,
         parent: Option<Lineage>,
-        options: Option<PublishOptions>,
+        options: O,
     ) -> Meta {
         let (mut id, mut time) = EventId::now();
-        let extra = if parent.is_none() && options.is_none() {
+        // Decided at compile time for the entry points without options: no options value
+        // exists on that path, so none is moved, checked or dropped.
+        let options = if O::NONE {
             None
         } else {
-            if let Some(o) = &options {
+            options.into_options()
+        };
+        let extra = match options {
+            None => parent.map(|parent| Extra::child(id, parent)),
+            Some(o) => {
                 id = o.id.unwrap_or(id);
                 time = o.time.map_or(time, nanos_since_epoch);
+                Some(Extra::new(id, parent, o))
             }
-            Some(Extra::new(id, parent, options))
         };
         Meta {
             id,
@@ -353,10 +364,15 @@ impl Meta {
 }
 
 impl Extra {
-    /// What a child event, or one published with options, carries beyond a root event.
+    /// What a child event published without options carries beyond a root event.
     #[inline(never)]
-    fn new(id: EventId, parent: Option<Lineage>, options: Option<PublishOptions>) -> Box<Extra> {
-        let options = options.unwrap_or_default();
+    fn child(id: EventId, parent: Lineage) -> Box<Extra> {
+        Extra::new(id, Some(parent), PublishOptions::default())
+    }
+
+    /// What an event published with options carries beyond a root event.
+    #[inline(never)]
+    fn new(id: EventId, parent: Option<Lineage>, options: PublishOptions) -> Box<Extra> {
         Box::new(Extra {
             correlation_id: options
                 .correlation_id
@@ -389,6 +405,41 @@ impl fmt::Debug for Meta {
             .field("priority", &self.priority())
             .field("expires_at", &self.expires_at())
             .finish()
+    }
+}
+
+/// Publish options, or their absence known at compile time.
+pub(crate) trait Options {
+    /// `true` for [`NoOptions`]: the root fast path.
+    const NONE: bool;
+    /// The options, if any.
+    fn into_options(self) -> Option<PublishOptions>;
+}
+
+/// No options: what the entry points without `_with` pass.
+pub(crate) struct NoOptions;
+
+impl Options for NoOptions {
+    const NONE: bool = true;
+    #[inline(always)]
+    fn into_options(self) -> Option<PublishOptions> {
+        None
+    }
+}
+
+impl Options for PublishOptions {
+    const NONE: bool = false;
+    #[inline(always)]
+    fn into_options(self) -> Option<PublishOptions> {
+        Some(self)
+    }
+}
+
+impl Options for Option<PublishOptions> {
+    const NONE: bool = false;
+    #[inline(always)]
+    fn into_options(self) -> Option<PublishOptions> {
+        self
     }
 }
 

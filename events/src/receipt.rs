@@ -93,11 +93,19 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    #[inline]
     pub(crate) fn new(ctx: Context, route: Route, outcomes: Outcomes) -> Receipt {
         let Context { bus, meta, .. } = ctx;
+        let (id, name) = (meta.id, meta.name());
+        if meta.extra.is_some() {
+            drop_meta(meta);
+        } else {
+            // Nothing to free: no call to the drop glue on the root fast path.
+            std::mem::forget(meta);
+        }
         Receipt {
-            id: meta.id,
-            name: meta.name(),
+            id,
+            name,
             bus,
             route,
             outcomes,
@@ -171,6 +179,12 @@ impl Receipt {
     pub fn is_ok(&self) -> bool {
         !self.outcomes.exceptions.iter().any(|(_, o)| o.is_failure())
     }
+}
+
+/// Frees a child's or an optioned event's envelope.
+#[inline(never)]
+fn drop_meta(meta: crate::envelope::Meta) {
+    drop(meta);
 }
 
 impl fmt::Debug for Receipt {

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::{Bus, Slot, Target};
 use crate::context::Context;
-use crate::envelope::{Lineage, Meta, PublishOptions};
+use crate::envelope::{Lineage, Meta, NoOptions, Options, PublishOptions};
 use crate::event::{AnyEvent, Event, Payload};
 use crate::handler::{Call, HandlerError, Invocation};
 use crate::receipt::{Outcome, Receipt};
@@ -76,7 +76,7 @@ impl Bus {
     /// # Errors
     /// [`PublishError`] when the event cannot be published at all; then no handler ran.
     pub async fn publish<E: Event>(&self, event: E) -> Result<Receipt, PublishError> {
-        self.publish_from(event, None, None).await
+        self.publish_from(event, None, NoOptions).await
     }
 
     /// [`publish`](Self::publish) with a correlation id, source or metadata.
@@ -85,7 +85,7 @@ impl Bus {
         event: E,
         options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
-        self.publish_from(event, None, Some(options)).await
+        self.publish_from(event, None, options).await
     }
 
     /// [`publish`](Self::publish)es each event in order; one result per event.
@@ -95,7 +95,7 @@ impl Bus {
     ) -> Vec<Result<Receipt, PublishError>> {
         let mut out = Vec::new();
         for event in events {
-            out.push(self.publish_from(event, None, None).await);
+            out.push(self.publish_from(event, None, NoOptions).await);
         }
         out
     }
@@ -107,7 +107,7 @@ impl Bus {
     /// # Errors
     /// As [`publish`](Self::publish).
     pub fn publish_blocking<E: Event>(&self, event: E) -> Result<Receipt, PublishError> {
-        self.publish_blocking_from(event, None, None)
+        self.publish_blocking_from(event, None, NoOptions)
     }
 
     /// [`publish_blocking`](Self::publish_blocking) with a correlation id, source or metadata.
@@ -116,7 +116,7 @@ impl Bus {
         event: E,
         options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
-        self.publish_blocking_from(event, None, Some(options))
+        self.publish_blocking_from(event, None, options)
     }
 
     /// Publishes with the given lineage and options. Marked `inline(always)` so that the
@@ -127,7 +127,7 @@ impl Bus {
         &self,
         event: E,
         parent: Option<Lineage>,
-        options: Option<PublishOptions>,
+        options: impl Options,
     ) -> Result<Receipt, PublishError> {
         let ctx = self.context::<E>(parent, options)?;
         if !self.inner.observers.is_empty() {
@@ -153,7 +153,7 @@ impl Bus {
         &self,
         event: E,
         parent: Option<Lineage>,
-        options: Option<PublishOptions>,
+        options: impl Options,
     ) -> Result<Receipt, PublishError> {
         let ctx = self.context::<E>(parent, options)?;
         Ok(self.dispatch_blocking(event, ctx))
@@ -190,7 +190,7 @@ impl Bus {
     pub(crate) fn context<E: Event>(
         &self,
         parent: Option<Lineage>,
-        options: Option<PublishOptions>,
+        options: impl Options,
     ) -> Result<Context, PublishError> {
         Ok(Context {
             bus: self.clone(),
@@ -204,7 +204,7 @@ impl Bus {
     pub(crate) fn meta<E: Event>(
         &self,
         parent: Option<Lineage>,
-        options: Option<PublishOptions>,
+        options: impl Options,
     ) -> Result<Meta, PublishError> {
         self.try_meta::<E>(parent, options)
             .map_err(|e| self.refused(E::NAME, e))
@@ -221,18 +221,18 @@ impl Bus {
     fn try_meta<E: Event>(
         &self,
         parent: Option<Lineage>,
-        options: Option<PublishOptions>,
+        options: impl Options,
     ) -> Result<Meta, PublishError> {
         self.try_meta_of(E::info(), parent, options)
     }
 
     /// [`try_meta`](Self::try_meta) for a type known by its catalog entry.
     #[inline(always)]
-    pub(crate) fn try_meta_of(
+    pub(crate) fn try_meta_of<O: Options>(
         &self,
         info: &'static crate::EventInfo,
         parent: Option<Lineage>,
-        options: Option<PublishOptions>,
+        options: O,
     ) -> Result<Meta, PublishError> {
         self.inner.lifecycle.check(info.name)?;
         // Published from inside a handler without its `Context`: still a child.
@@ -247,8 +247,10 @@ impl Bus {
                 });
             }
         }
+        let no_options = O::NONE;
         let meta = Meta::new(info, self.inner.source, parent, options);
-        if meta.is_expired() {
+        // Only options set an expiry.
+        if !no_options && meta.is_expired() {
             return Err(PublishError::Expired { name: info.name });
         }
         Ok(meta)

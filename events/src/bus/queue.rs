@@ -19,7 +19,7 @@ use tracing::Instrument;
 use super::dispatch::run;
 use super::{Bus, Inner, Outcomes, PublishError};
 use crate::context::Context;
-use crate::envelope::{EventId, Lineage, Meta, PublishOptions};
+use crate::envelope::{EventId, Lineage, Meta, NoOptions, Options, PublishOptions};
 use crate::event::{Event, Payload};
 
 /// How many times an idle worker yields, looking for work, before it parks.
@@ -327,7 +327,7 @@ impl Bus {
     /// [`PublishError::NoRuntime`] outside a tokio runtime, [`PublishError::TooDeep`],
     /// [`PublishError::Closed`].
     pub async fn emit<E: Event>(&self, event: E) -> Result<EventId, PublishError> {
-        self.emit_from(event, None, None).await
+        self.emit_from(event, None, NoOptions).await
     }
 
     /// [`emit`](Self::emit) with a correlation id, source or metadata.
@@ -336,7 +336,7 @@ impl Bus {
         event: E,
         options: PublishOptions,
     ) -> Result<EventId, PublishError> {
-        self.emit_from(event, None, Some(options)).await
+        self.emit_from(event, None, options).await
     }
 
     /// Like [`emit`](Self::emit), but waits at most `timeout` for room, then refuses with
@@ -346,7 +346,7 @@ impl Bus {
         event: E,
         timeout: std::time::Duration,
     ) -> Result<EventId, PublishError> {
-        match tokio::time::timeout(timeout, self.emit_from(event, None, None)).await {
+        match tokio::time::timeout(timeout, self.emit_from(event, None, NoOptions)).await {
             Ok(result) => result,
             Err(_) => Err(self.refused(
                 E::NAME,
@@ -364,7 +364,7 @@ impl Bus {
     /// # Errors
     /// [`PublishError::QueueFull`] when the queue is full: the event was not queued.
     pub fn try_emit<E: Event>(&self, event: E) -> Result<EventId, PublishError> {
-        self.try_emit_from(event, None, None)
+        self.try_emit_from(event, None, NoOptions)
     }
 
     /// Makes the envelope now (not when the returned future is first polled, so that the
@@ -374,7 +374,7 @@ impl Bus {
         &self,
         event: E,
         parent: Option<Lineage>,
-        options: Option<PublishOptions>,
+        options: impl Options,
     ) -> impl Future<Output = Result<EventId, PublishError>> + Send + '_ {
         let prepared = self.prepare(event, parent, options);
         async move {
@@ -430,7 +430,7 @@ impl Bus {
         &self,
         event: E,
         parent: Option<Lineage>,
-        options: Option<PublishOptions>,
+        options: impl Options,
     ) -> Result<EventId, PublishError> {
         let Prepared {
             job,
@@ -460,7 +460,7 @@ impl Bus {
         &self,
         event: E,
         parent: Option<Lineage>,
-        options: Option<PublishOptions>,
+        options: impl Options,
     ) -> Result<Prepared, PublishError> {
         let job = self.job(event, parent, options)?;
         let (priority, id) = (job.meta.priority(), job.meta.id);
@@ -486,7 +486,7 @@ impl Bus {
         &self,
         event: E,
         parent: Option<Lineage>,
-        options: Option<PublishOptions>,
+        options: impl Options,
     ) -> Result<Job, PublishError> {
         self.inner.queue.start(&self.inner)?;
         let meta = self.meta::<E>(parent, options)?;
@@ -507,7 +507,7 @@ impl Bus {
     ) -> Vec<Result<EventId, PublishError>> {
         let mut out = Vec::new();
         for event in events {
-            out.push(self.emit_from(event, None, None).await);
+            out.push(self.emit_from(event, None, NoOptions).await);
         }
         out
     }

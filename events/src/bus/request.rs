@@ -12,7 +12,7 @@ use super::dispatch::{
     Outcomes, call_limited, handler_span, outcome, publish_span, run, settle, spans_on,
 };
 use super::{Bus, PublishError, Slot, Target};
-use crate::envelope::PublishOptions;
+use crate::envelope::{Options, PublishOptions};
 use crate::event::Query;
 use crate::handler::{Call, HandlerError, Invocation};
 use crate::receipt::Outcome;
@@ -145,7 +145,7 @@ impl Bus {
     async fn ask<Q: Query>(
         &self,
         query: Q,
-        options: Option<PublishOptions>,
+        options: impl Options,
         timeout: Duration,
     ) -> Result<Q::Response, RequestError> {
         let ctx = self.context::<Q>(None, options)?;
