@@ -171,6 +171,14 @@ pub const fn assert_pattern_allowed<E: HandlerEvent + ?Sized>() {
     );
 }
 
+/// Fails to compile when a wildcard handler is marked `durable`.
+pub const fn assert_durable_allowed<E: HandlerEvent + ?Sized>() {
+    assert!(
+        E::EVENT.is_some(),
+        "`#[handler(durable)]` needs a typed handler (`&E` for one event type): the store keeps a checkpoint per handler and event type"
+    );
+}
+
 /// Everything `#[handler]` knows about a handler.
 #[derive(Debug)]
 pub struct HandlerSpec {
@@ -198,6 +206,10 @@ pub struct HandlerSpec {
     pub timeout_ms: Option<u64>,
     /// `#[handler(retry(..))]`.
     pub retry: Option<crate::RetryPolicy>,
+    /// `#[handler(durable)]`.
+    pub durable: bool,
+    /// `false` for `#[handler(replay = false)]`.
+    pub replay: bool,
     /// Where it is defined.
     pub file: &'static str,
     /// Where it is defined.
@@ -220,6 +232,8 @@ impl HandlerInfo {
             concurrency: spec.concurrency,
             timeout_ms: spec.timeout_ms,
             retry: spec.retry,
+            durable: spec.durable,
+            replay: spec.replay,
             file: spec.file,
             line: spec.line,
         }

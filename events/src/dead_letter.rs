@@ -29,6 +29,8 @@ pub struct DeadLetter {
     pub error: String,
     /// Whether it was a permanent failure (or a panic) rather than retries running out.
     pub permanent: bool,
+    /// The event's sequence number in the bus's store, if the bus has one.
+    pub sequence: Option<u64>,
     /// How many times the handler ran for this event.
     pub attempts: u32,
     /// When it first failed for this event.
@@ -130,6 +132,17 @@ impl Queue {
         }
     }
 
+    /// Puts letters loaded from a store back, and numbers new ones after them. With a store
+    /// the queue is not bounded: the store keeps every letter.
+    pub(crate) fn restore(&self, restored: Vec<DeadLetter>) {
+        let mut letters = self.lock();
+        let next = restored.iter().map(|d| d.id + 1).max().unwrap_or(1);
+        self.next
+            .fetch_max(next, std::sync::atomic::Ordering::Relaxed);
+        letters.extend(restored);
+        letters.make_contiguous().sort_by_key(|d| d.id);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DeadLetter>> {
         self.letters.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -153,6 +166,7 @@ impl Bus {
                 .next
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             meta: ctx.meta.clone(),
+            sequence: ctx.sequence(),
             payload,
             handler: handler.to_owned(),
             error,
@@ -166,8 +180,9 @@ impl Bus {
             attempts = letter.attempts, error = %letter.error, "event dead-lettered"
         );
         self.inner.observers.dead_lettered(&letter);
+        self.store_dead_letter(&letter);
         let mut letters = queue.lock();
-        if letters.len() >= queue.capacity {
+        if letters.len() >= queue.capacity && self.inner.store.is_none() {
             if let Some(old) = letters.pop_front() {
                 tracing::warn!(
                     event = old.meta.name(), event_id = %old.meta.id(), handler = %old.handler,
@@ -204,7 +219,13 @@ impl Bus {
     pub fn discard_dead_letters(&self, filter: &DeadLetterFilter) -> usize {
         let mut letters = self.inner.dead_letters.lock();
         let before = letters.len();
-        letters.retain(|d| !filter.matches(d));
+        letters.retain(|d| {
+            let discard = filter.matches(d);
+            if discard {
+                self.unstore_dead_letter(d.id);
+            }
+            !discard
+        });
         before - letters.len()
     }
 
@@ -223,10 +244,13 @@ impl Bus {
             return false;
         };
         self.inner.dead_letters.lock().retain(|d| d.id != id);
+        self.unstore_dead_letter(id);
         let ctx = Context {
             bus: self.clone(),
             meta: letter.meta,
             attempt: letter.attempts + 1,
+            sequence: letter.sequence.unwrap_or(0),
+            replay: None,
         };
         crate::bus::run_one(&slot, &*event, &ctx).await;
         true

@@ -363,6 +363,33 @@ impl Meta {
     }
 }
 
+impl Meta {
+    /// The envelope of a stored event, as it was published; `info` is the type it is
+    /// decoded as (the stored version's, or a later one's after upcasting).
+    pub(crate) fn restore(
+        info: &'static EventInfo,
+        source: &'static str,
+        stored: &crate::store::StoredEvent,
+    ) -> Meta {
+        Meta {
+            id: stored.id,
+            time: stored.time,
+            info,
+            source,
+            extra: Some(Box::new(Extra {
+                correlation_id: stored.correlation_id,
+                causation_id: stored.causation_id,
+                depth: stored.depth,
+                source: Some(stored.source.as_str().into()),
+                target: stored.target.as_deref().map(Into::into),
+                metadata: stored.metadata.clone(),
+                priority: Some(stored.priority),
+                expires_at: None,
+            })),
+        }
+    }
+}
+
 impl Extra {
     /// What a child event published without options carries beyond a root event.
     #[inline(never)]

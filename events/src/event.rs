@@ -274,6 +274,13 @@ pub trait Payload: Any + Send + Sync {
     fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
     /// The event as `Any`, to downcast.
     fn as_any(&self) -> &(dyn Any + Send + Sync);
+    /// The payload as JSON text (what an event store keeps).
+    ///
+    /// # Errors
+    /// When the type's `Serialize` implementation fails.
+    fn to_json_text(&self) -> Result<String, serde_json::Error> {
+        self.to_json().map(|v| v.to_string())
+    }
     /// The payload as JSON with every `#[event(redact)]` field replaced by `"[redacted]"`:
     /// what logs, error reports and dead-letter dumps show. Handlers still get the values.
     ///
@@ -302,6 +309,9 @@ impl<E: Event> Payload for E {
     }
     fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         serde_json::to_value(self)
+    }
+    fn to_json_text(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
     }
     #[inline]
     fn as_any(&self) -> &(dyn Any + Send + Sync) {

@@ -389,6 +389,8 @@ pub struct HandlerInfo {
     pub(crate) concurrency: Option<u32>,
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) retry: Option<crate::RetryPolicy>,
+    pub(crate) durable: bool,
+    pub(crate) replay: bool,
     pub(crate) file: &'static str,
     pub(crate) line: u32,
 }
@@ -442,6 +444,17 @@ impl HandlerInfo {
     /// Its own retry policy (`#[handler(retry(..))]`), if it has one.
     pub fn retry(&self) -> Option<crate::RetryPolicy> {
         self.retry
+    }
+    /// Whether it is `#[handler(durable)]`: with an event store, its deliveries are recorded,
+    /// [`Bus::recover`](crate::Bus::recover) completes the ones a crash interrupted, and a
+    /// new durable handler catches up from the beginning of the history.
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+    /// Whether [`Bus::replay`](crate::Bus::replay) may deliver to it: `false` for
+    /// `#[handler(replay = false)]` (handlers with side effects, such as sending mail).
+    pub fn replays(&self) -> bool {
+        self.replay
     }
     /// The module it is defined in, e.g. `my_crate::billing`.
     pub fn module(&self) -> &'static str {

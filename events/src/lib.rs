@@ -82,13 +82,15 @@ mod pattern;
 mod receipt;
 mod registry;
 mod retry;
+pub mod store;
 
 #[doc(hidden)]
 pub mod __private;
 
 pub use bus::{
-    Bus, BusBuilder, PublishError, Request, RequestError, ShutdownReport, SubscribeOptions,
-    Subscription, SubscriptionInfo, Unprocessed,
+    Bus, BusBuilder, PublishError, Recovery, Replay, ReplayError, ReplayProgress, ReplayReport,
+    Request, RequestError, ShutdownReport, SubscribeOptions, Subscription, SubscriptionInfo,
+    Unprocessed,
 };
 pub use context::{Context, spawn};
 pub use dead_letter::{DeadLetter, DeadLetterFilter};

@@ -86,6 +86,7 @@ pub struct HandlerOutcome<'a> {
 pub struct Receipt {
     pub(crate) id: EventId,
     pub(crate) name: &'static str,
+    sequence: u64,
     /// The bus the event was published on (moved out of the handlers' `Context`).
     bus: Bus,
     route: Route,
@@ -95,7 +96,12 @@ pub struct Receipt {
 impl Receipt {
     #[inline]
     pub(crate) fn new(ctx: Context, route: Route, outcomes: Outcomes) -> Receipt {
-        let Context { bus, meta, .. } = ctx;
+        let Context {
+            bus,
+            meta,
+            sequence,
+            ..
+        } = ctx;
         let (id, name) = (meta.id, meta.name());
         if meta.extra.is_some() {
             drop_meta(meta);
@@ -106,6 +112,7 @@ impl Receipt {
         Receipt {
             id,
             name,
+            sequence,
             bus,
             route,
             outcomes,
@@ -122,6 +129,12 @@ impl Receipt {
     /// The published event's id.
     pub fn event_id(&self) -> EventId {
         self.id
+    }
+
+    /// The event's sequence number in the bus's [store](crate::store), if the bus has one:
+    /// the event was stored before any handler ran.
+    pub fn sequence(&self) -> Option<u64> {
+        (self.sequence != 0).then_some(self.sequence)
     }
 
     /// The published event's name.

@@ -5,8 +5,8 @@ use syn::parse::Parser;
 use crate::ctxt::Ctxt;
 use crate::lit;
 
-const KEYS: &str =
-    "`name`, `priority`, `filter`, `pattern`, `concurrency`, `timeout`, `retry(..)`, `crate`";
+const KEYS: &str = "`name`, `priority`, `filter`, `pattern`, `concurrency`, `timeout`, `retry(..)`, `durable`, \
+     `replay`, `crate`";
 
 pub(crate) struct Options {
     pub(crate) name: Option<syn::LitStr>,
@@ -21,6 +21,10 @@ pub(crate) struct Options {
     pub(crate) timeout: Option<(u64, syn::Path)>,
     /// `retry(max = .., backoff = .., base = .., max_delay = .., jitter = ..)`.
     pub(crate) retry: Option<Retry>,
+    /// `durable`: the path, for errors.
+    pub(crate) durable: Option<syn::Path>,
+    /// `replay = false`.
+    pub(crate) replay: bool,
     pub(crate) krate: syn::Path,
 }
 
@@ -34,6 +38,8 @@ impl Options {
             concurrency: None,
             timeout: None,
             retry: None,
+            durable: None,
+            replay: true,
             krate: syn::parse_quote!(::events),
         };
         let mut seen: Vec<String> = Vec::new();
@@ -91,6 +97,19 @@ impl Options {
                 }
                 "crate" => opts.krate = lit::path(&meta, "crate")?,
                 "retry" => opts.retry = Some(Retry::parse(cx, &meta)?),
+                "durable" => {
+                    if !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
+                        return Err(meta.error("`durable` is a flag: write `#[handler(durable)]`"));
+                    }
+                    opts.durable = Some(meta.path.clone());
+                }
+                "replay" => {
+                    let v: syn::LitBool = meta
+                        .value()?
+                        .parse()
+                        .map_err(|e| syn::Error::new(e.span(), "write `replay = false`"))?;
+                    opts.replay = v.value;
+                }
                 _ => {
                     cx.error(
                         &meta.path,

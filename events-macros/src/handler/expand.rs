@@ -184,6 +184,14 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
         }
         None => quote!(::core::option::Option::None),
     };
+    let durable = opts.durable.is_some();
+    let durable_check = match &opts.durable {
+        Some(path) => {
+            quote_spanned!(path.span()=> const _: () = __events_p::assert_durable_allowed::<#ev>();)
+        }
+        None => TokenStream::new(),
+    };
+    let replay = opts.replay;
     let timeout_ms = match &opts.timeout {
         Some((ms, _)) => quote!(::core::option::Option::Some(#ms)),
         None => quote!(::core::option::Option::None),
@@ -200,6 +208,7 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
             #call_fn
             #filter_fn
             #pattern_check
+            #durable_check
 
             static __EVENTS_HANDLER: __events_p::HandlerInfo = __events_p::HandlerInfo::__new(
                 __events_p::HandlerSpec {
@@ -215,6 +224,8 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
                     concurrency: #concurrency,
                     timeout_ms: #timeout_ms,
                     retry: #retry,
+                    durable: #durable,
+                    replay: #replay,
                     file: ::core::file!(),
                     line: ::core::line!(),
                 },

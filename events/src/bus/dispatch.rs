@@ -64,6 +64,15 @@ pub enum PublishError {
     /// The bus was shut down ([`Bus::shutdown`]) and takes no more events.
     #[error("the bus was shut down and takes no more events")]
     Closed,
+    /// The bus's store did not take the event; no handler ran.
+    #[error("event `{name}` was not stored, so it was not published: {source}")]
+    Store {
+        /// The event's name.
+        name: &'static str,
+        /// What the store said.
+        #[source]
+        source: crate::store::StoreError,
+    },
 }
 
 impl Bus {
@@ -129,7 +138,10 @@ impl Bus {
         parent: Option<Lineage>,
         options: impl Options,
     ) -> Result<Receipt, PublishError> {
-        let ctx = self.context::<E>(parent, options)?;
+        let mut ctx = self.context::<E>(parent, options)?;
+        if let Some(store) = &self.inner.store {
+            ctx.sequence = self.append(&**store, &event, &ctx.meta).await?;
+        }
         if !self.inner.observers.is_empty() {
             self.inner.observers.published(&ctx.meta);
         }
@@ -155,7 +167,10 @@ impl Bus {
         parent: Option<Lineage>,
         options: impl Options,
     ) -> Result<Receipt, PublishError> {
-        let ctx = self.context::<E>(parent, options)?;
+        let mut ctx = self.context::<E>(parent, options)?;
+        if let Some(store) = &self.inner.store {
+            ctx.sequence = crate::store::block_on(self.append(&**store, &event, &ctx.meta))?;
+        }
         Ok(self.dispatch_blocking(event, ctx))
     }
 
@@ -196,6 +211,8 @@ impl Bus {
             bus: self.clone(),
             meta: self.meta::<E>(parent, options)?,
             attempt: 1,
+            sequence: 0,
+            replay: None,
         })
     }
 
@@ -269,6 +286,8 @@ impl Bus {
                 .try_meta_of(info, None, (!options.is_empty()).then_some(options))
                 .map_err(|e| self.refused(info.name, e))?,
             attempt: 1,
+            sequence: 0,
+            replay: None,
         })
     }
 
@@ -280,7 +299,10 @@ impl Bus {
         options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
         let info = event.info();
-        let ctx = self.context_of(info, options)?;
+        let mut ctx = self.context_of(info, options)?;
+        if let Some(store) = &self.inner.store {
+            ctx.sequence = self.append(&**store, &*event, &ctx.meta).await?;
+        }
         if !self.inner.observers.is_empty() {
             self.inner.observers.published(&ctx.meta);
         }
@@ -305,7 +327,10 @@ impl Bus {
         options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
         let info = event.info();
-        let ctx = self.context_of(info, options)?;
+        let mut ctx = self.context_of(info, options)?;
+        if let Some(store) = &self.inner.store {
+            ctx.sequence = crate::store::block_on(self.append(&**store, &*event, &ctx.meta))?;
+        }
         Ok(self.dispatch_blocking_any(&*event, info.type_id(), ctx))
     }
 }
@@ -576,6 +601,9 @@ pub(crate) async fn run(
         };
         settle(i, slot, Some(payload), ctx, outcomes, outcome, start);
     }
+    if ctx.sequence != 0 {
+        super::durable::record_deliveries(slots, ctx, outcomes);
+    }
 }
 
 /// Runs the synchronous slots in order; async ones are marked skipped.
@@ -597,6 +625,9 @@ fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: 
                 step => settle_blocking(i, slot, payload, ctx, outcomes, step),
             }
         }
+        if ctx.sequence != 0 {
+            super::durable::record_deliveries(slots, ctx, outcomes);
+        }
         return;
     }
     for (i, slot) in slots.iter().enumerate() {
@@ -612,6 +643,9 @@ fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: 
             step => blocking_outcome(step, payload, ctx),
         };
         settle(i, slot, Some(payload), ctx, outcomes, outcome, start);
+    }
+    if ctx.sequence != 0 {
+        super::durable::record_deliveries(slots, ctx, outcomes);
     }
 }
 
@@ -668,6 +702,8 @@ fn upcast(
                     bus: ctx.bus.clone(),
                     meta,
                     attempt: ctx.attempt,
+                    sequence: ctx.sequence,
+                    replay: ctx.replay.clone(),
                 },
             ))
         }
@@ -691,7 +727,13 @@ async fn run_upcast(
         Ok((next, ctx)) => {
             let route = ctx.bus.route(to.type_id());
             let slots = ctx.bus.slots_of(&route, to.type_id());
-            Box::pin(run(slots, &*next, &ctx, &mut Outcomes::default())).await;
+            match &ctx.replay {
+                None => Box::pin(run(slots, &*next, &ctx, &mut Outcomes::default())).await,
+                Some(selection) => {
+                    let chosen = selection.choose(slots);
+                    Box::pin(run(&chosen, &*next, &ctx, &mut Outcomes::default())).await;
+                }
+            }
             Outcome::Delivered
         }
         Err(failed) => failed,
@@ -768,16 +810,23 @@ fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: Handler
     };
     let after = policy.jittered_delay(ctx.attempt);
     let attempt = ctx.attempt + 1;
-    let (slot, bus, meta, decode) = (
+    let (slot, bus, meta, decode, sequence) = (
         slot.clone(),
         ctx.bus.clone(),
         ctx.meta.clone(),
         ctx.meta.info.decode,
+        ctx.sequence,
     );
     runtime.spawn(async move {
         tokio::time::sleep(after).await;
         let Ok(event) = decode(json) else { return };
-        let ctx = Context { bus, meta, attempt };
+        let ctx = Context {
+            bus,
+            meta,
+            attempt,
+            sequence,
+            replay: None,
+        };
         run_one(&slot, &*event, &ctx).await;
     });
     Outcome::Retrying {

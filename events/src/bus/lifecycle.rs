@@ -109,6 +109,11 @@ impl Bus {
             queue.take_remaining()
         };
         let still_running = queue.in_flight();
+        if let Some(store) = &self.inner.store {
+            if let Err(e) = store.flush().await {
+                tracing::error!(error = %e, "the event store could not be flushed at shutdown");
+            }
+        }
         if !unprocessed.is_empty() || still_running > 0 {
             tracing::warn!(
                 unprocessed = unprocessed.len(),

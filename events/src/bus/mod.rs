@@ -1,6 +1,7 @@
 //! The [`Bus`]: built once from the registry, then publishes events to their handlers.
 
 mod dispatch;
+pub(crate) mod durable;
 mod lifecycle;
 mod queue;
 mod request;
@@ -17,6 +18,7 @@ use arc_swap::ArcSwap;
 
 pub use dispatch::PublishError;
 pub(crate) use dispatch::{Outcomes, run_one};
+pub use durable::{Recovery, Replay, ReplayError, ReplayProgress, ReplayReport};
 pub use lifecycle::{ShutdownReport, Unprocessed};
 pub use request::{Request, RequestError};
 pub use subscribe::{SubscribeOptions, Subscription, SubscriptionInfo};
@@ -70,6 +72,10 @@ pub(crate) struct Inner {
     /// Enabled, disabled or shut down.
     pub(crate) lifecycle: lifecycle::Lifecycle,
     pub(crate) observers: crate::observe::Observers,
+    /// Where events are appended before their handlers run, if anywhere.
+    pub(crate) store: Option<Arc<dyn crate::store::EventStore>>,
+    /// The durable handlers, with the event type each takes.
+    pub(crate) durable: Vec<(&'static EventInfo, Slot)>,
 }
 
 impl Drop for Inner {
@@ -132,6 +138,11 @@ pub(crate) struct Slot {
     pub(crate) timeout: Option<std::time::Duration>,
     /// How a transient failure is retried: the handler's policy, else the bus's.
     pub(crate) retry: Option<crate::RetryPolicy>,
+    /// `#[handler(durable)]`: its deliveries are recorded in the store.
+    pub(crate) durable: bool,
+    /// `false` for `#[handler(replay = false)]` and for upcast steps (replay follows them
+    /// by itself).
+    pub(crate) replay: bool,
 }
 
 pub(crate) type DynHandler = Arc<dyn Fn(&dyn Payload, &Context) -> HandlerResult + Send + Sync>;
@@ -260,6 +271,7 @@ pub struct BusBuilder {
     retry: Option<crate::RetryPolicy>,
     dead_letter_capacity: usize,
     observers: Vec<Arc<dyn crate::observe::Observer>>,
+    store: Option<Arc<dyn crate::store::EventStore>>,
 }
 
 impl Default for BusBuilder {
@@ -276,6 +288,7 @@ impl Default for BusBuilder {
             retry: None,
             dead_letter_capacity: 10_000,
             observers: Vec::new(),
+            store: None,
         }
     }
 }
@@ -294,6 +307,7 @@ impl fmt::Debug for BusBuilder {
             .field("retry", &self.retry)
             .field("dead_letter_capacity", &self.dead_letter_capacity)
             .field("observers", &self.observers.len())
+            .field("store", &self.store.is_some())
             .finish()
     }
 }
@@ -383,6 +397,16 @@ impl BusBuilder {
         self
     }
 
+    /// Where to keep events (see [`crate::store`]): every published or emitted event is
+    /// appended before its handlers run, and `publish` resolves (`emit` returns) only once
+    /// the store has it. Durable handlers' deliveries are recorded, dead letters are kept
+    /// there (and loaded from there by `build()`), and [`Bus::recover`] and [`Bus::replay`]
+    /// read it.
+    pub fn store(mut self, store: impl crate::store::EventStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
     /// Adds an observer, told about every event's lifecycle (see [`crate::observe`]).
     /// Observers are called in the order they were added.
     pub fn observer(mut self, observer: impl crate::observe::Observer) -> Self {
@@ -415,6 +439,7 @@ impl BusBuilder {
         let mut responders: HashMap<TypeId, Slot, BuildHasherDefault<TypeIdHasher>> =
             HashMap::default();
         let mut grouped: HashMap<TypeId, Vec<Slot>> = HashMap::new();
+        let mut durable = Vec::new();
         for h in &registry.handlers {
             let states: Vec<Option<AnyState>> = std::iter::once(None)
                 .chain(
@@ -453,7 +478,12 @@ impl BusBuilder {
                     limit: limit.clone(),
                     timeout: h.timeout(),
                     retry: h.retry.or(self.retry).filter(|p| p.max_retries() > 0),
+                    durable: h.durable,
+                    replay: h.replay,
                 };
+                if h.durable && !h.is_responder() {
+                    durable.push((info, slot.clone()));
+                }
                 if h.is_responder() {
                     // At most one per query: `check` refused several.
                     responders.insert(info.type_id(), slot);
@@ -482,6 +512,8 @@ impl BusBuilder {
                     limit: None,
                     timeout: None,
                     retry: None,
+                    durable: false,
+                    replay: true,
                 });
             }
         }
@@ -500,7 +532,7 @@ impl BusBuilder {
         let workers = self.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
-        Ok(Bus {
+        let bus = Bus {
             inner: Arc::new(Inner {
                 registry,
                 source,
@@ -518,8 +550,12 @@ impl BusBuilder {
                 queue: Arc::new(queue::Queue::new(self.queue_capacity, workers, &priorities)),
                 lifecycle: lifecycle::Lifecycle::default(),
                 observers: crate::observe::Observers(self.observers.into()),
+                store: self.store,
+                durable,
             }),
-        })
+        };
+        bus.load_dead_letters();
+        Ok(bus)
     }
 }
 

@@ -53,6 +53,8 @@ pub(crate) struct Queue {
 struct Job {
     event: Box<dyn Payload>,
     meta: Meta,
+    /// Its sequence number in the bus's store; 0 without one.
+    sequence: u64,
     /// The emit's span, kept only when a subscriber wants it: the handler spans on the
     /// worker are its children.
     span: Option<Box<tracing::Span>>,
@@ -277,7 +279,12 @@ async fn worker(bus: Weak<Inner>) {
             );
             return;
         };
-        let Job { event, meta, span } = job;
+        let Job {
+            event,
+            meta,
+            sequence,
+            span,
+        } = job;
         if meta.is_expired() {
             bus.inner.observers.expired(&meta);
             tracing::warn!(
@@ -293,6 +300,8 @@ async fn worker(bus: Weak<Inner>) {
             bus: bus.clone(),
             meta,
             attempt: 1,
+            sequence,
+            replay: None,
         };
         let route = bus.route(type_id);
         let mut outcomes = Outcomes::default();
@@ -379,11 +388,14 @@ impl Bus {
         let prepared = self.prepare(event, parent, options);
         async move {
             let Prepared {
-                job,
+                mut job,
                 priority,
                 id,
                 observed,
             } = prepared?;
+            if let Some(store) = &self.inner.store {
+                job.sequence = self.append(&**store, &*job.event, &job.meta).await?;
+            }
             self.enqueue::<E>(job, priority, id, observed).await
         }
     }
@@ -433,11 +445,15 @@ impl Bus {
         options: impl Options,
     ) -> Result<EventId, PublishError> {
         let Prepared {
-            job,
+            mut job,
             priority,
             id,
             observed,
         } = self.prepare(event, parent, options)?;
+        if let Some(store) = &self.inner.store {
+            // No runtime needed: the store's writer runs on its own thread.
+            job.sequence = crate::store::block_on(self.append(&**store, &*job.event, &job.meta))?;
+        }
         let queue = &self.inner.queue;
         match queue.try_push(job, priority) {
             Ok(()) => Ok(self.accepted(id, observed)),
@@ -495,6 +511,7 @@ impl Bus {
         Ok(Job {
             event: Box::new(event),
             meta,
+            sequence: 0,
             span,
         })
     }

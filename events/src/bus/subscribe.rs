@@ -334,6 +334,8 @@ impl Bus {
             states: Arc::new([]),
             paused: Some(Arc::clone(&paused)),
             limit: None,
+            durable: false,
+            replay: true,
             timeout: None,
             retry: None,
         };

@@ -1,0 +1,476 @@
+//! The bus with a store: appending before dispatch, delivery records of durable handlers,
+//! recovery after a crash, replay, and durable dead letters.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::dispatch::{Outcomes, run, run_one};
+use super::{Bus, PublishError, Slot, Target};
+use crate::context::Context;
+use crate::dead_letter::DeadLetter;
+use crate::envelope::Meta;
+use crate::event::{AnyEvent, EventInfo};
+use crate::receipt::Outcome;
+use crate::store::{EventStore, StoreError, StoreQuery, StoredDeadLetter, StoredEvent};
+
+/// What [`Bus::recover`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// Stored events delivered to at least one durable handler.
+    pub events: usize,
+    /// Deliveries made (one event to one durable handler).
+    pub deliveries: usize,
+    /// Stored events that could not be decoded for a durable handler (an unknown event
+    /// version, a payload that no longer deserializes); they stay pending and are logged.
+    pub unreadable: usize,
+}
+
+/// How far a [`Replay`] has come, given to its progress callback after each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplayProgress {
+    /// Events replayed so far (including skipped ones).
+    pub done: usize,
+    /// Events the query selected.
+    pub total: usize,
+    /// The sequence number of the last event.
+    pub sequence: u64,
+}
+
+/// What a [`Replay`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplayReport {
+    /// Events delivered again.
+    pub events: usize,
+    /// Deliveries made (one event to one handler).
+    pub deliveries: usize,
+    /// Events skipped: their type (name and version) is not on this bus, or their payload
+    /// no longer deserializes.
+    pub skipped: usize,
+    /// Handler calls that failed (they went through retries and dead letters as usual).
+    pub failures: usize,
+}
+
+/// Why a replay could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// The bus has no store to replay from.
+    #[error("the bus has no event store to replay from: build it with `BusBuilder::store`")]
+    NoStore,
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A handler named in [`Replay::only`] is not on this bus.
+    #[error("no handler named `{0}` on this bus")]
+    UnknownHandler(String),
+    /// A handler named in [`Replay::only`] is `#[handler(replay = false)]`.
+    #[error("handler `{0}` is `#[handler(replay = false)]`: replay never delivers to it")]
+    NotReplayable(String),
+}
+
+/// Which handlers a replay delivers to: those that allow replay, and of those only the
+/// chosen ones if any were chosen. Upcast steps are followed.
+#[derive(Debug)]
+pub(crate) struct Selection {
+    only: Option<HashSet<String>>,
+}
+
+impl Selection {
+    fn allows(&self, slot: &Slot) -> bool {
+        matches!(slot.target, Target::Upcast { .. })
+            || (slot.replay
+                && self
+                    .only
+                    .as_ref()
+                    .is_none_or(|only| only.contains(slot.name())))
+    }
+
+    /// The slots of `slots` a replay delivers to, in their order.
+    pub(crate) fn choose(&self, slots: &[Slot]) -> Vec<Slot> {
+        slots.iter().filter(|s| self.allows(s)).cloned().collect()
+    }
+}
+
+/// Records, for each durable slot that is done with the event, that it is: every outcome
+/// but a pending retry or an async handler skipped by the blocking API (a dead letter is
+/// done: its fate is the dead-letter queue).
+pub(crate) fn record_deliveries(slots: &[Slot], ctx: &Context, outcomes: &Outcomes) {
+    let Some(store) = &ctx.bus.inner.store else {
+        return;
+    };
+    for (i, slot) in slots.iter().enumerate() {
+        if slot.durable && !outcomes.is_pending(i) {
+            store.record_delivery(slot.name(), ctx.sequence);
+        }
+    }
+}
+
+impl Outcomes {
+    /// Whether slot `index` is not done with the event yet.
+    fn is_pending(&self, index: usize) -> bool {
+        let bit = u32::try_from(index)
+            .ok()
+            .and_then(|i| 1u64.checked_shl(i))
+            .unwrap_or(0);
+        self.skipped_async & bit != 0
+            || self.exceptions.iter().any(|(i, o)| {
+                *i == index && matches!(o, Outcome::Retrying { .. } | Outcome::SkippedAsync)
+            })
+    }
+}
+
+impl Bus {
+    /// Appends an event to the store; resolves with its sequence number.
+    pub(crate) fn append<'a>(
+        &'a self,
+        store: &'a dyn EventStore,
+        event: &AnyEvent,
+        meta: &Meta,
+    ) -> impl Future<Output = Result<u64, PublishError>> + Send + 'a {
+        let name = meta.name();
+        let record = event
+            .to_json_text()
+            .map(|payload| StoredEvent::new(meta, payload));
+        async move {
+            let stored = match record {
+                Ok(record) => store.append(record).await,
+                Err(e) => Err(StoreError::Backend(format!(
+                    "the payload cannot be serialized: {e}"
+                ))),
+            };
+            stored.map_err(|source| self.refused(name, PublishError::Store { name, source }))
+        }
+    }
+
+    /// Keeps a dead letter in the store, if the bus has one.
+    pub(crate) fn store_dead_letter(&self, letter: &DeadLetter) {
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        let payload = letter.payload.to_string();
+        let mut event = StoredEvent::new(&letter.meta, payload);
+        event.sequence = letter.sequence.unwrap_or(0);
+        store.put_dead_letter(StoredDeadLetter {
+            id: letter.id,
+            event,
+            handler: letter.handler.clone(),
+            error: letter.error.clone(),
+            permanent: letter.permanent,
+            attempts: letter.attempts,
+            first_failure: crate::store::nanos_of(letter.first_failure),
+            last_failure: crate::store::nanos_of(letter.last_failure),
+        });
+    }
+
+    /// Forgets a dead letter in the store, if the bus has one.
+    pub(crate) fn unstore_dead_letter(&self, id: u64) {
+        if let Some(store) = &self.inner.store {
+            store.remove_dead_letter(id);
+        }
+    }
+
+    /// Loads the store's dead letters into the bus's queue (at `build()`).
+    pub(crate) fn load_dead_letters(&self) {
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        let letters = match store.dead_letters() {
+            Ok(letters) => letters,
+            Err(e) => {
+                tracing::error!(error = %e, "the store's dead letters could not be read");
+                return;
+            }
+        };
+        let mut restored = Vec::new();
+        for l in letters {
+            let info = match self.inner.catalog.find(&l.event.name, l.event.version) {
+                Ok(info) => info,
+                Err(e) => {
+                    tracing::warn!(
+                        dead_letter = l.id, error = %e,
+                        "a stored dead letter's event type is not on this bus; it stays in the store"
+                    );
+                    continue;
+                }
+            };
+            let Ok(payload) = l.event.payload_json() else {
+                tracing::warn!(
+                    dead_letter = l.id,
+                    "a stored dead letter's payload is not JSON"
+                );
+                continue;
+            };
+            restored.push(DeadLetter {
+                id: l.id,
+                meta: Meta::restore(info, self.inner.source, &l.event),
+                sequence: (l.event.sequence != 0).then_some(l.event.sequence),
+                payload,
+                handler: l.handler,
+                error: l.error,
+                permanent: l.permanent,
+                attempts: l.attempts,
+                first_failure: crate::store::time_of(l.first_failure),
+                last_failure: crate::store::time_of(l.last_failure),
+            });
+        }
+        self.inner.dead_letters.restore(restored);
+    }
+
+    /// The event `stored` as a value of `target`'s type (upcast along the chain if it was
+    /// stored as an older version), with its envelope.
+    fn decode_stored(
+        &self,
+        stored: &StoredEvent,
+        target: Option<&'static EventInfo>,
+    ) -> Result<(Box<AnyEvent>, Meta), String> {
+        let info = self
+            .inner
+            .catalog
+            .find(&stored.name, stored.version)
+            .map_err(|e| e.to_string())?;
+        let json = stored.payload_json().map_err(|e| e.to_string())?;
+        let mut event = (info.decode)(json).map_err(|e| {
+            format!(
+                "stored `{}` v{} does not deserialize: {e}",
+                stored.name, stored.version
+            )
+        })?;
+        let mut info = info;
+        if let Some(target) = target {
+            while info.type_id() != target.type_id() {
+                let route = self.route(info.type_id());
+                let step =
+                    self.slots_of(&route, info.type_id())
+                        .iter()
+                        .find_map(|s| match &s.target {
+                            Target::Upcast { to, convert } => Some((*to, *convert)),
+                            _ => None,
+                        });
+                let Some((to, convert)) = step else {
+                    return Err(format!(
+                        "no upcast from `{}` v{} to v{}",
+                        info.name, info.version, target.version
+                    ));
+                };
+                event = convert(&*event)?;
+                info = to;
+            }
+        }
+        Ok((event, Meta::restore(info, self.inner.source, stored)))
+    }
+
+    /// Delivers every stored event that a durable handler (`#[handler(durable)]`) has not
+    /// finished: those in flight when the process stopped, those whose retry was pending,
+    /// and the whole history for a durable handler added since. Oldest first, each to the
+    /// durable handlers that miss it (with their retries and dead letters as usual); then
+    /// moves each handler's checkpoint. At-least-once: a delivery that ran but whose record
+    /// was not yet written runs again, so durable handlers must tolerate duplicates (the
+    /// event id is stable; see [`Deduplicator`](crate::Deduplicator)).
+    ///
+    /// Without a store there is nothing to recover.
+    ///
+    /// # Errors
+    /// When the store cannot be read or written.
+    pub async fn recover(&self) -> Result<Recovery, StoreError> {
+        let Some(store) = &self.inner.store else {
+            return Ok(Recovery::default());
+        };
+        // Delivery records still on their way to the store would look like missed ones.
+        store.flush().await?;
+        let mut pending: BTreeMap<u64, (StoredEvent, Vec<usize>)> = BTreeMap::new();
+        for (k, (info, slot)) in self.inner.durable.iter().enumerate() {
+            for event in store.undelivered(slot.name(), info.name)? {
+                pending
+                    .entry(event.sequence)
+                    .or_insert_with(|| (event, Vec::new()))
+                    .1
+                    .push(k);
+            }
+        }
+        let mut report = Recovery::default();
+        for (sequence, (stored, handlers)) in pending {
+            let mut delivered = false;
+            for k in handlers {
+                let (info, slot) = &self.inner.durable[k];
+                match self.decode_stored(&stored, Some(info)) {
+                    Ok((event, meta)) => {
+                        let ctx = Context {
+                            bus: self.clone(),
+                            meta,
+                            attempt: 1,
+                            sequence,
+                            replay: None,
+                        };
+                        run_one(slot, &*event, &ctx).await;
+                        report.deliveries += 1;
+                        delivered = true;
+                    }
+                    Err(reason) => {
+                        tracing::error!(
+                            sequence, event = %stored.name, version = stored.version,
+                            handler = slot.name(), %reason,
+                            "a stored event cannot be recovered for a durable handler; it stays pending"
+                        );
+                        report.unreadable += 1;
+                    }
+                }
+            }
+            report.events += usize::from(delivered);
+        }
+        store.flush().await?;
+        for (info, slot) in &self.inner.durable {
+            store.checkpoint(slot.name(), info.name).await?;
+        }
+        Ok(report)
+    }
+
+    /// Delivers the stored events `query` selects again, oldest first (or as the query
+    /// orders them), to every handler of each event that allows replay, or only to those
+    /// chosen with [`Replay::only`]. Handlers marked `#[handler(replay = false)]` are never
+    /// called, and naming one is an error. Handlers see [`Context::is_replay`]. Events the
+    /// handlers publish are new events.
+    ///
+    /// ```no_run
+    /// # async fn run(bus: events::Bus) -> Result<(), events::ReplayError> {
+    /// use events::store::StoreQuery;
+    /// let report = bus
+    ///     .replay(StoreQuery::all().from_sequence(1))
+    ///     .only(["shop::analytics::on_order"])
+    ///     .on_progress(|p| eprint!("\r{}/{}", p.done, p.total))
+    ///     .await?;
+    /// println!("replayed {} events", report.events);
+    /// # Ok(()) }
+    /// ```
+    pub fn replay(&self, query: StoreQuery) -> Replay<'_> {
+        Replay {
+            bus: self,
+            query,
+            only: None,
+            progress: None,
+        }
+    }
+
+    async fn run_replay(
+        &self,
+        query: StoreQuery,
+        only: Option<Vec<String>>,
+        mut progress: Option<Box<dyn FnMut(ReplayProgress) + Send + '_>>,
+    ) -> Result<ReplayReport, ReplayError> {
+        let Some(store) = &self.inner.store else {
+            return Err(ReplayError::NoStore);
+        };
+        if let Some(only) = &only {
+            for name in only {
+                let slot = self
+                    .inner
+                    .routes
+                    .load()
+                    .values()
+                    .flat_map(|s| s.iter())
+                    .find(|s| s.name() == name)
+                    .cloned();
+                match slot {
+                    None => return Err(ReplayError::UnknownHandler(name.clone())),
+                    Some(s) if !s.replay => return Err(ReplayError::NotReplayable(name.clone())),
+                    Some(_) => {}
+                }
+            }
+        }
+        let selection = Arc::new(Selection {
+            only: only.map(|o| o.into_iter().collect()),
+        });
+        let events = store.query(&query)?;
+        let total = events.len();
+        let mut report = ReplayReport::default();
+        for (done, stored) in events.into_iter().enumerate() {
+            match self.decode_stored(&stored, None) {
+                Ok((event, meta)) => {
+                    let type_id = meta.info().type_id();
+                    let ctx = Context {
+                        bus: self.clone(),
+                        meta,
+                        attempt: 1,
+                        sequence: stored.sequence,
+                        replay: Some(Arc::clone(&selection)),
+                    };
+                    let route = self.route(type_id);
+                    let chosen = selection.choose(self.slots_of(&route, type_id));
+                    let mut outcomes = Outcomes::default();
+                    run(&chosen, &*event, &ctx, &mut outcomes).await;
+                    report.events += 1;
+                    report.deliveries += chosen
+                        .iter()
+                        .filter(|s| !matches!(s.target, Target::Upcast { .. }))
+                        .count();
+                    report.failures += outcomes
+                        .exceptions
+                        .iter()
+                        .filter(|(_, o)| o.is_failure())
+                        .count();
+                }
+                Err(reason) => {
+                    tracing::warn!(
+                        sequence = stored.sequence, event = %stored.name, %reason,
+                        "a stored event was skipped by replay"
+                    );
+                    report.skipped += 1;
+                }
+            }
+            if let Some(progress) = &mut progress {
+                progress(ReplayProgress {
+                    done: done + 1,
+                    total,
+                    sequence: stored.sequence,
+                });
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// A replay being set up: made by [`Bus::replay`], run by awaiting it.
+#[must_use = "a replay does nothing until it is awaited"]
+pub struct Replay<'a> {
+    bus: &'a Bus,
+    query: StoreQuery,
+    only: Option<Vec<String>>,
+    progress: Option<Box<dyn FnMut(ReplayProgress) + Send + 'a>>,
+}
+
+impl<'a> Replay<'a> {
+    /// Delivers only to these handlers (by name, as [`HandlerInfo::name`](crate::HandlerInfo::name)
+    /// gives it); each must exist and allow replay.
+    pub fn only(mut self, handlers: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.only = Some(handlers.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Called after each event with how far the replay has come.
+    pub fn on_progress(mut self, progress: impl FnMut(ReplayProgress) + Send + 'a) -> Self {
+        self.progress = Some(Box::new(progress));
+        self
+    }
+}
+
+impl std::fmt::Debug for Replay<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replay")
+            .field("query", &self.query)
+            .field("only", &self.only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> IntoFuture for Replay<'a> {
+    type Output = Result<ReplayReport, ReplayError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.bus.run_replay(self.query, self.only, self.progress))
+    }
+}

@@ -1,0 +1,211 @@
+//! [`MemoryStore`]: recent history in memory, bounded by a byte budget.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use super::{
+    EventStore, Order, StoreError, StoreFuture, StoreQuery, StoredDeadLetter, StoredEvent,
+};
+use crate::envelope::EventId;
+
+/// An [`EventStore`] in memory: the most recent events up to a byte budget (default
+/// 10 MB), oldest evicted first. Not durable: for tests, and for replaying recent events.
+///
+/// ```
+/// let store = events::store::MemoryStore::with_budget(1 << 20); // 1 MiB of history
+/// # let _ = store;
+/// ```
+pub struct MemoryStore {
+    budget: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    events: VecDeque<StoredEvent>,
+    bytes: usize,
+    next: u64,
+    ids: HashMap<EventId, u64>,
+    evicted: u64,
+    deliveries: HashSet<(String, u64)>,
+    checkpoints: HashMap<(String, String), u64>,
+    dead_letters: BTreeMap<u64, StoredDeadLetter>,
+}
+
+impl MemoryStore {
+    /// The default budget.
+    pub const DEFAULT_BUDGET: usize = 10 * 1024 * 1024;
+
+    /// A store with the default budget (10 MB).
+    pub fn new() -> MemoryStore {
+        MemoryStore::with_budget(MemoryStore::DEFAULT_BUDGET)
+    }
+
+    /// A store that keeps at most about `bytes` of events (payload, names and metadata,
+    /// plus a fixed cost per event); at least the newest event is always kept.
+    pub fn with_budget(bytes: usize) -> MemoryStore {
+        MemoryStore {
+            budget: bytes,
+            state: Mutex::new(State {
+                next: 1,
+                ..State::default()
+            }),
+        }
+    }
+
+    /// How many bytes the kept events take, by the store's estimate.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// How many events are kept.
+    pub fn len(&self) -> usize {
+        self.lock().events.len()
+    }
+
+    /// Whether no event is kept.
+    pub fn is_empty(&self) -> bool {
+        self.lock().events.is_empty()
+    }
+
+    /// How many events were evicted to stay within the budget.
+    pub fn evicted(&self) -> u64 {
+        self.lock().evicted
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("MemoryStore")
+            .field("budget", &self.budget)
+            .field("bytes", &state.bytes)
+            .field("events", &state.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventStore for MemoryStore {
+    fn append(&self, mut event: StoredEvent) -> StoreFuture<'_, u64> {
+        let mut state = self.lock();
+        let result = if let Some(&sequence) = state.ids.get(&event.id) {
+            Err(StoreError::Duplicate {
+                id: event.id,
+                sequence,
+            })
+        } else {
+            let sequence = state.next;
+            state.next += 1;
+            event.sequence = sequence;
+            state.bytes += event.size();
+            state.ids.insert(event.id, sequence);
+            state.events.push_back(event);
+            while state.bytes > self.budget && state.events.len() > 1 {
+                let Some(old) = state.events.pop_front() else {
+                    break;
+                };
+                state.bytes -= old.size();
+                state.ids.remove(&old.id);
+                state.evicted += 1;
+            }
+            Ok(sequence)
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn record_delivery(&self, handler: &str, sequence: u64) {
+        self.lock()
+            .deliveries
+            .insert((handler.to_owned(), sequence));
+    }
+
+    fn query(&self, query: &StoreQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let state = self.lock();
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let selected = |e: &&StoredEvent| query.matches(e);
+        Ok(match query.order {
+            Order::OldestFirst => state
+                .events
+                .iter()
+                .filter(selected)
+                .take(limit)
+                .cloned()
+                .collect(),
+            Order::NewestFirst => state
+                .events
+                .iter()
+                .rev()
+                .filter(selected)
+                .take(limit)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    fn undelivered(&self, handler: &str, event: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let state = self.lock();
+        let checkpoint = state
+            .checkpoints
+            .get(&(handler.to_owned(), event.to_owned()))
+            .copied()
+            .unwrap_or(0);
+        Ok(state
+            .events
+            .iter()
+            .filter(|e| {
+                e.sequence > checkpoint
+                    && e.name == event
+                    && !state.deliveries.contains(&(handler.to_owned(), e.sequence))
+            })
+            .cloned()
+            .collect())
+    }
+
+    fn checkpoint<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, u64> {
+        let mut state = self.lock();
+        let key = (handler.to_owned(), event.to_owned());
+        let old = state.checkpoints.get(&key).copied().unwrap_or(0);
+        let first_missing = state
+            .events
+            .iter()
+            .find(|e| {
+                e.sequence > old
+                    && e.name == event
+                    && !state.deliveries.contains(&(handler.to_owned(), e.sequence))
+            })
+            .map(|e| e.sequence);
+        let last = state.next - 1;
+        let new = first_missing.map_or(last, |s| s - 1).max(old);
+        state.checkpoints.insert(key, new);
+        state
+            .deliveries
+            .retain(|(h, s)| !(h == handler && *s <= new));
+        Box::pin(std::future::ready(Ok(new)))
+    }
+
+    fn put_dead_letter(&self, letter: StoredDeadLetter) {
+        self.lock().dead_letters.insert(letter.id, letter);
+    }
+
+    fn remove_dead_letter(&self, id: u64) {
+        self.lock().dead_letters.remove(&id);
+    }
+
+    fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, StoreError> {
+        Ok(self.lock().dead_letters.values().cloned().collect())
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}

@@ -1,0 +1,452 @@
+//! Event stores: the history of published events, the delivery records that make delivery
+//! at-least-once across crashes, and durable dead letters.
+//!
+//! A bus with a store ([`BusBuilder::store`](crate::BusBuilder::store)) appends every event
+//! before its handlers run: [`Bus::publish`](crate::Bus::publish) resolves only after the
+//! store has the event. Handlers marked `#[handler(durable)]` get a delivery record when they
+//! are done with an event (succeeded, or failed for good into the dead-letter queue);
+//! [`Bus::recover`](crate::Bus::recover) delivers every stored event a durable handler has no
+//! record for: the ones a crash interrupted, and the whole history for a durable handler added
+//! later. [`Bus::replay`](crate::Bus::replay) delivers stored events again.
+//!
+//! Two stores come with the crate:
+//!
+//! | store | durable | history | for |
+//! |---|---|---|---|
+//! | [`MemoryStore`] | no | bounded by a byte budget (default 10 MB), oldest evicted first | tests, replay of recent events |
+//! | [`SqliteStore`] (feature `sqlite`) | yes: WAL, `synchronous = FULL` by default, group commit | the whole log | a service that must not lose events |
+//!
+//! Implement [`EventStore`] for another backend.
+
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Wake, Waker};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, Synchronous};
+
+use crate::envelope::{EventId, Meta, Metadata};
+use crate::event::EventKind;
+use crate::pattern::InvalidPattern;
+
+/// What a store's asynchronous operations return.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store operation that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend (SQLite, the file system) reported an error.
+    #[error("event store error: {0}")]
+    Backend(String),
+    /// The store file was written by a newer version of `events`, with a schema this one
+    /// does not know; it was not changed.
+    #[error(
+        "the event store `{path}` has schema version {found}, newer than this version of \
+         `events` knows ({known}); it was left unchanged: upgrade `events` to open it"
+    )]
+    TooNew {
+        /// The store's file.
+        path: String,
+        /// Its schema version.
+        found: i64,
+        /// The newest this version knows.
+        known: i64,
+    },
+    /// The store's writer has stopped (the store was closed, or its thread failed).
+    #[error("the event store's writer has stopped; nothing more can be written")]
+    Closed,
+    /// An event with this id is already stored; the new one was not appended.
+    #[error(
+        "event `{id}` is already in the store (sequence {sequence}); it was not appended again"
+    )]
+    Duplicate {
+        /// The event id.
+        id: EventId,
+        /// The stored event's sequence number.
+        sequence: u64,
+    },
+    /// A stored row could not be read back.
+    #[error("stored row {sequence} is unreadable: {reason}")]
+    Corrupt {
+        /// The row's sequence number (or dead letter's id).
+        sequence: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// One event as a store keeps it: the envelope's fields and the payload as JSON text.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct StoredEvent {
+    /// Its position in the store's log: 1, 2, 3, ... in the order appends became durable.
+    /// 0 before it is appended.
+    pub sequence: u64,
+    /// The event's id.
+    pub id: EventId,
+    /// Its name.
+    pub name: String,
+    /// Its payload's version.
+    pub version: u32,
+    /// Its kind, as [`EventKind::as_str`] spells it.
+    pub kind: String,
+    /// When it was published, in nanoseconds since the Unix epoch.
+    pub time: u64,
+    /// Who published it.
+    pub source: String,
+    /// Whom it was meant for.
+    pub target: Option<String>,
+    /// Its flow's id.
+    pub correlation_id: EventId,
+    /// The event whose handler published it.
+    pub causation_id: Option<EventId>,
+    /// How many parents it has.
+    pub depth: u32,
+    /// Its priority.
+    pub priority: i32,
+    /// Free-form metadata.
+    pub metadata: Metadata,
+    /// The payload, as JSON text.
+    pub payload: String,
+}
+
+impl StoredEvent {
+    /// The stored form of an event's envelope and JSON payload.
+    pub(crate) fn new(meta: &Meta, payload: String) -> StoredEvent {
+        StoredEvent {
+            sequence: 0,
+            id: meta.id(),
+            name: meta.name().to_owned(),
+            version: meta.version(),
+            kind: meta.info().kind().as_str().to_owned(),
+            time: meta.time,
+            source: meta.source().to_owned(),
+            target: meta.target().map(str::to_owned),
+            correlation_id: meta.correlation_id(),
+            causation_id: meta.causation_id(),
+            depth: meta.depth(),
+            priority: meta.priority(),
+            metadata: meta.metadata().clone(),
+            payload,
+        }
+    }
+
+    /// When it was published.
+    pub fn time(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.time)
+    }
+
+    /// The payload parsed as JSON.
+    ///
+    /// # Errors
+    /// When the stored text is not JSON (a damaged store).
+    pub fn payload_json(&self) -> Result<serde_json::Value, StoreError> {
+        serde_json::from_str(&self.payload).map_err(|e| StoreError::Corrupt {
+            sequence: self.sequence,
+            reason: format!("payload is not JSON: {e}"),
+        })
+    }
+
+    /// Roughly how many bytes it takes in memory.
+    pub(crate) fn size(&self) -> usize {
+        std::mem::size_of::<StoredEvent>()
+            + self.name.len()
+            + self.kind.len()
+            + self.source.len()
+            + self.target.as_ref().map_or(0, String::len)
+            + self
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 48)
+                .sum::<usize>()
+            + self.payload.len()
+    }
+}
+
+/// The payload is not shown: it may hold `#[event(redact)]` fields.
+impl fmt::Debug for StoredEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredEvent")
+            .field("sequence", &self.sequence)
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("correlation_id", &self.correlation_id)
+            .field("payload_bytes", &self.payload.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A dead letter as a store keeps it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct StoredDeadLetter {
+    /// Its number (the bus's dead-letter id).
+    pub id: u64,
+    /// The event.
+    pub event: StoredEvent,
+    /// The handler that failed.
+    pub handler: String,
+    /// Its last error.
+    pub error: String,
+    /// Whether it failed permanently (rather than running out of retries).
+    pub permanent: bool,
+    /// How many times it ran.
+    pub attempts: u32,
+    /// First failure, nanoseconds since the Unix epoch.
+    pub first_failure: u64,
+    /// Last failure, nanoseconds since the Unix epoch.
+    pub last_failure: u64,
+}
+
+/// In which order a query returns events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first (ascending sequence): the default.
+    #[default]
+    OldestFirst,
+    /// Newest first.
+    NewestFirst,
+}
+
+/// Which stored events to read: all by default; each setting narrows.
+///
+/// ```
+/// use events::store::StoreQuery;
+/// let q = StoreQuery::all()
+///     .name("order.*")?
+///     .from_sequence(100)
+///     .limit(50);
+/// # let _ = q;
+/// # Ok::<(), events::InvalidPattern>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct StoreQuery {
+    pub(crate) id: Option<EventId>,
+    pub(crate) name: Option<String>,
+    pub(crate) kind: Option<EventKind>,
+    pub(crate) source: Option<String>,
+    pub(crate) target: Option<String>,
+    pub(crate) correlation_id: Option<EventId>,
+    pub(crate) since: Option<u64>,
+    pub(crate) until: Option<u64>,
+    pub(crate) from_sequence: Option<u64>,
+    pub(crate) to_sequence: Option<u64>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) order: Order,
+}
+
+/// Nanoseconds since the Unix epoch; 0 before it.
+pub(crate) fn nanos_of(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The time `nanos` after the Unix epoch.
+pub(crate) fn time_of(nanos: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(nanos)
+}
+
+impl StoreQuery {
+    /// Every stored event, oldest first.
+    pub fn all() -> StoreQuery {
+        StoreQuery::default()
+    }
+    /// The event with this id.
+    pub fn id(mut self, id: EventId) -> StoreQuery {
+        self.id = Some(id);
+        self
+    }
+    /// Events whose name matches `pattern`: a name (`order.placed`) or a pattern
+    /// (`order.*`, `order.>`), as handlers' patterns.
+    ///
+    /// # Errors
+    /// When `pattern` is not a valid pattern.
+    pub fn name(mut self, pattern: impl Into<String>) -> Result<StoreQuery, InvalidPattern> {
+        let pattern = pattern.into();
+        crate::pattern::check(&pattern)?;
+        self.name = Some(pattern);
+        Ok(self)
+    }
+    /// Events of this kind.
+    pub fn kind(mut self, kind: EventKind) -> StoreQuery {
+        self.kind = Some(kind);
+        self
+    }
+    /// Events from this source.
+    pub fn source(mut self, source: impl Into<String>) -> StoreQuery {
+        self.source = Some(source.into());
+        self
+    }
+    /// Events meant for this target.
+    pub fn target(mut self, target: impl Into<String>) -> StoreQuery {
+        self.target = Some(target.into());
+        self
+    }
+    /// Events of one flow.
+    pub fn correlation_id(mut self, id: EventId) -> StoreQuery {
+        self.correlation_id = Some(id);
+        self
+    }
+    /// Events published at or after `t`.
+    pub fn since(mut self, t: SystemTime) -> StoreQuery {
+        self.since = Some(nanos_of(t));
+        self
+    }
+    /// Events published before `t`.
+    pub fn until(mut self, t: SystemTime) -> StoreQuery {
+        self.until = Some(nanos_of(t));
+        self
+    }
+    /// Events from sequence `n` on (inclusive).
+    pub fn from_sequence(mut self, n: u64) -> StoreQuery {
+        self.from_sequence = Some(n);
+        self
+    }
+    /// Events up to sequence `n` (inclusive).
+    pub fn to_sequence(mut self, n: u64) -> StoreQuery {
+        self.to_sequence = Some(n);
+        self
+    }
+    /// At most `n` events.
+    pub fn limit(mut self, n: usize) -> StoreQuery {
+        self.limit = Some(n);
+        self
+    }
+    /// Newest first instead of oldest first.
+    pub fn newest_first(mut self) -> StoreQuery {
+        self.order = Order::NewestFirst;
+        self
+    }
+
+    /// Whether `e` is selected (all settings but `limit` and `order`).
+    pub fn matches(&self, e: &StoredEvent) -> bool {
+        self.id.is_none_or(|id| id == e.id)
+            && self
+                .name
+                .as_deref()
+                .is_none_or(|p| crate::pattern::matches(p, &e.name))
+            && self.kind.is_none_or(|k| k.as_str() == e.kind)
+            && self.source.as_deref().is_none_or(|s| s == e.source)
+            && self
+                .target
+                .as_deref()
+                .is_none_or(|t| Some(t) == e.target.as_deref())
+            && self.correlation_id.is_none_or(|c| c == e.correlation_id)
+            && self.since.is_none_or(|t| e.time >= t)
+            && self.until.is_none_or(|t| e.time < t)
+            && self.from_sequence.is_none_or(|s| e.sequence >= s)
+            && self.to_sequence.is_none_or(|s| e.sequence <= s)
+    }
+}
+
+/// Where a bus keeps its events. See the [module docs](self).
+///
+/// Appends must be durable (as durable as the store promises) when their future resolves;
+/// the other writes may be batched with later ones: losing one after a crash costs a second
+/// delivery or a dead letter shown again, never an event.
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `event`; resolves with its sequence number once it is stored.
+    /// [`StoreError::Duplicate`] when an event with its id is already stored.
+    fn append(&self, event: StoredEvent) -> StoreFuture<'_, u64>;
+
+    /// Records that the durable handler `handler` is done with event `sequence`.
+    fn record_delivery(&self, handler: &str, sequence: u64);
+
+    /// The stored events `query` selects.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn query(&self, query: &StoreQuery) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The stored events named `event` that durable handler `handler` has no delivery record
+    /// for, oldest first.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn undelivered(&self, handler: &str, event: &str) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Moves `handler`'s checkpoint for events named `event` up to the last sequence before
+    /// the first event it has not finished, and forgets the delivery records at or below it;
+    /// resolves with the checkpoint.
+    fn checkpoint<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Keeps a dead letter.
+    fn put_dead_letter(&self, letter: StoredDeadLetter);
+
+    /// Forgets dead letter `id` (retried or discarded).
+    fn remove_dead_letter(&self, id: u64);
+
+    /// Every kept dead letter, oldest first.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, StoreError>;
+
+    /// Resolves when every write made so far is stored.
+    fn flush(&self) -> StoreFuture<'_, ()>;
+}
+
+/// A shared store: keep a handle (to query it, or in tests) and give the bus another.
+impl<S: EventStore> EventStore for Arc<S> {
+    fn append(&self, event: StoredEvent) -> StoreFuture<'_, u64> {
+        (**self).append(event)
+    }
+    fn record_delivery(&self, handler: &str, sequence: u64) {
+        (**self).record_delivery(handler, sequence);
+    }
+    fn query(&self, query: &StoreQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        (**self).query(query)
+    }
+    fn undelivered(&self, handler: &str, event: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        (**self).undelivered(handler, event)
+    }
+    fn checkpoint<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, u64> {
+        (**self).checkpoint(handler, event)
+    }
+    fn put_dead_letter(&self, letter: StoredDeadLetter) {
+        (**self).put_dead_letter(letter);
+    }
+    fn remove_dead_letter(&self, id: u64) {
+        (**self).remove_dead_letter(id);
+    }
+    fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, StoreError> {
+        (**self).dead_letters()
+    }
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        (**self).flush()
+    }
+}
+
+/// Runs `future` to completion on this thread: for the blocking API with a store, whose
+/// futures need no runtime (they wait on the store's own thread).
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = TaskContext::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}

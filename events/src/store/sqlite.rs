@@ -1,0 +1,598 @@
+//! [`SqliteStore`]: the durable store, one SQLite file in WAL mode, written by one thread
+//! that commits many appends with one `fsync` (group commit).
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::{
+    EventStore, Order, StoreError, StoreFuture, StoreQuery, StoredDeadLetter, StoredEvent,
+};
+use crate::envelope::EventId;
+
+/// How hard SQLite works to make a commit survive (its `synchronous` setting).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// `FULL` (the default): a commit is on disk when `publish` resolves; it survives a
+    /// crash of the process and of the machine.
+    #[default]
+    Full,
+    /// `NORMAL`: a commit survives a crash of the process (it is in the WAL, in the OS's
+    /// cache) but the last commits may be lost if the machine loses power. Faster.
+    Normal,
+}
+
+/// The schema, one migration per version; `PRAGMA user_version` says how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: the event log, delivery records, checkpoints, dead letters.
+    "CREATE TABLE events (
+        sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        target TEXT,
+        correlation_id TEXT NOT NULL,
+        causation_id TEXT,
+        depth INTEGER NOT NULL,
+        priority INTEGER NOT NULL,
+        metadata TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX events_by_name ON events (name, sequence);
+    CREATE INDEX events_by_correlation ON events (correlation_id, sequence);
+    CREATE INDEX events_by_time ON events (time);
+    CREATE TABLE deliveries (
+        handler TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        PRIMARY KEY (handler, sequence)
+    ) WITHOUT ROWID;
+    CREATE TABLE checkpoints (
+        handler TEXT NOT NULL,
+        event TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        PRIMARY KEY (handler, event)
+    ) WITHOUT ROWID;
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        letter TEXT NOT NULL
+    );",
+];
+
+/// The most writes one transaction takes: a bound on one commit's latency.
+const MAX_BATCH: usize = 4096;
+
+/// The durable [`EventStore`]: one SQLite file (feature `sqlite`; SQLite is compiled in).
+///
+/// - WAL journal, `synchronous = FULL` unless [`synchronous`](Self::synchronous) says
+///   otherwise: an append is on disk when its future resolves.
+/// - Group commit: one thread owns the write connection and commits everything that
+///   arrived while the previous commit ran in one transaction, so concurrent publishers
+///   share one `fsync`.
+/// - Versioned schema migrations (`PRAGMA user_version`); a file from a newer version is
+///   refused, not changed.
+/// - Reads use their own connection and do not wait for the writer.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = events::store::SqliteStore::open("events.db")?;
+/// let bus = events::Bus::builder().store(store).build()?;
+/// # let _ = bus; Ok(()) }
+/// ```
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Command>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    reader: Mutex<Connection>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Command {
+    Append(Box<StoredEvent>, Reply<u64>),
+    Delivered(Box<str>, u64),
+    Checkpoint(Box<str>, Box<str>, Reply<u64>),
+    PutDeadLetter(Box<StoredDeadLetter>),
+    RemoveDeadLetter(u64),
+    Flush(Reply<()>),
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path` with `synchronous = FULL`.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated, or was written by a newer version.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, Synchronous::Full)
+    }
+
+    /// Opens (or creates) the store at `path` with the given durability.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        synchronous: Synchronous,
+    ) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = Connection::open(&path).map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match synchronous {
+                Synchronous::Full => "FULL",
+                Synchronous::Normal => "NORMAL",
+            },
+        )
+        .map_err(backend)?;
+        migrate(&mut conn, &path)?;
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(backend)?;
+        reader
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("events-sqlite-writer".into())
+            .spawn(move || write_loop(conn, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version this build of `events` writes.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+    fn send(&self, command: Command) -> Result<(), StoreError> {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        match &*writer {
+            Some(tx) => tx.send(command).map_err(|_| StoreError::Closed),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    fn ask<T: Send + 'static>(&self, make: impl FnOnce(Reply<T>) -> Command) -> StoreFuture<'_, T> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send(make(tx));
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Lets the writer commit what it has, then waits for it.
+    fn drop(&mut self) {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the migrations the file has not had, each in its own transaction.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(backend)?;
+    let known = SqliteStore::SCHEMA_VERSION;
+    if found > known {
+        return Err(StoreError::TooNew {
+            path: path.display().to_string(),
+            found,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// The writer: takes everything waiting, writes it in one transaction, commits, answers.
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        let committed = write_batch(&mut conn, &mut batch, &mut answers);
+        for answer in answers {
+            answer.send(&committed);
+        }
+        batch.clear();
+    }
+}
+
+/// What to tell a waiting caller once the transaction's fate is known.
+enum Answer {
+    Sequence(Reply<u64>, Result<u64, StoreError>),
+    Done(Reply<()>),
+}
+
+impl Answer {
+    fn send(self, committed: &Result<(), StoreError>) {
+        match (self, committed) {
+            (Answer::Sequence(tx, result), Ok(())) => drop(tx.send(result)),
+            (Answer::Sequence(tx, _), Err(e)) => drop(tx.send(Err(e.clone()))),
+            (Answer::Done(tx), Ok(())) => drop(tx.send(Ok(()))),
+            (Answer::Done(tx), Err(e)) => drop(tx.send(Err(e.clone()))),
+        }
+    }
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Command>,
+    answers: &mut Vec<Answer>,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(backend)?;
+    for command in batch.drain(..) {
+        match command {
+            Command::Append(event, reply) => {
+                let result = insert(&tx, &event);
+                answers.push(Answer::Sequence(reply, result));
+            }
+            Command::Delivered(handler, sequence) => {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO deliveries (handler, sequence) VALUES (?1, ?2)",
+                )
+                .and_then(|mut s| s.execute(params![&*handler, sequence as i64]))
+                .map_err(backend)?;
+            }
+            Command::Checkpoint(handler, event, reply) => {
+                let result = checkpoint(&tx, &handler, &event);
+                answers.push(Answer::Sequence(reply, result));
+            }
+            Command::PutDeadLetter(letter) => {
+                let json = serde_json::to_string(&*letter)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO dead_letters (id, letter) VALUES (?1, ?2)",
+                    params![letter.id as i64, json],
+                )
+                .map_err(backend)?;
+            }
+            Command::RemoveDeadLetter(id) => {
+                tx.execute("DELETE FROM dead_letters WHERE id = ?1", params![id as i64])
+                    .map_err(backend)?;
+            }
+            Command::Flush(reply) => answers.push(Answer::Done(reply)),
+        }
+    }
+    tx.commit().map_err(backend)
+}
+
+/// Inserts one event; a duplicate id is that append's error, not the batch's.
+fn insert(tx: &rusqlite::Transaction<'_>, e: &StoredEvent) -> Result<u64, StoreError> {
+    let metadata =
+        serde_json::to_string(&e.metadata).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO events (id, name, version, kind, time, source, target, correlation_id,
+                causation_id, depth, priority, metadata, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                e.id.to_string(),
+                e.name,
+                e.version,
+                e.kind,
+                e.time as i64,
+                e.source,
+                e.target,
+                e.correlation_id.to_string(),
+                e.causation_id.map(|c| c.to_string()),
+                e.depth,
+                e.priority,
+                metadata,
+                e.payload,
+            ])
+        })
+        .map_err(backend)?;
+    if inserted == 0 {
+        let sequence: i64 = tx
+            .query_row(
+                "SELECT sequence FROM events WHERE id = ?1",
+                params![e.id.to_string()],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        return Err(StoreError::Duplicate {
+            id: e.id,
+            sequence: sequence as u64,
+        });
+    }
+    Ok(tx.last_insert_rowid() as u64)
+}
+
+fn checkpoint(
+    tx: &rusqlite::Transaction<'_>,
+    handler: &str,
+    event: &str,
+) -> Result<u64, StoreError> {
+    let old: i64 = tx
+        .query_row(
+            "SELECT sequence FROM checkpoints WHERE handler = ?1 AND event = ?2",
+            params![handler, event],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?
+        .unwrap_or(0);
+    let first_missing: Option<i64> = tx
+        .query_row(
+            "SELECT MIN(e.sequence) FROM events e
+             WHERE e.name = ?2 AND e.sequence > ?3
+               AND NOT EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.handler = ?1 AND d.sequence = e.sequence)",
+            params![handler, event, old],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    let last: i64 = tx
+        .query_row("SELECT COALESCE(MAX(sequence), 0) FROM events", [], |r| {
+            r.get(0)
+        })
+        .map_err(backend)?;
+    let new = first_missing.map_or(last, |s| s - 1).max(old);
+    tx.execute(
+        "INSERT INTO checkpoints (handler, event, sequence) VALUES (?1, ?2, ?3)
+         ON CONFLICT (handler, event) DO UPDATE SET sequence = excluded.sequence",
+        params![handler, event, new],
+    )
+    .map_err(backend)?;
+    tx.execute(
+        "DELETE FROM deliveries WHERE handler = ?1 AND sequence <= ?2",
+        params![handler, new],
+    )
+    .map_err(backend)?;
+    Ok(new as u64)
+}
+
+const COLUMNS: &str = "sequence, id, name, version, kind, time, source, target, correlation_id, \
+                       causation_id, depth, priority, metadata, payload";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredEvent, StoreError>> {
+    let sequence: i64 = r.get(0)?;
+    let id: String = r.get(1)?;
+    let correlation: String = r.get(8)?;
+    let causation: Option<String> = r.get(9)?;
+    let metadata: String = r.get(12)?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        sequence: sequence as u64,
+        reason,
+    };
+    let parse_id = |s: &str| {
+        s.parse::<EventId>()
+            .map_err(|e| corrupt(format!("bad event id `{s}`: {e}")))
+    };
+    let event = (|| {
+        Ok(StoredEvent {
+            sequence: sequence as u64,
+            id: parse_id(&id)?,
+            name: r.get(2).map_err(backend)?,
+            version: r.get(3).map_err(backend)?,
+            kind: r.get(4).map_err(backend)?,
+            time: r.get::<_, i64>(5).map_err(backend)? as u64,
+            source: r.get(6).map_err(backend)?,
+            target: r.get(7).map_err(backend)?,
+            correlation_id: parse_id(&correlation)?,
+            causation_id: causation.as_deref().map(parse_id).transpose()?,
+            depth: r.get(10).map_err(backend)?,
+            priority: r.get(11).map_err(backend)?,
+            metadata: serde_json::from_str(&metadata)
+                .map_err(|e| corrupt(format!("bad metadata: {e}")))?,
+            payload: r.get(13).map_err(backend)?,
+        })
+    })();
+    Ok(event)
+}
+
+/// A name pattern's literal prefix (before the first `*` or `>` segment), for the index.
+fn literal_prefix(pattern: &str) -> Option<String> {
+    let mut prefix = String::new();
+    for seg in pattern.split('.') {
+        if seg == "*" || seg == ">" {
+            return Some(prefix);
+        }
+        prefix.push_str(seg);
+        prefix.push('.');
+    }
+    None
+}
+
+impl EventStore for SqliteStore {
+    fn append(&self, event: StoredEvent) -> StoreFuture<'_, u64> {
+        self.ask(|reply| Command::Append(Box::new(event), reply))
+    }
+
+    fn record_delivery(&self, handler: &str, sequence: u64) {
+        // A record lost with a stopped writer costs one more delivery after recovery.
+        let _ = self.send(Command::Delivered(handler.into(), sequence));
+    }
+
+    fn query(&self, query: &StoreQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM events WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        use rusqlite::types::Value as V;
+        if let Some(id) = query.id {
+            arg(&mut sql, " AND id = ?", V::Text(id.to_string()));
+        }
+        // Exact names use the index; patterns narrow by their literal prefix, then match.
+        let mut pattern = None;
+        if let Some(name) = &query.name {
+            match literal_prefix(name) {
+                None => arg(&mut sql, " AND name = ?", V::Text(name.clone())),
+                Some(prefix) => {
+                    if !prefix.is_empty() {
+                        arg(
+                            &mut sql,
+                            " AND substr(name, 1, length(?)) = ",
+                            V::Text(prefix.clone()),
+                        );
+                        arg(&mut sql, "?", V::Text(prefix));
+                    }
+                    pattern = Some(name.as_str());
+                }
+            }
+        }
+        if let Some(kind) = query.kind {
+            arg(&mut sql, " AND kind = ?", V::Text(kind.as_str().to_owned()));
+        }
+        if let Some(s) = &query.source {
+            arg(&mut sql, " AND source = ?", V::Text(s.clone()));
+        }
+        if let Some(t) = &query.target {
+            arg(&mut sql, " AND target = ?", V::Text(t.clone()));
+        }
+        if let Some(c) = query.correlation_id {
+            arg(&mut sql, " AND correlation_id = ?", V::Text(c.to_string()));
+        }
+        if let Some(t) = query.since {
+            arg(&mut sql, " AND time >= ?", V::Integer(t as i64));
+        }
+        if let Some(t) = query.until {
+            arg(&mut sql, " AND time < ?", V::Integer(t as i64));
+        }
+        if let Some(s) = query.from_sequence {
+            arg(&mut sql, " AND sequence >= ?", V::Integer(s as i64));
+        }
+        if let Some(s) = query.to_sequence {
+            arg(&mut sql, " AND sequence <= ?", V::Integer(s as i64));
+        }
+        sql.push_str(match query.order {
+            Order::OldestFirst => " ORDER BY sequence ASC",
+            Order::NewestFirst => " ORDER BY sequence DESC",
+        });
+        if let (Some(limit), None) = (query.limit, pattern) {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let conn = self.read();
+        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), row)
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let event = r.map_err(backend)??;
+            if pattern.is_some_and(|p| !crate::pattern::matches(p, &event.name)) {
+                continue;
+            }
+            out.push(event);
+            if query.limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn undelivered(&self, handler: &str, event: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.read();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events e
+                 WHERE e.name = ?2
+                   AND e.sequence > COALESCE((SELECT sequence FROM checkpoints
+                                              WHERE handler = ?1 AND event = ?2), 0)
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                   WHERE d.handler = ?1 AND d.sequence = e.sequence)
+                 ORDER BY e.sequence ASC"
+            ))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![handler, event], row)
+            .map_err(backend)?;
+        rows.map(|r| r.map_err(backend)?).collect()
+    }
+
+    fn checkpoint<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, u64> {
+        self.ask(|reply| Command::Checkpoint(handler.into(), event.into(), reply))
+    }
+
+    fn put_dead_letter(&self, letter: StoredDeadLetter) {
+        if self.send(Command::PutDeadLetter(Box::new(letter))).is_err() {
+            tracing::error!("the event store's writer has stopped: a dead letter was not stored");
+        }
+    }
+
+    fn remove_dead_letter(&self, id: u64) {
+        let _ = self.send(Command::RemoveDeadLetter(id));
+    }
+
+    fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, StoreError> {
+        let conn = self.read();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, letter FROM dead_letters ORDER BY id")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(backend)?;
+        rows.map(|r| {
+            let (id, json) = r.map_err(backend)?;
+            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                sequence: id as u64,
+                reason: format!("bad dead letter: {e}"),
+            })
+        })
+        .collect()
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        self.ask(Command::Flush)
+    }
+}
