@@ -134,9 +134,15 @@ impl Queue {
 
     /// Puts letters loaded from a store back, and numbers new ones after them. With a store
     /// the queue is not bounded: the store keeps every letter.
-    pub(crate) fn restore(&self, restored: Vec<DeadLetter>) {
+    pub(crate) fn restore(&self, restored: Vec<DeadLetter>, last_id: u64) {
         let mut letters = self.lock();
-        let next = restored.iter().map(|d| d.id + 1).max().unwrap_or(1);
+        let next = restored
+            .iter()
+            .map(|d| d.id)
+            .max()
+            .unwrap_or(0)
+            .max(last_id)
+            + 1;
         self.next
             .fetch_max(next, std::sync::atomic::Ordering::Relaxed);
         letters.extend(restored);

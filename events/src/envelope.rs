@@ -512,6 +512,14 @@ impl PublishOptions {
             && self.time.is_none()
             && self.causation_id.is_none()
     }
+    /// Publishes with this id instead of a new one: for an event whose id is already known
+    /// (re-sent from an outbox, or by a client retrying a request). With a
+    /// [store](crate::store), a second event with the same id is refused as a duplicate and
+    /// reaches no handler.
+    pub fn id(mut self, id: EventId) -> PublishOptions {
+        self.id = Some(id);
+        self
+    }
     /// Joins the event to an existing flow, e.g. one started by an incoming request.
     pub fn correlation_id(mut self, id: EventId) -> PublishOptions {
         self.correlation_id = Some(id);

@@ -218,7 +218,8 @@ impl Bus {
                 last_failure: crate::store::time_of(l.last_failure),
             });
         }
-        self.inner.dead_letters.restore(restored);
+        let last = store.last_dead_letter_id().unwrap_or(0);
+        self.inner.dead_letters.restore(restored, last);
     }
 
     /// The event `stored` as a value of `target`'s type (upcast along the chain if it was

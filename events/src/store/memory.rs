@@ -30,6 +30,7 @@ struct State {
     deliveries: HashSet<(String, u64)>,
     checkpoints: HashMap<(String, String), u64>,
     dead_letters: BTreeMap<u64, StoredDeadLetter>,
+    last_dead_letter: u64,
 }
 
 impl MemoryStore {
@@ -194,7 +195,9 @@ impl EventStore for MemoryStore {
     }
 
     fn put_dead_letter(&self, letter: StoredDeadLetter) {
-        self.lock().dead_letters.insert(letter.id, letter);
+        let mut state = self.lock();
+        state.last_dead_letter = state.last_dead_letter.max(letter.id);
+        state.dead_letters.insert(letter.id, letter);
     }
 
     fn remove_dead_letter(&self, id: u64) {
@@ -203,6 +206,10 @@ impl EventStore for MemoryStore {
 
     fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, StoreError> {
         Ok(self.lock().dead_letters.values().cloned().collect())
+    }
+
+    fn last_dead_letter_id(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().last_dead_letter)
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {

@@ -393,6 +393,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// When the store cannot be read.
     fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, StoreError>;
 
+    /// The highest dead-letter id ever kept, removed ones included, so that a restarted bus
+    /// never gives an id twice. The default looks at the kept letters only.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn last_dead_letter_id(&self) -> Result<u64, StoreError> {
+        Ok(self.dead_letters()?.iter().map(|d| d.id).max().unwrap_or(0))
+    }
+
     /// Resolves when every write made so far is stored.
     fn flush(&self) -> StoreFuture<'_, ()>;
 }
@@ -422,6 +431,9 @@ impl<S: EventStore> EventStore for Arc<S> {
     }
     fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, StoreError> {
         (**self).dead_letters()
+    }
+    fn last_dead_letter_id(&self) -> Result<u64, StoreError> {
+        (**self).last_dead_letter_id()
     }
     fn flush(&self) -> StoreFuture<'_, ()> {
         (**self).flush()

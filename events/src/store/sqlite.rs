@@ -60,7 +60,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (handler, event)
     ) WITHOUT ROWID;
     CREATE TABLE dead_letters (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         letter TEXT NOT NULL
     );",
 ];
@@ -590,6 +590,20 @@ impl EventStore for SqliteStore {
             })
         })
         .collect()
+    }
+
+    fn last_dead_letter_id(&self) -> Result<u64, StoreError> {
+        // AUTOINCREMENT keeps the highest id ever inserted in `sqlite_sequence`.
+        let id: Option<i64> = self
+            .read()
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'dead_letters'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        Ok(id.unwrap_or(0) as u64)
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {
