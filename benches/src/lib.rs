@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use events::{Bus, Event, handler};
 
+pub mod durable;
 pub mod memory;
 
 /// What every handler does.

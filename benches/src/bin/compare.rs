@@ -5,7 +5,7 @@
 //! cargo run --release -p events-benches --bin compare            # full run (a few minutes)
 //! cargo run --release -p events-benches --bin compare -- --quick # fewer samples
 //! cargo run --release -p events-benches --bin compare -- --only queued # one row (ids: sync1,
-//!     fanout10, async1, queued, sync1_100subs, fanout10_wild, json, memory)
+//!     fanout10, async1, queued, sync1_100subs, fanout10_wild, json, memory, durable)
 //! ```
 //!
 //! Cells are the median time per event over the samples (and events per second), then the
@@ -14,7 +14,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use events_benches::{Peer, Workload, memory, runner};
+use events_benches::{Peer, Workload, durable, memory, runner};
 
 struct Cell {
     ns: Option<f64>,
@@ -111,6 +111,42 @@ fn fmt_time(ns: f64) -> String {
     }
 }
 
+/// The median of `runs` runs of `f`, by throughput.
+fn median_run(runs: usize, f: impl Fn() -> durable::Durable) -> durable::Durable {
+    let mut all: Vec<durable::Durable> = (0..runs).map(|_| f()).collect();
+    all.sort_by(|a, b| a.events_per_sec.total_cmp(&b.events_per_sec));
+    all[all.len() / 2]
+}
+
+/// Workload (9): durable publishing, `events` next to raw `rusqlite` in the same run.
+fn durable_rows(runs: usize) {
+    use events::store::Synchronous;
+    const PUBLISHERS: u64 = 1000;
+    const PER: u64 = 200;
+    const TOTAL: u64 = PUBLISHERS * PER;
+    println!(
+        "\n(9) durable publish on SQLite (WAL), {TOTAL} events, median of {runs} runs; \
+         `events`: {PUBLISHERS} concurrent publishers, group commit, one durable handler \
+         (its delivery recorded); raw: one thread, 1000 rows per transaction, same rows and \
+         schema.\n"
+    );
+    println!("| synchronous | events: events/s | events: publish p50 / p99 | raw rusqlite: rows/s | events / raw |");
+    println!("|---|---|---|---|---|");
+    for (label, sync) in [("FULL", Synchronous::Full), ("NORMAL", Synchronous::Normal)] {
+        let ours = median_run(runs, || durable::events_sqlite(sync, PUBLISHERS, PER));
+        let raw = median_run(runs, || durable::raw_rusqlite(sync, TOTAL, 1000));
+        let (p50, p99) = ours.latency.unwrap_or_default();
+        println!(
+            "| {label} | **{:.0}k/s** | {:.2} ms / {:.2} ms | {:.0}k/s | ×{:.2} |",
+            ours.events_per_sec / 1e3,
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            raw.events_per_sec / 1e3,
+            ours.events_per_sec / raw.events_per_sec
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--memory") {
@@ -197,6 +233,10 @@ fn main() {
             }
         }
         println!();
+    }
+
+    if only.as_ref().is_none_or(|o| o == "durable") {
+        durable_rows(if quick { 1 } else { 3 });
     }
 
     let get = |w: Workload| {
