@@ -88,7 +88,8 @@ pub fn events_sqlite(sync: Synchronous, publishers: u64, per_publisher: u64) -> 
 pub fn raw_rusqlite(sync: Synchronous, total: u64, batch: u64) -> Durable {
     let dir = tempfile::tempdir().expect("temp dir");
     let conn = rusqlite::Connection::open(dir.path().join("raw.db")).expect("open");
-    conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
     conn.pragma_update(
         None,
         "synchronous",
@@ -126,8 +127,8 @@ pub fn raw_rusqlite(sync: Synchronous, total: u64, batch: u64) -> Durable {
                 .expect("prepare");
             for _ in 0..batch.min(total - n) {
                 let id = events::EventId::new().to_string();
-                let payload = serde_json::to_string(&TickDurable { seq: n, amount: 1 })
-                    .expect("json");
+                let payload =
+                    serde_json::to_string(&TickDurable { seq: n, amount: 1 }).expect("json");
                 let time = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as i64);

@@ -128,7 +128,10 @@ async fn publish_stores_the_event_before_its_handlers_and_queries_find_it() {
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].id, r1.event_id());
     assert_eq!(all[0].name, "shop.order.placed");
-    assert_eq!(all[0].payload_json().unwrap(), serde_json::json!({"order": 1}));
+    assert_eq!(
+        all[0].payload_json().unwrap(),
+        serde_json::json!({"order": 1})
+    );
     assert_eq!(all[0].source, "store-test");
     assert!(all[0].time() >= before - Duration::from_secs(1));
     assert_eq!(all[1].source, "checkout");
@@ -145,10 +148,19 @@ async fn publish_stores_the_event_before_its_handlers_and_queries_find_it() {
             .collect()
     };
     assert_eq!(seqs(StoreQuery::all().id(r2.event_id())), [2]);
-    assert_eq!(seqs(StoreQuery::all().name("shop.order.placed").unwrap()), [1, 2]);
-    assert_eq!(seqs(StoreQuery::all().name("shop.order.*").unwrap()), [1, 2, 3]);
+    assert_eq!(
+        seqs(StoreQuery::all().name("shop.order.placed").unwrap()),
+        [1, 2]
+    );
+    assert_eq!(
+        seqs(StoreQuery::all().name("shop.order.*").unwrap()),
+        [1, 2, 3]
+    );
     assert_eq!(seqs(StoreQuery::all().name("shop.>").unwrap()), [1, 2, 3]);
-    assert_eq!(seqs(StoreQuery::all().name("billing.*").unwrap()), Vec::<u64>::new());
+    assert_eq!(
+        seqs(StoreQuery::all().name("billing.*").unwrap()),
+        Vec::<u64>::new()
+    );
     assert_eq!(seqs(StoreQuery::all().kind(EventKind::Command)), [3]);
     assert_eq!(seqs(StoreQuery::all().source("checkout")), [2]);
     assert_eq!(seqs(StoreQuery::all().target("billing")), [2]);
@@ -157,9 +169,15 @@ async fn publish_stores_the_event_before_its_handlers_and_queries_find_it() {
         [1],
         "a root event's correlation id is its own id"
     );
-    assert_eq!(seqs(StoreQuery::all().from_sequence(2).to_sequence(3)), [2, 3]);
+    assert_eq!(
+        seqs(StoreQuery::all().from_sequence(2).to_sequence(3)),
+        [2, 3]
+    );
     assert_eq!(seqs(StoreQuery::all().newest_first().limit(2)), [3, 2]);
-    assert_eq!(seqs(StoreQuery::all().name("shop.>").unwrap().limit(1)), [1]);
+    assert_eq!(
+        seqs(StoreQuery::all().name("shop.>").unwrap().limit(1)),
+        [1]
+    );
     assert_eq!(seqs(StoreQuery::all().since(before)), [1, 2, 3]);
     assert_eq!(seqs(StoreQuery::all().until(before)), Vec::<u64>::new());
     assert!(StoreQuery::all().name("Bad Name").is_err());
@@ -250,7 +268,10 @@ async fn deliveries_not_recorded_before_a_crash_are_made_by_recover() {
     {
         // `publish_blocking` cannot run async handlers, so an async durable handler's
         // delivery stays pending: as if the process had died while it ran.
-        let bus = bus_on(SqliteStore::open(&path).unwrap(), &["store::first", "store::pending"]);
+        let bus = bus_on(
+            SqliteStore::open(&path).unwrap(),
+            &["store::first", "store::pending"],
+        );
         for order in 1..=3 {
             let receipt = bus.publish_blocking(OrderPlaced { order }).unwrap();
             assert!(matches!(
@@ -259,11 +280,18 @@ async fn deliveries_not_recorded_before_a_crash_are_made_by_recover() {
             ));
         }
     }
-    let bus = bus_on(SqliteStore::open(&path).unwrap(), &["store::first", "store::pending"]);
+    let bus = bus_on(
+        SqliteStore::open(&path).unwrap(),
+        &["store::first", "store::pending"],
+    );
     let r = bus.recover().await.unwrap();
     assert_eq!((r.events, r.deliveries), (3, 3));
     assert_eq!(calls("audit"), [1, 2, 3]);
-    assert_eq!(calls("bill"), [1, 2, 3], "bill had finished: not delivered again");
+    assert_eq!(
+        calls("bill"),
+        [1, 2, 3],
+        "bill had finished: not delivered again"
+    );
     assert_eq!(bus.recover().await.unwrap().deliveries, 0);
 }
 
@@ -293,7 +321,12 @@ async fn replay_skips_replay_false_handlers_by_construction_and_reports_progress
         .await
         .unwrap();
     assert_eq!(
-        (report.events, report.deliveries, report.skipped, report.failures),
+        (
+            report.events,
+            report.deliveries,
+            report.skipped,
+            report.failures
+        ),
         (3, 3, 0, 0)
     );
     assert_eq!(
@@ -321,7 +354,10 @@ async fn replay_skips_replay_false_handlers_by_construction_and_reports_progress
         .only(["nobody"])
         .await
         .unwrap_err();
-    assert!(matches!(err, events::ReplayError::UnknownHandler(_)), "{err}");
+    assert!(
+        matches!(err, events::ReplayError::UnknownHandler(_)),
+        "{err}"
+    );
 
     let no_store = Bus::builder().scope("store::first").build().unwrap();
     assert!(matches!(
@@ -347,7 +383,11 @@ async fn dead_letters_survive_a_restart_and_a_retry_removes_them_from_the_store(
     let id = {
         let bus = bus_on(SqliteStore::open(&path).unwrap(), &["store::flaky"]);
         let letters = bus.dead_letters(&DeadLetterFilter::all());
-        assert_eq!(letters.len(), 1, "the dead letter was kept across the restart");
+        assert_eq!(
+            letters.len(),
+            1,
+            "the dead letter was kept across the restart"
+        );
         let letter = &letters[0];
         assert_eq!(letter.handler, "store::flaky::ship");
         assert_eq!(letter.error, "carrier refused");
@@ -424,7 +464,11 @@ fn rusqlite_version(path: &std::path::Path) -> i64 {
         .arg(path)
         .output()
         .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn set_user_version(path: &std::path::Path, v: i64) {
@@ -452,7 +496,11 @@ async fn emitted_events_are_stored_before_emit_returns() {
         .unwrap();
     let id = bus.emit(OrderPlaced { order: 42 }).await.unwrap();
     let stored = store.query(&StoreQuery::all().id(id)).unwrap();
-    assert_eq!(stored.len(), 1, "stored when emit returned, before a worker ran");
+    assert_eq!(
+        stored.len(),
+        1,
+        "stored when emit returned, before a worker ran"
+    );
     let id2 = bus.try_emit(OrderPlaced { order: 43 }).unwrap();
     assert_eq!(store.query(&StoreQuery::all().id(id2)).unwrap().len(), 1);
     let report = bus.shutdown(Duration::from_secs(5)).await;

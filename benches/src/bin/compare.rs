@@ -130,7 +130,9 @@ fn durable_rows(runs: usize) {
          (its delivery recorded); raw: one thread, 1000 rows per transaction, same rows and \
          schema.\n"
     );
-    println!("| synchronous | events: events/s | events: publish p50 / p99 | raw rusqlite: rows/s | events / raw |");
+    println!(
+        "| synchronous | events: events/s | events: publish p50 / p99 | raw rusqlite: rows/s | events / raw |"
+    );
     println!("|---|---|---|---|---|");
     for (label, sync) in [("FULL", Synchronous::Full), ("NORMAL", Synchronous::Normal)] {
         let ours = median_run(runs, || durable::events_sqlite(sync, PUBLISHERS, PER));

@@ -125,6 +125,11 @@ impl Outcomes {
 }
 
 impl Bus {
+    /// The bus's event store, to query its history: `None` without one.
+    pub fn store(&self) -> Option<&dyn EventStore> {
+        self.inner.store.as_deref()
+    }
+
     /// Appends an event to the store; resolves with its sequence number.
     pub(crate) fn append<'a>(
         &'a self,

@@ -14,7 +14,7 @@
 //! | store | durable | history | for |
 //! |---|---|---|---|
 //! | [`MemoryStore`] | no | bounded by a byte budget (default 10 MB), oldest evicted first | tests, replay of recent events |
-//! | [`SqliteStore`] (feature `sqlite`) | yes: WAL, `synchronous = FULL` by default, group commit | the whole log | a service that must not lose events |
+//! | `SqliteStore` (feature `sqlite`) | yes: WAL, `synchronous = FULL` by default, group commit | the whole log | a service that must not lose events |
 //!
 //! Implement [`EventStore`] for another backend.
 

@@ -70,7 +70,7 @@ const MAX_BATCH: usize = 4096;
 
 /// The durable [`EventStore`]: one SQLite file (feature `sqlite`; SQLite is compiled in).
 ///
-/// - WAL journal, `synchronous = FULL` unless [`synchronous`](Self::synchronous) says
+/// - WAL journal, `synchronous = FULL` unless [`open_with`](Self::open_with) says
 ///   otherwise: an append is on disk when its future resolves.
 /// - Group commit: one thread owns the write connection and commits everything that
 ///   arrived while the previous commit ran in one transaction, so concurrent publishers
