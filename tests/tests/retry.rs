@@ -218,3 +218,80 @@ async fn the_bus_default_policy_applies_and_timeouts_are_transient() {
         Some(Outcome::Failed(_))
     ));
 }
+
+mod shutdown {
+    use super::*;
+
+    #[derive(Event, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "shutdown.job")]
+    pub struct Work;
+
+    pub static ATTEMPTS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+    /// Fails once, then succeeds on its retry a second later.
+    #[handler(retry(max = 1, backoff = "fixed", base = "1s", jitter = false))]
+    fn once_flaky(_: &Work, ctx: &Context) -> Result<(), HandlerError> {
+        ATTEMPTS.lock().unwrap().push(ctx.attempt());
+        if ctx.attempt() == 1 {
+            return Err(HandlerError::transient("not yet"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_pending_retries_within_its_deadline_and_abandons_the_rest() {
+    let bus = Bus::builder().scope("retry::shutdown").build().unwrap();
+    bus.publish(shutdown::Work).await.unwrap();
+    // The retry is due in 1 s; a 5 s deadline waits for it.
+    let report = bus.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(*shutdown::ATTEMPTS.lock().unwrap(), [1, 2]);
+
+    shutdown::ATTEMPTS.lock().unwrap().clear();
+    let bus = Bus::builder().scope("retry::shutdown").build().unwrap();
+    bus.publish(shutdown::Work).await.unwrap();
+    // A 100 ms deadline does not: the retry is abandoned, reported, and never runs.
+    let report = bus.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(report.abandoned_retries, 1, "{report:?}");
+    assert!(!report.is_complete());
+    settle_for(Duration::from_secs(5)).await;
+    assert_eq!(*shutdown::ATTEMPTS.lock().unwrap(), [1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subscription_retries_with_its_own_policy_or_the_bus_default() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    for with_own_policy in [true, false] {
+        let mut builder = Bus::builder().scope("retry::nothing");
+        if !with_own_policy {
+            builder = builder.retry(RetryPolicy::fixed(2, Duration::from_millis(50)));
+        }
+        let bus = builder.build().unwrap();
+        let attempts = Arc::new(AtomicU32::new(0));
+        let seen = Arc::clone(&attempts);
+        let mut options = events::SubscribeOptions::new().name("flaky-subscription");
+        if with_own_policy {
+            options = options.retry(RetryPolicy::fixed(2, Duration::from_millis(50)));
+        }
+        let _sub = bus.subscribe_with(options, move |_: &shutdown::Work, ctx: &Context| {
+            seen.store(ctx.attempt(), Ordering::SeqCst);
+            if ctx.attempt() < 3 {
+                return Err(HandlerError::transient("flaky"));
+            }
+            Ok(())
+        });
+        let receipt = bus.publish(shutdown::Work).await.unwrap();
+        assert!(matches!(
+            receipt.outcome("flaky-subscription"),
+            Some(Outcome::Retrying { attempt: 2, .. })
+        ));
+        settle_for(Duration::from_secs(1)).await;
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            3,
+            "own policy: {with_own_policy}"
+        );
+    }
+}

@@ -810,15 +810,23 @@ fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: Handler
     };
     let after = policy.jittered_delay(ctx.attempt);
     let attempt = ctx.attempt + 1;
-    let (slot, bus, meta, decode, sequence) = (
+    let (slot, pending, meta, decode, sequence) = (
         slot.clone(),
-        ctx.bus.clone(),
+        ctx.bus.retry_scheduled(),
         ctx.meta.clone(),
         ctx.meta.info.decode,
         ctx.sequence,
     );
     runtime.spawn(async move {
         tokio::time::sleep(after).await;
+        let bus = pending.bus().clone();
+        if bus.inner.lifecycle.is_stopped() {
+            tracing::warn!(
+                event = meta.name(), event_id = %meta.id(), handler = slot.name(), attempt,
+                "retry abandoned: the bus was shut down"
+            );
+            return;
+        }
         let Ok(event) = decode(json) else { return };
         let ctx = Context {
             bus,
@@ -828,6 +836,7 @@ fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: Handler
             replay: None,
         };
         run_one(&slot, &*event, &ctx).await;
+        drop(pending);
     });
     Outcome::Retrying {
         error,

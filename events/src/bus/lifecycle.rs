@@ -1,7 +1,7 @@
 //! The bus's lifecycle: enabled, disabled (refuses events for a while), shut down (refuses
 //! events for good, after draining the queue within a deadline).
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{Bus, PublishError};
@@ -10,12 +10,23 @@ use crate::envelope::EventId;
 const ENABLED: u8 = 0;
 const DISABLED: u8 = 1;
 const SHUT_DOWN: u8 = 2;
+/// Shut down and past the drain: retries still waiting are abandoned.
+const STOPPED: u8 = 3;
 
 /// Whether the bus takes events. Read with one relaxed load per publish.
 #[derive(Debug, Default)]
-pub(crate) struct Lifecycle(AtomicU8);
+pub(crate) struct Lifecycle(AtomicU8, AtomicUsize);
 
 impl Lifecycle {
+    /// Whether shutdown has given up on waiting: a retry due now must not run.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Acquire) == STOPPED
+    }
+
+    fn pending_retries(&self) -> usize {
+        self.1.load(Ordering::Acquire)
+    }
+
     /// `Ok` when events are taken, else the error that refuses an event named `name`.
     #[inline]
     pub(crate) fn check(&self, name: &'static str) -> Result<(), PublishError> {
@@ -24,6 +35,22 @@ impl Lifecycle {
             DISABLED => Err(PublishError::Disabled { name }),
             _ => Err(PublishError::Closed),
         }
+    }
+}
+
+/// One scheduled retry, counted until dropped (however its task ends).
+pub(crate) struct PendingRetry(Bus);
+
+impl PendingRetry {
+    /// The bus the retry runs on.
+    pub(crate) fn bus(&self) -> &Bus {
+        &self.0
+    }
+}
+
+impl Drop for PendingRetry {
+    fn drop(&mut self) {
+        self.0.inner.lifecycle.1.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -37,12 +64,16 @@ pub struct ShutdownReport {
     pub unprocessed: Vec<Unprocessed>,
     /// Events whose handlers were still running at the deadline; they run to completion.
     pub still_running: usize,
+    /// Retries still waiting for their delay at the deadline: they do not run. (With a
+    /// store, a durable handler's abandoned retry is completed by
+    /// [`Bus::recover`](crate::Bus::recover) on the next start.)
+    pub abandoned_retries: usize,
 }
 
 impl ShutdownReport {
     /// Whether every queued event was handled before the deadline.
     pub fn is_complete(&self) -> bool {
-        self.unprocessed.is_empty() && self.still_running == 0
+        self.unprocessed.is_empty() && self.still_running == 0 && self.abandoned_retries == 0
     }
 }
 
@@ -56,6 +87,12 @@ pub struct Unprocessed {
 }
 
 impl Bus {
+    /// A retry was scheduled: shutdown waits for it, within its deadline.
+    pub(crate) fn retry_scheduled(&self) -> PendingRetry {
+        self.inner.lifecycle.1.fetch_add(1, Ordering::AcqRel);
+        PendingRetry(self.clone())
+    }
+
     /// Refuses every event until [`enable`](Self::enable): publishing and emitting return
     /// [`PublishError::Disabled`]; nothing is lost silently. Events already queued are still
     /// handled.
@@ -96,13 +133,17 @@ impl Bus {
         let queue = &self.inner.queue;
         queue.close();
         let before = queue.queued() + queue.in_flight();
+        let lifecycle = &self.inner.lifecycle;
         let finished = tokio::time::timeout(deadline, async {
-            while queue.queued() > 0 || queue.in_flight() > 0 {
+            while queue.queued() > 0 || queue.in_flight() > 0 || lifecycle.pending_retries() > 0 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })
         .await
         .is_ok();
+        // Retries still waiting will find the bus stopped and not run.
+        lifecycle.0.store(STOPPED, Ordering::Release);
+        let abandoned_retries = lifecycle.pending_retries();
         let unprocessed = if finished {
             Vec::new()
         } else {
@@ -114,17 +155,19 @@ impl Bus {
                 tracing::error!(error = %e, "the event store could not be flushed at shutdown");
             }
         }
-        if !unprocessed.is_empty() || still_running > 0 {
+        if !unprocessed.is_empty() || still_running > 0 || abandoned_retries > 0 {
             tracing::warn!(
                 unprocessed = unprocessed.len(),
                 still_running,
-                "bus shut down before its queue was drained"
+                abandoned_retries,
+                "bus shut down before its queue and retries were drained"
             );
         }
         ShutdownReport {
             drained: before.saturating_sub(unprocessed.len() + still_running),
             unprocessed,
             still_running,
+            abandoned_retries,
         }
     }
 }

@@ -74,6 +74,8 @@ pub(crate) struct Inner {
     pub(crate) observers: crate::observe::Observers,
     /// Where events are appended before their handlers run, if anywhere.
     pub(crate) store: Option<Arc<dyn crate::store::EventStore>>,
+    /// The retry policy of handlers and subscriptions without their own.
+    pub(crate) default_retry: Option<crate::RetryPolicy>,
     /// The durable handlers, with the event type each takes.
     pub(crate) durable: Vec<(&'static EventInfo, Slot)>,
 }
@@ -376,8 +378,9 @@ impl BusBuilder {
         self
     }
 
-    /// How handlers without their own `#[handler(retry(..))]` retry a transient failure
-    /// (default: they do not). See [`RetryPolicy`](crate::RetryPolicy).
+    /// How handlers without their own `#[handler(retry(..))]`, and subscriptions without
+    /// [`SubscribeOptions::retry`], retry a transient failure (default: they do not). See
+    /// [`RetryPolicy`](crate::RetryPolicy).
     pub fn retry(mut self, policy: crate::RetryPolicy) -> Self {
         self.retry = Some(policy);
         self
@@ -551,6 +554,7 @@ impl BusBuilder {
                 lifecycle: lifecycle::Lifecycle::default(),
                 observers: crate::observe::Observers(self.observers.into()),
                 store: self.store,
+                default_retry: self.retry,
                 durable,
             }),
         };

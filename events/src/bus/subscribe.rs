@@ -14,7 +14,7 @@ use crate::filter::Filter;
 use crate::handler::IntoHandlerResult;
 use crate::pattern::InvalidPattern;
 
-/// Name, priority and filter of a dynamic subscription, for [`Bus::subscribe_with`] and
+/// Name, priority, filter and retry policy of a dynamic subscription, for [`Bus::subscribe_with`] and
 /// [`Bus::subscribe_pattern_with`].
 #[derive(Clone, Debug)]
 #[must_use]
@@ -22,6 +22,7 @@ pub struct SubscribeOptions {
     name: Cow<'static, str>,
     priority: i32,
     filter: Option<Filter>,
+    retry: Option<crate::RetryPolicy>,
 }
 
 impl Default for SubscribeOptions {
@@ -30,6 +31,7 @@ impl Default for SubscribeOptions {
             name: Cow::Borrowed("subscription"),
             priority: 0,
             filter: None,
+            retry: None,
         }
     }
 }
@@ -54,6 +56,12 @@ impl SubscribeOptions {
     /// the first; combine filters with `&` instead.
     pub fn filter(mut self, filter: Filter) -> SubscribeOptions {
         self.filter = Some(filter);
+        self
+    }
+    /// How a transient failure of this subscription is retried, instead of the bus's
+    /// default ([`BusBuilder::retry`](crate::BusBuilder::retry)).
+    pub fn retry(mut self, policy: crate::RetryPolicy) -> SubscribeOptions {
+        self.retry = Some(policy);
         self
     }
 }
@@ -337,7 +345,10 @@ impl Bus {
             durable: false,
             replay: true,
             timeout: None,
-            retry: None,
+            retry: options
+                .retry
+                .or(self.inner.default_retry)
+                .filter(|p| p.max_retries() > 0),
         };
         self.inner.change_dynamic(|dynamic| {
             targets
