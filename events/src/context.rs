@@ -21,10 +21,6 @@ pub struct Context {
     pub(crate) meta: Meta,
     /// 1 for the first call of a handler, 2 for its first retry, ...
     pub(crate) attempt: u32,
-    /// The event's position in the bus's store; 0 without a store.
-    pub(crate) sequence: u64,
-    /// Set while the event is being replayed: which handlers get it.
-    pub(crate) replay: Option<std::sync::Arc<crate::bus::durable::Selection>>,
 }
 
 impl Context {
@@ -36,13 +32,13 @@ impl Context {
 
     /// The event's sequence number in the bus's [store](crate::store), if the bus has one.
     pub fn sequence(&self) -> Option<u64> {
-        (self.sequence != 0).then_some(self.sequence)
+        self.meta.sequence()
     }
 
     /// Whether the event is being delivered again by [`Bus::replay`](crate::Bus::replay),
     /// rather than as it happens (or as [`Bus::recover`](crate::Bus::recover) completes it).
     pub fn is_replay(&self) -> bool {
-        self.replay.is_some()
+        self.meta.replay().is_some()
     }
 
     /// The current event's metadata.

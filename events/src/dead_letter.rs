@@ -171,7 +171,12 @@ impl Bus {
             id: queue
                 .next
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            meta: ctx.meta.clone(),
+            meta: {
+                // A retry from the queue is not part of the replay that failed.
+                let mut meta = ctx.meta.clone();
+                meta.set_replay(None);
+                meta
+            },
             sequence: ctx.sequence(),
             payload,
             handler: handler.to_owned(),
@@ -255,8 +260,6 @@ impl Bus {
             bus: self.clone(),
             meta: letter.meta,
             attempt: letter.attempts + 1,
-            sequence: letter.sequence.unwrap_or(0),
-            replay: None,
         };
         crate::bus::run_one(&slot, &*event, &ctx).await;
         true

@@ -239,6 +239,10 @@ pub(crate) struct Extra {
     pub(crate) priority: Option<i32>,
     /// Nanoseconds since the Unix epoch.
     pub(crate) expires_at: Option<u64>,
+    /// Its position in the bus's store; 0 when not stored.
+    pub(crate) sequence: u64,
+    /// Set while the event is replayed: which handlers get it.
+    pub(crate) replay: Option<Arc<crate::bus::durable::Selection>>,
 }
 
 static NO_METADATA: Metadata = Metadata::new();
@@ -319,6 +323,38 @@ impl Meta {
             .is_some_and(|at| EventId::now().1 >= at)
     }
 
+    /// The event's position in the bus's [store](crate::store), once stored: events are
+    /// appended before their handlers run, so handlers always see it on a bus with a store.
+    pub fn sequence(&self) -> Option<u64> {
+        self.extra
+            .as_ref()
+            .and_then(|e| (e.sequence != 0).then_some(e.sequence))
+    }
+
+    /// The parts beyond a root event's, made for a root event when it first needs them.
+    fn extra_mut(&mut self) -> &mut Extra {
+        let id = self.id;
+        self.extra
+            .get_or_insert_with(|| Extra::new(id, None, PublishOptions::default()))
+    }
+
+    /// Records where the store put the event.
+    pub(crate) fn set_sequence(&mut self, sequence: u64) {
+        self.extra_mut().sequence = sequence;
+    }
+
+    /// The replay delivering the event, if it is being replayed.
+    pub(crate) fn replay(&self) -> Option<&Arc<crate::bus::durable::Selection>> {
+        self.extra.as_ref().and_then(|e| e.replay.as_ref())
+    }
+
+    /// Marks the event as replayed to the handlers `selection` chooses (`None`: not replayed).
+    pub(crate) fn set_replay(&mut self, selection: Option<Arc<crate::bus::durable::Selection>>) {
+        if selection.is_some() || self.extra.is_some() {
+            self.extra_mut().replay = selection;
+        }
+    }
+
     /// What a child of this event inherits.
     #[inline]
     pub(crate) fn lineage(&self) -> Lineage {
@@ -385,6 +421,8 @@ impl Meta {
                 metadata: stored.metadata.clone(),
                 priority: Some(stored.priority),
                 expires_at: None,
+                sequence: stored.sequence,
+                replay: None,
             })),
         }
     }
@@ -412,6 +450,8 @@ impl Extra {
             metadata: options.metadata,
             priority: options.priority,
             expires_at: options.expires_at.map(nanos_since_epoch),
+            sequence: 0,
+            replay: None,
         })
     }
 }

@@ -94,16 +94,13 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(ctx: Context, route: Route, outcomes: Outcomes) -> Receipt {
-        let Context {
-            bus,
-            meta,
-            sequence,
-            ..
-        } = ctx;
+        let Context { bus, meta, .. } = ctx;
         let (id, name) = (meta.id, meta.name());
-        if meta.extra.is_some() {
+        let mut sequence = 0;
+        if let Some(extra) = &meta.extra {
+            sequence = extra.sequence;
             drop_meta(meta);
         } else {
             // Nothing to free: no call to the drop glue on the root fast path.

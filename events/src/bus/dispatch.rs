@@ -140,7 +140,9 @@ impl Bus {
     ) -> Result<Receipt, PublishError> {
         let mut ctx = self.context::<E>(parent, options)?;
         if let Some(store) = &self.inner.store {
-            ctx.sequence = self.append(&**store, &event, &ctx.meta).await?;
+            // Boxed and out of line: a bus without a store carries none of the append.
+            let sequence = self.append_boxed(&**store, &event, &ctx.meta).await?;
+            ctx.meta.set_sequence(sequence);
         }
         if !self.inner.observers.is_empty() {
             self.inner.observers.published(&ctx.meta);
@@ -167,22 +169,28 @@ impl Bus {
         parent: Option<Lineage>,
         options: impl Options,
     ) -> Result<Receipt, PublishError> {
-        let mut ctx = self.context::<E>(parent, options)?;
-        if let Some(store) = &self.inner.store {
-            ctx.sequence = crate::store::block_on(self.append(&**store, &event, &ctx.meta))?;
-        }
-        Ok(self.dispatch_blocking(event, ctx))
+        let ctx = self.context::<E>(parent, options)?;
+        self.dispatch_blocking(event, ctx)
     }
 
-    /// Runs the synchronous handlers of an event whose envelope is made.
+    /// Stores (with a store), then runs the synchronous handlers of an event whose envelope
+    /// is made.
     #[inline(always)]
-    fn dispatch_blocking<E: Event>(&self, event: E, ctx: Context) -> Receipt {
+    fn dispatch_blocking<E: Event>(&self, event: E, ctx: Context) -> Result<Receipt, PublishError> {
         self.dispatch_blocking_any(&event, TypeId::of::<E>(), ctx)
     }
 
     /// [`dispatch_blocking`](Self::dispatch_blocking) of an event of type `type_id`.
     #[inline(always)]
-    fn dispatch_blocking_any(&self, event: &AnyEvent, type_id: TypeId, ctx: Context) -> Receipt {
+    fn dispatch_blocking_any(
+        &self,
+        event: &AnyEvent,
+        type_id: TypeId,
+        mut ctx: Context,
+    ) -> Result<Receipt, PublishError> {
+        if let Some(store) = &self.inner.store {
+            self.store_blocking(&**store, event, &mut ctx.meta)?;
+        }
         if !self.inner.observers.is_empty() {
             self.inner.observers.published(&ctx.meta);
         }
@@ -198,7 +206,7 @@ impl Bus {
         } else {
             dispatch()
         }
-        Receipt::new(ctx, route, outcomes)
+        Ok(Receipt::new(ctx, route, outcomes))
     }
 
     #[inline(always)]
@@ -211,8 +219,6 @@ impl Bus {
             bus: self.clone(),
             meta: self.meta::<E>(parent, options)?,
             attempt: 1,
-            sequence: 0,
-            replay: None,
         })
     }
 
@@ -286,8 +292,6 @@ impl Bus {
                 .try_meta_of(info, None, (!options.is_empty()).then_some(options))
                 .map_err(|e| self.refused(info.name, e))?,
             attempt: 1,
-            sequence: 0,
-            replay: None,
         })
     }
 
@@ -301,7 +305,8 @@ impl Bus {
         let info = event.info();
         let mut ctx = self.context_of(info, options)?;
         if let Some(store) = &self.inner.store {
-            ctx.sequence = self.append(&**store, &*event, &ctx.meta).await?;
+            let sequence = self.append(&**store, &*event, &ctx.meta).await?;
+            ctx.meta.set_sequence(sequence);
         }
         if !self.inner.observers.is_empty() {
             self.inner.observers.published(&ctx.meta);
@@ -327,11 +332,8 @@ impl Bus {
         options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
         let info = event.info();
-        let mut ctx = self.context_of(info, options)?;
-        if let Some(store) = &self.inner.store {
-            ctx.sequence = crate::store::block_on(self.append(&**store, &*event, &ctx.meta))?;
-        }
-        Ok(self.dispatch_blocking_any(&*event, info.type_id(), ctx))
+        let ctx = self.context_of(info, options)?;
+        self.dispatch_blocking_any(&*event, info.type_id(), ctx)
     }
 }
 
@@ -601,8 +603,8 @@ pub(crate) async fn run(
         };
         settle(i, slot, Some(payload), ctx, outcomes, outcome, start);
     }
-    if ctx.sequence != 0 {
-        super::durable::record_deliveries(slots, ctx, outcomes);
+    if let Some(sequence) = ctx.meta.sequence() {
+        super::durable::record_deliveries(slots, ctx, sequence, outcomes);
     }
 }
 
@@ -625,8 +627,8 @@ fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: 
                 step => settle_blocking(i, slot, payload, ctx, outcomes, step),
             }
         }
-        if ctx.sequence != 0 {
-            super::durable::record_deliveries(slots, ctx, outcomes);
+        if let Some(sequence) = ctx.meta.sequence() {
+            super::durable::record_deliveries(slots, ctx, sequence, outcomes);
         }
         return;
     }
@@ -644,8 +646,8 @@ fn run_blocking(slots: &[Slot], payload: &dyn Payload, ctx: &Context, outcomes: 
         };
         settle(i, slot, Some(payload), ctx, outcomes, outcome, start);
     }
-    if ctx.sequence != 0 {
-        super::durable::record_deliveries(slots, ctx, outcomes);
+    if let Some(sequence) = ctx.meta.sequence() {
+        super::durable::record_deliveries(slots, ctx, sequence, outcomes);
     }
 }
 
@@ -702,8 +704,6 @@ fn upcast(
                     bus: ctx.bus.clone(),
                     meta,
                     attempt: ctx.attempt,
-                    sequence: ctx.sequence,
-                    replay: ctx.replay.clone(),
                 },
             ))
         }
@@ -727,7 +727,7 @@ async fn run_upcast(
         Ok((next, ctx)) => {
             let route = ctx.bus.route(to.type_id());
             let slots = ctx.bus.slots_of(&route, to.type_id());
-            match &ctx.replay {
+            match ctx.meta.replay() {
                 None => Box::pin(run(slots, &*next, &ctx, &mut Outcomes::default())).await,
                 Some(selection) => {
                     let chosen = selection.choose(slots);
@@ -810,12 +810,11 @@ fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: Handler
     };
     let after = policy.jittered_delay(ctx.attempt);
     let attempt = ctx.attempt + 1;
-    let (slot, pending, meta, decode, sequence) = (
+    let (slot, pending, meta, decode) = (
         slot.clone(),
         ctx.bus.retry_scheduled(),
         ctx.meta.clone(),
         ctx.meta.info.decode,
-        ctx.sequence,
     );
     runtime.spawn(async move {
         tokio::time::sleep(after).await;
@@ -828,13 +827,7 @@ fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: Handler
             return;
         }
         let Ok(event) = decode(json) else { return };
-        let ctx = Context {
-            bus,
-            meta,
-            attempt,
-            sequence,
-            replay: None,
-        };
+        let ctx = Context { bus, meta, attempt };
         run_one(&slot, &*event, &ctx).await;
         drop(pending);
     });

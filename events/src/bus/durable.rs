@@ -96,16 +96,31 @@ impl Selection {
     }
 }
 
+/// Serializes the payload and hands the record to the store.
+#[inline(never)]
+fn begin_append<'a>(
+    store: &'a dyn EventStore,
+    event: &AnyEvent,
+    meta: &Meta,
+) -> crate::store::StoreFuture<'a, u64> {
+    match event.to_json_text() {
+        Ok(payload) => store.append(StoredEvent::new(meta, payload)),
+        Err(e) => Box::pin(std::future::ready(Err(StoreError::Backend(format!(
+            "the payload cannot be serialized: {e}"
+        ))))),
+    }
+}
+
 /// Records, for each durable slot that is done with the event, that it is: every outcome
 /// but a pending retry or an async handler skipped by the blocking API (a dead letter is
 /// done: its fate is the dead-letter queue).
-pub(crate) fn record_deliveries(slots: &[Slot], ctx: &Context, outcomes: &Outcomes) {
+pub(crate) fn record_deliveries(slots: &[Slot], ctx: &Context, sequence: u64, outcomes: &Outcomes) {
     let Some(store) = &ctx.bus.inner.store else {
         return;
     };
     for (i, slot) in slots.iter().enumerate() {
         if slot.durable && !outcomes.is_pending(i) {
-            store.record_delivery(slot.name(), ctx.sequence);
+            store.record_delivery(slot.name(), sequence);
         }
     }
 }
@@ -130,26 +145,57 @@ impl Bus {
         self.inner.store.as_deref()
     }
 
-    /// Appends an event to the store; resolves with its sequence number.
-    pub(crate) fn append<'a>(
-        &'a self,
-        store: &'a dyn EventStore,
+    /// Appends an event to the store; resolves with its sequence number. Out of line, and
+    /// the future holds only the store's boxed one: a bus without a store pays one branch.
+    pub(crate) async fn append(
+        &self,
+        store: &dyn EventStore,
         event: &AnyEvent,
         meta: &Meta,
-    ) -> impl Future<Output = Result<u64, PublishError>> + Send + 'a {
+    ) -> Result<u64, PublishError> {
         let name = meta.name();
-        let record = event
-            .to_json_text()
-            .map(|payload| StoredEvent::new(meta, payload));
-        async move {
-            let stored = match record {
-                Ok(record) => store.append(record).await,
-                Err(e) => Err(StoreError::Backend(format!(
-                    "the payload cannot be serialized: {e}"
-                ))),
-            };
-            stored.map_err(|source| self.refused(name, PublishError::Store { name, source }))
+        match begin_append(store, event, meta).await {
+            Ok(sequence) => Ok(sequence),
+            Err(source) => Err(self.refused(name, PublishError::Store { name, source })),
         }
+    }
+
+    /// [`append`](Self::append), boxed and made out of line.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn append_boxed<'a>(
+        &'a self,
+        store: &'a dyn EventStore,
+        event: &'a AnyEvent,
+        meta: &'a Meta,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, PublishError>> + Send + 'a>> {
+        Box::pin(self.append(store, event, meta))
+    }
+
+    /// Appends from the blocking API and records the sequence in the envelope.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn store_blocking(
+        &self,
+        store: &dyn EventStore,
+        event: &AnyEvent,
+        meta: &mut Meta,
+    ) -> Result<(), PublishError> {
+        let sequence = self.append_blocking(store, event, meta)?;
+        meta.set_sequence(sequence);
+        Ok(())
+    }
+
+    /// [`append`](Self::append) from the blocking API: waits on this thread.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn append_blocking(
+        &self,
+        store: &dyn EventStore,
+        event: &AnyEvent,
+        meta: &Meta,
+    ) -> Result<u64, PublishError> {
+        crate::store::block_on(self.append(store, event, meta))
     }
 
     /// Keeps a dead letter in the store, if the bus has one.
@@ -309,8 +355,6 @@ impl Bus {
                             bus: self.clone(),
                             meta,
                             attempt: 1,
-                            sequence,
-                            replay: None,
                         };
                         run_one(slot, &*event, &ctx).await;
                         report.deliveries += 1;
@@ -395,14 +439,13 @@ impl Bus {
         let mut report = ReplayReport::default();
         for (done, stored) in events.into_iter().enumerate() {
             match self.decode_stored(&stored, None) {
-                Ok((event, meta)) => {
+                Ok((event, mut meta)) => {
                     let type_id = meta.info().type_id();
+                    meta.set_replay(Some(Arc::clone(&selection)));
                     let ctx = Context {
                         bus: self.clone(),
                         meta,
                         attempt: 1,
-                        sequence: stored.sequence,
-                        replay: Some(Arc::clone(&selection)),
                     };
                     let route = self.route(type_id);
                     let chosen = selection.choose(self.slots_of(&route, type_id));

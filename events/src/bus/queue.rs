@@ -53,8 +53,6 @@ pub(crate) struct Queue {
 struct Job {
     event: Box<dyn Payload>,
     meta: Meta,
-    /// Its sequence number in the bus's store; 0 without one.
-    sequence: u64,
     /// The emit's span, kept only when a subscriber wants it: the handler spans on the
     /// worker are its children.
     span: Option<Box<tracing::Span>>,
@@ -279,12 +277,7 @@ async fn worker(bus: Weak<Inner>) {
             );
             return;
         };
-        let Job {
-            event,
-            meta,
-            sequence,
-            span,
-        } = job;
+        let Job { event, meta, span } = job;
         if meta.is_expired() {
             bus.inner.observers.expired(&meta);
             tracing::warn!(
@@ -300,8 +293,6 @@ async fn worker(bus: Weak<Inner>) {
             bus: bus.clone(),
             meta,
             attempt: 1,
-            sequence,
-            replay: None,
         };
         let route = bus.route(type_id);
         let mut outcomes = Outcomes::default();
@@ -394,7 +385,8 @@ impl Bus {
                 observed,
             } = prepared?;
             if let Some(store) = &self.inner.store {
-                job.sequence = self.append(&**store, &*job.event, &job.meta).await?;
+                let sequence = self.append_boxed(&**store, &*job.event, &job.meta).await?;
+                job.meta.set_sequence(sequence);
             }
             self.enqueue::<E>(job, priority, id, observed).await
         }
@@ -452,7 +444,8 @@ impl Bus {
         } = self.prepare(event, parent, options)?;
         if let Some(store) = &self.inner.store {
             // No runtime needed: the store's writer runs on its own thread.
-            job.sequence = crate::store::block_on(self.append(&**store, &*job.event, &job.meta))?;
+            let sequence = self.append_blocking(&**store, &*job.event, &job.meta)?;
+            job.meta.set_sequence(sequence);
         }
         let queue = &self.inner.queue;
         match queue.try_push(job, priority) {
@@ -511,7 +504,6 @@ impl Bus {
         Ok(Job {
             event: Box::new(event),
             meta,
-            sequence: 0,
             span,
         })
     }
