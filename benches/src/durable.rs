@@ -42,8 +42,10 @@ pub fn events_sqlite(sync: Synchronous, publishers: u64, per_publisher: u64) -> 
         .store(store)
         .build()
         .expect("bus");
+    // One runtime thread for the publishers and handlers, one core left for the store's
+    // writer thread: two threads for two cores, as the raw side's one thread has one.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");

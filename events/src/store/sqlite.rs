@@ -48,8 +48,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_by_name ON events (name, sequence);
     CREATE INDEX events_by_correlation ON events (correlation_id, sequence);
     CREATE INDEX events_by_time ON events (time);
+    CREATE TABLE handlers (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
     CREATE TABLE deliveries (
-        handler TEXT NOT NULL,
+        handler INTEGER NOT NULL,
         sequence INTEGER NOT NULL,
         PRIMARY KEY (handler, sequence)
     ) WITHOUT ROWID;
@@ -235,6 +239,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 /// The writer: takes everything waiting, writes it in one transaction, commits, answers.
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut handlers = HandlerIds::new();
     while let Ok(first) = rx.recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -244,7 +249,11 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
             }
         }
         let mut answers = Vec::with_capacity(batch.len());
-        let committed = write_batch(&mut conn, &mut batch, &mut answers);
+        let committed = write_batch(&mut conn, &mut handlers, &mut batch, &mut answers);
+        if committed.is_err() {
+            // Ids made in the rolled-back transaction do not exist.
+            handlers.clear();
+        }
         for answer in answers {
             answer.send(&committed);
         }
@@ -269,8 +278,36 @@ impl Answer {
     }
 }
 
+/// Handler names' ids in the `handlers` table, so that a delivery record is two integers.
+type HandlerIds = std::collections::HashMap<Box<str>, i64>;
+
+fn handler_id(
+    tx: &rusqlite::Transaction<'_>,
+    ids: &mut HandlerIds,
+    name: &str,
+) -> Result<i64, StoreError> {
+    if let Some(&id) = ids.get(name) {
+        return Ok(id);
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO handlers (name) VALUES (?1)",
+        params![name],
+    )
+    .map_err(backend)?;
+    let id: i64 = tx
+        .query_row(
+            "SELECT id FROM handlers WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    ids.insert(name.into(), id);
+    Ok(id)
+}
+
 fn write_batch(
     conn: &mut Connection,
+    handlers: &mut HandlerIds,
     batch: &mut Vec<Command>,
     answers: &mut Vec<Answer>,
 ) -> Result<(), StoreError> {
@@ -282,10 +319,11 @@ fn write_batch(
                 answers.push(Answer::Sequence(reply, result));
             }
             Command::Delivered(handler, sequence) => {
+                let handler = handler_id(&tx, handlers, &handler)?;
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO deliveries (handler, sequence) VALUES (?1, ?2)",
                 )
-                .and_then(|mut s| s.execute(params![&*handler, sequence as i64]))
+                .and_then(|mut s| s.execute(params![handler, sequence as i64]))
                 .map_err(backend)?;
             }
             Command::Checkpoint(handler, event, reply) => {
@@ -375,7 +413,8 @@ fn checkpoint(
             "SELECT MIN(e.sequence) FROM events e
              WHERE e.name = ?2 AND e.sequence > ?3
                AND NOT EXISTS (SELECT 1 FROM deliveries d
-                               WHERE d.handler = ?1 AND d.sequence = e.sequence)",
+                               WHERE d.handler = (SELECT id FROM handlers WHERE name = ?1)
+                                 AND d.sequence = e.sequence)",
             params![handler, event, old],
             |r| r.get(0),
         )
@@ -393,7 +432,8 @@ fn checkpoint(
     )
     .map_err(backend)?;
     tx.execute(
-        "DELETE FROM deliveries WHERE handler = ?1 AND sequence <= ?2",
+        "DELETE FROM deliveries
+         WHERE handler = (SELECT id FROM handlers WHERE name = ?1) AND sequence <= ?2",
         params![handler, new],
     )
     .map_err(backend)?;
@@ -550,7 +590,8 @@ impl EventStore for SqliteStore {
                    AND e.sequence > COALESCE((SELECT sequence FROM checkpoints
                                               WHERE handler = ?1 AND event = ?2), 0)
                    AND NOT EXISTS (SELECT 1 FROM deliveries d
-                                   WHERE d.handler = ?1 AND d.sequence = e.sequence)
+                                   WHERE d.handler = (SELECT id FROM handlers WHERE name = ?1)
+                                     AND d.sequence = e.sequence)
                  ORDER BY e.sequence ASC"
             ))
             .map_err(backend)?;
