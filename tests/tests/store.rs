@@ -511,3 +511,27 @@ async fn emitted_events_are_stored_before_emit_returns() {
     }
     assert_eq!(seen, BTreeMap::from([(42, 1), (43, 1)]));
 }
+
+#[tokio::test]
+async fn the_memory_store_supports_catch_up_and_checkpoints_too() {
+    let _g = SERIAL.lock().await;
+    reset();
+    let store = Arc::new(MemoryStore::new());
+    let bus = bus_on(Arc::clone(&store), &["store::first"]);
+    for order in 1..=3 {
+        bus.publish(OrderPlaced { order }).await.unwrap();
+    }
+    let bus = bus_on(Arc::clone(&store), &["store::first", "store::later"]);
+    let r = bus.recover().await.unwrap();
+    assert_eq!((r.events, r.deliveries), (3, 3));
+    assert_eq!(calls("analytics"), [1, 2, 3]);
+    assert_eq!(calls("bill"), [1, 2, 3]);
+    assert_eq!(bus.recover().await.unwrap().deliveries, 0);
+    assert_eq!(
+        store
+            .checkpoint("store::later::analytics", "shop.order.placed")
+            .await
+            .unwrap(),
+        3
+    );
+}

@@ -33,6 +33,27 @@ struct State {
     last_dead_letter: u64,
 }
 
+impl State {
+    /// The kept events named `event` above `handler`'s checkpoint that it has no delivery
+    /// record for, oldest first.
+    fn undelivered<'a>(
+        &'a self,
+        handler: &'a str,
+        event: &'a str,
+    ) -> impl Iterator<Item = &'a StoredEvent> + 'a {
+        let checkpoint = self
+            .checkpoints
+            .get(&(handler.to_owned(), event.to_owned()))
+            .copied()
+            .unwrap_or(0);
+        self.events.iter().filter(move |e| {
+            e.sequence > checkpoint
+                && e.name == event
+                && !self.deliveries.contains(&(handler.to_owned(), e.sequence))
+        })
+    }
+}
+
 impl MemoryStore {
     /// The default budget.
     pub const DEFAULT_BUDGET: usize = 10 * 1024 * 1024;
@@ -155,36 +176,14 @@ impl EventStore for MemoryStore {
 
     fn undelivered(&self, handler: &str, event: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let state = self.lock();
-        let checkpoint = state
-            .checkpoints
-            .get(&(handler.to_owned(), event.to_owned()))
-            .copied()
-            .unwrap_or(0);
-        Ok(state
-            .events
-            .iter()
-            .filter(|e| {
-                e.sequence > checkpoint
-                    && e.name == event
-                    && !state.deliveries.contains(&(handler.to_owned(), e.sequence))
-            })
-            .cloned()
-            .collect())
+        Ok(state.undelivered(handler, event).cloned().collect())
     }
 
     fn checkpoint<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, u64> {
         let mut state = self.lock();
+        let first_missing = state.undelivered(handler, event).next().map(|e| e.sequence);
         let key = (handler.to_owned(), event.to_owned());
         let old = state.checkpoints.get(&key).copied().unwrap_or(0);
-        let first_missing = state
-            .events
-            .iter()
-            .find(|e| {
-                e.sequence > old
-                    && e.name == event
-                    && !state.deliveries.contains(&(handler.to_owned(), e.sequence))
-            })
-            .map(|e| e.sequence);
         let last = state.next - 1;
         let new = first_missing.map_or(last, |s| s - 1).max(old);
         state.checkpoints.insert(key, new);
