@@ -16,6 +16,7 @@ use events::{Bus, Event, handler};
 
 pub mod durable;
 pub mod memory;
+pub mod remote;
 
 /// What every handler does.
 #[inline]

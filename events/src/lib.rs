@@ -77,6 +77,8 @@ mod event;
 mod filter;
 mod handler;
 mod ingest;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod observe;
 mod pattern;
 mod receipt;

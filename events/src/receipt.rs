@@ -116,6 +116,20 @@ impl Receipt {
         }
     }
 
+    /// The receipt of an event sent over the transport: it is handled by consumers, so
+    /// no handler is listed; `sequence` is its place in the stream.
+    #[cold]
+    pub(crate) fn remote(ctx: Context, sequence: u64) -> Receipt {
+        Receipt {
+            id: ctx.meta.id,
+            name: ctx.meta.name(),
+            sequence,
+            bus: ctx.bus,
+            route: Route::Snapshot(std::sync::Arc::from(Vec::new())),
+            outcomes: Outcomes::default(),
+        }
+    }
+
     fn slots(&self) -> &[Slot] {
         match &self.route {
             Route::Snapshot(slots) => slots,

@@ -5,7 +5,7 @@
 //! cargo run --release -p events-benches --bin compare            # full run (a few minutes)
 //! cargo run --release -p events-benches --bin compare -- --quick # fewer samples
 //! cargo run --release -p events-benches --bin compare -- --only queued # one row (ids: sync1,
-//!     fanout10, async1, queued, sync1_100subs, fanout10_wild, json, memory, durable)
+//!     fanout10, async1, queued, sync1_100subs, fanout10_wild, json, memory, durable, nats)
 //! ```
 //!
 //! Cells are the median time per event over the samples (and events per second), then the
@@ -149,6 +149,52 @@ fn durable_rows(runs: usize) {
     }
 }
 
+/// Workload (10): end to end through NATS JetStream, `events` next to raw `async-nats`.
+fn nats_rows(runs: u32) {
+    const PUBLISHERS: u64 = 64;
+    const PER: u64 = 300;
+    let server = match events_benches::remote::Server::start() {
+        Ok(s) => s,
+        Err(why) => {
+            println!("\n(10) through NATS JetStream: {why}");
+            return;
+        }
+    };
+    println!(
+        "\n(10) end to end through NATS JetStream (nats-server -js, memory storage, local), \
+         {} events, {PUBLISHERS} concurrent publishers, one consumer, median of {runs} runs.\n",
+        PUBLISHERS * PER
+    );
+    println!("| | events/s | publish p50 / p99 (until the ack) | events / raw |");
+    println!("|---|---|---|---|");
+    let pick = |mut all: Vec<events_benches::remote::Remote>| {
+        all.sort_by(|a, b| a.events_per_sec.total_cmp(&b.events_per_sec));
+        all[all.len() / 2]
+    };
+    let ours = pick(
+        (0..runs)
+            .map(|r| events_benches::remote::events_nats(&server, r, PUBLISHERS, PER))
+            .collect(),
+    );
+    let raw = pick(
+        (0..runs)
+            .map(|r| events_benches::remote::raw_nats(&server, r, PUBLISHERS, PER))
+            .collect(),
+    );
+    for (label, m) in [
+        ("`events` (`Nats` transport)", ours),
+        ("raw `async-nats` JetStream", raw),
+    ] {
+        println!(
+            "| {label} | **{:.1}k/s** | {:.2} ms / {:.2} ms | ×{:.2} |",
+            m.events_per_sec / 1e3,
+            m.latency.0.as_secs_f64() * 1e3,
+            m.latency.1.as_secs_f64() * 1e3,
+            m.events_per_sec / raw.events_per_sec
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--memory") {
@@ -239,6 +285,9 @@ fn main() {
 
     if only.as_ref().is_none_or(|o| o == "durable") {
         durable_rows(if quick { 1 } else { 3 });
+    }
+    if only.as_ref().is_none_or(|o| o == "nats") {
+        nats_rows(if quick { 1 } else { 3 });
     }
 
     let get = |w: Workload| {

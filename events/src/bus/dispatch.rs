@@ -64,6 +64,14 @@ pub enum PublishError {
     /// The bus was shut down ([`Bus::shutdown`]) and takes no more events.
     #[error("the bus was shut down and takes no more events")]
     Closed,
+    /// The event was not sent over the bus's transport (NATS); no handler ran.
+    #[error("event `{name}` was not sent: {reason}")]
+    Transport {
+        /// The event's name.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// The bus's store did not take the event; no handler ran.
     #[error("event `{name}` was not stored, so it was not published: {source}")]
     Store {
@@ -139,10 +147,10 @@ impl Bus {
         options: impl Options,
     ) -> Result<Receipt, PublishError> {
         let mut ctx = self.context::<E>(parent, options)?;
-        if let Some(store) = &self.inner.store {
-            // Boxed and out of line: a bus without a store carries none of the append.
-            let sequence = self.append_boxed(&**store, &event, &ctx.meta).await?;
-            ctx.meta.set_sequence(sequence);
+        if self.inner.outbound {
+            if let Some(sequence) = self.outbound(&event, &mut ctx.meta).await? {
+                return Ok(Receipt::remote(ctx, sequence));
+            }
         }
         if !self.inner.observers.is_empty() {
             self.inner.observers.published(&ctx.meta);
@@ -188,8 +196,8 @@ impl Bus {
         type_id: TypeId,
         mut ctx: Context,
     ) -> Result<Receipt, PublishError> {
-        if let Some(store) = &self.inner.store {
-            self.store_blocking(&**store, event, &mut ctx.meta)?;
+        if self.inner.outbound {
+            self.outbound_blocking(event, &mut ctx.meta)?;
         }
         if !self.inner.observers.is_empty() {
             self.inner.observers.published(&ctx.meta);
@@ -304,9 +312,10 @@ impl Bus {
     ) -> Result<Receipt, PublishError> {
         let info = event.info();
         let mut ctx = self.context_of(info, options)?;
-        if let Some(store) = &self.inner.store {
-            let sequence = self.append(&**store, &*event, &ctx.meta).await?;
-            ctx.meta.set_sequence(sequence);
+        if self.inner.outbound {
+            if let Some(sequence) = self.outbound(&*event, &mut ctx.meta).await? {
+                return Ok(Receipt::remote(ctx, sequence));
+            }
         }
         if !self.inner.observers.is_empty() {
             self.inner.observers.published(&ctx.meta);
@@ -561,6 +570,30 @@ async fn call_limited_traced(
             .await
     } else {
         call.await
+    }
+}
+
+/// Calls one slot once, without settling: no retry is scheduled and nothing is
+/// dead-lettered; the caller decides (the NATS consumer acknowledges, naks or terminates).
+#[cfg(feature = "nats")]
+pub(crate) async fn call_once(slot: &Slot, payload: &AnyEvent, ctx: &Context) -> Outcome {
+    let inv = Invocation {
+        event: payload.as_any(),
+        payload,
+        ctx,
+        states: &slot.states,
+    };
+    let lineage = ctx.meta.lineage();
+    let spans = spans_on();
+    match crate::context::sync_scoped(lineage, || step(slot, &inv, spans)) {
+        Step::Done => Outcome::Delivered,
+        Step::Called(caught) => outcome(caught),
+        Step::Filtered => Outcome::Filtered,
+        Step::Paused => Outcome::Paused,
+        Step::Upcast(..) => Outcome::Failed(HandlerError::permanent(
+            "an upcast step was consumed as a handler: a bug in `events`",
+        )),
+        Step::Async(f) => Box::pin(call_limited_traced(slot, f, &inv, lineage, spans)).await,
     }
 }
 

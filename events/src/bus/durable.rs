@@ -160,29 +160,57 @@ impl Bus {
         }
     }
 
-    /// [`append`](Self::append), boxed and made out of line.
+    /// What a bus with a store or a transport does before (or instead of) dispatching: the
+    /// store appends (and its sequence goes into the envelope); the transport sends the event
+    /// away, and then it is handled by consumers, not here: `Some(stream sequence)`. Boxed
+    /// and out of line, so a plain bus carries none of it.
     #[cold]
     #[inline(never)]
-    pub(crate) fn append_boxed<'a>(
+    pub(crate) fn outbound<'a>(
         &'a self,
-        store: &'a dyn EventStore,
         event: &'a AnyEvent,
-        meta: &'a Meta,
-    ) -> Pin<Box<dyn Future<Output = Result<u64, PublishError>> + Send + 'a>> {
-        Box::pin(self.append(store, event, meta))
+        meta: &'a mut Meta,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<u64>, PublishError>> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(store) = &self.inner.store {
+                let sequence = self.append(&**store, event, meta).await?;
+                meta.set_sequence(sequence);
+            }
+            #[cfg(feature = "nats")]
+            if self.is_remote(meta.name()) {
+                return self.send_remote(event, meta).await.map(Some);
+            }
+            Ok(None)
+        })
     }
 
-    /// Appends from the blocking API and records the sequence in the envelope.
+    /// [`outbound`](Self::outbound) from the blocking API: a store is waited for on this
+    /// thread; an event for the transport is refused (its ack needs the runtime).
     #[cold]
     #[inline(never)]
-    pub(crate) fn store_blocking(
+    pub(crate) fn outbound_blocking(
         &self,
-        store: &dyn EventStore,
         event: &AnyEvent,
         meta: &mut Meta,
     ) -> Result<(), PublishError> {
-        let sequence = self.append_blocking(store, event, meta)?;
-        meta.set_sequence(sequence);
+        #[cfg(feature = "nats")]
+        if self.is_remote(meta.name()) {
+            let name = meta.name();
+            return Err(self.refused(
+                name,
+                PublishError::Transport {
+                    name,
+                    reason: "the blocking API cannot wait for JetStream's acknowledgement; \
+                             publish with `.await`, or make the event local \
+                             (`NatsOptions::local`)"
+                        .into(),
+                },
+            ));
+        }
+        if let Some(store) = &self.inner.store {
+            let sequence = self.append_blocking(&**store, event, meta)?;
+            meta.set_sequence(sequence);
+        }
         Ok(())
     }
 
@@ -286,34 +314,46 @@ impl Bus {
             .find(&stored.name, stored.version)
             .map_err(|e| e.to_string())?;
         let json = stored.payload_json().map_err(|e| e.to_string())?;
-        let mut event = (info.decode)(json).map_err(|e| {
+        let event = (info.decode)(json).map_err(|e| {
             format!(
                 "stored `{}` v{} does not deserialize: {e}",
                 stored.name, stored.version
             )
         })?;
-        let mut info = info;
-        if let Some(target) = target {
-            while info.type_id() != target.type_id() {
-                let route = self.route(info.type_id());
-                let step =
-                    self.slots_of(&route, info.type_id())
-                        .iter()
-                        .find_map(|s| match &s.target {
-                            Target::Upcast { to, convert } => Some((*to, *convert)),
-                            _ => None,
-                        });
-                let Some((to, convert)) = step else {
-                    return Err(format!(
-                        "no upcast from `{}` v{} to v{}",
-                        info.name, info.version, target.version
-                    ));
-                };
-                event = convert(&*event)?;
-                info = to;
-            }
-        }
+        let (event, info) = match target {
+            Some(target) => self.upcast_to(event, target)?,
+            None => (event, info),
+        };
         Ok((event, Meta::restore(info, self.inner.source, stored)))
+    }
+
+    /// `event` converted along its upcast chain into a value of `target`'s type (itself if
+    /// it already is one).
+    pub(crate) fn upcast_to(
+        &self,
+        mut event: Box<AnyEvent>,
+        target: &'static EventInfo,
+    ) -> Result<(Box<AnyEvent>, &'static EventInfo), String> {
+        let mut info = event.info();
+        while info.type_id() != target.type_id() {
+            let route = self.route(info.type_id());
+            let step = self
+                .slots_of(&route, info.type_id())
+                .iter()
+                .find_map(|s| match &s.target {
+                    Target::Upcast { to, convert } => Some((*to, *convert)),
+                    _ => None,
+                });
+            let Some((to, convert)) = step else {
+                return Err(format!(
+                    "no upcast from `{}` v{} to v{}",
+                    info.name, info.version, target.version
+                ));
+            };
+            event = convert(&*event)?;
+            info = to;
+        }
+        Ok((event, info))
     }
 
     /// Delivers every stored event that a durable handler (`#[handler(durable)]`) has not

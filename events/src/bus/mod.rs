@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 pub use dispatch::PublishError;
+#[cfg(feature = "nats")]
+pub(crate) use dispatch::call_once;
 pub(crate) use dispatch::{Outcomes, run_one};
 pub use durable::{Recovery, Replay, ReplayError, ReplayProgress, ReplayReport};
 pub use lifecycle::{ShutdownReport, Unprocessed};
@@ -74,6 +76,11 @@ pub(crate) struct Inner {
     pub(crate) observers: crate::observe::Observers,
     /// Where events are appended before their handlers run, if anywhere.
     pub(crate) store: Option<Arc<dyn crate::store::EventStore>>,
+    /// Where events go when they leave the process (NATS), if anywhere.
+    #[cfg(feature = "nats")]
+    pub(crate) transport: Option<Arc<crate::nats::Transport>>,
+    /// A store or a transport: the cold path of a publish.
+    pub(crate) outbound: bool,
     /// The retry policy of handlers and subscriptions without their own.
     pub(crate) default_retry: Option<crate::RetryPolicy>,
     /// The durable handlers, with the event type each takes.
@@ -274,6 +281,8 @@ pub struct BusBuilder {
     dead_letter_capacity: usize,
     observers: Vec<Arc<dyn crate::observe::Observer>>,
     store: Option<Arc<dyn crate::store::EventStore>>,
+    #[cfg(feature = "nats")]
+    transport: Option<Arc<crate::nats::Transport>>,
 }
 
 impl Default for BusBuilder {
@@ -291,6 +300,8 @@ impl Default for BusBuilder {
             dead_letter_capacity: 10_000,
             observers: Vec::new(),
             store: None,
+            #[cfg(feature = "nats")]
+            transport: None,
         }
     }
 }
@@ -407,6 +418,14 @@ impl BusBuilder {
     /// read it.
     pub fn store(mut self, store: impl crate::store::EventStore) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Sends events over NATS JetStream and lets [`Bus::consume`] run this process's share
+    /// of the handlers (feature `nats`; see [`crate::nats`]).
+    #[cfg(feature = "nats")]
+    pub fn transport(mut self, nats: crate::nats::Nats) -> Self {
+        self.transport = Some(nats.inner);
         self
     }
 
@@ -553,7 +572,13 @@ impl BusBuilder {
                 queue: Arc::new(queue::Queue::new(self.queue_capacity, workers, &priorities)),
                 lifecycle: lifecycle::Lifecycle::default(),
                 observers: crate::observe::Observers(self.observers.into()),
+                #[cfg(feature = "nats")]
+                outbound: self.store.is_some() || self.transport.is_some(),
+                #[cfg(not(feature = "nats"))]
+                outbound: self.store.is_some(),
                 store: self.store,
+                #[cfg(feature = "nats")]
+                transport: self.transport,
                 default_retry: self.retry,
                 durable,
             }),

@@ -384,9 +384,12 @@ impl Bus {
                 id,
                 observed,
             } = prepared?;
-            if let Some(store) = &self.inner.store {
-                let sequence = self.append_boxed(&**store, &*job.event, &job.meta).await?;
-                job.meta.set_sequence(sequence);
+            if self.inner.outbound {
+                let Job { event, meta, .. } = &mut job;
+                if self.outbound(&**event, meta).await?.is_some() {
+                    // Sent over the transport: its consumers handle it, not this queue.
+                    return Ok(self.accepted(id, observed));
+                }
             }
             self.enqueue::<E>(job, priority, id, observed).await
         }
@@ -442,10 +445,10 @@ impl Bus {
             id,
             observed,
         } = self.prepare(event, parent, options)?;
-        if let Some(store) = &self.inner.store {
-            // No runtime needed: the store's writer runs on its own thread.
-            let sequence = self.append_blocking(&**store, &*job.event, &job.meta)?;
-            job.meta.set_sequence(sequence);
+        if self.inner.outbound {
+            // No runtime needed for a store: its writer runs on its own thread.
+            let Job { event, meta, .. } = &mut job;
+            self.outbound_blocking(&**event, meta)?;
         }
         let queue = &self.inner.queue;
         match queue.try_push(job, priority) {

@@ -247,6 +247,16 @@ impl Bus {
         Ok(receipts)
     }
 
+    /// [`decode_cloudevent`](Self::decode_cloudevent)'s event and publish options.
+    #[cfg(feature = "nats")]
+    pub(crate) fn decode_cloudevent_parts(
+        &self,
+        json: &[u8],
+    ) -> Result<(Box<AnyEvent>, PublishOptions), IngestError> {
+        let decoded = self.decode_cloudevent(json)?;
+        Ok((decoded.event, decoded.options))
+    }
+
     fn decode_cloudevent(&self, json: &[u8]) -> Result<Decoded, IngestError> {
         let value = parse(json, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
         self.decode_cloudevent_value(value)

@@ -1,0 +1,719 @@
+//! The bus on NATS JetStream (feature `nats`): the same events and handlers across processes
+//! and machines; only the builder changes.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use events::nats::{Nats, NatsOptions};
+//! let nats = Nats::connect("127.0.0.1:4222", NatsOptions::new("shop")).await?;
+//! let bus = events::Bus::builder().transport(nats).build()?;
+//! let consumers = bus.consume().await?; // this process now takes its share of the work
+//! # drop(consumers); Ok(()) }
+//! ```
+//!
+//! | | |
+//! |---|---|
+//! | wire format | CloudEvents 1.0 JSON, structured mode: the whole envelope (id, source, time, correlation and causation ids, metadata as extensions) travels in the body, so one parser (the ingest path) reads it; `Nats-Msg-Id` (the event id) and `traceparent` (when the event has one) are headers too |
+//! | subject | `<prefix>.<event name>`, e.g. `shop.order.placed` |
+//! | stream | one per prefix (`NatsOptions::stream`, default the prefix in capitals), subjects `<prefix>.>`, created at connect or checked: a different existing stream is an error, never changed; dead letters go to a second stream, `<STREAM>_DLQ`, subjects `<prefix>-dlq.>` |
+//! | publish | resolves once JetStream has stored the event (its ack); a second publish of one event id within the duplicate window is stored once |
+//! | consumers | one durable pull consumer per handler, named after it: processes running the same handler share its messages (competing consumers), different handlers each get every event |
+//! | received messages | go through the ingest path (size and depth limits, JSON Schema, upcasting): a foreign or malformed message is terminated and dead-lettered with the reason; it never stops the consumer |
+//! | fates | success or filtered: ack; transient error: nak with the retry policy's delay, until `max_deliver` (the policy's retries + 1); permanent error, panic, or retries exhausted: term and dead letter; long handlers send in-progress every half `ack_wait` |
+//! | local events | `NatsOptions::local::<E>()`: published and handled in this process only, no network |
+//!
+//! Requests ([`Bus::request`](crate::Bus::request)) stay in the process. The blocking API
+//! cannot wait for JetStream's ack and refuses events that would go over NATS.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use futures_util::StreamExt;
+
+use crate::bus::{Bus, PublishError, Slot, Target};
+use crate::context::Context;
+use crate::envelope::Meta;
+use crate::event::{AnyEvent, Event};
+use crate::handler::Call;
+use crate::receipt::Outcome;
+
+/// How the bus uses JetStream: subject prefix, stream and its limits, consumers' ack wait,
+/// and which events stay local.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NatsOptions {
+    prefix: String,
+    stream: String,
+    max_age: Duration,
+    max_bytes: i64,
+    max_messages: i64,
+    duplicate_window: Duration,
+    memory: bool,
+    ack_wait: Duration,
+    local: HashSet<&'static str>,
+}
+
+impl NatsOptions {
+    /// Subjects `<prefix>.<event name>` in stream `<PREFIX>` (the prefix in capitals, `.`
+    /// and `-` as `_`); no age, size or count limit; a 2-minute duplicate window; file
+    /// storage; consumers' ack wait 30 s.
+    pub fn new(prefix: impl Into<String>) -> NatsOptions {
+        let prefix = prefix.into();
+        let stream = prefix
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        NatsOptions {
+            prefix,
+            stream,
+            max_age: Duration::ZERO,
+            max_bytes: -1,
+            max_messages: -1,
+            duplicate_window: Duration::from_secs(120),
+            memory: false,
+            ack_wait: Duration::from_secs(30),
+            local: HashSet::new(),
+        }
+    }
+    /// The stream's name.
+    pub fn stream(mut self, name: impl Into<String>) -> NatsOptions {
+        self.stream = name.into();
+        self
+    }
+    /// Events older than this are removed from the stream (0: kept).
+    pub fn max_age(mut self, age: Duration) -> NatsOptions {
+        self.max_age = age;
+        self
+    }
+    /// The stream keeps at most this many bytes, oldest removed first.
+    pub fn max_bytes(mut self, bytes: i64) -> NatsOptions {
+        self.max_bytes = bytes;
+        self
+    }
+    /// The stream keeps at most this many events, oldest removed first.
+    pub fn max_messages(mut self, messages: i64) -> NatsOptions {
+        self.max_messages = messages;
+        self
+    }
+    /// A publish of an event id seen within this window is stored once.
+    pub fn duplicate_window(mut self, window: Duration) -> NatsOptions {
+        self.duplicate_window = window;
+        self
+    }
+    /// Keep the stream in the server's memory instead of on disk (tests).
+    pub fn memory_storage(mut self) -> NatsOptions {
+        self.memory = true;
+        self
+    }
+    /// How long the server waits for a consumer's ack before redelivering; handlers running
+    /// longer send in-progress every half of it.
+    pub fn ack_wait(mut self, wait: Duration) -> NatsOptions {
+        self.ack_wait = wait;
+        self
+    }
+    /// `E` stays in this process: published and handled locally, never sent to NATS.
+    pub fn local<E: Event>(mut self) -> NatsOptions {
+        self.local.insert(E::NAME);
+        self
+    }
+
+    fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream.clone(),
+            subjects: vec![format!("{}.>", self.prefix)],
+            retention: stream::RetentionPolicy::Limits,
+            max_age: self.max_age,
+            max_bytes: self.max_bytes,
+            max_messages: self.max_messages,
+            duplicate_window: self.duplicate_window,
+            storage: if self.memory {
+                stream::StorageType::Memory
+            } else {
+                stream::StorageType::File
+            },
+            ..Default::default()
+        }
+    }
+
+    fn dead_letter_config(&self) -> stream::Config {
+        stream::Config {
+            name: format!("{}_DLQ", self.stream),
+            subjects: vec![format!("{}-dlq.>", self.prefix)],
+            max_bytes: -1,
+            max_messages: -1,
+            storage: if self.memory {
+                stream::StorageType::Memory
+            } else {
+                stream::StorageType::File
+            },
+            ..Default::default()
+        }
+    }
+}
+
+/// Connecting, or setting up the stream or a consumer, failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NatsError {
+    /// The server could not be reached.
+    #[error("cannot connect to NATS at `{url}`: {reason}")]
+    Connect {
+        /// The address given.
+        url: String,
+        /// What the client said.
+        reason: String,
+    },
+    /// A stream exists with settings other than the ones asked for; it was not changed.
+    #[error(
+        "stream `{stream}` exists with {setting} = {found}, but this bus asks for {expected}; \
+         it was left unchanged: change the stream (`nats stream edit`) or the bus's \
+         `NatsOptions`"
+    )]
+    StreamMismatch {
+        /// The stream.
+        stream: String,
+        /// The setting that differs.
+        setting: &'static str,
+        /// What the bus asks for.
+        expected: String,
+        /// What the stream has.
+        found: String,
+    },
+    /// JetStream refused a stream or consumer operation.
+    #[error("JetStream refused to set up {what}: {reason}")]
+    JetStream {
+        /// The stream or consumer.
+        what: String,
+        /// What the server said.
+        reason: String,
+    },
+    /// The bus has no NATS transport.
+    #[error("the bus has no NATS transport: build it with `BusBuilder::transport`")]
+    NoTransport,
+}
+
+/// A connection to NATS with its stream set up: give it to
+/// [`BusBuilder::transport`](crate::BusBuilder::transport).
+#[derive(Clone)]
+pub struct Nats {
+    pub(crate) inner: Arc<Transport>,
+}
+
+impl std::fmt::Debug for Nats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nats")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Transport {
+    js: jetstream::Context,
+    options: NatsOptions,
+}
+
+impl Nats {
+    /// Connects (the client reconnects by itself after a server restart), then creates the
+    /// stream and the dead-letter stream, or checks that the existing ones are as `options`
+    /// says.
+    ///
+    /// # Errors
+    /// [`NatsError::Connect`], [`NatsError::StreamMismatch`], [`NatsError::JetStream`].
+    pub async fn connect(url: &str, options: NatsOptions) -> Result<Nats, NatsError> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connect(url)
+            .await
+            .map_err(|e| NatsError::Connect {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let js = jetstream::new(client);
+        ensure_stream(&js, options.stream_config()).await?;
+        ensure_stream(&js, options.dead_letter_config()).await?;
+        Ok(Nats {
+            inner: Arc::new(Transport { js, options }),
+        })
+    }
+}
+
+/// Creates the stream, or checks the existing one's subjects, retention, storage and limits.
+async fn ensure_stream(js: &jetstream::Context, want: stream::Config) -> Result<(), NatsError> {
+    let refused = |e: &dyn std::fmt::Display| NatsError::JetStream {
+        what: format!("stream `{}`", want.name),
+        reason: e.to_string(),
+    };
+    match js.get_stream(&want.name).await {
+        Ok(mut existing) => {
+            let have = existing
+                .info()
+                .await
+                .map_err(|e| refused(&e))?
+                .config
+                .clone();
+            let mismatch = |setting, expected: String, found: String| {
+                Err(NatsError::StreamMismatch {
+                    stream: want.name.clone(),
+                    setting,
+                    expected,
+                    found,
+                })
+            };
+            if have.subjects != want.subjects {
+                return mismatch(
+                    "subjects",
+                    format!("{:?}", want.subjects),
+                    format!("{:?}", have.subjects),
+                );
+            }
+            if have.retention != want.retention {
+                return mismatch(
+                    "retention",
+                    format!("{:?}", want.retention),
+                    format!("{:?}", have.retention),
+                );
+            }
+            if have.storage != want.storage {
+                return mismatch(
+                    "storage",
+                    format!("{:?}", want.storage),
+                    format!("{:?}", have.storage),
+                );
+            }
+            if have.max_age != want.max_age
+                || have.max_bytes != want.max_bytes
+                || have.max_messages != want.max_messages
+            {
+                return mismatch(
+                    "limits (max_age, max_bytes, max_messages)",
+                    format!("{:?}", (want.max_age, want.max_bytes, want.max_messages)),
+                    format!("{:?}", (have.max_age, have.max_bytes, have.max_messages)),
+                );
+            }
+            Ok(())
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(inner)
+                    if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            js.create_stream(want.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| refused(&e))
+        }
+        Err(e) => Err(refused(&e)),
+    }
+}
+
+impl Transport {
+    fn is_local(&self, name: &str) -> bool {
+        self.options.local.contains(name)
+    }
+
+    fn subject(&self, name: &str) -> String {
+        format!("{}.{name}", self.options.prefix)
+    }
+
+    /// Sends the event as a CloudEvent and waits for JetStream's ack: its stream sequence.
+    async fn send(&self, event: &AnyEvent, meta: &Meta) -> Result<u64, String> {
+        let body = crate::cloudevents::to_json(event, meta)
+            .and_then(|v| serde_json::to_vec(&v))
+            .map_err(|e| format!("the event cannot be serialized: {e}"))?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            meta.id().to_string().as_str(),
+        );
+        if let Some(tp) = meta.metadata().get("traceparent") {
+            headers.insert("traceparent", tp.as_str());
+        }
+        let ack = self
+            .js
+            .publish_with_headers(self.subject(meta.name()), headers, body.into())
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ack.sequence)
+    }
+}
+
+impl Bus {
+    /// With a NATS transport, whether events named `name` go over NATS.
+    pub(crate) fn is_remote(&self, name: &str) -> bool {
+        self.inner
+            .transport
+            .as_ref()
+            .is_some_and(|t| !t.is_local(name))
+    }
+
+    /// Sends an event over NATS; resolves with its stream sequence.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn send_remote<'a>(
+        &'a self,
+        event: &'a AnyEvent,
+        meta: &'a Meta,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, PublishError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let name = meta.name();
+            let Some(transport) = &self.inner.transport else {
+                return Err(PublishError::Transport {
+                    name,
+                    reason: "the bus has no transport".into(),
+                });
+            };
+            transport
+                .send(event, meta)
+                .await
+                .map_err(|reason| self.refused(name, PublishError::Transport { name, reason }))
+        })
+    }
+
+    /// Starts this process's consumers: one durable pull consumer per `#[handler]` (except
+    /// responders and handlers of local events), shared with every other process that runs
+    /// the same handler. They run until the returned [`Consumers`] is dropped or stopped.
+    ///
+    /// # Errors
+    /// [`NatsError::NoTransport`], or JetStream refused to create a consumer.
+    pub async fn consume(&self) -> Result<Consumers, NatsError> {
+        let Some(transport) = self.inner.transport.clone() else {
+            return Err(NatsError::NoTransport);
+        };
+        let stream = transport
+            .js
+            .get_stream(&transport.options.stream)
+            .await
+            .map_err(|e| NatsError::JetStream {
+                what: format!("stream `{}`", transport.options.stream),
+                reason: e.to_string(),
+            })?;
+        let mut tasks = Vec::new();
+        let mut seen = HashSet::new();
+        for &handler in self.handlers() {
+            if handler.is_responder() || !seen.insert(handler.name()) {
+                continue;
+            }
+            let (filter, slot) = match handler.event() {
+                Some(info) => {
+                    if transport.is_local(info.name) {
+                        continue;
+                    }
+                    let Some(slot) = self.link_slot(info.type_id(), handler.name()) else {
+                        continue;
+                    };
+                    (transport.subject(info.name), slot)
+                }
+                None => {
+                    let pattern = handler.pattern().unwrap_or(">");
+                    let Some(slot) = self.any_slot(handler.name()) else {
+                        continue;
+                    };
+                    (transport.subject(pattern), slot)
+                }
+            };
+            let name = consumer_name(handler.name());
+            let max_deliver = slot
+                .retry
+                .map_or(-1, |p| i64::from(p.max_retries().saturating_add(1)));
+            let config = pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: filter,
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: transport.options.ack_wait,
+                max_deliver,
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            };
+            let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+                .get_or_create_consumer(&name, config)
+                .await
+                .map_err(|e| NatsError::JetStream {
+                    what: format!("consumer `{name}` of handler `{}`", handler.name()),
+                    reason: e.to_string(),
+                })?;
+            let bus = self.clone();
+            let transport = Arc::clone(&transport);
+            tasks.push(tokio::spawn(async move {
+                consume_loop(bus, transport, consumer, slot, handler.event()).await;
+            }));
+        }
+        Ok(Consumers { tasks })
+    }
+
+    /// The link-time slot of handler `name` in the route of type `type_id`.
+    fn link_slot(&self, type_id: std::any::TypeId, name: &str) -> Option<Slot> {
+        self.inner
+            .fixed
+            .get(&type_id)
+            .and_then(|slots| slots.iter().find(|s| s.name() == name).cloned())
+    }
+
+    /// A wildcard handler's slot (the same in every route it joined).
+    fn any_slot(&self, name: &str) -> Option<Slot> {
+        self.inner
+            .fixed
+            .values()
+            .flat_map(|slots| slots.iter())
+            .find(|s| {
+                s.name() == name
+                    && matches!(s.target, Target::Handler(Call::Sync(_) | Call::Async(_)))
+            })
+            .cloned()
+    }
+}
+
+/// A JetStream consumer name for a handler: its name with anything but letters, digits,
+/// `-` and `_` as `_`.
+fn consumer_name(handler: &str) -> String {
+    handler
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// This process's consumers; dropping it (or [`stop`](Self::stop)) stops them. Messages
+/// being handled then are redelivered by the server after their ack wait.
+#[derive(Debug)]
+pub struct Consumers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Consumers {
+    /// How many consumers run.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+    /// Whether none runs (no handler takes a remote event).
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+    /// Stops them.
+    pub fn stop(self) {}
+}
+
+impl Drop for Consumers {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Pulls and handles messages one at a time until stopped; reconnects are the client's.
+async fn consume_loop(
+    bus: Bus,
+    transport: Arc<Transport>,
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    slot: Slot,
+    typed: Option<&'static crate::EventInfo>,
+) {
+    loop {
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(handler = slot.name(), error = %e, "cannot pull messages; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        while let Some(next) = messages.next().await {
+            match next {
+                Ok(message) => handle(&bus, &transport, &slot, typed, message).await,
+                Err(e) => {
+                    tracing::warn!(handler = slot.name(), error = %e, "pulling messages failed");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What to tell JetStream about one message.
+enum Fate {
+    Ack,
+    Nak(Duration),
+    Term { error: String, permanent: bool },
+}
+
+/// Handles one message for one handler and settles it with JetStream.
+async fn handle(
+    bus: &Bus,
+    transport: &Transport,
+    slot: &Slot,
+    typed: Option<&'static crate::EventInfo>,
+    message: jetstream::Message,
+) {
+    let attempt = message
+        .info()
+        .map_or(1, |i| u32::try_from(i.delivered).unwrap_or(u32::MAX).max(1));
+    let decoded = bus
+        .decode_remote(&message.payload, typed)
+        .and_then(|(event, info, options)| {
+            match bus.try_meta_of(info, None, options) {
+                Ok(meta) => Ok(Ok((event, meta))),
+                // A disabled or closing bus takes the message later, or another process does.
+                Err(e @ (PublishError::Disabled { .. } | PublishError::Closed)) => Ok(Err(e)),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+    let fate = match decoded {
+        Ok(Err(refused)) => {
+            tracing::debug!(handler = slot.name(), %refused, "message left for later");
+            Fate::Nak(Duration::from_secs(1))
+        }
+        Err(reason) => {
+            tracing::error!(
+                handler = slot.name(), subject = %message.subject, %reason,
+                "a message was refused and terminated"
+            );
+            dead_letter_raw(transport, slot.name(), &message.payload, &reason).await;
+            Fate::Term {
+                error: reason,
+                permanent: true,
+            }
+        }
+        Ok(Ok((event, meta))) => {
+            let ctx = Context {
+                bus: bus.clone(),
+                meta,
+                attempt,
+            };
+            let outcome = with_progress(
+                &message,
+                transport.options.ack_wait / 2,
+                crate::bus::call_once(slot, &*event, &ctx),
+            )
+            .await;
+            let fate = match &outcome {
+                Outcome::Delivered | Outcome::Filtered | Outcome::Paused => Fate::Ack,
+                Outcome::Failed(e) if e.is_transient() => match slot.retry {
+                    Some(policy) if attempt <= policy.max_retries() => {
+                        Fate::Nak(policy.jittered_delay(attempt))
+                    }
+                    _ => Fate::Term {
+                        error: e.to_string(),
+                        permanent: false,
+                    },
+                },
+                Outcome::Failed(e) => Fate::Term {
+                    error: e.to_string(),
+                    permanent: true,
+                },
+                Outcome::Panicked(m) => Fate::Term {
+                    error: format!("panicked: {m}"),
+                    permanent: true,
+                },
+                // Not produced by a single call: nothing is scheduled or skipped here.
+                _ => Fate::Ack,
+            };
+            if let Fate::Term { error, permanent } = &fate {
+                let json = event
+                    .to_json()
+                    .unwrap_or_else(|e| serde_json::Value::String(format!("unserializable: {e}")));
+                bus.dead_letter(&ctx, slot.name(), json, error.clone(), *permanent);
+                dead_letter_raw(transport, slot.name(), &message.payload, error).await;
+            }
+            fate
+        }
+    };
+    let kind = match fate {
+        Fate::Ack => AckKind::Ack,
+        Fate::Nak(after) => AckKind::Nak(Some(after)),
+        Fate::Term { .. } => AckKind::Term,
+    };
+    if let Err(e) = message.ack_with(kind).await {
+        tracing::warn!(handler = slot.name(), error = %e, "acknowledging a message failed; the server will redeliver it");
+    }
+}
+
+/// Runs `call`, telling the server every `every` that the message is still being worked on.
+async fn with_progress<F: std::future::Future<Output = Outcome>>(
+    message: &jetstream::Message,
+    every: Duration,
+    call: F,
+) -> Outcome {
+    let mut call = std::pin::pin!(call);
+    let every = every.max(Duration::from_millis(100));
+    loop {
+        let tick = tokio::time::sleep(every);
+        match futures_util::future::select(call.as_mut(), std::pin::pin!(tick)).await {
+            futures_util::future::Either::Left((outcome, _)) => return outcome,
+            futures_util::future::Either::Right(((), _)) => {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }
+    }
+}
+
+/// Publishes a refused or failed message to the dead-letter stream, with the reason.
+async fn dead_letter_raw(transport: &Transport, handler: &str, payload: &[u8], reason: &str) {
+    let subject = format!(
+        "{}-dlq.{}",
+        transport.options.prefix,
+        consumer_name(handler)
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Events-Handler", handler);
+    headers.insert("Events-Error", crate::ingest::clip(reason).as_str());
+    let sent = match transport
+        .js
+        .publish_with_headers(subject, headers, payload.to_vec().into())
+        .await
+    {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = sent {
+        tracing::error!(handler, error = %e, "a dead letter could not be published to the dead-letter stream");
+    }
+}
+
+impl Bus {
+    /// A received message as the handler's event type, through the ingest path (limits,
+    /// schema, upcasting), with the options that give it its envelope as published.
+    #[allow(clippy::type_complexity)]
+    fn decode_remote(
+        &self,
+        body: &[u8],
+        typed: Option<&'static crate::EventInfo>,
+    ) -> Result<
+        (
+            Box<AnyEvent>,
+            &'static crate::EventInfo,
+            crate::PublishOptions,
+        ),
+        String,
+    > {
+        let (event, options) = self
+            .decode_cloudevent_parts(body)
+            .map_err(|e| e.to_string())?;
+        let (event, info) = match typed {
+            Some(target) => self.upcast_to(event, target)?,
+            None => {
+                let info = event.info();
+                (event, info)
+            }
+        };
+        Ok((event, info, options))
+    }
+}
