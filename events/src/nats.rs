@@ -38,6 +38,18 @@ use crate::event::{AnyEvent, Event};
 use crate::handler::Call;
 use crate::receipt::Outcome;
 
+/// When the stream lets go of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Retention {
+    /// When a limit (age, bytes, count) says so (the default): a handler added later can
+    /// still read the history.
+    #[default]
+    Limits,
+    /// Once every consumer that existed when it arrived has acknowledged it.
+    Interest,
+}
+
 /// How the bus uses JetStream: subject prefix, stream and its limits, consumers' ack wait,
 /// and which events stay local.
 #[derive(Debug, Clone)]
@@ -50,6 +62,7 @@ pub struct NatsOptions {
     max_messages: i64,
     duplicate_window: Duration,
     memory: bool,
+    retention: Retention,
     ack_wait: Duration,
     local: HashSet<&'static str>,
 }
@@ -78,6 +91,7 @@ impl NatsOptions {
             max_messages: -1,
             duplicate_window: Duration::from_secs(120),
             memory: false,
+            retention: Retention::Limits,
             ack_wait: Duration::from_secs(30),
             local: HashSet::new(),
         }
@@ -107,6 +121,11 @@ impl NatsOptions {
         self.duplicate_window = window;
         self
     }
+    /// When the stream lets go of events (default [`Retention::Limits`]).
+    pub fn retention(mut self, retention: Retention) -> NatsOptions {
+        self.retention = retention;
+        self
+    }
     /// Keep the stream in the server's memory instead of on disk (tests).
     pub fn memory_storage(mut self) -> NatsOptions {
         self.memory = true;
@@ -128,7 +147,10 @@ impl NatsOptions {
         stream::Config {
             name: self.stream.clone(),
             subjects: vec![format!("{}.>", self.prefix)],
-            retention: stream::RetentionPolicy::Limits,
+            retention: match self.retention {
+                Retention::Limits => stream::RetentionPolicy::Limits,
+                Retention::Interest => stream::RetentionPolicy::Interest,
+            },
             max_age: self.max_age,
             max_bytes: self.max_bytes,
             max_messages: self.max_messages,

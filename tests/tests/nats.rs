@@ -491,3 +491,57 @@ async fn every_acknowledged_event_is_handled_across_a_server_restart() {
     .await;
     drop(server);
 }
+
+mod slow {
+    use super::*;
+
+    /// Takes longer than the consumer's ack wait.
+    #[events::handler]
+    async fn slow(ev: &Tick, tag: State<Tag>, ctx: &events::Context) {
+        // Recorded when it starts, so that a redelivery would show at once.
+        record("slow-start", &tag, ev.n, ctx.attempt());
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        CORRELATIONS
+            .lock()
+            .unwrap()
+            .push((ctx.meta().correlation_id(), ctx.meta().source().to_owned()));
+        record("slow", &tag, ev.n, ctx.attempt());
+    }
+
+    pub static CORRELATIONS: Mutex<Vec<(events::EventId, String)>> = Mutex::new(Vec::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_handler_keeps_its_message_and_the_envelope_travels() {
+    let _g = SERIAL.lock().await;
+    CALLS.lock().unwrap().clear();
+    let server = Server::start();
+    let options = NatsOptions::new("t8")
+        .memory_storage()
+        .ack_wait(Duration::from_secs(1));
+    let bus = bus(&server.url(), options, "nats::slow", "only").await;
+    let _consumers = bus.consume().await.unwrap();
+    let flow = events::EventId::new();
+    bus.publish_with(
+        Tick { n: 1 },
+        PublishOptions::new()
+            .correlation_id(flow)
+            .source("checkout"),
+    )
+    .await
+    .unwrap();
+    until("the slow handler", || !calls("slow").is_empty()).await;
+    // Without in-progress the server would have redelivered it after 1 s.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        calls("slow"),
+        [("only", 1, 1)],
+        "handled once, first attempt"
+    );
+    assert_eq!(calls("slow-start"), [("only", 1, 1)], "never redelivered");
+    assert_eq!(
+        *slow::CORRELATIONS.lock().unwrap(),
+        [(flow, "checkout".to_owned())],
+        "correlation id and source restored on the receiving side"
+    );
+}
