@@ -357,9 +357,7 @@ impl Transport {
             async_nats::header::NATS_MESSAGE_ID,
             meta.id().to_string().as_str(),
         );
-        if let Some(tp) = meta.metadata().get("traceparent") {
-            headers.insert("traceparent", tp.as_str());
-        }
+        headers.insert("traceparent", traceparent(meta).as_str());
         let ack = self
             .js
             .publish_with_headers(self.subject(meta.name()), headers, body.into())
@@ -369,6 +367,18 @@ impl Transport {
             .map_err(|e| e.to_string())?;
         Ok(ack.sequence)
     }
+}
+
+/// The W3C trace context sent with an event: its own `traceparent` metadata if it has one,
+/// else one made from the envelope: trace id = the correlation id (so a whole flow is one
+/// trace, across processes), parent id = the random half of the event id.
+fn traceparent(meta: &Meta) -> String {
+    if let Some(tp) = meta.metadata().get("traceparent") {
+        return tp.clone();
+    }
+    let trace = meta.correlation_id().as_uuid().simple().to_string();
+    let id = meta.id().as_uuid().simple().to_string();
+    format!("00-{trace}-{}-01", &id[16..])
 }
 
 impl Bus {
@@ -620,12 +630,32 @@ async fn handle(
                 meta,
                 attempt,
             };
-            let outcome = with_progress(
+            let call = with_progress(
                 &message,
                 transport.options.ack_wait / 2,
                 crate::bus::call_once(slot, &*event, &ctx),
-            )
-            .await;
+            );
+            let outcome = if crate::bus::spans_on() {
+                // The handler span is its child; `traceparent` ties it to the publisher.
+                let traceparent = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("traceparent"))
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                let span = tracing::debug_span!(
+                    "receive",
+                    handler = slot.name(),
+                    event = ctx.meta.name(),
+                    event_id = %ctx.meta.id(),
+                    correlation_id = %ctx.meta.correlation_id(),
+                    traceparent = %traceparent,
+                    attempt,
+                );
+                tracing::Instrument::instrument(call, span).await
+            } else {
+                call.await
+            };
             let fate = match &outcome {
                 Outcome::Delivered | Outcome::Filtered | Outcome::Paused => Fate::Ack,
                 Outcome::Failed(e) if e.is_transient() => match slot.retry {

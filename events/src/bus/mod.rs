@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 pub use dispatch::PublishError;
-#[cfg(feature = "nats")]
-pub(crate) use dispatch::call_once;
 pub(crate) use dispatch::{Outcomes, run_one};
+#[cfg(feature = "nats")]
+pub(crate) use dispatch::{call_once, spans_on};
 pub use durable::{Recovery, Replay, ReplayError, ReplayProgress, ReplayReport};
 pub use lifecycle::{ShutdownReport, Unprocessed};
 pub use request::{Request, RequestError};
