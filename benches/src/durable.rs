@@ -50,38 +50,17 @@ pub fn events_sqlite(sync: Synchronous, publishers: u64, per_publisher: u64) -> 
         .build()
         .expect("runtime");
     let started = Instant::now();
-    let mut latencies: Vec<Duration> = rt.block_on(async {
-        let mut tasks = Vec::new();
-        for p in 0..publishers {
-            let bus = bus.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(per_publisher as usize);
-                for i in 0..per_publisher {
-                    let t = Instant::now();
-                    bus.publish(TickDurable {
-                        seq: p * per_publisher + i,
-                        amount: 1,
-                    })
-                    .await
-                    .expect("publish");
-                    lat.push(t.elapsed());
-                }
-                lat
-            }));
-        }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.expect("task"));
-        }
-        all
-    });
+    let latencies = rt.block_on(crate::publish_concurrently(
+        &bus,
+        publishers,
+        per_publisher,
+        |seq| TickDurable { seq, amount: 1 },
+    ));
     let elapsed = started.elapsed();
     drop(bus); // the writer commits the last delivery records
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
     Durable {
         events_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
-        latency: Some((at(0.50), at(0.99))),
+        latency: Some(crate::percentiles(latencies)),
     }
 }
 

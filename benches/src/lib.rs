@@ -14,6 +14,41 @@ use std::time::{Duration, Instant};
 
 use events::{Bus, Event, handler};
 
+/// `publishers` tasks each publish `per` events (`make(sequence)`) one after the other on
+/// `bus`; every publish call's latency, until it resolved.
+pub async fn publish_concurrently<E: Event>(
+    bus: &Bus,
+    publishers: u64,
+    per: u64,
+    make: fn(u64) -> E,
+) -> Vec<Duration> {
+    let mut tasks = Vec::new();
+    for p in 0..publishers {
+        let bus = bus.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per as usize);
+            for i in 0..per {
+                let t = Instant::now();
+                bus.publish(make(p * per + i)).await.expect("publish");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    all
+}
+
+/// `(p50, p99)` of `latencies`.
+pub fn percentiles(mut latencies: Vec<Duration>) -> (Duration, Duration) {
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
+    (at(0.50), at(0.99))
+}
+
 pub mod durable;
 pub mod memory;
 pub mod remote;

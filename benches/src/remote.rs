@@ -91,12 +91,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn percentiles(mut latencies: Vec<Duration>) -> (Duration, Duration) {
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
-    (at(0.50), at(0.99))
-}
-
 /// `events`: `publishers` tasks publish `per` events each; one handler consumes them.
 pub fn events_nats(server: &Server, run: u32, publishers: u64, per: u64) -> Remote {
     let total = publishers * per;
@@ -111,34 +105,15 @@ pub fn events_nats(server: &Server, run: u32, publishers: u64, per: u64) -> Remo
         let _consumers = bus.consume().await.expect("consumers");
         let start_count = REMOTE.load(Ordering::Relaxed);
         let started = Instant::now();
-        let mut tasks = Vec::new();
-        for p in 0..publishers {
-            let bus = bus.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(per as usize);
-                for i in 0..per {
-                    let t = Instant::now();
-                    bus.publish(TickRemote {
-                        seq: p * per + i,
-                        amount: 1,
-                    })
-                    .await
-                    .expect("publish");
-                    lat.push(t.elapsed());
-                }
-                lat
-            }));
-        }
-        let mut latencies = Vec::new();
-        for t in tasks {
-            latencies.extend(t.await.expect("task"));
-        }
+        let latencies =
+            crate::publish_concurrently(&bus, publishers, per, |seq| TickRemote { seq, amount: 1 })
+                .await;
         while REMOTE.load(Ordering::Relaxed) - start_count < total {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         Remote {
             events_per_sec: total as f64 / started.elapsed().as_secs_f64(),
-            latency: percentiles(latencies),
+            latency: crate::percentiles(latencies),
         }
     })
 }
@@ -227,7 +202,7 @@ pub fn raw_nats(server: &Server, run: u32, publishers: u64, per: u64) -> Remote 
         let _ = consuming.await;
         Remote {
             events_per_sec: total as f64 / started.elapsed().as_secs_f64(),
-            latency: percentiles(latencies),
+            latency: crate::percentiles(latencies),
         }
     })
 }

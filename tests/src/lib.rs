@@ -26,3 +26,68 @@ pub static PLUGIN_PINGS: AtomicU64 = AtomicU64::new(0);
 fn count_plugin_pings(ev: &PluginPing) {
     PLUGIN_PINGS.fetch_add(ev.n, Ordering::SeqCst);
 }
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `nats-server -js` of a test's own, on a free port with a temporary store directory;
+/// killed on drop. The binary is Debian's `nats-server` (`.ci/run` installs it).
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts one on a free port.
+    pub fn start() -> NatsServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        NatsServer::start_at(port, dir)
+    }
+
+    /// Starts one on `port` with the store in `dir` (a restart).
+    pub fn start_at(port: u16, dir: tempfile::TempDir) -> NatsServer {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian package `nats-server`) must be installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        NatsServer { child, port, dir }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server and gives back its store directory, for a restart.
+    pub fn stop(mut self) -> (u16, tempfile::TempDir) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port;
+        // Move the directory out; `Drop` then has nothing left to kill.
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (port, dir)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

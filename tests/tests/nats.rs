@@ -6,69 +6,12 @@
 #![allow(unreachable_pub)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use events::nats::{Nats, NatsError, NatsOptions};
 use events::{Bus, DeadLetterFilter, Event, HandlerError, PublishOptions, State};
-
-/// A `nats-server -js` of the test's own; killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Server::start_at(port, dir)
-    }
-
-    fn start_at(port: u16, dir: tempfile::TempDir) -> Server {
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (Debian package `nats-server`) must be installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { child, port, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the server and gives back its store directory, for a restart.
-    fn stop(mut self) -> (u16, tempfile::TempDir) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let port = self.port;
-        // Move the directory out; `Drop` then has nothing left to kill.
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        (port, dir)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use events_tests::NatsServer as Server;
 
 #[derive(Event, Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[event(name = "work.job")]

@@ -2,8 +2,6 @@
 //! publisher's W3C `traceparent` (trace id = the flow's correlation id), and the handler's
 //! span is its child. Its own binary: one global `tracing` subscriber.
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,28 +66,10 @@ async fn the_receiving_handler_span_carries_the_publishers_trace() {
         .with(spans.clone());
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let nats = Nats::connect(
-        &format!("127.0.0.1:{port}"),
-        NatsOptions::new("trace").memory_storage(),
-    )
-    .await
-    .unwrap();
+    let server = events_tests::NatsServer::start();
+    let nats = Nats::connect(&server.url(), NatsOptions::new("trace").memory_storage())
+        .await
+        .unwrap();
     let bus = Bus::builder()
         .scope(module_path!())
         .transport(nats)
@@ -105,8 +85,7 @@ async fn the_receiving_handler_span_carries_the_publishers_trace() {
         assert!(Instant::now() < deadline, "not handled");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 
     let spans = spans.0.lock().unwrap().clone();
     let receive = spans
