@@ -64,13 +64,14 @@ pub struct NatsOptions {
     memory: bool,
     retention: Retention,
     ack_wait: Duration,
+    prefetch: usize,
     local: HashSet<&'static str>,
 }
 
 impl NatsOptions {
     /// Subjects `<prefix>.<event name>` in stream `<PREFIX>` (the prefix in capitals, `.`
     /// and `-` as `_`); no age, size or count limit; a 2-minute duplicate window; file
-    /// storage; consumers' ack wait 30 s.
+    /// storage; consumers' ack wait 30 s and prefetch 64.
     pub fn new(prefix: impl Into<String>) -> NatsOptions {
         let prefix = prefix.into();
         let stream = prefix
@@ -93,6 +94,7 @@ impl NatsOptions {
             memory: false,
             retention: Retention::Limits,
             ack_wait: Duration::from_secs(30),
+            prefetch: 64,
             local: HashSet::new(),
         }
     }
@@ -135,6 +137,15 @@ impl NatsOptions {
     /// longer send in-progress every half of it.
     pub fn ack_wait(mut self, wait: Duration) -> NatsOptions {
         self.ack_wait = wait;
+        self
+    }
+    /// How many messages each consumer asks the server for at a time (at least 1). More
+    /// means fewer round trips; but a message waiting in this process counts against
+    /// [`ack_wait`](Self::ack_wait) before its handler starts, so for handlers slower than
+    /// `ack_wait / prefetch` lower it (or raise the ack wait), or the server redelivers what
+    /// is still waiting. Processes competing for a handler's work each hold up to this many.
+    pub fn prefetch(mut self, messages: usize) -> NatsOptions {
+        self.prefetch = messages.max(1);
         self
     }
     /// `E` stays in this process: published and handled locally, never sent to NATS.
@@ -478,8 +489,9 @@ impl Bus {
                 })?;
             let bus = self.clone();
             let transport = Arc::clone(&transport);
+            let limit = handler.concurrency().map_or(1, |n| n.max(1) as usize);
             tasks.push(tokio::spawn(async move {
-                consume_loop(bus, transport, consumer, slot, handler.event()).await;
+                consume_loop(bus, transport, consumer, slot, handler.event(), limit).await;
             }));
         }
         Ok(Consumers { tasks })
@@ -550,16 +562,28 @@ impl Drop for Consumers {
     }
 }
 
-/// Pulls and handles messages one at a time until stopped; reconnects are the client's.
+/// Pulls and handles messages until stopped: one at a time, in stream order, or up to
+/// `limit` at once for a handler with `concurrency = limit`. Reconnects are the client's.
 async fn consume_loop(
     bus: Bus,
     transport: Arc<Transport>,
     consumer: jetstream::consumer::Consumer<pull::Config>,
     slot: Slot,
     typed: Option<&'static crate::EventInfo>,
+    limit: usize,
 ) {
+    let slot = Arc::new(slot);
+    let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+    // Aborted with this task: calls in flight stop with the consumer, and the server
+    // redelivers their messages after the ack wait.
+    let mut running = tokio::task::JoinSet::new();
     loop {
-        let mut messages = match consumer.messages().await {
+        let pulled = consumer
+            .stream()
+            .max_messages_per_batch(transport.options.prefetch)
+            .messages()
+            .await;
+        let mut messages = match pulled {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(handler = slot.name(), error = %e, "cannot pull messages; retrying");
@@ -569,7 +593,21 @@ async fn consume_loop(
         };
         while let Some(next) = messages.next().await {
             match next {
-                Ok(message) => handle(&bus, &transport, &slot, typed, message).await,
+                Ok(message) if limit == 1 => {
+                    handle(&bus, &transport, &slot, typed, message).await;
+                }
+                Ok(message) => {
+                    let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                        return;
+                    };
+                    while running.try_join_next().is_some() {}
+                    let (bus, transport, slot) =
+                        (bus.clone(), Arc::clone(&transport), Arc::clone(&slot));
+                    running.spawn(async move {
+                        handle(&bus, &transport, &slot, typed, message).await;
+                        drop(permit);
+                    });
+                }
                 Err(e) => {
                     tracing::warn!(handler = slot.name(), error = %e, "pulling messages failed");
                     break;

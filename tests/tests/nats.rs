@@ -488,3 +488,76 @@ async fn a_long_handler_keeps_its_message_and_the_envelope_travels() {
         "correlation id and source restored on the receiving side"
     );
 }
+
+mod wide {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub static WIDE: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    pub static NARROW: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(0), AtomicUsize::new(0));
+
+    /// Counts calls in flight and keeps the most seen at once.
+    async fn in_flight(counter: &(AtomicUsize, AtomicUsize), pause: Duration) {
+        let now = counter.0.fetch_add(1, Ordering::SeqCst) + 1;
+        counter.1.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(pause).await;
+        counter.0.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The most calls seen in flight at once.
+    pub fn most(counter: &(AtomicUsize, AtomicUsize)) -> usize {
+        counter.1.load(Ordering::SeqCst)
+    }
+
+    #[events::handler(concurrency = 3)]
+    async fn wide(ev: &Tick, tag: State<Tag>, ctx: &events::Context) {
+        in_flight(&WIDE, Duration::from_millis(150)).await;
+        record("wide", &tag, ev.n, ctx.attempt());
+    }
+
+    #[events::handler]
+    async fn narrow(ev: &Tick, tag: State<Tag>, ctx: &events::Context) {
+        in_flight(&NARROW, Duration::from_millis(10)).await;
+        record("narrow", &tag, ev.n, ctx.attempt());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_runs_as_many_calls_at_once_as_its_handlers_concurrency() {
+    let _g = SERIAL.lock().await;
+    CALLS.lock().unwrap().clear();
+    let server = Server::start();
+    let options = NatsOptions::new("t9").memory_storage();
+    let bus = bus(&server.url(), options, "nats::wide", "only").await;
+    for n in 0..12 {
+        bus.publish(Tick { n }).await.unwrap();
+    }
+    let _consumers = bus.consume().await.unwrap();
+    until("both handlers", || {
+        calls("wide").len() == 12 && calls("narrow").len() == 12
+    })
+    .await;
+    assert_eq!(
+        wide::most(&wide::WIDE),
+        3,
+        "`concurrency = 3`: three calls at once, never more"
+    );
+    assert_eq!(
+        wide::most(&wide::NARROW),
+        1,
+        "no `concurrency`: one call at a time"
+    );
+    let order: Vec<u64> = calls("narrow").iter().map(|c| c.1).collect();
+    assert_eq!(
+        order,
+        (0..12).collect::<Vec<_>>(),
+        "one at a time keeps the stream's order"
+    );
+    let mut taken: Vec<u64> = calls("wide").iter().map(|c| c.1).collect();
+    taken.sort_unstable();
+    assert_eq!(
+        taken,
+        (0..12).collect::<Vec<_>>(),
+        "each message handled once"
+    );
+}
