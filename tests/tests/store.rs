@@ -454,6 +454,29 @@ async fn the_sqlite_file_is_migrated_once_and_a_newer_schema_is_refused_untouche
     assert_eq!(rusqlite_version(&path), SqliteStore::SCHEMA_VERSION + 1);
 }
 
+#[test]
+fn a_file_that_is_not_a_store_is_refused_with_its_path_and_left_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let text = "not a database, just somebody's notes\n".repeat(200);
+    std::fs::write(&path, &text).unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("notes.txt"), "{message}");
+    assert!(message.contains("not a database"), "{message}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "the file was changed"
+    );
+
+    let missing = dir.path().join("no-such-dir").join("events.db");
+    let err = SqliteStore::open(&missing).unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+}
+
 /// `PRAGMA user_version`, read with the sqlite3 shell's format through a bus-less store.
 fn rusqlite_version(path: &std::path::Path) -> i64 {
     let out = std::process::Command::new("python3")

@@ -47,6 +47,15 @@ pub enum StoreError {
     /// The backend (SQLite, the file system) reported an error.
     #[error("event store error: {0}")]
     Backend(String),
+    /// The store could not be opened: the file is not a SQLite database, cannot be
+    /// created or read, or could not be migrated. Nothing was written to it.
+    #[error("cannot open the event store `{path}`: {reason}")]
+    Open {
+        /// The store's file.
+        path: String,
+        /// What SQLite or the file system said.
+        reason: String,
+    },
     /// The store file was written by a newer version of `events`, with a schema this one
     /// does not know; it was not changed.
     #[error(

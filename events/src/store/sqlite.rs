@@ -129,11 +129,19 @@ impl SqliteStore {
         synchronous: Synchronous,
     ) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let mut conn = Connection::open(&path).map_err(backend)?;
+        let opening = |e: rusqlite::Error| StoreError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut conn = Connection::open(&path).map_err(opening)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(backend)?;
+            .map_err(opening)?;
+        // The first statement that reads the file: a file that is not a database is
+        // refused here, before anything is written to it.
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+            .map_err(opening)?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(backend)?;
+            .map_err(opening)?;
         conn.pragma_update(
             None,
             "synchronous",
@@ -142,16 +150,22 @@ impl SqliteStore {
                 Synchronous::Normal => "NORMAL",
             },
         )
-        .map_err(backend)?;
-        migrate(&mut conn, &path)?;
+        .map_err(opening)?;
+        migrate(&mut conn, &path).map_err(|e| match e {
+            StoreError::Backend(reason) => StoreError::Open {
+                path: path.display().to_string(),
+                reason,
+            },
+            e => e,
+        })?;
         let reader = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(backend)?;
+        .map_err(opening)?;
         reader
             .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(backend)?;
+            .map_err(opening)?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("events-sqlite-writer".into())
@@ -311,15 +325,51 @@ fn write_batch(
     batch: &mut Vec<Command>,
     answers: &mut Vec<Answer>,
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction().map_err(backend)?;
-    for command in batch.drain(..) {
+    let mut commands = batch.drain(..);
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            answers.extend(commands.filter_map(Command::waiter));
+            return Err(backend(e));
+        }
+    };
+    if let Err(e) = write_commands(&tx, handlers, &mut commands, answers) {
+        // Everyone still waiting hears why the transaction was rolled back.
+        answers.extend(commands.filter_map(Command::waiter));
+        return Err(e);
+    }
+    tx.commit().map_err(backend)
+}
+
+impl Command {
+    /// The caller waiting for this command, told only the transaction's fate.
+    fn waiter(self) -> Option<Answer> {
+        match self {
+            Command::Append(_, reply) | Command::Checkpoint(_, _, reply) => {
+                Some(Answer::Sequence(reply, Err(StoreError::Closed)))
+            }
+            Command::Flush(reply) => Some(Answer::Done(reply)),
+            Command::Delivered(..) | Command::PutDeadLetter(_) | Command::RemoveDeadLetter(_) => {
+                None
+            }
+        }
+    }
+}
+
+fn write_commands(
+    tx: &rusqlite::Transaction<'_>,
+    handlers: &mut HandlerIds,
+    commands: &mut impl Iterator<Item = Command>,
+    answers: &mut Vec<Answer>,
+) -> Result<(), StoreError> {
+    for command in commands {
         match command {
             Command::Append(event, reply) => {
-                let result = insert(&tx, &event);
+                let result = insert(tx, &event);
                 answers.push(Answer::Sequence(reply, result));
             }
             Command::Delivered(handler, sequence) => {
-                let handler = handler_id(&tx, handlers, &handler)?;
+                let handler = handler_id(tx, handlers, &handler)?;
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO deliveries (handler, sequence) VALUES (?1, ?2)",
                 )
@@ -327,7 +377,7 @@ fn write_batch(
                 .map_err(backend)?;
             }
             Command::Checkpoint(handler, event, reply) => {
-                let result = checkpoint(&tx, &handler, &event);
+                let result = checkpoint(tx, &handler, &event);
                 answers.push(Answer::Sequence(reply, result));
             }
             Command::PutDeadLetter(letter) => {
@@ -346,7 +396,7 @@ fn write_batch(
             Command::Flush(reply) => answers.push(Answer::Done(reply)),
         }
     }
-    tx.commit().map_err(backend)
+    Ok(())
 }
 
 /// Inserts one event; a duplicate id is that append's error, not the batch's.
