@@ -91,3 +91,39 @@ impl Drop for NatsServer {
         let _ = self.child.wait();
     }
 }
+
+/// A small xorshift generator for randomized tests, seeded from the environment variable
+/// `var` when it holds a number, else from the clock. The seed is printed, so a failing run
+/// can be replayed with `var=<seed>`.
+#[derive(Debug)]
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    /// Seeds from `var` or the clock, and prints `var=<seed>`.
+    pub fn from_env(var: &str) -> SeededRng {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            })
+            | 1; // xorshift never leaves zero
+        eprintln!("{var}={seed}");
+        SeededRng(seed)
+    }
+
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}

@@ -13,34 +13,13 @@ use events::store::{EventStore, SqliteStore, StoreQuery};
 const CHILD: &str = env!("CARGO_BIN_EXE_crash_child");
 const KILLS: u64 = 12;
 
-/// A small xorshift, seeded from the clock: each run kills at other points; the seed is
-/// printed so that a failure can be replayed with `CRASH_SEED`.
-fn rng() -> impl FnMut() -> u64 {
-    let mut x = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("CRASH_SEED={x}");
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    }
-}
-
 #[test]
 fn every_acknowledged_event_survives_sigkill_and_is_handled_after_recovery() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
     let log = dir.path().join("handled.log");
-    let mut next = rng();
+    // Each run kills at other points; `CRASH_SEED=<n>` replays one.
+    let mut rng = events_tests::SeededRng::from_env("CRASH_SEED");
     let mut acked = BTreeSet::new();
 
     for round in 0..KILLS {
@@ -67,7 +46,7 @@ fn every_acknowledged_event_survives_sigkill_and_is_handled_after_recovery() {
         // Let it start (open, recover) and publish for a random while, then kill it
         // wherever it is: mid-commit, mid-handler, mid-print.
         let started = Instant::now();
-        let run_for = Duration::from_millis(150 + next() % 400);
+        let run_for = Duration::from_millis(150 + rng.next_u64() % 400);
         while started.elapsed() < run_for {
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 
 use events::{Bus, Event, IngestError, IngestLimits, PublishOptions, handler};
+use events_tests::SeededRng as Rng;
 use serde_json::Value;
 
 /// An order was placed.
@@ -86,37 +87,6 @@ fn bus() -> Bus {
         .ingest_limits(IngestLimits::new(2048, 6))
         .build()
         .unwrap()
-}
-
-/// A small xorshift.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env() -> Rng {
-        let seed = std::env::var("FUZZ_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("FUZZ_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 fn cases() -> usize {
@@ -233,7 +203,7 @@ const PAYLOADS: &[(&str, u32, &str)] = &[
 #[test]
 fn mutated_json_payloads_are_refused_cleanly_or_handled_exactly() {
     let bus = bus();
-    let mut rng = Rng::from_env();
+    let mut rng = Rng::from_env("FUZZ_SEED");
     let (mut accepted, mut refused) = (0, 0);
     for _ in 0..cases() {
         let (name, version, seed) = PAYLOADS[rng.below(PAYLOADS.len())];
@@ -302,7 +272,7 @@ fn expected_from_cloudevent(doc: &Value) -> Option<Value> {
 #[test]
 fn mutated_cloudevents_are_refused_cleanly_or_handled_exactly() {
     let bus = bus();
-    let mut rng = Rng::from_env();
+    let mut rng = Rng::from_env("FUZZ_SEED");
     let (mut accepted, mut refused) = (0, 0);
     for n in 0..cases() {
         let (name, version, data) = PAYLOADS[rng.below(PAYLOADS.len())];
@@ -341,7 +311,7 @@ fn mutated_cloudevents_are_refused_cleanly_or_handled_exactly() {
 #[test]
 fn a_mutated_batch_is_published_whole_or_not_at_all() {
     let bus = bus();
-    let mut rng = Rng::from_env();
+    let mut rng = Rng::from_env("FUZZ_SEED");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
