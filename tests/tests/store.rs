@@ -454,6 +454,67 @@ async fn the_sqlite_file_is_migrated_once_and_a_newer_schema_is_refused_untouche
     assert_eq!(rusqlite_version(&path), SqliteStore::SCHEMA_VERSION + 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_rolls_back_its_group_commit_fails_every_publish_in_it_and_stores_none() {
+    let _g = SERIAL.lock().await;
+    reset();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    drop(SqliteStore::open(&path).unwrap());
+    // A stand-in for a full disk or an I/O error: SQLite rolls the whole transaction back
+    // while order 13 is written, whatever else its group commit holds.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            r#"CREATE TRIGGER poison BEFORE INSERT ON events
+               WHEN NEW.payload LIKE '%"order":13}%'
+               BEGIN SELECT RAISE(ROLLBACK, 'disk full (simulated)'); END;"#,
+        )
+        .unwrap();
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let bus = bus_on(Arc::clone(&store), &["store::first"]);
+
+    // Concurrent publishers, so that order 13 shares its group commit with others.
+    let tasks: Vec<_> = (1..=300)
+        .map(|order| {
+            let bus = bus.clone();
+            tokio::spawn(async move { (order, bus.publish(OrderPlaced { order }).await) })
+        })
+        .collect();
+    let (mut acknowledged, mut refused) = (Vec::new(), Vec::new());
+    for task in tasks {
+        match task.await.unwrap() {
+            (order, Ok(_)) => acknowledged.push(order),
+            (order, Err(e)) => {
+                assert!(e.to_string().contains("disk full (simulated)"), "{e}");
+                refused.push(order);
+            }
+        }
+    }
+    assert!(refused.contains(&13), "{refused:?}");
+    eprintln!("{} refused with order 13", refused.len());
+
+    let stored: Vec<u64> = store
+        .query(&StoreQuery::all())
+        .unwrap()
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<OrderPlaced>(&e.payload)
+                .unwrap()
+                .order
+        })
+        .collect();
+    let mut stored_sorted = stored.clone();
+    stored_sorted.sort_unstable();
+    assert_eq!(
+        stored_sorted, acknowledged,
+        "stored: exactly the acknowledged events, none of those told they failed"
+    );
+    let mut billed = calls("bill");
+    billed.sort_unstable();
+    assert_eq!(billed, acknowledged, "a refused event reached no handler");
+}
+
 #[test]
 fn a_file_that_is_not_a_store_is_refused_with_its_path_and_left_unchanged() {
     let dir = tempfile::tempdir().unwrap();

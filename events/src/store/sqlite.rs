@@ -366,7 +366,9 @@ fn write_commands(
         match command {
             Command::Append(event, reply) => {
                 let result = insert(tx, &event);
+                let rolled_back = rolled_back(tx, &result);
                 answers.push(Answer::Sequence(reply, result));
+                rolled_back?;
             }
             Command::Delivered(handler, sequence) => {
                 let handler = handler_id(tx, handlers, &handler)?;
@@ -378,7 +380,9 @@ fn write_commands(
             }
             Command::Checkpoint(handler, event, reply) => {
                 let result = checkpoint(tx, &handler, &event);
+                let rolled_back = rolled_back(tx, &result);
                 answers.push(Answer::Sequence(reply, result));
+                rolled_back?;
             }
             Command::PutDeadLetter(letter) => {
                 let json = serde_json::to_string(&*letter)
@@ -397,6 +401,23 @@ fn write_commands(
         }
     }
     Ok(())
+}
+
+/// Whether a failed write took the whole transaction with it. Some errors (a full disk, an
+/// I/O error, a trigger's `RAISE(ROLLBACK)`) roll it back; going on would commit each later
+/// write on its own while its caller is told that the batch failed. So the batch stops, and
+/// every write in it fails with this error.
+fn rolled_back<T>(
+    tx: &rusqlite::Transaction<'_>,
+    result: &Result<T, StoreError>,
+) -> Result<(), StoreError> {
+    match result {
+        Err(e) if tx.is_autocommit() => Err(StoreError::Backend(format!(
+            "the group commit was rolled back by a failed write, and every write in it with \
+             it: {e}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Inserts one event; a duplicate id is that append's error, not the batch's.
