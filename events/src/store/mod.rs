@@ -47,8 +47,9 @@ pub enum StoreError {
     /// The backend (SQLite, the file system) reported an error.
     #[error("event store error: {0}")]
     Backend(String),
-    /// The store could not be opened: the file is not a SQLite database, cannot be
-    /// created or read, or could not be migrated. Nothing was written to it.
+    /// The store could not be opened: the file is not a SQLite database (it is left
+    /// unchanged), cannot be created or read, or could not be migrated (a migration that
+    /// fails is rolled back).
     #[error("cannot open the event store `{path}`: {reason}")]
     Open {
         /// The store's file.

@@ -413,8 +413,8 @@ fn rolled_back<T>(
 ) -> Result<(), StoreError> {
     match result {
         Err(e) if tx.is_autocommit() => Err(StoreError::Backend(format!(
-            "the group commit was rolled back by a failed write, and every write in it with \
-             it: {e}"
+            "a write in this group commit failed and SQLite rolled the whole commit \
+             back: {e}"
         ))),
         _ => Ok(()),
     }
