@@ -416,16 +416,21 @@ async fn dead_letters_survive_a_restart_and_a_retry_removes_them_from_the_store(
 
 #[tokio::test]
 async fn the_memory_store_keeps_the_newest_events_within_its_byte_budget() {
+    let _g = SERIAL.lock().await;
+    reset();
     let store = Arc::new(MemoryStore::with_budget(8 * 1024));
-    let bus = Bus::builder()
-        .scope("store::nothing")
-        .store(Arc::clone(&store))
-        .build()
-        .unwrap();
+    // `bill` is durable: its delivery records must not outgrow the budget either.
+    let bus = bus_on(Arc::clone(&store), &["store::first"]);
     for order in 1..=1000 {
         bus.publish(OrderPlaced { order }).await.unwrap();
     }
     assert!(store.bytes() <= 8 * 1024, "{} bytes", store.bytes());
+    assert!(
+        store.delivery_records() <= store.len(),
+        "{} delivery records for {} kept events",
+        store.delivery_records(),
+        store.len()
+    );
     assert!(store.len() > 10, "kept {}", store.len());
     assert_eq!(store.evicted() as usize + store.len(), 1000);
     let kept = store.query(&StoreQuery::all()).unwrap();

@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: recent history in memory, bounded by a byte budget.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
@@ -27,7 +27,9 @@ struct State {
     next: u64,
     ids: HashMap<EventId, u64>,
     evicted: u64,
-    deliveries: HashSet<(String, u64)>,
+    /// Per durable handler, the kept events' sequences it has a record for; records of
+    /// evicted events go with them, so these stay within the budget's events too.
+    deliveries: HashMap<String, BTreeSet<u64>>,
     checkpoints: HashMap<(String, String), u64>,
     dead_letters: BTreeMap<u64, StoredDeadLetter>,
     last_dead_letter: u64,
@@ -46,10 +48,11 @@ impl State {
             .get(&(handler.to_owned(), event.to_owned()))
             .copied()
             .unwrap_or(0);
+        let done = self.deliveries.get(handler);
         self.events.iter().filter(move |e| {
             e.sequence > checkpoint
                 && e.name == event
-                && !self.deliveries.contains(&(handler.to_owned(), e.sequence))
+                && !done.is_some_and(|d| d.contains(&e.sequence))
         })
     }
 }
@@ -88,6 +91,12 @@ impl MemoryStore {
     /// Whether no event is kept.
     pub fn is_empty(&self) -> bool {
         self.lock().events.is_empty()
+    }
+
+    /// How many delivery records of durable handlers are kept: at most one per kept event
+    /// and durable handler (records of evicted events are dropped with them).
+    pub fn delivery_records(&self) -> usize {
+        self.lock().deliveries.values().map(BTreeSet::len).sum()
     }
 
     /// How many events were evicted to stay within the budget.
@@ -140,15 +149,32 @@ impl EventStore for MemoryStore {
                 state.ids.remove(&old.id);
                 state.evicted += 1;
             }
+            let oldest = state.events.front().map_or(sequence, |e| e.sequence);
+            for done in state.deliveries.values_mut() {
+                if done.first().is_some_and(|&s| s < oldest) {
+                    *done = done.split_off(&oldest);
+                }
+            }
             Ok(sequence)
         };
         Box::pin(std::future::ready(result))
     }
 
     fn record_delivery(&self, handler: &str, sequence: u64) {
-        self.lock()
-            .deliveries
-            .insert((handler.to_owned(), sequence));
+        let mut state = self.lock();
+        if state.events.front().is_none_or(|e| sequence < e.sequence) {
+            return; // evicted already: nothing will look for its record
+        }
+        match state.deliveries.get_mut(handler) {
+            Some(done) => {
+                done.insert(sequence);
+            }
+            None => {
+                state
+                    .deliveries
+                    .insert(handler.to_owned(), BTreeSet::from([sequence]));
+            }
+        }
     }
 
     fn query(&self, query: &StoreQuery) -> Result<Vec<StoredEvent>, StoreError> {
@@ -187,9 +213,9 @@ impl EventStore for MemoryStore {
         let last = state.next - 1;
         let new = first_missing.map_or(last, |s| s - 1).max(old);
         state.checkpoints.insert(key, new);
-        state
-            .deliveries
-            .retain(|(h, s)| !(h == handler && *s <= new));
+        if let Some(done) = state.deliveries.get_mut(handler) {
+            *done = done.split_off(&(new + 1));
+        }
         Box::pin(std::future::ready(Ok(new)))
     }
 
