@@ -295,3 +295,64 @@ async fn a_subscription_retries_with_its_own_policy_or_the_bus_default() {
         );
     }
 }
+
+mod lossy {
+    use super::*;
+
+    /// Its `Serialize` leaves out a field its `Deserialize` requires, so its JSON form does
+    /// not come back as the type: a retry cannot rebuild it.
+    #[derive(Event, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "lossy.job")]
+    pub struct Lossy {
+        pub order: u64,
+        #[serde(skip_serializing)]
+        pub token: String,
+    }
+
+    pub static ATTEMPTS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+    #[handler(retry(max = 3, backoff = "fixed", base = "100ms", jitter = false))]
+    fn fails_once(ev: &Lossy, ctx: &Context) -> Result<(), HandlerError> {
+        assert_eq!(ev.token, "secret");
+        ATTEMPTS.lock().unwrap().push(ctx.attempt());
+        Err(HandlerError::transient("gateway busy"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_cannot_rebuild_its_event_is_dead_lettered_not_lost() {
+    let bus = Bus::builder().scope("retry::lossy").build().unwrap();
+    let receipt = bus
+        .publish(lossy::Lossy {
+            order: 7,
+            token: "secret".into(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        receipt.outcomes().next().map(|o| o.outcome),
+        Some(Outcome::Retrying { attempt: 2, .. })
+    ));
+    settle_for(Duration::from_secs(1)).await;
+    assert_eq!(*lossy::ATTEMPTS.lock().unwrap(), [1], "no second call");
+    let letters = bus.dead_letters(&events::DeadLetterFilter::all());
+    assert_eq!(letters.len(), 1, "the failure is kept");
+    let letter = &letters[0];
+    assert!(letter.handler.ends_with("fails_once"), "{}", letter.handler);
+    assert_eq!(letter.attempts, 1);
+    assert_eq!(letter.payload["order"], 7);
+    assert!(
+        letter
+            .error
+            .starts_with("gateway busy; not retried: the event's JSON form does not deserialize"),
+        "{}",
+        letter.error
+    );
+    assert!(
+        letter.error.contains("missing field `token`"),
+        "{}",
+        letter.error
+    );
+    let report = bus.shutdown(Duration::from_secs(1)).await;
+    assert!(report.is_complete(), "no retry left pending: {report:?}");
+}

@@ -843,6 +843,7 @@ fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: Handler
     };
     let after = policy.jittered_delay(ctx.attempt);
     let attempt = ctx.attempt + 1;
+    let error_text = error.to_string();
     let (slot, pending, meta, decode) = (
         slot.clone(),
         ctx.bus.retry_scheduled(),
@@ -859,9 +860,28 @@ fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: Handler
             );
             return;
         }
-        let Ok(event) = decode(json) else { return };
-        let ctx = Context { bus, meta, attempt };
-        run_one(&slot, &*event, &ctx).await;
+        match decode(json.clone()) {
+            Ok(event) => run_one(&slot, &*event, &Context { bus, meta, attempt }).await,
+            // The type's `Deserialize` refuses its own `Serialize` output (a skipped field
+            // without a default, say): the retry cannot run, and the failure is kept.
+            Err(e) => {
+                let failed = Context {
+                    bus,
+                    meta,
+                    attempt: attempt - 1,
+                };
+                failed.bus.dead_letter(
+                    &failed,
+                    slot.name(),
+                    json,
+                    format!(
+                        "{error_text}; not retried: the event's JSON form does not \
+                         deserialize into its type again ({e})"
+                    ),
+                    true,
+                );
+            }
+        }
         drop(pending);
     });
     Outcome::Retrying {
