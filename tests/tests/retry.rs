@@ -356,3 +356,58 @@ async fn a_retry_that_cannot_rebuild_its_event_is_dead_lettered_not_lost() {
     let report = bus.shutdown(Duration::from_secs(1)).await;
     assert!(report.is_complete(), "no retry left pending: {report:?}");
 }
+
+mod outage {
+    use super::*;
+
+    #[derive(Event, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "outage.job")]
+    pub struct Charge(pub u64);
+
+    /// Every call fails, as during an outage of what it calls.
+    #[handler(retry(max = 1, backoff = "fixed", base = "10s", jitter = false))]
+    fn charge(_: &Charge) -> Result<(), HandlerError> {
+        Err(HandlerError::transient("payment gateway down"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_waiting_at_once_are_bounded_and_the_overflow_is_dead_lettered() {
+    let bus = Bus::builder()
+        .scope("retry::outage")
+        .max_pending_retries(2)
+        .build()
+        .unwrap();
+    let mut outcomes = Vec::new();
+    for n in 1..=5 {
+        let receipt = bus.publish(outage::Charge(n)).await.unwrap();
+        outcomes.push(receipt.outcomes().next().unwrap().outcome.to_string());
+    }
+    assert!(
+        outcomes[..2]
+            .iter()
+            .all(|o| o.ends_with("attempt 2 in 10s")),
+        "{outcomes:?}"
+    );
+    for o in &outcomes[2..] {
+        assert!(
+            o.contains("payment gateway down; not retried: 2 retries are already waiting"),
+            "{o}"
+        );
+    }
+    let all = events::DeadLetterFilter::all();
+    assert_eq!(
+        bus.dead_letters(&all).len(),
+        3,
+        "the overflow is kept, not lost"
+    );
+
+    // The two retries run (and fail for good); their places are free again.
+    settle_for(Duration::from_secs(11)).await;
+    assert_eq!(bus.dead_letters(&all).len(), 5);
+    let receipt = bus.publish(outage::Charge(6)).await.unwrap();
+    assert!(matches!(
+        receipt.outcomes().next().map(|o| o.outcome),
+        Some(Outcome::Retrying { attempt: 2, .. })
+    ));
+}

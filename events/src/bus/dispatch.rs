@@ -841,15 +841,17 @@ fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: Handler
     let (Ok(runtime), Ok(json)) = (tokio::runtime::Handle::try_current(), payload.to_json()) else {
         return Outcome::Failed(error);
     };
+    let Some(pending) = ctx.bus.retry_scheduled() else {
+        return Outcome::Failed(HandlerError::transient(format!(
+            "{error}; not retried: {} retries are already waiting \
+             (`BusBuilder::max_pending_retries`)",
+            ctx.bus.inner.max_pending_retries
+        )));
+    };
     let after = policy.jittered_delay(ctx.attempt);
     let attempt = ctx.attempt + 1;
     let error_text = error.to_string();
-    let (slot, pending, meta, decode) = (
-        slot.clone(),
-        ctx.bus.retry_scheduled(),
-        ctx.meta.clone(),
-        ctx.meta.info.decode,
-    );
+    let (slot, meta, decode) = (slot.clone(), ctx.meta.clone(), ctx.meta.info.decode);
     runtime.spawn(async move {
         tokio::time::sleep(after).await;
         let bus = pending.bus().clone();

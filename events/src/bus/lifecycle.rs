@@ -87,10 +87,18 @@ pub struct Unprocessed {
 }
 
 impl Bus {
-    /// A retry was scheduled: shutdown waits for it, within its deadline.
-    pub(crate) fn retry_scheduled(&self) -> PendingRetry {
-        self.inner.lifecycle.1.fetch_add(1, Ordering::AcqRel);
-        PendingRetry(self.clone())
+    /// Counts one more waiting retry (shutdown waits for it, within its deadline), unless
+    /// `max_pending_retries` already wait.
+    pub(crate) fn retry_scheduled(&self) -> Option<PendingRetry> {
+        let max = self.inner.max_pending_retries;
+        self.inner
+            .lifecycle
+            .1
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(PendingRetry(self.clone()))
     }
 
     /// Refuses every event until [`enable`](Self::enable): publishing and emitting return

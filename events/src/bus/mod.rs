@@ -81,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) transport: Option<Arc<crate::nats::Transport>>,
     /// A store or a transport: the cold path of a publish.
     pub(crate) outbound: bool,
+    /// How many retries may wait at once; past it, failures are dead-lettered.
+    pub(crate) max_pending_retries: usize,
     /// The retry policy of handlers and subscriptions without their own.
     pub(crate) default_retry: Option<crate::RetryPolicy>,
     /// The durable handlers, with the event type each takes.
@@ -279,6 +281,7 @@ pub struct BusBuilder {
     ingest_limits: crate::ingest::IngestLimits,
     retry: Option<crate::RetryPolicy>,
     dead_letter_capacity: usize,
+    max_pending_retries: usize,
     observers: Vec<Arc<dyn crate::observe::Observer>>,
     store: Option<Arc<dyn crate::store::EventStore>>,
     #[cfg(feature = "nats")]
@@ -298,6 +301,7 @@ impl Default for BusBuilder {
             ingest_limits: crate::ingest::IngestLimits::default(),
             retry: None,
             dead_letter_capacity: 10_000,
+            max_pending_retries: 100_000,
             observers: Vec::new(),
             store: None,
             #[cfg(feature = "nats")]
@@ -319,6 +323,7 @@ impl fmt::Debug for BusBuilder {
             .field("ingest_limits", &self.ingest_limits)
             .field("retry", &self.retry)
             .field("dead_letter_capacity", &self.dead_letter_capacity)
+            .field("max_pending_retries", &self.max_pending_retries)
             .field("observers", &self.observers.len())
             .field("store", &self.store.is_some())
             .finish()
@@ -401,6 +406,15 @@ impl BusBuilder {
     /// it the oldest is dropped, with a warning in the log.
     pub fn dead_letter_capacity(mut self, capacity: usize) -> Self {
         self.dead_letter_capacity = capacity;
+        self
+    }
+
+    /// How many retries may wait for their delay at once (default 100,000). Each waiting
+    /// retry holds a copy of its event; when this many wait, a further transient failure is
+    /// not retried but dead-lettered, with the reason, so that an outage that fails every
+    /// call cannot grow memory without bound. `0` turns retries off.
+    pub fn max_pending_retries(mut self, max: usize) -> Self {
+        self.max_pending_retries = max;
         self
     }
 
@@ -566,6 +580,7 @@ impl BusBuilder {
                 catalog,
                 ingest_limits: self.ingest_limits,
                 dead_letters: crate::dead_letter::Queue::new(self.dead_letter_capacity),
+                max_pending_retries: self.max_pending_retries,
                 dynamic: Mutex::new(Vec::new()),
                 next_sub: std::sync::atomic::AtomicU64::new(1),
                 subscriptions: std::sync::atomic::AtomicUsize::new(0),
