@@ -242,8 +242,8 @@ impl Bus {
 
     /// Delivers dead letter `id` again, to its handler only, as the next attempt, and
     /// removes it from the queue. If the handler fails again, it comes back as a new letter.
-    /// `false` when there is no such letter, or its event type or handler is not on this
-    /// bus (it stays in the queue then).
+    /// `false` when there is no such letter, its event type or handler is not on this bus,
+    /// or its payload no longer reads as its event type (it stays in the queue then).
     pub async fn retry_dead_letter(&self, id: u64) -> bool {
         let Some(letter) = self.dead_letter_by_id(id) else {
             return false;
