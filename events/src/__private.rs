@@ -103,19 +103,15 @@ fn publish_value<E: Event>(
     value: serde_json::Value,
     options: Option<crate::PublishOptions>,
 ) -> Result<crate::Receipt, crate::IngestError> {
-    let event: E = serde_json::from_value(value).map_err(|e| crate::IngestError::Decode {
-        name: E::NAME,
-        version: E::VERSION,
-        reason: e.to_string(),
-    })?;
+    let event: E = crate::ingest::deserialize_checked(value)?;
     Ok(bus.publish_blocking_from(event, None, options)?)
 }
 
 /// Deserializes an `E` for the ingest path.
 fn decode_json<E: Event>(
     value: serde_json::Value,
-) -> Result<Box<crate::AnyEvent>, serde_json::Error> {
-    Ok(Box::new(serde_json::from_value::<E>(value)?))
+) -> Result<Box<crate::AnyEvent>, crate::IngestError> {
+    Ok(Box::new(crate::ingest::deserialize_checked::<E>(value)?))
 }
 
 /// The catalog entry of a query's answer type.

@@ -181,8 +181,136 @@ impl Generator {
     }
 }
 
-/// Free-form string metadata carried with an event (tenant, user, request id, ...).
-pub type Metadata = BTreeMap<String, String>;
+/// Metadata carried with an event (tenant, user, request id, ...): it travels as CloudEvents
+/// extension attributes, so keys are lower-case ASCII letters and digits
+/// ([`is_metadata_key`]) and values are strings, integers or booleans, as CloudEvents types them.
+pub type Metadata = BTreeMap<String, MetaValue>;
+
+/// One metadata value: a CloudEvents String, Integer or Boolean.
+///
+/// ```
+/// # use events::MetaValue;
+/// let tenant: MetaValue = "acme".into();
+/// assert_eq!(tenant, "acme");
+/// assert_eq!(MetaValue::from(3), MetaValue::Integer(3));
+/// assert_eq!(MetaValue::from(true).to_string(), "true");
+/// ```
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(untagged)]
+pub enum MetaValue {
+    /// A CloudEvents Boolean: JSON `true` or `false`.
+    Boolean(bool),
+    /// A CloudEvents Integer: a JSON number from -2^31 to 2^31 - 1.
+    Integer(i32),
+    /// A CloudEvents String (or URI, timestamp, ...): a JSON string.
+    String(String),
+}
+
+impl MetaValue {
+    /// The text of a string value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            MetaValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// Its JSON form, as CloudEvents' JSON format writes it.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            MetaValue::Boolean(b) => (*b).into(),
+            MetaValue::Integer(i) => (*i).into(),
+            MetaValue::String(s) => s.as_str().into(),
+        }
+    }
+    /// Bytes it takes in memory beyond its own size.
+    pub(crate) fn heap_len(&self) -> usize {
+        self.as_str().map_or(0, str::len)
+    }
+}
+
+impl fmt::Display for MetaValue {
+    /// The CloudEvents canonical string form (`true`, `42`, the text).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetaValue::Boolean(b) => write!(f, "{b}"),
+            MetaValue::Integer(i) => write!(f, "{i}"),
+            MetaValue::String(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<String> for MetaValue {
+    fn from(s: String) -> MetaValue {
+        MetaValue::String(s)
+    }
+}
+impl From<&str> for MetaValue {
+    fn from(s: &str) -> MetaValue {
+        MetaValue::String(s.to_owned())
+    }
+}
+impl From<&String> for MetaValue {
+    fn from(s: &String) -> MetaValue {
+        MetaValue::String(s.clone())
+    }
+}
+impl From<i32> for MetaValue {
+    fn from(i: i32) -> MetaValue {
+        MetaValue::Integer(i)
+    }
+}
+impl From<bool> for MetaValue {
+    fn from(b: bool) -> MetaValue {
+        MetaValue::Boolean(b)
+    }
+}
+impl PartialEq<str> for MetaValue {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == Some(other)
+    }
+}
+impl PartialEq<&str> for MetaValue {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == Some(*other)
+    }
+}
+impl PartialEq<String> for MetaValue {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == Some(other.as_str())
+    }
+}
+
+/// Whether `key` can name a metadata entry: lower-case ASCII letters and digits, as
+/// CloudEvents requires of an extension attribute's name, and not an attribute the envelope
+/// already has (`id`, `source`, `type`, `time`, `eventversion`, `correlationid`, ...).
+/// `subject` is allowed: it is the CloudEvents `subject`. Keys with any other character are
+/// reserved for the bus (`cloudevents.id`), so input from outside can never set them.
+pub fn is_metadata_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && !RESERVED_KEYS.contains(&key)
+}
+
+/// CloudEvents attributes that the envelope sets itself.
+pub(crate) const RESERVED_KEYS: [&str; 13] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "data",
+    "data_base64",
+    "eventversion",
+    "correlationid",
+    "causationid",
+    "dataref",
+];
 
 /// An event's metadata: the envelope around the payload.
 ///
@@ -577,8 +705,15 @@ impl PublishOptions {
         self.target = Some(target.into());
         self
     }
-    /// Adds one metadata entry.
-    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> PublishOptions {
+    /// Adds one metadata entry: a string, an `i32` or a `bool`. It travels as a CloudEvents
+    /// extension attribute of the same name and type, so the key must be lower-case ASCII
+    /// letters and digits ([`is_metadata_key`]); publishing with any other key fails with
+    /// [`PublishError::BadMetadata`](crate::PublishError::BadMetadata).
+    pub fn metadata(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<MetaValue>,
+    ) -> PublishOptions {
         self.metadata.insert(key.into(), value.into());
         self
     }

@@ -43,7 +43,7 @@ enum Node {
     Untargeted,
     Priority(Bound<i32>, Bound<i32>),
     Name(String),
-    Metadata(String, String),
+    Metadata(String, crate::MetaValue),
     Custom(Arc<Predicate>, Cow<'static, str>),
     All(Vec<Filter>),
     Any(Vec<Filter>),
@@ -89,7 +89,7 @@ impl Filter {
     }
 
     /// Events whose metadata has `key` set to `value`.
-    pub fn metadata(key: impl Into<String>, value: impl Into<String>) -> Filter {
+    pub fn metadata(key: impl Into<String>, value: impl Into<crate::MetaValue>) -> Filter {
         Filter::new(Node::Metadata(key.into(), value.into()))
     }
 

@@ -97,7 +97,7 @@ pub use bus::{
 pub use context::{Context, spawn};
 pub use dead_letter::{DeadLetter, DeadLetterFilter};
 pub use dedup::Deduplicator;
-pub use envelope::{EventId, Meta, Metadata, PublishOptions};
+pub use envelope::{EventId, Meta, MetaValue, Metadata, PublishOptions, is_metadata_key};
 pub use event::{AnyEvent, Event, EventInfo, EventKind, Payload, Query, ResponseInfo};
 pub use filter::{Filter, IntoFilter};
 pub use handler::{

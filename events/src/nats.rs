@@ -50,6 +50,20 @@ pub enum Retention {
     Interest,
 }
 
+/// How an event is laid out in a NATS message (the CloudEvents NATS binding's two modes).
+/// Received messages are read in either mode, whichever this bus sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ContentMode {
+    /// The whole CloudEvent as JSON in the body, `Content-Type: application/cloudevents+json`
+    /// (the default).
+    #[default]
+    Structured,
+    /// The attributes as `ce-<name>` headers (percent-encoded), the data as the body,
+    /// `Content-Type: application/json`.
+    Binary,
+}
+
 /// How the bus uses JetStream: subject prefix, stream and its limits, consumers' ack wait,
 /// and which events stay local.
 #[derive(Debug, Clone)]
@@ -66,6 +80,8 @@ pub struct NatsOptions {
     ack_wait: Duration,
     prefetch: usize,
     local: HashSet<&'static str>,
+    mode: ContentMode,
+    report_unrouted: bool,
 }
 
 impl NatsOptions {
@@ -96,6 +112,8 @@ impl NatsOptions {
             ack_wait: Duration::from_secs(30),
             prefetch: 64,
             local: HashSet::new(),
+            mode: ContentMode::Structured,
+            report_unrouted: true,
         }
     }
     /// The stream's name.
@@ -146,6 +164,20 @@ impl NatsOptions {
     /// is still waiting. Processes competing for a handler's work each hold up to this many.
     pub fn prefetch(mut self, messages: usize) -> NatsOptions {
         self.prefetch = messages.max(1);
+        self
+    }
+    /// How sent events are laid out (default [`ContentMode::Structured`]).
+    pub fn content_mode(mut self, mode: ContentMode) -> NatsOptions {
+        self.mode = mode;
+        self
+    }
+    /// Whether [`Bus::consume`](crate::Bus::consume) also watches for messages that no
+    /// consumer of the stream takes (an unknown type on its own subject), and reports each to
+    /// the dead-letter stream (`<prefix>-dlq.unrouted`) and the log (default on). The watcher
+    /// is one more durable consumer, `events-unrouted`, shared by every process of the
+    /// stream: it reads every message once more.
+    pub fn report_unrouted(mut self, on: bool) -> NatsOptions {
+        self.report_unrouted = on;
         self
     }
     /// `E` stays in this process: published and handled locally, never sent to NATS.
@@ -360,15 +392,8 @@ impl Transport {
 
     /// Sends the event as a CloudEvent and waits for JetStream's ack: its stream sequence.
     async fn send(&self, event: &AnyEvent, meta: &Meta) -> Result<u64, String> {
-        let body = crate::cloudevents::to_json(event, meta)
-            .and_then(|v| serde_json::to_vec(&v))
+        let (headers, body) = encode(event, meta, self.options.mode)
             .map_err(|e| format!("the event cannot be serialized: {e}"))?;
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            meta.id().to_string().as_str(),
-        );
-        headers.insert("traceparent", traceparent(meta).as_str());
         let ack = self
             .js
             .publish_with_headers(self.subject(meta.name()), headers, body.into())
@@ -380,12 +405,154 @@ impl Transport {
     }
 }
 
-/// The W3C trace context sent with an event: its own `traceparent` metadata if it has one,
-/// else one made from the envelope: trace id = the correlation id (so a whole flow is one
-/// trace, across processes), parent id = the random half of the event id.
+/// The media type of a structured-mode message.
+const STRUCTURED: &str = "application/cloudevents+json";
+/// Where binary mode puts each attribute: `ce-<name>`.
+const CE_PREFIX: &str = "ce-";
+
+/// An event as a NATS message in `mode`: its headers and body. Every header value is made
+/// here, from the envelope, and is either fixed, an id, a checked `traceparent`, or
+/// percent-encoded ([`header_value`]): nothing from outside reaches a header raw.
+fn encode(
+    event: &AnyEvent,
+    meta: &Meta,
+    mode: ContentMode,
+) -> Result<(async_nats::HeaderMap, Vec<u8>), serde_json::Error> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        meta.id().to_string().as_str(),
+    );
+    headers.insert("traceparent", traceparent(meta).as_str());
+    let body = match mode {
+        ContentMode::Structured => {
+            headers.insert("Content-Type", STRUCTURED);
+            serde_json::to_vec(&crate::cloudevents::to_json(event, meta)?)?
+        }
+        ContentMode::Binary => {
+            headers.insert("Content-Type", "application/json");
+            for (name, value) in crate::cloudevents::attributes(meta) {
+                let text = match value {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                headers.insert(
+                    format!("{CE_PREFIX}{name}").as_str(),
+                    header_value(&text).as_str(),
+                );
+            }
+            serde_json::to_vec(&event.to_json()?)?
+        }
+    };
+    Ok((headers, body))
+}
+
+/// A header value as the CloudEvents bindings encode one: space, `"`, `%` and every byte
+/// outside printable ASCII percent-encoded (UTF-8), so no value can end a header line.
+pub(crate) fn header_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x21..0x7f).contains(&b) && b != b'"' && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The text of a percent-encoded header value, or `None` if it does not decode to UTF-8.
+fn decode_header_value(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// How a received message is laid out: structured when its `Content-Type` is a CloudEvents
+/// type (or when it has neither a `Content-Type` nor `ce-` headers, as plain publishers
+/// send), else binary. In binary mode, the attributes from the `ce-` headers.
+fn received_attributes(
+    headers: Option<&async_nats::HeaderMap>,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+    let Some(headers) = headers else {
+        return Ok(None);
+    };
+    let mut content_type = None;
+    let mut ce = serde_json::Map::new();
+    for (name, values) in headers.iter() {
+        let name: &str = name.as_ref();
+        let lower = name.to_ascii_lowercase();
+        let Some(value) = values.first() else {
+            continue;
+        };
+        if lower == "content-type" {
+            content_type = Some(value.as_str().to_owned());
+        } else if let Some(attribute) = lower.strip_prefix(CE_PREFIX) {
+            if values.len() > 1 || ce.contains_key(attribute) {
+                return Err(format!(
+                    "header `{}` is given more than once",
+                    crate::ingest::clip(name)
+                ));
+            }
+            let text = decode_header_value(value.as_str()).ok_or_else(|| {
+                format!(
+                    "header `{}` is not percent-encoded UTF-8",
+                    crate::ingest::clip(name)
+                )
+            })?;
+            ce.insert(attribute.to_owned(), text.into());
+        }
+    }
+    match content_type {
+        Some(ct)
+            if ct
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("application/cloudevents-batch") =>
+        {
+            Err("a CloudEvents batch is not an event; send one event a message".into())
+        }
+        Some(ct)
+            if ct
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("application/cloudevents") =>
+        {
+            Ok(None)
+        }
+        _ if ce.is_empty() => Ok(None),
+        ct => {
+            if let Some(ct) = ct {
+                ce.entry("datacontenttype").or_insert(ct.into());
+            }
+            Ok(Some(ce))
+        }
+    }
+}
+
+/// The W3C trace context sent with an event: its own `traceparent` metadata if it is valid
+/// W3C trace context, else one made from the envelope: trace id = the correlation id (so a
+/// whole flow is one trace, across processes), parent id = the random half of the event id.
 fn traceparent(meta: &Meta) -> String {
-    if let Some(tp) = meta.metadata().get("traceparent") {
-        return tp.clone();
+    if let Some(tp) = meta
+        .metadata()
+        .get("traceparent")
+        .and_then(crate::MetaValue::as_str)
+    {
+        if crate::cloudevents::is_traceparent(tp) {
+            return tp.to_owned();
+        }
     }
     let trace = meta.correlation_id().as_uuid().simple().to_string();
     let id = meta.id().as_uuid().simple().to_string();
@@ -493,6 +660,26 @@ impl Bus {
             tasks.push(tokio::spawn(async move {
                 consume_loop(bus, transport, consumer, slot, handler.event(), limit).await;
             }));
+        }
+        if transport.options.report_unrouted {
+            let name = UNROUTED.to_owned();
+            let config = pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: transport.subject(">"),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: transport.options.ack_wait,
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            };
+            let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+                .get_or_create_consumer(&name, config)
+                .await
+                .map_err(|e| NatsError::JetStream {
+                    what: format!("consumer `{name}`"),
+                    reason: e.to_string(),
+                })?;
+            let transport = Arc::clone(&transport);
+            tasks.push(tokio::spawn(unrouted_loop(transport, stream, consumer)));
         }
         Ok(Consumers { tasks })
     }
@@ -618,6 +805,92 @@ async fn consume_loop(
     }
 }
 
+/// The durable consumer that watches for messages no other consumer takes.
+const UNROUTED: &str = "events-unrouted";
+
+/// Whether NATS subject filter `filter` (`*` one token, `>` the rest) takes `subject`.
+fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for f in filter.split('.') {
+        match (f, tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (f, Some(t)) if f == t => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
+/// Reads every message of the stream once more and reports (log and dead-letter stream)
+/// each one whose subject no other consumer of the stream takes, so that nothing waits in
+/// the stream unseen. The message itself stays in the stream for a consumer made later.
+async fn unrouted_loop(
+    transport: Arc<Transport>,
+    mut stream: jetstream::stream::Stream,
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+) {
+    let mut filters: Vec<String> = Vec::new();
+    let mut fetched: Option<std::time::Instant> = None;
+    loop {
+        let pulled = consumer
+            .stream()
+            .max_messages_per_batch(transport.options.prefetch)
+            .messages()
+            .await;
+        let mut messages = match pulled {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot pull messages for the unrouted watch; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        while let Some(Ok(message)) = messages.next().await {
+            let subject = message.subject.as_str();
+            let taken = |filters: &[String]| filters.iter().any(|f| subject_matches(f, subject));
+            let mut routed = taken(&filters);
+            if !routed && fetched.is_none_or(|at| at.elapsed() > Duration::from_secs(1)) {
+                filters = consumer_filters(&mut stream).await;
+                fetched = Some(std::time::Instant::now());
+                routed = taken(&filters);
+            }
+            if !routed {
+                let reason = format!(
+                    "no consumer of stream `{}` takes subject `{}`: no process runs a handler \
+                     for it",
+                    transport.options.stream,
+                    crate::ingest::clip(subject)
+                );
+                tracing::error!(subject = %crate::ingest::clip(subject), "{reason}");
+                dead_letter_raw(&transport, "unrouted", &message.payload, &reason).await;
+            }
+            if let Err(e) = message.ack().await {
+                tracing::warn!(error = %e, "acknowledging a watched message failed");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The subject filters of every consumer of the stream but the watcher.
+async fn consumer_filters(stream: &mut jetstream::stream::Stream) -> Vec<String> {
+    let mut filters = Vec::new();
+    let mut consumers = stream.consumers();
+    while let Some(Ok(info)) = consumers.next().await {
+        if info.name == UNROUTED {
+            continue;
+        }
+        // No filter: the whole stream.
+        filters.push(if info.config.filter_subject.is_empty() {
+            ">".into()
+        } else {
+            info.config.filter_subject.clone()
+        });
+    }
+    filters
+}
+
 /// What to tell JetStream about one message.
 enum Fate {
     Ack,
@@ -637,7 +910,12 @@ async fn handle(
         .info()
         .map_or(1, |i| u32::try_from(i.delivered).unwrap_or(u32::MAX).max(1));
     let decoded = bus
-        .decode_remote(&message.payload, typed)
+        .decode_remote(
+            message.subject.as_str(),
+            message.headers.as_ref(),
+            &message.payload,
+            typed,
+        )
         .and_then(|(event, info, options)| {
             match bus.try_meta_of(info, None, options) {
                 Ok(meta) => Ok(Ok((event, meta))),
@@ -763,8 +1041,11 @@ async fn dead_letter_raw(transport: &Transport, handler: &str, payload: &[u8], r
         consumer_name(handler)
     );
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Events-Handler", handler);
-    headers.insert("Events-Error", crate::ingest::clip(reason).as_str());
+    headers.insert("Events-Handler", header_value(handler).as_str());
+    headers.insert(
+        "Events-Error",
+        header_value(&crate::ingest::clip_to(reason, 300)).as_str(),
+    );
     let sent = match transport
         .js
         .publish_with_headers(subject, headers, payload.to_vec().into())
@@ -784,6 +1065,8 @@ impl Bus {
     #[allow(clippy::type_complexity)]
     fn decode_remote(
         &self,
+        subject: &str,
+        headers: Option<&async_nats::HeaderMap>,
         body: &[u8],
         typed: Option<&'static crate::EventInfo>,
     ) -> Result<
@@ -794,9 +1077,21 @@ impl Bus {
         ),
         String,
     > {
+        let attributes = received_attributes(headers)?;
         let (event, options) = self
-            .decode_cloudevent_parts(body)
+            .decode_cloudevent_parts(attributes, body)
             .map_err(|e| e.to_string())?;
+        // The subject says which consumers see the message: it must be the type's own.
+        if let Some(transport) = &self.inner.transport {
+            let expected = transport.subject(event.info().name);
+            if subject != expected {
+                return Err(format!(
+                    "the message on subject `{}` is a `{}` event, which travels on `{expected}`",
+                    crate::ingest::clip(subject),
+                    event.info().name
+                ));
+            }
+        }
         let (event, info) = match typed {
             Some(target) => self.upcast_to(event, target)?,
             None => {
@@ -805,5 +1100,34 @@ impl Bus {
             }
         };
         Ok((event, info, options))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_filters() {
+        assert!(subject_matches("shop.>", "shop.order.placed"));
+        assert!(subject_matches("shop.order.*", "shop.order.placed"));
+        assert!(!subject_matches("shop.order.*", "shop.order.placed.v2"));
+        assert!(subject_matches("shop.order.placed", "shop.order.placed"));
+        assert!(!subject_matches("shop.order.placed", "shop.order"));
+        assert!(!subject_matches("shop.>", "shop"));
+        assert!(subject_matches(">", "a"));
+    }
+
+    #[test]
+    fn header_values_cannot_break_a_line_and_decode_back() {
+        let hostile = "00-ab\r\nNats-Msg-Id: 1 \"%é";
+        let encoded = header_value(hostile);
+        assert!(
+            encoded.bytes().all(|b| (0x21..0x7f).contains(&b)),
+            "{encoded}"
+        );
+        assert_eq!(decode_header_value(&encoded).as_deref(), Some(hostile));
+        assert_eq!(decode_header_value("%zz"), None);
+        assert_eq!(decode_header_value("%C3"), None, "not UTF-8");
     }
 }

@@ -409,7 +409,9 @@ async fn publish_options_set_correlation_source_and_metadata() {
     assert_eq!(m[0].correlation_id(), flow);
     assert_eq!(m[0].source(), "checkout-api");
     assert_eq!(
-        m[0].metadata().get("tenant").map(String::as_str),
+        m[0].metadata()
+            .get("tenant")
+            .and_then(events::MetaValue::as_str),
         Some("acme")
     );
     assert_eq!(

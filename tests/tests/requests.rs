@@ -88,7 +88,7 @@ async fn who(q: &WhoAmI, ctx: &Context) -> Lineage {
         id: m.id().to_string(),
         correlation_id: m.correlation_id().to_string(),
         causation_id: m.causation_id().map(|c| c.to_string()),
-        tenant: m.metadata().get("tenant").cloned(),
+        tenant: m.metadata().get("tenant").map(ToString::to_string),
     }
 }
 

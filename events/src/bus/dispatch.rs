@@ -72,6 +72,19 @@ pub enum PublishError {
         /// Why.
         reason: String,
     },
+    /// A metadata key cannot travel as a CloudEvents extension attribute (see
+    /// [`is_metadata_key`](crate::is_metadata_key)); the event was not published.
+    #[error(
+        "event `{name}` has metadata key `{key}`, which cannot travel as a CloudEvents \
+         extension: use lower-case ASCII letters and digits (e.g. `tenantid`), not an \
+         attribute of the envelope"
+    )]
+    BadMetadata {
+        /// The event's name.
+        name: &'static str,
+        /// The key (control characters escaped, clipped).
+        key: String,
+    },
     /// The bus's store did not take the event; no handler ran.
     #[error("event `{name}` was not stored, so it was not published: {source}")]
     Store {
@@ -81,6 +94,25 @@ pub enum PublishError {
         #[source]
         source: crate::store::StoreError,
     },
+}
+
+/// Every metadata key must travel as a CloudEvents extension: none is dropped on the way out.
+#[cold]
+fn bad_metadata(name: &'static str, key: &str) -> PublishError {
+    PublishError::BadMetadata {
+        name,
+        key: crate::ingest::clip(key),
+    }
+}
+
+#[inline]
+fn check_metadata(name: &'static str, meta: &Meta) -> Result<(), PublishError> {
+    match meta.metadata().keys().find(|k| {
+        !crate::envelope::is_metadata_key(k) && k.as_str() != crate::cloudevents::ORIGINAL_ID
+    }) {
+        Some(key) => Err(bad_metadata(name, key)),
+        None => Ok(()),
+    }
 }
 
 impl Bus {
@@ -280,9 +312,12 @@ impl Bus {
         }
         let no_options = O::NONE;
         let meta = Meta::new(info, self.inner.source, parent, options);
-        // Only options set an expiry.
-        if !no_options && meta.is_expired() {
-            return Err(PublishError::Expired { name: info.name });
+        // Only options set an expiry or metadata.
+        if !no_options {
+            if meta.is_expired() {
+                return Err(PublishError::Expired { name: info.name });
+            }
+            check_metadata(info.name, &meta)?;
         }
         Ok(meta)
     }

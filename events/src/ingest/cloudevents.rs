@@ -8,20 +8,25 @@
 //! | `time` | [`Meta::time`] (RFC 3339) |
 //! | `subject` | metadata `subject` |
 //! | `datacontenttype` | `application/json` (any `*/json` or `*/*+json` is accepted) |
-//! | `dataschema` | [`EventInfo::schema_id`](crate::EventInfo::schema_id), e.g. `urn:events:schema:order.placed:v2` |
+//! | `dataschema` | [`EventInfo::schema_id`](crate::EventInfo::schema_id), e.g. `urn:events:schema:order.placed:v2`, on the way out; any URI is accepted on the way in (it names the producer's schema) |
 //! | `data` | the payload |
 //! | extension `eventversion` | the payload's version (absent: the newest version this binary knows) |
 //! | extension `correlationid` | [`Meta::correlation_id`] |
 //! | extension `causationid` | [`Meta::causation_id`] |
-//! | other extensions (`traceparent`, ...) | metadata entries of the same name; metadata whose key is a valid extension name goes back out as an extension |
+//! | other extensions (`traceparent`, ...) | metadata entries of the same name and type (string, integer, boolean), and back out as extensions; a name that is not lower-case letters and digits is refused, a `traceparent` that is not W3C trace context is dropped with a warning |
+//!
+//! Every string attribute is refused if it holds a control character or is longer than
+//! [`IngestLimits::max_attribute_bytes`](crate::IngestLimits); more than
+//! [`IngestLimits::max_extensions`](crate::IngestLimits) extensions are refused; a `time`
+//! outside 1970-2554 (what an envelope holds) is refused, never clamped.
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{IngestError, clip, decode, parse};
+use super::{IngestError, IngestLimits, clip, decode, parse};
 use crate::bus::Bus;
-use crate::envelope::{EventId, Meta, PublishOptions};
+use crate::envelope::{EventId, Meta, MetaValue, PublishOptions};
 use crate::event::{AnyEvent, EventInfo};
 use crate::receipt::Receipt;
 
@@ -41,8 +46,10 @@ const CORE: [&str; 10] = [
 const VERSION: &str = "eventversion";
 const CORRELATION: &str = "correlationid";
 const CAUSATION: &str = "causationid";
-/// Where a CloudEvents `id` that is not a UUID is kept.
-const ORIGINAL_ID: &str = "cloudevents.id";
+const TRACEPARENT: &str = "traceparent";
+/// Where a CloudEvents `id` that is not a UUID is kept: a key outside the extension names
+/// (it has a `.`), so no input can set it but the `id` attribute itself.
+pub(crate) const ORIGINAL_ID: &str = "cloudevents.id";
 
 /// The CloudEvents 1.0 JSON form of an event: `event` with envelope `meta`.
 ///
@@ -64,10 +71,18 @@ const ORIGINAL_ID: &str = "cloudevents.id";
 /// # Errors
 /// When the payload's `Serialize` implementation fails.
 pub fn to_json(event: &AnyEvent, meta: &Meta) -> Result<Value, serde_json::Error> {
+    let mut ce = attributes(meta);
+    ce.insert("data".into(), event.to_json()?);
+    Ok(Value::Object(ce))
+}
+
+/// Every CloudEvents attribute of an event, typed as the JSON format writes them: what
+/// [`to_json`] sends beside `data`, and what binary mode puts in headers.
+pub(crate) fn attributes(meta: &Meta) -> Map<String, Value> {
     let mut ce = Map::new();
     ce.insert("specversion".into(), "1.0".into());
-    let id = match meta.metadata().get(ORIGINAL_ID) {
-        Some(original) => original.clone(),
+    let id = match meta.metadata().get(ORIGINAL_ID).and_then(MetaValue::as_str) {
+        Some(original) => original.to_owned(),
         None => meta.id().to_string(),
     };
     ce.insert("id".into(), id.into());
@@ -84,8 +99,8 @@ pub fn to_json(event: &AnyEvent, meta: &Meta) -> Result<Value, serde_json::Error
     {
         ce.insert("time".into(), time.into());
     }
-    if let Some(subject) = meta.metadata().get("subject") {
-        ce.insert("subject".into(), subject.clone().into());
+    if let Some(subject) = meta.metadata().get("subject").and_then(MetaValue::as_str) {
+        ce.insert("subject".into(), subject.into());
     }
     ce.insert("datacontenttype".into(), "application/json".into());
     ce.insert("dataschema".into(), meta.info().schema_id().into());
@@ -95,12 +110,17 @@ pub fn to_json(event: &AnyEvent, meta: &Meta) -> Result<Value, serde_json::Error
         ce.insert(CAUSATION.into(), causation.to_string().into());
     }
     for (key, value) in meta.metadata() {
-        if is_extension_name(key) && !ce.contains_key(key) {
-            ce.insert(key.clone(), value.clone().into());
+        if !is_extension_name(key) || ce.contains_key(key) {
+            continue;
         }
+        // A `traceparent` set in-process is checked like one from outside: it may become a
+        // header.
+        if key == TRACEPARENT && !value.as_str().is_some_and(is_traceparent) {
+            continue;
+        }
+        ce.insert(key.clone(), value.to_json());
     }
-    ce.insert("data".into(), event.to_json()?);
-    Ok(Value::Object(ce))
+    ce
 }
 
 /// Lower-case letters and digits, not one of the core attributes (CloudEvents 1.0 §3.1.1).
@@ -112,6 +132,36 @@ fn is_extension_name(key: &str) -> bool {
         && !CORE.contains(&key)
 }
 
+/// Whether `value` is a W3C trace context `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`
+/// (lower-case, ids not all zero), or a later version's form that starts the same way.
+pub(crate) fn is_traceparent(value: &str) -> bool {
+    let b = value.as_bytes();
+    let hex = |r: std::ops::Range<usize>| {
+        b[r].iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+    };
+    let zero = |r: std::ops::Range<usize>| b[r].iter().all(|c| *c == b'0');
+    if b.len() < 55
+        || !hex(0..2)
+        || &b[0..2] == b"ff"
+        || b[2] != b'-'
+        || !hex(3..35)
+        || zero(3..35)
+        || b[35] != b'-'
+        || !hex(36..52)
+        || zero(36..52)
+        || b[52] != b'-'
+        || !hex(53..55)
+    {
+        return false;
+    }
+    if &b[0..2] == b"00" {
+        b.len() == 55
+    } else {
+        b.len() == 55 || (b[55] == b'-' && b[56..].iter().all(|c| (0x21..0x7f).contains(c)))
+    }
+}
+
 /// An optional attribute: absent and `null` are the same.
 fn optional<'a>(ce: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     ce.get(name).filter(|v| !v.is_null())
@@ -119,17 +169,45 @@ fn optional<'a>(ce: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 
 fn bad(attribute: &str, reason: impl Into<String>) -> IngestError {
     IngestError::BadAttribute {
-        attribute: attribute.to_owned(),
+        attribute: clip(attribute),
         reason: reason.into(),
     }
 }
 
+/// A CloudEvents String: no control characters (U+0000-U+001F, U+007F-U+009F; §3.1.1 of
+/// the specification), at most `max` bytes.
+fn check_string(name: &str, value: &str, max: usize) -> Result<(), IngestError> {
+    if value.len() > max {
+        return Err(bad(
+            name,
+            format!(
+                "it is {} bytes long; the limit is {max} (`IngestLimits::max_attribute_bytes`)",
+                value.len()
+            ),
+        ));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(bad(
+            name,
+            format!(
+                "it contains the control character {}, which CloudEvents strings may not",
+                c.escape_unicode()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A required, non-empty string attribute.
-fn required<'a>(ce: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, IngestError> {
+fn required<'a>(
+    ce: &'a Map<String, Value>,
+    name: &'static str,
+    max: usize,
+) -> Result<&'a str, IngestError> {
     match optional(ce, name) {
         None => Err(IngestError::MissingAttribute { attribute: name }),
         Some(Value::String(s)) if s.is_empty() => Err(bad(name, "it is empty")),
-        Some(Value::String(s)) => Ok(s),
+        Some(Value::String(s)) => check_string(name, s, max).map(|()| s.as_str()),
         Some(other) => Err(bad(name, format!("expected a string, got {}", kind(other)))),
     }
 }
@@ -137,10 +215,11 @@ fn required<'a>(ce: &'a Map<String, Value>, name: &'static str) -> Result<&'a st
 fn optional_str<'a>(
     ce: &'a Map<String, Value>,
     name: &str,
+    max: usize,
 ) -> Result<Option<&'a str>, IngestError> {
     match optional(ce, name) {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::String(s)) => check_string(name, s, max).map(|()| Some(s.as_str())),
         Some(other) => Err(bad(name, format!("expected a string, got {}", kind(other)))),
     }
 }
@@ -163,6 +242,62 @@ fn event_id(attribute: &str, text: &str) -> Result<EventId, IngestError> {
             format!("expected an event id (a UUID), got `{}`", clip(text)),
         )
     })
+}
+
+/// An RFC 3339 time an envelope can hold exactly: from 1970 (the Unix epoch) to 2554 (the
+/// last nanosecond a `u64` counts). Anything else is refused, never clamped.
+fn parse_time(text: &str) -> Result<std::time::SystemTime, IngestError> {
+    let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+        bad(
+            "time",
+            format!("expected an RFC 3339 timestamp, got `{}`", clip(text)),
+        )
+    })?;
+    let nanos = parsed.unix_timestamp_nanos();
+    if nanos < 0 || nanos > i128::from(u64::MAX) {
+        return Err(bad(
+            "time",
+            format!(
+                "`{}` is outside the times an event can carry \
+                 (1970-01-01T00:00:00Z to 2554-07-21T23:34:33Z)",
+                clip(text)
+            ),
+        ));
+    }
+    Ok(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos as u64))
+}
+
+/// An extension's value as metadata: a CloudEvents String, Integer (-2^31..2^31) or Boolean.
+fn extension_value(
+    key: &str,
+    value: Value,
+    limits: IngestLimits,
+) -> Result<MetaValue, IngestError> {
+    match value {
+        Value::String(s) => {
+            check_string(key, &s, limits.max_attribute_bytes)?;
+            Ok(MetaValue::String(s))
+        }
+        Value::Bool(b) => Ok(MetaValue::Boolean(b)),
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(|i| i32::try_from(i).ok())
+            .map(MetaValue::Integer)
+            .ok_or_else(|| {
+                bad(
+                    key,
+                    "a number extension must be a CloudEvents Integer \
+                     (a whole number from -2147483648 to 2147483647)",
+                )
+            }),
+        other => Err(bad(
+            key,
+            format!(
+                "an extension is a string, an integer or a boolean, got {}",
+                kind(&other)
+            ),
+        )),
+    }
 }
 
 /// Whether a media type says JSON: `*/json` or `*/*+json`, parameters ignored.
@@ -247,13 +382,24 @@ impl Bus {
         Ok(receipts)
     }
 
-    /// [`decode_cloudevent`](Self::decode_cloudevent)'s event and publish options.
+    /// A CloudEvent in structured mode (`attributes` is `None`: `body` is the whole event)
+    /// or binary mode (`attributes` from headers, values as text; `body` is the data): its
+    /// event and publish options.
     #[cfg(feature = "nats")]
     pub(crate) fn decode_cloudevent_parts(
         &self,
-        json: &[u8],
+        attributes: Option<Map<String, Value>>,
+        body: &[u8],
     ) -> Result<(Box<AnyEvent>, PublishOptions), IngestError> {
-        let decoded = self.decode_cloudevent(json)?;
+        let decoded = match attributes {
+            None => self.decode_cloudevent(body)?,
+            Some(mut ce) => {
+                let data =
+                    parse(body, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
+                ce.insert("data".into(), data);
+                self.decode_cloudevent_value(Value::Object(ce))?
+            }
+        };
         Ok((decoded.event, decoded.options))
     }
 
@@ -280,26 +426,19 @@ impl Bus {
                 expected: "a CloudEvent (a JSON object)",
             });
         };
-        let spec = required(&ce, "specversion")?;
+        let limits = self.inner.ingest_limits;
+        let max = limits.max_attribute_bytes;
+        let spec = required(&ce, "specversion", max)?;
         if spec != "1.0" {
             return Err(IngestError::UnsupportedSpecVersion { found: clip(spec) });
         }
-        let id = required(&ce, "id")?.to_owned();
-        let source = required(&ce, "source")?.to_owned();
-        let name = required(&ce, "type")?.to_owned();
-        let time = optional_str(&ce, "time")?
-            .map(|t| {
-                OffsetDateTime::parse(t, &Rfc3339)
-                    .map(std::time::SystemTime::from)
-                    .map_err(|_| {
-                        bad(
-                            "time",
-                            format!("expected an RFC 3339 timestamp, got `{}`", clip(t)),
-                        )
-                    })
-            })
+        let id = required(&ce, "id", max)?.to_owned();
+        let source = required(&ce, "source", max)?.to_owned();
+        let name = required(&ce, "type", max)?.to_owned();
+        let time = optional_str(&ce, "time", max)?
+            .map(parse_time)
             .transpose()?;
-        if let Some(media) = optional_str(&ce, "datacontenttype")? {
+        if let Some(media) = optional_str(&ce, "datacontenttype", max)? {
             if !is_json_media_type(media) {
                 return Err(IngestError::UnsupportedData {
                     reason: format!(
@@ -315,8 +454,11 @@ impl Bus {
                 reason: "`data_base64` carries binary data; events carry JSON `data`".into(),
             });
         }
-        let subject = optional_str(&ce, "subject")?.map(str::to_owned);
-        let dataschema = optional_str(&ce, "dataschema")?;
+        let subject = optional_str(&ce, "subject", max)?.map(str::to_owned);
+        // Names the producer's schema: any URI is accepted (the payload is checked against
+        // this binary's schema of `type` at `eventversion` all the same), and the event
+        // leaves with this binary's schema id.
+        optional_str(&ce, "dataschema", max)?;
         let version = match optional(&ce, VERSION) {
             None => None,
             Some(Value::Number(n)) => Some(n.as_u64().and_then(|v| u32::try_from(v).ok())),
@@ -335,29 +477,57 @@ impl Bus {
         };
         let info = self.inner.catalog.find(&name, version)?;
         *named = Some(info.name);
-        if let Some(schema) = dataschema {
-            if schema != info.schema_id() {
-                return Err(bad(
-                    "dataschema",
-                    format!(
-                        "`{}` is not the schema of `{}` v{}: `{}`",
-                        clip(schema),
-                        info.name,
-                        info.version,
-                        info.schema_id()
-                    ),
-                ));
-            }
-        }
-        let correlation = optional_str(&ce, CORRELATION)?
+        let correlation = optional_str(&ce, CORRELATION, max)?
             .map(|c| event_id(CORRELATION, c))
             .transpose()?;
-        let causation = optional_str(&ce, CAUSATION)?
+        let causation = optional_str(&ce, CAUSATION, max)?
             .map(|c| event_id(CAUSATION, c))
             .transpose()?;
 
+        // Extensions become metadata: checked before the payload, whose check costs more.
         let data = ce.remove("data").unwrap_or(Value::Null);
-        let event = decode(info, data)?;
+        let mut metadata = crate::envelope::Metadata::new();
+        let mut extensions = 0usize;
+        for (key, value) in ce {
+            if CORE.contains(&key.as_str())
+                || [VERSION, CORRELATION, CAUSATION].contains(&key.as_str())
+            {
+                continue;
+            }
+            extensions += 1;
+            if extensions > limits.max_extensions {
+                return Err(bad(
+                    &key,
+                    format!(
+                        "the event has more than {} extensions \
+                         (`IngestLimits::max_extensions`)",
+                        limits.max_extensions
+                    ),
+                ));
+            }
+            if !is_extension_name(&key) {
+                return Err(bad(
+                    &key,
+                    "not a CloudEvents attribute name: those are lower-case ASCII letters and \
+                     digits (names with other characters are reserved)",
+                ));
+            }
+            if value.is_null() {
+                continue;
+            }
+            let value = extension_value(&key, value, limits)?;
+            if key == TRACEPARENT && !value.as_str().is_some_and(is_traceparent) {
+                tracing::warn!(
+                    event = info.name,
+                    value = %clip(&value.to_string()),
+                    "a `traceparent` that is not W3C trace context was dropped"
+                );
+                continue;
+            }
+            metadata.insert(key, value);
+        }
+
+        let event = decode(info, data, limits)?;
 
         let mut options = PublishOptions::new().source(source);
         options.time = time;
@@ -372,19 +542,7 @@ impl Bus {
         if let Some(subject) = subject {
             options = options.metadata("subject", subject);
         }
-        for (key, value) in ce {
-            if CORE.contains(&key.as_str())
-                || [VERSION, CORRELATION, CAUSATION].contains(&key.as_str())
-            {
-                continue;
-            }
-            let text = match value {
-                Value::Null => continue,
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            options = options.metadata(key, text);
-        }
+        options.metadata.append(&mut metadata);
         Ok(Decoded { event, options })
     }
 }
@@ -420,5 +578,31 @@ mod tests {
         assert!(!is_extension_name("Tenant"));
         assert!(!is_extension_name("subject"));
         assert!(!is_extension_name(""));
+    }
+
+    #[test]
+    fn traceparents() {
+        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(is_traceparent(ok));
+        assert!(!is_traceparent(&format!("{ok}\r\nNats-Msg-Id: x")));
+        assert!(
+            !is_traceparent(&format!("{ok}-extra")),
+            "version 00 has no more fields"
+        );
+        assert!(is_traceparent(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later"
+        ));
+        assert!(!is_traceparent(&ok.to_uppercase()));
+        assert!(!is_traceparent(
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+        ));
+        assert!(!is_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"
+        ));
+        assert!(!is_traceparent(
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        assert!(!is_traceparent("00-4bf9"));
+        assert!(!is_traceparent(""));
     }
 }

@@ -55,18 +55,23 @@ pub enum IngestError {
     },
     /// The payload is JSON but does not match the event's schema.
     #[error(
-        "payload of `{name}` v{version} does not match its schema ({} violation{}): {}",
-        violations.len(),
-        if violations.len() == 1 { "" } else { "s" },
-        Joined(violations)
+        "payload of `{name}` v{version} does not match its schema ({} violation{}): {}{}",
+        violations.len() + more,
+        if violations.len() + more == 1 { "" } else { "s" },
+        Joined(violations),
+        More(*more)
     )]
     Invalid {
         /// The event's name.
         name: &'static str,
         /// Its version.
         version: u32,
-        /// Every violation, sorted by path.
+        /// The violations described, sorted by path: at most
+        /// [`IngestLimits::max_violations`](crate::IngestLimits), within
+        /// [`IngestLimits::max_error_bytes`](crate::IngestLimits).
         violations: Vec<Violation>,
+        /// How many more there are, not described.
+        more: usize,
     },
     /// The payload matches the schema but the type's `Deserialize` refused it (a custom
     /// implementation, or a constraint the schema cannot express).
@@ -199,6 +204,18 @@ fn list(versions: &[u32]) -> String {
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+struct More(usize);
+
+impl fmt::Display for More {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            1 => f.write_str("; and 1 more violation"),
+            n => write!(f, "; and {n} more violations"),
+        }
+    }
 }
 
 struct Joined<'a>(&'a [Violation]);

@@ -13,10 +13,23 @@ pub use error::{IngestError, Violation};
 
 use crate::bus::Bus;
 use crate::envelope::PublishOptions;
-use crate::event::{AnyEvent, EventInfo};
+use crate::event::{AnyEvent, Event, EventInfo};
 use crate::receipt::Receipt;
 
-/// How much outside JSON the bus accepts: [`BusBuilder::ingest_limits`](crate::BusBuilder::ingest_limits).
+/// How much outside input the bus accepts, and how much of it an error message may show:
+/// [`BusBuilder::ingest_limits`](crate::BusBuilder::ingest_limits).
+///
+/// Every check is made before anything is dispatched or stored; each limit bounds the time
+/// and memory one input can cost.
+///
+/// | field | default | bounds |
+/// |---|---|---|
+/// | `max_bytes` | 1 MiB | a payload, a CloudEvent, a batch, a NATS message body |
+/// | `max_depth` | 32 | nesting of arrays and objects |
+/// | `max_violations` | 16 | schema violations listed in an [`IngestError::Invalid`] (the rest are counted) |
+/// | `max_error_bytes` | 4 KiB | the text of any [`IngestError`] made from outside input |
+/// | `max_extensions` | 64 | CloudEvents extension attributes (they become metadata entries) |
+/// | `max_attribute_bytes` | 4 KiB | one CloudEvents attribute or extension value (`source`, `subject`, `id`, ...) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IngestLimits {
@@ -24,6 +37,16 @@ pub struct IngestLimits {
     pub max_bytes: usize,
     /// The deepest nesting of arrays and objects (default 32).
     pub max_depth: usize,
+    /// How many schema violations an error lists (default 16); the rest are counted, not
+    /// described. Validation stops counting at 100,000.
+    pub max_violations: usize,
+    /// The longest error message made from outside input, in bytes (default 4 KiB): each
+    /// echoed value is clipped, and violations past this size are counted instead.
+    pub max_error_bytes: usize,
+    /// How many CloudEvents extension attributes one event may carry (default 64).
+    pub max_extensions: usize,
+    /// The longest CloudEvents attribute or extension value, in bytes (default 4 KiB).
+    pub max_attribute_bytes: usize,
 }
 
 impl Default for IngestLimits {
@@ -31,17 +54,43 @@ impl Default for IngestLimits {
         IngestLimits {
             max_bytes: 1 << 20,
             max_depth: 32,
+            max_violations: 16,
+            max_error_bytes: 4096,
+            max_extensions: 64,
+            max_attribute_bytes: 4096,
         }
     }
 }
 
 impl IngestLimits {
-    /// At most `max_bytes` bytes, nested at most `max_depth` levels.
+    /// At most `max_bytes` bytes, nested at most `max_depth` levels; the other limits at
+    /// their defaults.
     pub fn new(max_bytes: usize, max_depth: usize) -> IngestLimits {
         IngestLimits {
             max_bytes,
             max_depth,
+            ..IngestLimits::default()
         }
+    }
+    /// At most `n` schema violations described in an error (at least 1).
+    pub fn max_violations(mut self, n: usize) -> IngestLimits {
+        self.max_violations = n.max(1);
+        self
+    }
+    /// Error messages of at most `bytes` bytes (at least 256).
+    pub fn max_error_bytes(mut self, bytes: usize) -> IngestLimits {
+        self.max_error_bytes = bytes.max(256);
+        self
+    }
+    /// At most `n` CloudEvents extension attributes per event.
+    pub fn max_extensions(mut self, n: usize) -> IngestLimits {
+        self.max_extensions = n;
+        self
+    }
+    /// CloudEvents attribute and extension values of at most `bytes` bytes.
+    pub fn max_attribute_bytes(mut self, bytes: usize) -> IngestLimits {
+        self.max_attribute_bytes = bytes;
+        self
     }
 }
 
@@ -145,12 +194,28 @@ impl Catalog {
     }
 }
 
-/// `text` from outside, cut to 80 characters for an error message.
+/// `text` from outside, for an error message: control characters escaped (`\u{1b}`), cut to
+/// 80 characters.
 pub(crate) fn clip(text: &str) -> String {
-    match text.char_indices().nth(80) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
+    clip_to(text, 80)
+}
+
+/// `text` from outside with control characters escaped, cut to `chars` characters: safe in
+/// a log line, a header or a terminal.
+pub(crate) fn clip_to(text: &str, chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(chars * 4));
+    for (i, c) in text.chars().enumerate() {
+        if i == chars {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 /// Levenshtein distance over bytes: names are ASCII.
@@ -180,7 +245,9 @@ fn deeper_than(value: &serde_json::Value, limit: usize) -> bool {
     }
 }
 
-/// Checks the size and depth of `json`, then parses it.
+/// Checks the size and depth of `json`, then parses it. An object with the same key twice
+/// is refused: serde_json would keep the last value, other parsers the first, so the bytes
+/// would mean different things to this bus and to whoever checked them before.
 pub(crate) fn parse(json: &[u8], limits: IngestLimits) -> Result<serde_json::Value, IngestError> {
     if json.len() > limits.max_bytes {
         return Err(IngestError::TooLarge {
@@ -191,7 +258,13 @@ pub(crate) fn parse(json: &[u8], limits: IngestLimits) -> Result<serde_json::Val
     let too_deep = || IngestError::TooDeep {
         limit: limits.max_depth,
     };
-    let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
+    let parsed = (|| {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let value = serde::Deserializer::deserialize_any(&mut de, strict::NoDuplicates)?;
+        de.end()?;
+        Ok::<_, serde_json::Error>(value)
+    })();
+    let value = parsed.map_err(|e| {
         // serde_json's own guard against deep nesting.
         if e.to_string().starts_with("recursion limit exceeded") {
             too_deep()
@@ -205,21 +278,203 @@ pub(crate) fn parse(json: &[u8], limits: IngestLimits) -> Result<serde_json::Val
     Ok(value)
 }
 
+mod strict {
+    //! serde_json's `Value`, built by a visitor that refuses duplicate object keys.
+
+    use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+
+    pub(super) struct NoDuplicates;
+
+    impl<'de> DeserializeSeed<'de> for NoDuplicates {
+        type Value = Value;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for NoDuplicates {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            while let Some(item) = seq.next_element_seed(NoDuplicates)? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate key `{}`",
+                        super::clip(&key)
+                    )));
+                }
+                let value = map.next_value_seed(NoDuplicates)?;
+                out.insert(key, value);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+}
+
 /// Validates `value` against `info`'s schema and deserializes it.
 pub(crate) fn decode(
     info: &'static EventInfo,
     value: serde_json::Value,
+    limits: IngestLimits,
 ) -> Result<Box<AnyEvent>, IngestError> {
-    validate(info, &value)?;
-    (info.decode)(value).map_err(|e| IngestError::Decode {
+    validate(info, &value, limits)?;
+    (info.decode)(value)
+}
+
+/// Deserializes a payload that passed its schema as `E`. An error never shows a redacted
+/// field's value: when `E` has redacted fields, the path of a failure is tracked, and a
+/// failure inside a redacted field (or of the whole payload) is reported without serde's
+/// message, which may quote the value.
+///
+/// JSON Schema counts `1.0` as an integer; serde does not. So that the schema accepts
+/// exactly what the type accepts, a payload refused only for whole numbers written with a
+/// fraction (`1.0`, `2e3`) is read again with them as integers (when they are exact in a
+/// double, up to 2^53).
+pub(crate) fn deserialize_checked<E: Event>(value: serde_json::Value) -> Result<E, IngestError> {
+    let again = has_integral_float(&value).then(|| value.clone());
+    match deserialize_once::<E>(value) {
+        Ok(event) => Ok(event),
+        Err(first) => match again {
+            Some(mut value) => {
+                integral_floats_as_integers(&mut value);
+                deserialize_once::<E>(value).map_err(|_| first)
+            }
+            None => Err(first),
+        },
+    }
+}
+
+fn deserialize_once<E: Event>(value: serde_json::Value) -> Result<E, IngestError> {
+    let info = E::info();
+    let failed = |reason: String| IngestError::Decode {
         name: info.name,
         version: info.version,
-        reason: e.to_string(),
+        reason,
+    };
+    if info.redacted.is_empty() {
+        return serde_json::from_value(value).map_err(|e| failed(clip_to(&e.to_string(), 300)));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        use serde_path_to_error::Segment;
+        let path = e.path();
+        let secret = match path.iter().next() {
+            None | Some(Segment::Unknown) => true,
+            Some(Segment::Map { key }) => info.redacted.contains(&key.as_str()),
+            Some(_) => false,
+        };
+        if secret {
+            let at = path.iter().next().map_or(String::new(), |s| {
+                format!(" at `{}`", clip_to(&s.to_string(), 80))
+            });
+            failed(format!(
+                "the value{at} does not deserialize (not shown: the event has redacted fields)"
+            ))
+        } else {
+            failed(format!(
+                "at `{}`: {}",
+                clip_to(&path.to_string(), 120),
+                clip_to(&e.into_inner().to_string(), 300)
+            ))
+        }
     })
 }
 
-/// Checks `value` against `info`'s schema (compiled once per process); every violation.
-fn validate(info: &'static EventInfo, value: &serde_json::Value) -> Result<(), IngestError> {
+/// 2^53: every integer up to it is exact in a double.
+const EXACT_IN_F64: f64 = 9_007_199_254_740_992.0;
+
+fn is_integral_float(n: &serde_json::Number) -> bool {
+    n.as_f64()
+        .is_some_and(|f| n.is_f64() && f.fract() == 0.0 && f.abs() <= EXACT_IN_F64)
+}
+
+fn has_integral_float(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => is_integral_float(n),
+        Value::Array(items) => items.iter().any(has_integral_float),
+        Value::Object(map) => map.values().any(has_integral_float),
+        _ => false,
+    }
+}
+
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if is_integral_float(n) => {
+            let f = n.as_f64().unwrap_or_default();
+            // Exact: |f| <= 2^53.
+            *n = if f < 0.0 {
+                (f as i64).into()
+            } else {
+                (f as u64).into()
+            };
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
+}
+
+/// Whether a violation at `path` (a JSON Pointer) could quote a redacted field's value: it
+/// is inside a redacted field, or it is the whole payload, which holds them all.
+fn shows_redacted(info: &EventInfo, path: &str) -> bool {
+    if info.redacted.is_empty() {
+        return false;
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return true; // the root
+    };
+    let first = rest.split('/').next().unwrap_or("");
+    let first = first.replace("~1", "/").replace("~0", "~");
+    info.redacted.contains(&first.as_str())
+}
+
+/// Checks `value` against `info`'s schema (compiled once per process): at most
+/// `limits.max_violations` violations described, within `limits.max_error_bytes`, the rest
+/// counted.
+fn validate(
+    info: &'static EventInfo,
+    value: &serde_json::Value,
+    limits: IngestLimits,
+) -> Result<(), IngestError> {
     let validator = info
         .validator
         .get_or_init(|| {
@@ -232,34 +487,45 @@ fn validate(info: &'static EventInfo, value: &serde_json::Value) -> Result<(), I
             version: info.version,
             reason: reason.clone(),
         })?;
-    if !validator.is_valid(value) {
-        let mut violations: Vec<Violation> = validator
-            .iter_errors(value)
-            .map(|e| {
-                let path = e.instance_path().to_string();
-                // A redacted field's value stays out of the message too.
-                let secret = info.redacted.iter().any(|key| {
-                    path.strip_prefix('/')
-                        .and_then(|p| p.strip_prefix(key))
-                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-                });
-                let message = if secret {
-                    e.masked().to_string()
-                } else {
-                    e.to_string()
-                };
-                Violation { path, message }
-            })
-            .collect();
-        // The validator's order follows the schema; sorted, the message is stable.
-        violations.sort_by(|a, b| a.path.cmp(&b.path));
-        return Err(IngestError::Invalid {
-            name: info.name,
-            version: info.version,
-            violations,
-        });
+    if validator.is_valid(value) {
+        return Ok(());
     }
-    Ok(())
+    let mut violations: Vec<Violation> = Vec::new();
+    // What the message says before the violations (name, version, count).
+    let mut bytes = 120 + info.name.len();
+    let mut more = 0usize;
+    for e in validator.iter_errors(value) {
+        if violations.len() >= limits.max_violations || bytes >= limits.max_error_bytes {
+            more += 1;
+            continue;
+        }
+        let path = e.instance_path().to_string();
+        let message = if shows_redacted(info, &path) {
+            e.masked().to_string()
+        } else {
+            e.to_string()
+        };
+        let violation = Violation {
+            path: clip_to(&path, 120),
+            message: clip_to(&message, 200),
+        };
+        let size = violation.path.len() + violation.message.len() + 8;
+        if bytes + size > limits.max_error_bytes {
+            more += 1;
+            bytes = limits.max_error_bytes;
+            continue;
+        }
+        bytes += size;
+        violations.push(violation);
+    }
+    // The validator's order follows the schema; sorted, the message is stable.
+    violations.sort_by(|a, b| a.path.cmp(&b.path));
+    Err(IngestError::Invalid {
+        name: info.name,
+        version: info.version,
+        violations,
+        more,
+    })
 }
 
 impl Bus {
@@ -315,7 +581,7 @@ impl Bus {
         // The typed path: no boxed payload, the event's own `publish_blocking`.
         let info = self.find_event(name, version)?;
         let value = parse(json, self.inner.ingest_limits)
-            .and_then(|value| validate(info, &value).map(|()| value))
+            .and_then(|value| validate(info, &value, self.inner.ingest_limits).map(|()| value))
             .map_err(|e| self.invalid(Some(info.name), e))?;
         let options = (!options.is_empty()).then_some(options);
         (info.publish_value)(self, value, options).map_err(|e| match e {
@@ -337,7 +603,7 @@ impl Bus {
     ) -> Result<Box<AnyEvent>, IngestError> {
         let info = self.find_event(name, version)?;
         parse(json, self.inner.ingest_limits)
-            .and_then(|value| decode(info, value))
+            .and_then(|value| decode(info, value, self.inner.ingest_limits))
             .map_err(|e| self.invalid(Some(info.name), e))
     }
 
@@ -379,6 +645,7 @@ mod tests {
         let long = "é".repeat(100);
         assert_eq!(clip(&long).chars().count(), 81);
         assert!(clip(&long).ends_with('…'));
+        assert_eq!(clip("a\u{1b}[2J\r\nb"), "a\\u{1b}[2J\\u{d}\\u{a}b");
     }
 
     #[test]

@@ -176,7 +176,7 @@ impl StoredEvent {
             + self
                 .metadata
                 .iter()
-                .map(|(k, v)| k.len() + v.len() + 48)
+                .map(|(k, v)| k.len() + v.heap_len() + 48)
                 .sum::<usize>()
             + self.payload.len()
     }
