@@ -22,9 +22,68 @@ use crate::handler::HandlerError;
 /// The result of one handler call.
 pub type HandlerResult = Result<(), HandlerError>;
 
-/// The JSON Schema of `T`, draft 2020-12.
+/// The JSON Schema of `T`, draft 2020-12, with the bounds of every integer type
+/// ([`integer_bounds`]), so that it accepts exactly the numbers `T` accepts.
 pub fn schema_for<T: schemars::JsonSchema>() -> Schema {
-    schemars::SchemaGenerator::default().into_root_schema_for::<T>()
+    schemars::generate::SchemaSettings::draft2020_12()
+        .with_transform(schemars::transform::RecursiveTransform(integer_bounds))
+        .into_generator()
+        .into_root_schema_for::<T>()
+}
+
+/// schemars gives `u32`, `u64`, `i32`, `i64`, `usize`, `isize` and the 128-bit integers a
+/// `format` but no `maximum` (and the signed ones no `minimum`): `2^32` passed the schema of a
+/// `u32` and failed to deserialize. This adds the type's range (for 128-bit integers, what a
+/// JSON number read by serde_json can reach: `i64::MIN` to `u64::MAX`), keeping any bound
+/// already tighter. An `f32` (`format: float`) gets its finite range too.
+fn integer_bounds(schema: &mut Schema) {
+    let Some(format) = schema.get("format").and_then(|f| f.as_str()) else {
+        return;
+    };
+    let (min, max): (serde_json::Number, serde_json::Number) = match format {
+        "int8" => (i8::MIN.into(), i8::MAX.into()),
+        "int16" => (i16::MIN.into(), i16::MAX.into()),
+        "int32" => (i32::MIN.into(), i32::MAX.into()),
+        "int64" => (i64::MIN.into(), i64::MAX.into()),
+        "int" => ((isize::MIN as i64).into(), (isize::MAX as i64).into()),
+        "int128" => (i64::MIN.into(), u64::MAX.into()),
+        "uint8" => (0.into(), u8::MAX.into()),
+        "uint16" => (0.into(), u16::MAX.into()),
+        "uint32" => (0.into(), u32::MAX.into()),
+        "uint64" | "uint128" => (0.into(), u64::MAX.into()),
+        "uint" => (0.into(), (usize::MAX as u64).into()),
+        "float" => {
+            // From 2^128 - 2^103 on (half a step past `f32::MAX`), a double rounds to an
+            // infinite `f32`, which is written back as `null`.
+            let edge = 2f64.powi(128) - 2f64.powi(103);
+            if let (Some(map), Some(min), Some(max)) = (
+                schema.as_object_mut(),
+                serde_json::Number::from_f64(-edge),
+                serde_json::Number::from_f64(edge),
+            ) {
+                map.insert("exclusiveMinimum".into(), min.into());
+                map.insert("exclusiveMaximum".into(), max.into());
+            }
+            return;
+        }
+        _ => return,
+    };
+    let Some(map) = schema.as_object_mut() else {
+        return;
+    };
+    let tighter =
+        |existing: Option<&serde_json::Value>, bound: &serde_json::Number, lower: bool| {
+            let (Some(e), Some(b)) = (existing.and_then(|v| v.as_f64()), bound.as_f64()) else {
+                return false;
+            };
+            if lower { e >= b } else { e <= b }
+        };
+    if !tighter(map.get("minimum"), &min, true) {
+        map.insert("minimum".into(), min.into());
+    }
+    if !tighter(map.get("maximum"), &max, false) {
+        map.insert("maximum".into(), max.into());
+    }
 }
 
 /// The catalog entry of `E`.

@@ -226,7 +226,10 @@ impl fmt::Display for Filter {
                 }
             }
             Node::Name(p) => write!(f, "name ~ {p:?}"),
-            Node::Metadata(k, v) => write!(f, "metadata[{k:?}] == {v:?}"),
+            Node::Metadata(k, v) => match v {
+                crate::MetaValue::String(text) => write!(f, "metadata[{k:?}] == {text:?}"),
+                other => write!(f, "metadata[{k:?}] == {other}"),
+            },
             Node::Custom(_, label) => f.write_str(label),
             Node::All(parts) => list(f, "all", parts),
             Node::Any(parts) => list(f, "any", parts),

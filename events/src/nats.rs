@@ -661,6 +661,7 @@ impl Bus {
                 consume_loop(bus, transport, consumer, slot, handler.event(), limit).await;
             }));
         }
+        let mut watcher = None;
         if transport.options.report_unrouted {
             let name = UNROUTED.to_owned();
             let config = pull::Config {
@@ -679,9 +680,9 @@ impl Bus {
                     reason: e.to_string(),
                 })?;
             let transport = Arc::clone(&transport);
-            tasks.push(tokio::spawn(unrouted_loop(transport, stream, consumer)));
+            watcher = Some(tokio::spawn(unrouted_loop(transport, stream, consumer)));
         }
-        Ok(Consumers { tasks })
+        Ok(Consumers { tasks, watcher })
     }
 
     /// The link-time slot of handler `name` in the route of type `type_id`.
@@ -726,10 +727,12 @@ fn consumer_name(handler: &str) -> String {
 #[derive(Debug)]
 pub struct Consumers {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The unrouted watcher ([`NatsOptions::report_unrouted`]).
+    watcher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Consumers {
-    /// How many consumers run.
+    /// How many handler consumers run (the unrouted watcher is not counted).
     pub fn len(&self) -> usize {
         self.tasks.len()
     }
@@ -743,7 +746,7 @@ impl Consumers {
 
 impl Drop for Consumers {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self.tasks.iter().chain(&self.watcher) {
             t.abort();
         }
     }

@@ -121,7 +121,42 @@ fn outside_input_cannot_set_internal_metadata_keys() {
 #[test]
 fn violations_are_capped_and_the_message_is_bounded() {
     let (bus, seen, _sub) = bus();
-    // Just under 1 MiB: 349,000 violations if every one were reported.
+    let defaults = IngestLimits::default();
+    let items = |n: usize| {
+        let mut body = String::from(r#"{"items":[-1"#);
+        for _ in 1..n {
+            body.push_str(",-1");
+        }
+        body.push_str("]}");
+        body
+    };
+    // 1,000 violations: the first 16 described, the rest counted.
+    let err = bus
+        .publish_json_blocking(
+            "hostile.items",
+            1,
+            items(1000).as_bytes(),
+            PublishOptions::new(),
+        )
+        .unwrap_err();
+    let IngestError::Invalid {
+        violations, more, ..
+    } = &err
+    else {
+        panic!("expected a schema violation, got {err}");
+    };
+    assert_eq!(violations.len(), defaults.max_violations);
+    assert_eq!(*more, Some(1000 - defaults.max_violations));
+    let text = err.to_string();
+    assert!(
+        text.len() <= defaults.max_error_bytes,
+        "{} bytes",
+        text.len()
+    );
+    assert!(text.contains("(1000 violations)"), "{text}");
+    assert!(text.ends_with("and 984 more violations"), "{text}");
+
+    // Just under 1 MiB, 349,000 violations: only the first is searched for.
     let mut body = String::from(r#"{"items":["#);
     while body.len() < (1 << 20) - 8 {
         body.push_str("-1,");
@@ -130,21 +165,31 @@ fn violations_are_capped_and_the_message_is_bounded() {
     let err = bus
         .publish_json_blocking("hostile.items", 1, body.as_bytes(), PublishOptions::new())
         .unwrap_err();
-    let IngestError::Invalid { violations, .. } = &err else {
+    let IngestError::Invalid {
+        violations, more, ..
+    } = &err
+    else {
         panic!("expected a schema violation, got {err}");
     };
-    let limit = IngestLimits::default().max_violations;
-    assert_eq!(violations.len(), limit, "at most the limit is kept");
-    let text = err.to_string();
-    assert!(
-        text.len() <= IngestLimits::default().max_error_bytes,
-        "the message is {} bytes",
-        text.len()
+    assert_eq!((violations.len(), *more), (1, None));
+    assert!(err.to_string().len() <= defaults.max_error_bytes);
+
+    // A small error-byte budget is kept too.
+    let (small, _, _sub2) = bus_with(
+        IngestLimits::default()
+            .max_error_bytes(300)
+            .max_violations(100),
     );
-    assert!(
-        text.contains("more violation"),
-        "the rest are counted: {text}"
-    );
+    let text = small
+        .publish_json_blocking(
+            "hostile.items",
+            1,
+            items(1000).as_bytes(),
+            PublishOptions::new(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(text.len() <= 300 + 40, "{} bytes: {text}", text.len());
     assert!(seen.lock().unwrap().is_empty());
 }
 

@@ -59,7 +59,10 @@ fn on_order(ev: &OrderPlaced, ctx: &events::Context) {
         "{} lines={} tenant={:?}",
         ev.order_id,
         ev.lines.len(),
-        ctx.meta().metadata().get("tenant")
+        ctx.meta()
+            .metadata()
+            .get("tenant")
+            .and_then(events::MetaValue::as_str)
     ));
 }
 

@@ -55,9 +55,8 @@ pub enum IngestError {
     },
     /// The payload is JSON but does not match the event's schema.
     #[error(
-        "payload of `{name}` v{version} does not match its schema ({} violation{}): {}{}",
-        violations.len() + more,
-        if violations.len() + more == 1 { "" } else { "s" },
+        "payload of `{name}` v{version} does not match its schema ({}): {}{}",
+        Count(violations.len(), *more),
         Joined(violations),
         More(*more)
     )]
@@ -70,8 +69,10 @@ pub enum IngestError {
         /// [`IngestLimits::max_violations`](crate::IngestLimits), within
         /// [`IngestLimits::max_error_bytes`](crate::IngestLimits).
         violations: Vec<Violation>,
-        /// How many more there are, not described.
-        more: usize,
+        /// How many more there are, not described; `None` when they were not searched for:
+        /// a payload of more than 4,096 JSON values gets only its first violation (finding
+        /// them all would cost many times the payload's size in memory).
+        more: Option<usize>,
     },
     /// The payload matches the schema but the type's `Deserialize` refused it (a custom
     /// implementation, or a constraint the schema cannot express).
@@ -206,14 +207,29 @@ fn list(versions: &[u32]) -> String {
         .join(", ")
 }
 
-struct More(usize);
+struct Count(usize, Option<usize>);
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            None => f.write_str("a first violation"),
+            Some(more) if self.0 + more == 1 => f.write_str("1 violation"),
+            Some(more) => write!(f, "{} violations", self.0 + more),
+        }
+    }
+}
+
+struct More(Option<usize>);
 
 impl fmt::Display for More {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            0 => Ok(()),
-            1 => f.write_str("; and 1 more violation"),
-            n => write!(f, "; and {n} more violations"),
+            Some(0) => Ok(()),
+            Some(1) => f.write_str("; and 1 more violation"),
+            Some(n) => write!(f, "; and {n} more violations"),
+            None => f.write_str(
+                "; others not searched for (the payload has more than 4096 JSON values)",
+            ),
         }
     }
 }

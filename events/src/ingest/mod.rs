@@ -38,7 +38,8 @@ pub struct IngestLimits {
     /// The deepest nesting of arrays and objects (default 32).
     pub max_depth: usize,
     /// How many schema violations an error lists (default 16); the rest are counted, not
-    /// described. Validation stops counting at 100,000.
+    /// described. A payload of more than 4,096 JSON values gets only its first violation:
+    /// finding them all would cost many times its size in memory.
     pub max_violations: usize,
     /// The longest error message made from outside input, in bytes (default 4 KiB): each
     /// echoed value is clipped, and violations past this size are counted instead.
@@ -366,8 +367,10 @@ pub(crate) fn decode(
 ///
 /// JSON Schema counts `1.0` as an integer; serde does not. So that the schema accepts
 /// exactly what the type accepts, a payload refused only for whole numbers written with a
-/// fraction (`1.0`, `2e3`) is read again with them as integers (when they are exact in a
-/// double, up to 2^53).
+/// fraction or an exponent (`1.0`, `2e3`) is read again with them as integers, when the
+/// number read is within the 64-bit range (above -2^63, below 2^64). -2^63 itself is left as
+/// it is: an integer literal below `i64::MIN` also reads as that double, and would
+/// otherwise become `i64::MIN` without a word.
 pub(crate) fn deserialize_checked<E: Event>(value: serde_json::Value) -> Result<E, IngestError> {
     let again = has_integral_float(&value).then(|| value.clone());
     match deserialize_once::<E>(value) {
@@ -417,12 +420,15 @@ fn deserialize_once<E: Event>(value: serde_json::Value) -> Result<E, IngestError
     })
 }
 
-/// 2^53: every integer up to it is exact in a double.
-const EXACT_IN_F64: f64 = 9_007_199_254_740_992.0;
+/// 2^63 and 2^64 as doubles (both exact).
+const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+const TWO_64: f64 = 18_446_744_073_709_551_616.0;
 
+/// A double that is a whole number strictly inside (-2^63, 2^64): it converts to an `i64` or
+/// a `u64` exactly.
 fn is_integral_float(n: &serde_json::Number) -> bool {
     n.as_f64()
-        .is_some_and(|f| n.is_f64() && f.fract() == 0.0 && f.abs() <= EXACT_IN_F64)
+        .is_some_and(|f| n.is_f64() && f.fract() == 0.0 && f > -TWO_63 && f < TWO_64)
 }
 
 fn has_integral_float(value: &serde_json::Value) -> bool {
@@ -440,7 +446,7 @@ fn integral_floats_as_integers(value: &mut serde_json::Value) {
     match value {
         Value::Number(n) if is_integral_float(n) => {
             let f = n.as_f64().unwrap_or_default();
-            // Exact: |f| <= 2^53.
+            // Exact: a whole number inside the range of the type it becomes.
             *n = if f < 0.0 {
                 (f as i64).into()
             } else {
@@ -491,6 +497,32 @@ fn validate(
         return Ok(());
     }
     let mut violations: Vec<Violation> = Vec::new();
+    let describe = |e: &jsonschema::ValidationError<'_>| {
+        let path = e.instance_path().to_string();
+        let message = if shows_redacted(info, &path) {
+            e.masked().to_string()
+        } else {
+            e.to_string()
+        };
+        Violation {
+            path: clip_to(&path, 120),
+            message: clip_to(&message, 200),
+        }
+    };
+    // The validator collects every violation before giving the first, each a few hundred
+    // bytes: for a large payload that is many times its size (1 MiB of `[-1,-1,...]` has
+    // 349,000). Past `SEARCHED_VALUES` values, only the first violation is found.
+    if more_values_than(value, SEARCHED_VALUES) {
+        if let Err(e) = validator.validate(value) {
+            violations.push(describe(&e));
+        }
+        return Err(IngestError::Invalid {
+            name: info.name,
+            version: info.version,
+            violations,
+            more: None,
+        });
+    }
     // What the message says before the violations (name, version, count).
     let mut bytes = 120 + info.name.len();
     let mut more = 0usize;
@@ -499,16 +531,7 @@ fn validate(
             more += 1;
             continue;
         }
-        let path = e.instance_path().to_string();
-        let message = if shows_redacted(info, &path) {
-            e.masked().to_string()
-        } else {
-            e.to_string()
-        };
-        let violation = Violation {
-            path: clip_to(&path, 120),
-            message: clip_to(&message, 200),
-        };
+        let violation = describe(&e);
         let size = violation.path.len() + violation.message.len() + 8;
         if bytes + size > limits.max_error_bytes {
             more += 1;
@@ -524,8 +547,28 @@ fn validate(
         name: info.name,
         version: info.version,
         violations,
-        more,
+        more: Some(more),
     })
+}
+
+/// How many JSON values a payload may have for every violation to be listed.
+pub(crate) const SEARCHED_VALUES: usize = 4096;
+
+/// Whether `value` holds more than `limit` values (itself included); stops counting there.
+fn more_values_than(value: &serde_json::Value, limit: usize) -> bool {
+    fn count(value: &serde_json::Value, left: &mut usize) -> bool {
+        if *left == 0 {
+            return true;
+        }
+        *left -= 1;
+        match value {
+            serde_json::Value::Array(items) => items.iter().any(|v| count(v, left)),
+            serde_json::Value::Object(map) => map.values().any(|v| count(v, left)),
+            _ => false,
+        }
+    }
+    let mut left = limit;
+    count(value, &mut left)
 }
 
 impl Bus {
