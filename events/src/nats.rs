@@ -461,6 +461,20 @@ pub(crate) fn header_value(text: &str) -> String {
     out
 }
 
+/// A diagnostic header value (`Events-Error`): readable, with `%`, control characters and
+/// every byte outside ASCII percent-encoded, so no value can end a header line.
+fn readable_header_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The text of a percent-encoded header value, or `None` if it does not decode to UTF-8.
 fn decode_header_value(value: &str) -> Option<String> {
     let bytes = value.as_bytes();
@@ -1044,10 +1058,10 @@ async fn dead_letter_raw(transport: &Transport, handler: &str, payload: &[u8], r
         consumer_name(handler)
     );
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Events-Handler", header_value(handler).as_str());
+    headers.insert("Events-Handler", readable_header_value(handler).as_str());
     headers.insert(
         "Events-Error",
-        header_value(&crate::ingest::clip_to(reason, 300)).as_str(),
+        readable_header_value(&crate::ingest::clip_to(reason, 300)).as_str(),
     );
     let sent = match transport
         .js

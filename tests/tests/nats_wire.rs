@@ -1,0 +1,334 @@
+//! What the bus puts on the wire, read by a plain NATS client (issue 15): no header can be
+//! injected from an ingested CloudEvent, both CloudEvents content modes are written and read,
+//! every message says its mode in `Content-Type`, a message of a known type on another type's
+//! subject is dead-lettered with the reason, and a message that no consumer takes is reported
+//! instead of waiting in the stream unseen.
+
+#![allow(unreachable_pub)]
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use events::nats::{ContentMode, Nats, NatsOptions};
+use events::{Bus, Event, MetaValue, PublishOptions};
+use events_tests::NatsServer as Server;
+use futures_util::StreamExt;
+
+#[derive(Event, Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "wire.order")]
+pub struct Order {
+    pub order_id: u64,
+    pub note: String,
+}
+
+#[derive(Event, Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "wire.refund")]
+pub struct Refund {
+    pub order_id: u64,
+}
+
+/// `(order_id, source, region metadata, attempts metadata)` of every order handled.
+static ORDERS: Mutex<Vec<(u64, String, Option<MetaValue>, Option<MetaValue>)>> =
+    Mutex::new(Vec::new());
+static REFUNDS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+mod handlers {
+    use super::*;
+
+    #[events::handler]
+    fn take_order(ev: &Order, ctx: &events::Context) {
+        let md = ctx.meta().metadata();
+        ORDERS.lock().unwrap().push((
+            ev.order_id,
+            ctx.meta().source().to_owned(),
+            md.get("region").cloned(),
+            md.get("attempts").cloned(),
+        ));
+    }
+
+    #[events::handler]
+    fn take_refund(ev: &Refund) {
+        REFUNDS.lock().unwrap().push(ev.order_id);
+    }
+}
+
+async fn bus(url: &str, options: NatsOptions) -> Bus {
+    let nats = Nats::connect(url, options).await.unwrap();
+    Bus::builder()
+        .scope("nats_wire::handlers")
+        .transport(nats)
+        .build()
+        .unwrap()
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn header(m: &async_nats::Message, name: &str) -> Option<String> {
+    // Headers compare by exact name; a plain reader sees them by name as sent.
+    m.headers.as_ref().and_then(|h| {
+        h.iter()
+            .find(|(k, _)| AsRef::<str>::as_ref(*k) == name)
+            .and_then(|(_, v)| v.first())
+            .map(|v| v.to_string())
+    })
+}
+
+fn cloudevent(id: &str, extra: &str) -> String {
+    format!(
+        r#"{{"specversion":"1.0","id":"{id}","source":"/shop","type":"wire.order",
+            "data":{{"order_id":1,"note":"n"}}{extra}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingested_cloudevent_cannot_inject_a_header() {
+    let _g = SERIAL.lock().await;
+    let server = Server::start();
+    let bus = bus(&server.url(), NatsOptions::new("w1").memory_storage()).await;
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let mut raw = client.subscribe("w1.>").await.unwrap();
+    client.flush().await.unwrap();
+
+    let victim = events::EventId::new();
+    let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    // A line break in any attribute is refused: nothing is sent.
+    for tail in [
+        format!("\\r\\nNats-Msg-Id: {victim}"),
+        "\\r\\nNats-Expected-Stream: x".to_owned(),
+    ] {
+        let ce = cloudevent(
+            &events::EventId::new().to_string(),
+            &format!(r#","traceparent":"{good}{tail}""#),
+        );
+        assert!(bus.ingest_cloudevent(ce.as_bytes()).await.is_err());
+        let ce = cloudevent(&format!("a{tail}"), "");
+        assert!(bus.ingest_cloudevent(ce.as_bytes()).await.is_err());
+    }
+    // A `traceparent` that is not W3C trace context (no control character) is dropped; the
+    // event goes out with one of the bus's own.
+    let ids: Vec<events::EventId> = (0..20).map(|_| events::EventId::new()).collect();
+    for id in &ids {
+        let ce = cloudevent(
+            &id.to_string(),
+            &format!(r#","traceparent":"{good} Nats-Msg-Id: {victim}""#),
+        );
+        bus.ingest_cloudevent(ce.as_bytes()).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let m = tokio::time::timeout(Duration::from_secs(5), raw.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let tp = header(&m, "traceparent").unwrap();
+        assert!(
+            tp.len() == 55 && tp.starts_with("00-") && !tp.contains(' '),
+            "{tp}"
+        );
+        seen.push(header(&m, "Nats-Msg-Id").unwrap());
+    }
+    let expected: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        seen, expected,
+        "each event under its own id, none deduplicated away"
+    );
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("W1").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_and_structured_modes_are_written_and_read() {
+    let _g = SERIAL.lock().await;
+    ORDERS.lock().unwrap().clear();
+    let server = Server::start();
+    let binary = bus(
+        &server.url(),
+        NatsOptions::new("w2")
+            .memory_storage()
+            .content_mode(ContentMode::Binary),
+    )
+    .await;
+    let structured = bus(&server.url(), NatsOptions::new("w2").memory_storage()).await;
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let mut raw = client.subscribe("w2.wire.order").await.unwrap();
+    client.flush().await.unwrap();
+
+    let options = || {
+        PublishOptions::new()
+            .source("/shop front")
+            .metadata("region", "eu%west")
+            .metadata("attempts", 3)
+    };
+    binary
+        .publish_with(
+            Order {
+                order_id: 1,
+                note: "binary".into(),
+            },
+            options(),
+        )
+        .await
+        .unwrap();
+    structured
+        .publish_with(
+            Order {
+                order_id: 2,
+                note: "structured".into(),
+            },
+            options(),
+        )
+        .await
+        .unwrap();
+
+    // Binary: attributes in `ce-` headers, percent-encoded; the data is the body.
+    let m = raw.next().await.unwrap();
+    assert_eq!(
+        header(&m, "Content-Type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(header(&m, "ce-specversion").as_deref(), Some("1.0"));
+    assert_eq!(header(&m, "ce-type").as_deref(), Some("wire.order"));
+    assert_eq!(header(&m, "ce-source").as_deref(), Some("/shop%20front"));
+    assert_eq!(header(&m, "ce-region").as_deref(), Some("eu%25west"));
+    assert_eq!(header(&m, "ce-attempts").as_deref(), Some("3"));
+    assert_eq!(header(&m, "ce-eventversion").as_deref(), Some("1"));
+    assert_eq!(header(&m, "ce-id"), header(&m, "Nats-Msg-Id"));
+    let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(body, serde_json::json!({ "order_id": 1, "note": "binary" }));
+
+    // Structured: the whole CloudEvent in the body, and the content type says so.
+    let m = raw.next().await.unwrap();
+    assert_eq!(
+        header(&m, "Content-Type").as_deref(),
+        Some("application/cloudevents+json")
+    );
+    assert!(header(&m, "ce-type").is_none());
+    let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(body["data"]["note"], "structured");
+    assert_eq!(body["attempts"], 3);
+
+    // A plain client's binary message, as another SDK would send it.
+    let mut headers = async_nats::HeaderMap::new();
+    for (k, v) in [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "plain-1"),
+        ("ce-source", "/elsewhere%20too"),
+        ("ce-type", "wire.order"),
+        ("ce-region", "us"),
+        ("Content-Type", "application/json"),
+    ] {
+        headers.insert(k, v);
+    }
+    let js = async_nats::jetstream::new(client.clone());
+    js.publish_with_headers(
+        "w2.wire.order",
+        headers,
+        br#"{"order_id":3,"note":"plain"}"#.to_vec().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+
+    // Either bus's consumer reads every mode: the handler sees the same envelope.
+    let _consumers = structured.consume().await.unwrap();
+    until("three orders", || ORDERS.lock().unwrap().len() == 3).await;
+    let mut orders = ORDERS.lock().unwrap().clone();
+    orders.sort_by_key(|o| o.0);
+    let eu = Some(MetaValue::from("eu%west"));
+    assert_eq!(
+        orders,
+        [
+            (
+                1,
+                "/shop front".into(),
+                eu.clone(),
+                Some(MetaValue::from("3"))
+            ),
+            (2, "/shop front".into(), eu, Some(MetaValue::Integer(3))),
+            (
+                3,
+                "/elsewhere too".into(),
+                Some(MetaValue::from("us")),
+                None
+            ),
+        ],
+        "binary mode carries every attribute as text (its integers arrive as strings)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misrouted_and_unrouted_messages_are_reported_not_left_unseen() {
+    let _g = SERIAL.lock().await;
+    REFUNDS.lock().unwrap().clear();
+    let server = Server::start();
+    let bus = bus(&server.url(), NatsOptions::new("w3").memory_storage()).await;
+    let _consumers = bus.consume().await.unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let ce = |ty: &str, data: &str| {
+        format!(
+            r#"{{"specversion":"1.0","id":"{}","source":"x","type":"{ty}","data":{data}}}"#,
+            events::EventId::new()
+        )
+    };
+    // A refund on the orders' subject; a type no process handles, on its own subject.
+    for (subject, body) in [
+        ("w3.wire.order", ce("wire.refund", r#"{"order_id":9}"#)),
+        ("w3.stock.counted", ce("stock.counted", r#"{"n":1}"#)),
+        ("w3.wire.refund", ce("wire.refund", r#"{"order_id":10}"#)),
+    ] {
+        js.publish(subject, body.into_bytes().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    until("the routed refund", || !REFUNDS.lock().unwrap().is_empty()).await;
+    let mut dlq = js.get_stream("W3_DLQ").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dlq.info().await.unwrap().state.messages < 2 {
+        assert!(Instant::now() < deadline, "dead letters missing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut reasons = Vec::new();
+    for seq in 1..=2 {
+        let m = dlq.get_raw_message(seq).await.unwrap();
+        reasons.push((
+            m.subject.to_string(),
+            m.headers
+                .get("Events-Error")
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+        ));
+    }
+    reasons.sort();
+    assert!(
+        reasons[0].0.starts_with("w3-dlq.") && reasons[0].0.ends_with("take_order"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[0]
+            .1
+            .contains("is a `wire.refund` event, which travels on `w3.wire.refund`"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[1].0, "w3-dlq.unrouted");
+    assert!(
+        reasons[1].1.contains("takes subject `w3.stock.counted`"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        *REFUNDS.lock().unwrap(),
+        [10],
+        "the misrouted refund is not handled"
+    );
+}
