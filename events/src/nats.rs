@@ -85,6 +85,18 @@ pub struct NatsOptions {
 }
 
 impl NatsOptions {
+    /// The subject prefix.
+    pub fn prefix_name(&self) -> &str {
+        &self.prefix
+    }
+    /// The stream's name.
+    pub fn stream_name(&self) -> &str {
+        &self.stream
+    }
+    /// How sent events are laid out.
+    pub fn mode(&self) -> ContentMode {
+        self.mode
+    }
     /// Subjects `<prefix>.<event name>` in stream `<PREFIX>` (the prefix in capitals, `.`
     /// and `-` as `_`); no age, size or count limit; a 2-minute duplicate window; file
     /// storage; consumers' ack wait 30 s and prefetch 64.
@@ -281,7 +293,9 @@ impl std::fmt::Debug for Nats {
 
 pub(crate) struct Transport {
     js: jetstream::Context,
-    options: NatsOptions,
+    pub(crate) options: NatsOptions,
+    /// The address given to [`Nats::connect`].
+    pub(crate) url: String,
 }
 
 impl Nats {
@@ -305,7 +319,11 @@ impl Nats {
         ensure_stream(&js, options.stream_config()).await?;
         ensure_stream(&js, options.dead_letter_config()).await?;
         Ok(Nats {
-            inner: Arc::new(Transport { js, options }),
+            inner: Arc::new(Transport {
+                js,
+                options,
+                url: url.to_owned(),
+            }),
         })
     }
 }
@@ -382,11 +400,11 @@ async fn ensure_stream(js: &jetstream::Context, want: stream::Config) -> Result<
 }
 
 impl Transport {
-    fn is_local(&self, name: &str) -> bool {
+    pub(crate) fn is_local(&self, name: &str) -> bool {
         self.options.local.contains(name)
     }
 
-    fn subject(&self, name: &str) -> String {
+    pub(crate) fn subject(&self, name: &str) -> String {
         format!("{}.{name}", self.options.prefix)
     }
 
@@ -723,7 +741,7 @@ impl Bus {
 
 /// A JetStream consumer name for a handler: its name with anything but letters, digits,
 /// `-` and `_` as `_`.
-fn consumer_name(handler: &str) -> String {
+pub(crate) fn consumer_name(handler: &str) -> String {
     handler
         .chars()
         .map(|c| {

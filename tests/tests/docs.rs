@@ -1,5 +1,5 @@
 //! The generated documents: schema files with `$id`, the Markdown and HTML catalogs, and an
-//! AsyncAPI 3.0 document valid against the official schema (saved under `tests/asyncapi/`).
+//! AsyncAPI 3.1 document valid against the official schema (saved under `tests/asyncapi/`).
 
 #![allow(unreachable_pub)]
 
@@ -121,7 +121,7 @@ fn refs(v: &Value, out: &mut Vec<String>) {
 fn the_asyncapi_document_is_valid_and_every_ref_resolves() {
     let doc = docs::asyncapi(&bus(), &options()).unwrap();
     let meta: Value =
-        serde_json::from_str(include_str!("../asyncapi/asyncapi-3.0.0.schema.json")).unwrap();
+        serde_json::from_str(include_str!("../asyncapi/asyncapi-3.1.0.schema.json")).unwrap();
     let validator = jsonschema::validator_for(&meta).unwrap();
     let errors: Vec<String> = validator
         .iter_errors(&doc)
@@ -152,7 +152,12 @@ fn the_asyncapi_document_is_valid_and_every_ref_resolves() {
         .as_object()
         .unwrap();
     assert_eq!(messages.len(), 2, "one message per version");
-    let msg = &doc["components"]["messages"]["order.placed.v2"];
+    assert_eq!(
+        doc["channels"]["order.placed"]["x-events-in-process"], true,
+        "without a transport, the events stay in the process"
+    );
+    assert!(doc.get("servers").is_none());
+    let msg = &doc["components"]["messages"]["order.placed.v2.structured"];
     assert_eq!(msg["summary"], "An order was placed by a <customer>.");
     assert_eq!(
         doc["components"]["schemas"]["order.placed.v2"]["properties"]["lines"]["items"]["$ref"],
@@ -162,7 +167,12 @@ fn the_asyncapi_document_is_valid_and_every_ref_resolves() {
     let ops = doc["operations"].as_object().unwrap();
     let audit: Vec<&String> = ops.keys().filter(|k| k.contains(".audit.")).collect();
     assert_eq!(audit.len(), 2, "{:?}", ops.keys().collect::<Vec<_>>());
-    assert!(ops.values().all(|o| o["action"] == "receive"));
+    assert!(ops.iter().all(|(k, o)| o["action"]
+        == if k.starts_with("send.") {
+            "send"
+        } else {
+            "receive"
+        }));
     assert!(
         ops.keys().any(|k| k == "receive.docs.stock.get.stock.v1"),
         "{:?}",
@@ -220,6 +230,6 @@ fn write_puts_every_document_in_the_folder() {
     }
     let asyncapi: Value =
         serde_json::from_slice(&std::fs::read(dir.join("asyncapi.json")).unwrap()).unwrap();
-    assert_eq!(asyncapi["asyncapi"], "3.0.0");
+    assert_eq!(asyncapi["asyncapi"], "3.1.0");
     std::fs::remove_dir_all(&dir).unwrap();
 }

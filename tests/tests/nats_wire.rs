@@ -332,3 +332,135 @@ async fn misrouted_and_unrouted_messages_are_reported_not_left_unseen() {
         "the misrouted refund is not handled"
     );
 }
+
+/// Validates `instance` against the schema at JSON pointer `at` in `doc`, resolving the
+/// document's own `$ref`s.
+fn check(doc: &serde_json::Value, at: &str, instance: &serde_json::Value) -> Vec<String> {
+    let root = serde_json::json!({ "$ref": format!("#{at}"), "components": doc["components"] });
+    let validator = jsonschema::validator_for(&root).unwrap();
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{at}: {}: {e}", e.instance_path()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_asyncapi_document_describes_the_captured_traffic() {
+    let _g = SERIAL.lock().await;
+    ORDERS.lock().unwrap().clear();
+    let server = Server::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let mut raw = client.subscribe(">").await.unwrap();
+    client.flush().await.unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(include_str!("../asyncapi/asyncapi-3.1.0.schema.json")).unwrap();
+    let meta = jsonschema::validator_for(&meta).unwrap();
+
+    let mut docs = Vec::new();
+    for mode in [ContentMode::Structured, ContentMode::Binary] {
+        let bus = bus(
+            &server.url(),
+            NatsOptions::new("w4").memory_storage().content_mode(mode),
+        )
+        .await;
+        let doc = events::docs::asyncapi(&bus, &events::docs::Options::default()).unwrap();
+        let errors: Vec<String> = meta.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+        assert_eq!(doc["channels"]["wire.order"]["address"], "w4.wire.order");
+        assert_eq!(doc["servers"]["nats"]["protocol"], "nats");
+        let with_metadata = PublishOptions::new()
+            .metadata("region", "eu")
+            .metadata("attempts", 2)
+            .metadata("subject", "order 5");
+        bus.publish_with(
+            Order {
+                order_id: 5,
+                note: "é\"%".into(),
+            },
+            with_metadata,
+        )
+        .await
+        .unwrap();
+        bus.publish(Refund { order_id: 6 }).await.unwrap();
+        docs.push((bus, doc));
+    }
+    // A refund on the orders' subject: dead-lettered once a consumer runs.
+    let js = async_nats::jetstream::new(client.clone());
+    let misrouted = format!(
+        r#"{{"specversion":"1.0","id":"m","source":"x","type":"wire.refund","data":{{"order_id":7}}}}"#
+    );
+    let mut foreign = async_nats::HeaderMap::new();
+    foreign.insert("X-Test", "foreign");
+    js.publish_with_headers("w4.wire.order", foreign, misrouted.into_bytes().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let _consumers = docs[0].0.consume().await.unwrap();
+
+    let doc = &docs[0].1;
+    let mut checked = std::collections::BTreeMap::<String, usize>::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while checked.get("dead letter").copied().unwrap_or(0) == 0 || checked.len() < 3 {
+        assert!(Instant::now() < deadline, "captured so far: {checked:?}");
+        let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), raw.next()).await else {
+            continue;
+        };
+        // JetStream's own traffic, and the test's foreign message: not the bus's.
+        let foreign = m
+            .headers
+            .as_ref()
+            .is_some_and(|h| h.get("X-Test").is_some());
+        if m.subject.starts_with("$JS") || m.subject.starts_with("_INBOX") || foreign {
+            continue;
+        }
+        let (key, channel) = doc["channels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(_, c)| c["address"] == m.subject.as_str())
+            .unwrap_or_else(|| panic!("no channel for subject {}", m.subject));
+        let headers: serde_json::Map<String, serde_json::Value> = m
+            .headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .map(|(k, v)| (AsRef::<str>::as_ref(k).to_owned(), v[0].to_string().into()))
+            .collect();
+        let content_type = headers.get("Content-Type").and_then(|v| v.as_str());
+        let message = match content_type {
+            _ if key.starts_with("dead-letters.") => "DeadLetter".to_owned(),
+            Some("application/cloudevents+json") => format!("{key}.v1.structured"),
+            Some("application/json") => format!("{key}.v1.binary"),
+            other => panic!("{}: unexpected Content-Type {other:?}", m.subject),
+        };
+        assert!(
+            channel["messages"].get(&message).is_some(),
+            "channel {key} lists message {message}"
+        );
+        let at = format!("/components/messages/{message}");
+        let body: serde_json::Value = if message == "DeadLetter" {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&m.payload).unwrap()
+        };
+        let mut errors = check(doc, &format!("{at}/payload"), &body);
+        errors.extend(check(doc, &format!("{at}/headers"), &headers.into()));
+        assert!(errors.is_empty(), "{}: {errors:#?}", m.subject);
+        let kind = match message.rsplit('.').next() {
+            Some("structured") => "structured",
+            Some("binary") => "binary",
+            _ => "dead letter",
+        };
+        *checked.entry(kind.to_owned()).or_default() += 1;
+    }
+    // And the check has teeth: a body of the other mode does not pass.
+    let structured_body = serde_json::json!({ "order_id": 5, "note": "x" });
+    assert!(
+        !check(
+            doc,
+            "/components/messages/wire.order.v1.structured/payload",
+            &structured_body
+        )
+        .is_empty()
+    );
+}

@@ -1,95 +1,397 @@
-//! The AsyncAPI 3.0 document: a channel per event name, a message per version (payload
-//! schema and CloudEvents headers), and each handler as a `receive` operation.
+//! The AsyncAPI 3.1 document, describing the bytes on the wire: with a NATS transport, a
+//! server, a channel per event at the subject it is sent on, a message per version in each
+//! CloudEvents content mode (structured: the whole CloudEvent as the body; binary: `ce-`
+//! headers and the data as the body), the send operation, each handler's receive operation
+//! (its durable consumer), and the dead-letter channels. Without one, the channels are the
+//! in-process event names.
 
 use serde_json::{Map, Value, json};
 
 use super::{DocEvent, DocsError, Options, model};
 use crate::bus::Bus;
 
-/// The AsyncAPI 3.0.0 document of every event the bus knows and the handlers that receive
-/// them. Payload schemas are under `components.schemas`, their `$defs` beside them
+/// What the document says of the wire: from the bus's NATS transport.
+struct Wire {
+    host: String,
+    prefix: String,
+    stream: String,
+    binary: bool,
+    local: Vec<&'static str>,
+}
+
+#[cfg(feature = "nats")]
+fn wire(bus: &Bus, events: &[DocEvent]) -> Option<Wire> {
+    let t = bus.inner.transport.as_ref()?;
+    let host = t.url.split("://").last().unwrap_or(&t.url).to_owned();
+    Some(Wire {
+        host,
+        prefix: t.options.prefix_name().to_owned(),
+        stream: t.options.stream_name().to_owned(),
+        binary: t.options.mode() == crate::nats::ContentMode::Binary,
+        local: events
+            .iter()
+            .map(|e| e.name)
+            .filter(|n| t.is_local(n))
+            .collect(),
+    })
+}
+
+#[cfg(not(feature = "nats"))]
+fn wire(_: &Bus, _: &[DocEvent]) -> Option<Wire> {
+    None
+}
+
+impl Wire {
+    fn subject(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
+    }
+    fn consumer(&self, handler: &str) -> String {
+        #[cfg(feature = "nats")]
+        return crate::nats::consumer_name(handler);
+        #[cfg(not(feature = "nats"))]
+        handler.to_owned()
+    }
+}
+
+/// The AsyncAPI 3.1.0 document of every event the bus knows and the handlers that receive
+/// them, as they travel: see the [module](self) and the README's CloudEvents table. Payload
+/// schemas are under `components.schemas`, their `$defs` beside them
 /// (`<event>.v<version>.<Def>`), so every `$ref` resolves inside the document.
 ///
 /// # Errors
 /// [`DocsError`] when a schema cannot be serialized.
 pub fn asyncapi(bus: &Bus, options: &Options) -> Result<Value, DocsError> {
     let events = model(bus)?;
+    let wire = wire(bus, &events);
     let mut channels = Map::new();
     let mut operations = Map::new();
     let mut messages = Map::new();
     let mut schemas = Map::new();
-    schemas.insert("CloudEventsHeaders".into(), cloudevents_headers());
+    schemas.insert("TraceParent".into(), traceparent_schema());
+    schemas.insert("ExtensionValue".into(), extension_value_schema());
 
     for e in &events {
+        let local = wire.as_ref().is_some_and(|w| w.local.contains(&e.name));
+        let remote = wire.as_ref().filter(|_| !local);
         let channel = channels.entry(e.name.to_owned()).or_insert_with(|| {
-            json!({
-                "address": e.name,
+            let mut channel = json!({
+                "address": remote.map_or(e.name.to_owned(), |w| w.subject(e.name)),
                 "title": e.name,
                 "messages": {},
-            })
+            });
+            if remote.is_none() {
+                channel["description"] = "In-process only: published and handled inside \
+                    one process, never sent over the network."
+                    .into();
+                channel["x-events-in-process"] = true.into();
+            }
+            channel
         });
-        channel["messages"][&e.key] = json!({ "$ref": format!("#/components/messages/{}", e.key) });
-
-        let mut message = json!({
-            "name": e.name,
-            "title": format!("{} v{}", e.name, e.version),
-            "contentType": "application/json",
-            "headers": { "$ref": "#/components/schemas/CloudEventsHeaders" },
-            "payload": { "$ref": format!("#/components/schemas/{}", e.key) },
-            "examples": [{ "name": "example", "payload": e.example }],
-            "x-event-kind": e.kind,
-            "x-event-version": e.version,
-            "x-rust-type": e.type_name,
-        });
-        if let Some(d) = e.description {
-            message["summary"] = first_line(d).into();
-            message["description"] = d.into();
+        let modes: &[&str] = if remote.is_some() {
+            &["structured", "binary"]
+        } else {
+            &["structured"]
+        };
+        for mode in modes {
+            let key = format!("{}.{mode}", e.key);
+            channel["messages"][&key] = json!({ "$ref": format!("#/components/messages/{key}") });
+            let mut message = if *mode == "binary" {
+                binary_message(e)
+            } else {
+                structured_message(e, remote.is_some())
+            };
+            message["name"] = e.name.into();
+            message["title"] = format!("{} v{} ({mode} mode)", e.name, e.version).into();
+            message["x-event-kind"] = e.kind.into();
+            message["x-event-version"] = e.version.into();
+            message["x-rust-type"] = e.type_name.into();
+            if let Some(d) = e.description {
+                message["summary"] = first_line(d).into();
+                message["description"] = d.into();
+            }
+            messages.insert(key, message);
         }
-        messages.insert(e.key.clone(), message);
         for (key, schema) in component_schemas(e) {
             schemas.insert(key, schema);
         }
 
+        let sent_mode = if wire.as_ref().is_some_and(|w| w.binary) && remote.is_some() {
+            "binary"
+        } else {
+            "structured"
+        };
+        operations.insert(
+            format!("send.{}", e.key),
+            json!({
+                "action": "send",
+                "title": format!("publish {} v{}", e.name, e.version),
+                "summary": if remote.is_some() {
+                    format!("`Bus::publish` sends it in {sent_mode} mode and resolves on JetStream's ack")
+                } else {
+                    "`Bus::publish` hands it to this process's handlers".to_owned()
+                },
+                "channel": { "$ref": format!("#/channels/{}", e.name) },
+                "messages": [
+                    { "$ref": format!("#/channels/{}/messages/{}.{sent_mode}", e.name, e.key) }
+                ],
+            }),
+        );
         for h in &e.handlers {
             let id = format!("receive.{}.{}", sanitize(h.name), e.key);
-            operations.insert(
-                id,
-                json!({
-                    "action": "receive",
-                    "title": h.name,
-                    "summary": format!(
-                        "{} handler `{}` ({}{})",
-                        if h.is_async { "async" } else { "sync" },
-                        h.name,
-                        if h.responder { "answers the query, " } else { "" },
-                        format_args!("priority {}", h.priority)
-                    ),
-                    "channel": { "$ref": format!("#/channels/{}", e.name) },
-                    "messages": [
-                        { "$ref": format!("#/channels/{}/messages/{}", e.name, e.key) }
-                    ],
-                }),
-            );
+            let mut op = json!({
+                "action": "receive",
+                "title": h.name,
+                "summary": format!(
+                    "{} handler `{}` ({}{})",
+                    if h.is_async { "async" } else { "sync" },
+                    h.name,
+                    if h.responder { "answers the query, " } else { "" },
+                    format_args!("priority {}", h.priority)
+                ),
+                "channel": { "$ref": format!("#/channels/{}", e.name) },
+                "messages": modes.iter().map(|mode| json!({
+                    "$ref": format!("#/channels/{}/messages/{}.{mode}", e.name, e.key)
+                })).collect::<Vec<_>>(),
+            });
+            if let (Some(w), false) = (remote, h.responder) {
+                op["bindings"] = json!({
+                    "nats": { "queue": w.consumer(h.name), "bindingVersion": "0.1.0" }
+                });
+                op["description"] = format!(
+                    "JetStream durable pull consumer `{}` of stream `{}`: every process running \
+                     this handler shares its messages.",
+                    w.consumer(h.name),
+                    w.stream
+                )
+                .into();
+            }
+            operations.insert(id, op);
         }
     }
 
-    Ok(json!({
-        "asyncapi": "3.0.0",
+    let mut doc = json!({
+        "asyncapi": "3.1.0",
         "info": {
             "title": options.title,
             "version": options.version,
-            "description": "Generated by `events` from the event registry: one channel per \
-                            event name, one message per version, one receive operation per \
-                            handler.",
+            "description": "Generated by `events` from the event registry and the bus's \
+                            transport: one channel per event name at the subject it travels \
+                            on, one message per version and CloudEvents content mode, one \
+                            receive operation per handler.",
         },
-        "defaultContentType": "application/json",
+        "defaultContentType": "application/cloudevents+json",
         "channels": channels,
         "operations": operations,
         "components": {
             "messages": messages,
             "schemas": schemas,
         },
-    }))
+    });
+    if let Some(w) = &wire {
+        doc["servers"] = json!({
+            "nats": {
+                "host": w.host,
+                "protocol": "nats",
+                "description": format!(
+                    "NATS JetStream: stream `{}` holds subjects `{}.>`; dead letters go to \
+                     stream `{}_DLQ`, subjects `{}-dlq.>`.",
+                    w.stream, w.prefix, w.stream, w.prefix
+                ),
+            }
+        });
+        add_dead_letters(&mut doc, w, &events);
+    }
+    Ok(doc)
+}
+
+/// The dead-letter channels: one per handler's consumer, and `unrouted`.
+fn add_dead_letters(doc: &mut Value, w: &Wire, events: &[DocEvent]) {
+    doc["components"]["messages"]["DeadLetter"] = json!({
+        "name": "dead letter",
+        "title": "A message that failed or was refused",
+        "summary": "The original message body, unchanged, with why it was dead-lettered.",
+        "headers": {
+            "type": "object",
+            "required": ["Events-Handler", "Events-Error"],
+            "properties": {
+                "Events-Handler": { "type": "string", "description": "The handler (or `unrouted`)." },
+                "Events-Error": { "type": "string", "description": "Why; `%`, control characters and non-ASCII bytes percent-encoded." },
+            },
+        },
+        "payload": { "description": "The body of the message as it was received." },
+    });
+    let mut consumers: Vec<String> = events
+        .iter()
+        .flat_map(|e| e.handlers.iter())
+        .filter(|h| !h.responder)
+        .map(|h| w.consumer(h.name))
+        .chain(["unrouted".to_owned()])
+        .collect();
+    consumers.sort();
+    consumers.dedup();
+    for c in consumers {
+        let key = format!("dead-letters.{}", sanitize(&c));
+        doc["channels"][&key] = json!({
+            "address": format!("{}-dlq.{c}", w.prefix),
+            "title": format!("dead letters of `{c}`"),
+            "messages": { "DeadLetter": { "$ref": "#/components/messages/DeadLetter" } },
+        });
+        doc["operations"][format!("send.{key}")] = json!({
+            "action": "send",
+            "title": format!("dead-letter for `{c}`"),
+            "channel": { "$ref": format!("#/channels/{key}") },
+            "messages": [{ "$ref": format!("#/channels/{key}/messages/DeadLetter") }],
+        });
+    }
+}
+
+/// The headers every NATS message of the bus carries.
+fn nats_headers(content_type: &str) -> Map<String, Value> {
+    let mut p = Map::new();
+    p.insert(
+        "Content-Type".into(),
+        json!({ "type": "string", "const": content_type }),
+    );
+    p.insert(
+        "Nats-Msg-Id".into(),
+        json!({ "type": "string", "format": "uuid", "description": "The event's id: JetStream stores one event once within the duplicate window." }),
+    );
+    p.insert(
+        "traceparent".into(),
+        json!({ "$ref": "#/components/schemas/TraceParent" }),
+    );
+    p
+}
+
+/// Structured mode: the body is the CloudEvent, `data` the payload.
+fn structured_message(e: &DocEvent, remote: bool) -> Value {
+    let id = json!({ "type": "string", "format": "uuid" });
+    let payload = json!({
+        "type": "object",
+        "description": "A CloudEvents 1.0 event in the JSON format.",
+        "required": ["specversion", "id", "source", "type", "time", "datacontenttype",
+                     "dataschema", "eventversion", "correlationid", "data"],
+        "properties": {
+            "specversion": { "type": "string", "const": "1.0" },
+            "id": { "type": "string", "minLength": 1, "description": "The event's id (a UUIDv7, or the id it came in with)." },
+            "source": { "type": "string", "minLength": 1 },
+            "type": { "type": "string", "const": e.name },
+            "time": { "type": "string", "format": "date-time" },
+            "subject": { "type": "string" },
+            "datacontenttype": { "type": "string", "const": "application/json" },
+            "dataschema": { "type": "string", "const": e.schema_id },
+            "eventversion": { "type": "integer", "const": e.version },
+            "correlationid": id,
+            "causationid": id,
+            "data": { "$ref": format!("#/components/schemas/{}", e.key) },
+        },
+        "propertyNames": { "pattern": "^[a-z0-9]+$" },
+        "additionalProperties": { "$ref": "#/components/schemas/ExtensionValue" },
+    });
+    let mut message = json!({
+        "contentType": "application/cloudevents+json",
+        "payload": payload,
+        "examples": [{ "name": "example", "payload": {
+            "specversion": "1.0",
+            "id": "01900000-0000-7000-8000-000000000001",
+            "source": "example",
+            "type": e.name,
+            "time": "2026-01-01T00:00:00Z",
+            "datacontenttype": "application/json",
+            "dataschema": e.schema_id,
+            "eventversion": e.version,
+            "correlationid": "01900000-0000-7000-8000-000000000001",
+            "data": e.example,
+        } }],
+    });
+    if remote {
+        message["headers"] = json!({
+            "type": "object",
+            "required": ["Content-Type", "Nats-Msg-Id", "traceparent"],
+            "properties": nats_headers("application/cloudevents+json"),
+        });
+    }
+    message
+}
+
+/// Binary mode: attributes as `ce-` headers (percent-encoded text), the payload as the body.
+fn binary_message(e: &DocEvent) -> Value {
+    let text = |d: &str| json!({ "type": "string", "description": d });
+    let mut properties = nats_headers("application/json");
+    for (name, schema) in [
+        (
+            "ce-specversion",
+            json!({ "type": "string", "const": "1.0" }),
+        ),
+        ("ce-id", text("The event's id.")),
+        ("ce-source", text("Who published it, percent-encoded.")),
+        ("ce-type", json!({ "type": "string", "const": e.name })),
+        (
+            "ce-time",
+            json!({ "type": "string", "format": "date-time" }),
+        ),
+        (
+            "ce-subject",
+            text("What the event is about, percent-encoded."),
+        ),
+        (
+            "ce-datacontenttype",
+            json!({ "type": "string", "const": "application/json" }),
+        ),
+        (
+            "ce-dataschema",
+            json!({ "type": "string", "const": e.schema_id }),
+        ),
+        (
+            "ce-eventversion",
+            json!({ "type": "string", "const": e.version.to_string() }),
+        ),
+        (
+            "ce-correlationid",
+            json!({ "type": "string", "format": "uuid" }),
+        ),
+        (
+            "ce-causationid",
+            json!({ "type": "string", "format": "uuid" }),
+        ),
+    ] {
+        properties.insert(name.into(), schema);
+    }
+    json!({
+        "contentType": "application/json",
+        "headers": {
+            "type": "object",
+            "required": ["Content-Type", "Nats-Msg-Id", "traceparent", "ce-specversion", "ce-id",
+                         "ce-source", "ce-type", "ce-time", "ce-datacontenttype",
+                         "ce-dataschema", "ce-eventversion", "ce-correlationid"],
+            "properties": properties,
+            "patternProperties": {
+                "^ce-[a-z0-9]+$": text("An extension attribute (metadata), percent-encoded."),
+            },
+        },
+        "payload": { "$ref": format!("#/components/schemas/{}", e.key) },
+        "examples": [{ "name": "example", "payload": e.example }],
+    })
+}
+
+fn traceparent_schema() -> Value {
+    json!({
+        "type": "string",
+        "description": "W3C trace context (version 00): the event's own, or trace id = the \
+                        correlation id and parent id = the random half of the event id.",
+        "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+    })
+}
+
+fn extension_value_schema() -> Value {
+    json!({
+        "description": "A CloudEvents extension (event metadata): a String, an Integer or a Boolean.",
+        "oneOf": [
+            { "type": "string" },
+            { "type": "integer", "minimum": -2147483648i64, "maximum": 2147483647 },
+            { "type": "boolean" },
+        ],
+    })
 }
 
 /// The event's payload schema and its `$defs`, as component schemas with `$ref`s rewritten.
@@ -150,28 +452,4 @@ fn sanitize(name: &str) -> String {
 
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
-}
-
-/// The CloudEvents 1.0 attributes every message carries (see [`crate::cloudevents`]).
-fn cloudevents_headers() -> Value {
-    let s = |d: &str| json!({ "type": "string", "description": d });
-    json!({
-        "type": "object",
-        "description": "CloudEvents 1.0 attributes (structured mode: members of the JSON envelope).",
-        "required": ["specversion", "id", "source", "type"],
-        "properties": {
-            "specversion": { "type": "string", "const": "1.0" },
-            "id": s("The event's id (a UUIDv7 when published by `events`)."),
-            "source": s("Who published it."),
-            "type": s("The event's name."),
-            "time": { "type": "string", "format": "date-time" },
-            "subject": s("What the event is about, if the publisher said."),
-            "datacontenttype": { "type": "string", "const": "application/json" },
-            "dataschema": { "type": "string", "format": "uri", "description": "urn:events:schema:<name>:v<version>" },
-            "eventversion": { "type": "integer", "minimum": 1, "description": "The payload's version." },
-            "correlationid": s("The id shared by every event of one flow."),
-            "causationid": s("The id of the event whose handler published this one."),
-            "traceparent": s("W3C trace context, when the publisher had one."),
-        },
-    })
 }
