@@ -74,7 +74,7 @@ fn peak_memory_is_a_small_multiple_of_the_input() {
         );
         assert!(message.len() <= 4096, "{what}: {message}");
         assert!(
-            peak <= 32 * input.len(),
+            peak <= 24 * input.len(),
             "{what}: peak {peak} bytes for {} bytes of input",
             input.len()
         );

@@ -27,9 +27,9 @@ pub struct Refund {
     pub order_id: u64,
 }
 
-/// `(order_id, source, region metadata, attempts metadata)` of every order handled.
-static ORDERS: Mutex<Vec<(u64, String, Option<MetaValue>, Option<MetaValue>)>> =
-    Mutex::new(Vec::new());
+/// `(order_id, source, region metadata, attempts metadata)` of an order handled.
+type Seen = (u64, String, Option<MetaValue>, Option<MetaValue>);
+static ORDERS: Mutex<Vec<Seen>> = Mutex::new(Vec::new());
 static REFUNDS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -386,16 +386,19 @@ async fn the_asyncapi_document_describes_the_captured_traffic() {
     }
     // A refund on the orders' subject: dead-lettered once a consumer runs.
     let js = async_nats::jetstream::new(client.clone());
-    let misrouted = format!(
-        r#"{{"specversion":"1.0","id":"m","source":"x","type":"wire.refund","data":{{"order_id":7}}}}"#
-    );
+    let misrouted =
+        r#"{"specversion":"1.0","id":"m","source":"x","type":"wire.refund","data":{"order_id":7}}"#;
     let mut foreign = async_nats::HeaderMap::new();
     foreign.insert("X-Test", "foreign");
-    js.publish_with_headers("w4.wire.order", foreign, misrouted.into_bytes().into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    js.publish_with_headers(
+        "w4.wire.order",
+        foreign,
+        misrouted.as_bytes().to_vec().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
     let _consumers = docs[0].0.consume().await.unwrap();
 
     let doc = &docs[0].1;
