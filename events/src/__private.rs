@@ -23,7 +23,7 @@ use crate::handler::HandlerError;
 pub type HandlerResult = Result<(), HandlerError>;
 
 /// The JSON Schema of `T`, draft 2020-12, with the bounds of every integer type
-/// ([`integer_bounds`]), so that it accepts exactly the numbers `T` accepts.
+/// (`integer_bounds`), so that it accepts exactly the numbers `T` accepts.
 pub fn schema_for<T: schemars::JsonSchema>() -> Schema {
     schemars::generate::SchemaSettings::draft2020_12()
         .with_transform(schemars::transform::RecursiveTransform(integer_bounds))

@@ -54,7 +54,9 @@ impl Wire {
 }
 
 /// The AsyncAPI 3.1.0 document of every event the bus knows and the handlers that receive
-/// them, as they travel: see the [module](self) and the README's CloudEvents table. Payload
+/// them, as they travel (see the README's CloudEvents table): with a NATS transport, the server,
+/// channels at the subjects sent on, a message per version and content mode, send and receive
+/// operations and the dead-letter channels. Payload
 /// schemas are under `components.schemas`, their `$defs` beside them
 /// (`<event>.v<version>.<Def>`), so every `$ref` resolves inside the document.
 ///
