@@ -85,16 +85,16 @@ pub struct NatsOptions {
 }
 
 impl NatsOptions {
-    /// The subject prefix.
-    pub fn prefix_name(&self) -> &str {
+    /// The subject prefix (for the AsyncAPI document).
+    pub(crate) fn prefix_name(&self) -> &str {
         &self.prefix
     }
     /// The stream's name.
-    pub fn stream_name(&self) -> &str {
+    pub(crate) fn stream_name(&self) -> &str {
         &self.stream
     }
     /// How sent events are laid out.
-    pub fn mode(&self) -> ContentMode {
+    pub(crate) fn mode(&self) -> ContentMode {
         self.mode
     }
     /// Subjects `<prefix>.<event name>` in stream `<PREFIX>` (the prefix in capitals, `.`
@@ -468,12 +468,20 @@ fn encode(
 /// A header value as the CloudEvents bindings encode one: space, `"`, `%` and every byte
 /// outside printable ASCII percent-encoded (UTF-8), so no value can end a header line.
 pub(crate) fn header_value(text: &str) -> String {
+    percent_encode(text, |b| {
+        (0x21..0x7f).contains(&b) && b != b'"' && b != b'%'
+    })
+}
+
+/// `text` with every byte `keep` refuses as `%XX`.
+fn percent_encode(text: &str, keep: fn(u8) -> bool) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
-        if (0x21..0x7f).contains(&b) && b != b'"' && b != b'%' {
+        if keep(b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out
@@ -482,15 +490,7 @@ pub(crate) fn header_value(text: &str) -> String {
 /// A diagnostic header value (`Events-Error`): readable, with `%`, control characters and
 /// every byte outside ASCII percent-encoded, so no value can end a header line.
 fn readable_header_value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encode(text, |b| (0x20..0x7f).contains(&b) && b != b'%')
 }
 
 /// The text of a percent-encoded header value, or `None` if it does not decode to UTF-8.
@@ -670,22 +670,8 @@ impl Bus {
             let max_deliver = slot
                 .retry
                 .map_or(-1, |p| i64::from(p.max_retries().saturating_add(1)));
-            let config = pull::Config {
-                durable_name: Some(name.clone()),
-                filter_subject: filter,
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: transport.options.ack_wait,
-                max_deliver,
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                ..Default::default()
-            };
-            let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-                .get_or_create_consumer(&name, config)
-                .await
-                .map_err(|e| NatsError::JetStream {
-                    what: format!("consumer `{name}` of handler `{}`", handler.name()),
-                    reason: e.to_string(),
-                })?;
+            let what = format!("consumer `{name}` of handler `{}`", handler.name());
+            let consumer = durable(&stream, &transport, name, filter, max_deliver, what).await?;
             let bus = self.clone();
             let transport = Arc::clone(&transport);
             let limit = handler.concurrency().map_or(1, |n| n.max(1) as usize);
@@ -695,22 +681,10 @@ impl Bus {
         }
         let mut watcher = None;
         if transport.options.report_unrouted {
-            let name = UNROUTED.to_owned();
-            let config = pull::Config {
-                durable_name: Some(name.clone()),
-                filter_subject: transport.subject(">"),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: transport.options.ack_wait,
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                ..Default::default()
-            };
-            let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-                .get_or_create_consumer(&name, config)
-                .await
-                .map_err(|e| NatsError::JetStream {
-                    what: format!("consumer `{name}`"),
-                    reason: e.to_string(),
-                })?;
+            let what = format!("consumer `{UNROUTED}`");
+            let everything = transport.subject(">");
+            let consumer =
+                durable(&stream, &transport, UNROUTED.into(), everything, -1, what).await?;
             let transport = Arc::clone(&transport);
             watcher = Some(tokio::spawn(unrouted_loop(transport, stream, consumer)));
         }
@@ -736,6 +710,55 @@ impl Bus {
                     && matches!(s.target, Target::Handler(Call::Sync(_) | Call::Async(_)))
             })
             .cloned()
+    }
+}
+
+/// The durable pull consumer `name` of `stream` on subjects `filter`, made if missing.
+async fn durable(
+    stream: &jetstream::stream::Stream,
+    transport: &Transport,
+    name: String,
+    filter: String,
+    max_deliver: i64,
+    what: String,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, NatsError> {
+    let config = pull::Config {
+        durable_name: Some(name.clone()),
+        filter_subject: filter,
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: transport.options.ack_wait,
+        max_deliver,
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        ..Default::default()
+    };
+    stream
+        .get_or_create_consumer(&name, config)
+        .await
+        .map_err(|e| NatsError::JetStream {
+            what,
+            reason: e.to_string(),
+        })
+}
+
+/// The next batch of `consumer`'s messages; retries (logging why) until the server answers.
+async fn next_batch(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    prefetch: usize,
+    who: &str,
+) -> pull::Stream {
+    loop {
+        match consumer
+            .stream()
+            .max_messages_per_batch(prefetch)
+            .messages()
+            .await
+        {
+            Ok(messages) => return messages,
+            Err(e) => {
+                tracing::warn!(consumer = who, error = %e, "cannot pull messages; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
     }
 }
 
@@ -800,19 +823,7 @@ async fn consume_loop(
     // redelivers their messages after the ack wait.
     let mut running = tokio::task::JoinSet::new();
     loop {
-        let pulled = consumer
-            .stream()
-            .max_messages_per_batch(transport.options.prefetch)
-            .messages()
-            .await;
-        let mut messages = match pulled {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(handler = slot.name(), error = %e, "cannot pull messages; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
+        let mut messages = next_batch(&consumer, transport.options.prefetch, slot.name()).await;
         while let Some(next) = messages.next().await {
             match next {
                 Ok(message) if limit == 1 => {
@@ -868,19 +879,7 @@ async fn unrouted_loop(
     let mut filters: Vec<String> = Vec::new();
     let mut fetched: Option<std::time::Instant> = None;
     loop {
-        let pulled = consumer
-            .stream()
-            .max_messages_per_batch(transport.options.prefetch)
-            .messages()
-            .await;
-        let mut messages = match pulled {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot pull messages for the unrouted watch; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
+        let mut messages = next_batch(&consumer, transport.options.prefetch, UNROUTED).await;
         while let Some(Ok(message)) = messages.next().await {
             let subject = message.subject.as_str();
             let taken = |filters: &[String]| filters.iter().any(|f| subject_matches(f, subject));

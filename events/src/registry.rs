@@ -179,6 +179,11 @@ pub struct BuildError {
 }
 
 impl BuildError {
+    pub(crate) fn one(problem: Problem) -> BuildError {
+        BuildError {
+            problems: vec![problem],
+        }
+    }
     /// The problems, in a stable order.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
@@ -206,6 +211,12 @@ impl std::error::Error for BuildError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Problem {
+    /// The bus's source ([`BusBuilder::source`](crate::BusBuilder::source)) holds a control
+    /// character: every event carries it as its CloudEvents `source`, which may not.
+    BadSource {
+        /// The source (control characters escaped, clipped).
+        source: String,
+    },
     /// Two Rust types declare the same event name and version.
     DuplicateEvent {
         /// The event name.
@@ -263,6 +274,11 @@ pub enum Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Problem::BadSource { source } => write!(
+                f,
+                "the bus's source `{source}` contains a control character; every event carries \
+                 it as its CloudEvents `source`, where CloudEvents allows none"
+            ),
             Problem::DuplicateEvent {
                 name,
                 version,

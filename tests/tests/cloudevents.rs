@@ -355,6 +355,21 @@ async fn an_envelope_survives_the_round_trip() {
             "{key}: {err}"
         );
     }
+    // So is text a receiving bus would refuse: a control character in a value or the source.
+    for options in [
+        PublishOptions::new().metadata("region", "eu\r\nNats-Msg-Id: 1"),
+        PublishOptions::new().source("/shop\u{1b}[2J"),
+    ] {
+        let err = sender
+            .publish_with(OrderPlaced { order_id: 7 }, options)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, events::PublishError::BadMetadata { .. }),
+            "{err}"
+        );
+        assert!(!err.to_string().chars().any(char::is_control), "{err}");
+    }
     assert!(out.lock().unwrap().is_empty(), "nothing was sent");
     sender
         .publish_with(OrderPlaced { order_id: 7 }, options)

@@ -383,3 +383,22 @@ fn names_from_outside_are_escaped_in_messages() {
         .to_string();
     assert!(!text.chars().any(|c| c.is_control()), "{text:?}");
 }
+
+#[test]
+fn a_source_with_a_control_character_is_refused_when_the_bus_is_built() {
+    let err = Bus::builder()
+        .scope("no::handlers")
+        .source("checkout\r\nX-Injected: 1")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err.problems(), [events::Problem::BadSource { .. }]),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+    assert!(text.contains("\\u{d}\\u{a}X-Injected"), "{text}");
+}

@@ -72,18 +72,17 @@ pub enum PublishError {
         /// Why.
         reason: String,
     },
-    /// A metadata key cannot travel as a CloudEvents extension attribute (see
-    /// [`is_metadata_key`](crate::is_metadata_key)); the event was not published.
-    #[error(
-        "event `{name}` has metadata key `{key}`, which cannot travel as a CloudEvents \
-         extension: use lower-case ASCII letters and digits (e.g. `tenantid`), not an \
-         attribute of the envelope"
-    )]
+    /// A metadata entry (or the source) cannot travel as a CloudEvents attribute: its key is
+    /// not an extension name (see [`is_metadata_key`](crate::is_metadata_key)), or its text
+    /// holds a control character. The event was not published.
+    #[error("event `{name}` was not published: metadata `{key}`: {reason}")]
     BadMetadata {
         /// The event's name.
         name: &'static str,
-        /// The key (control characters escaped, clipped).
+        /// The key, or `source` (control characters escaped, clipped).
         key: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// The bus's store did not take the event; no handler ran.
     #[error("event `{name}` was not stored, so it was not published: {source}")]
@@ -96,23 +95,39 @@ pub enum PublishError {
     },
 }
 
-/// Every metadata key must travel as a CloudEvents extension: none is dropped on the way out.
+/// Every metadata entry and the source must travel as CloudEvents attributes: none is
+/// dropped on the way out, and none is sent that a receiving bus would refuse.
 #[cold]
-fn bad_metadata(name: &'static str, key: &str) -> PublishError {
+fn bad_envelope(name: &'static str, key: &str, reason: &'static str) -> PublishError {
     PublishError::BadMetadata {
         name,
         key: crate::ingest::clip(key),
+        reason,
     }
 }
 
 #[inline]
 fn check_metadata(name: &'static str, meta: &Meta) -> Result<(), PublishError> {
-    match meta.metadata().keys().find(|k| {
-        !crate::envelope::is_metadata_key(k) && k.as_str() != crate::cloudevents::ORIGINAL_ID
-    }) {
-        Some(key) => Err(bad_metadata(name, key)),
-        None => Ok(()),
+    const CONTROL: &str = "its value contains a control character, which CloudEvents strings \
+                           may not";
+    let has_control = |text: &str| text.chars().any(char::is_control);
+    for (key, value) in meta.metadata() {
+        if !crate::envelope::is_metadata_key(key) && key != crate::cloudevents::ORIGINAL_ID {
+            return Err(bad_envelope(
+                name,
+                key,
+                "it cannot travel as a CloudEvents extension: use lower-case ASCII letters and \
+                 digits (e.g. `tenantid`), not an attribute of the envelope",
+            ));
+        }
+        if value.as_str().is_some_and(has_control) {
+            return Err(bad_envelope(name, key, CONTROL));
+        }
     }
+    if has_control(meta.source()) {
+        return Err(bad_envelope(name, "source", CONTROL));
+    }
+    Ok(())
 }
 
 impl Bus {

@@ -465,6 +465,15 @@ impl BusBuilder {
                 .handlers
                 .retain(|h| self.scopes.iter().any(|s| in_module(h.module, s)));
         }
+        if let Some(source) = self
+            .source
+            .as_deref()
+            .filter(|s| s.chars().any(char::is_control))
+        {
+            return Err(BuildError::one(crate::registry::Problem::BadSource {
+                source: crate::ingest::clip(source),
+            }));
+        }
         let scopes = &self.scopes;
         registry.check(
             |t| self.states.contains_key(&t),
