@@ -160,17 +160,22 @@ const fn str_eq(a: &str, b: &str) -> bool {
 fn publish_value<E: Event>(
     bus: &crate::Bus,
     value: serde_json::Value,
+    whole_floats: bool,
     options: Option<crate::PublishOptions>,
 ) -> Result<crate::Receipt, crate::IngestError> {
-    let event: E = crate::ingest::deserialize_checked(value)?;
+    let event: E = crate::ingest::deserialize_checked(value, whole_floats)?;
     Ok(bus.publish_blocking_from(event, None, options)?)
 }
 
 /// Deserializes an `E` for the ingest path.
 fn decode_json<E: Event>(
     value: serde_json::Value,
+    whole_floats: bool,
 ) -> Result<Box<crate::AnyEvent>, crate::IngestError> {
-    Ok(Box::new(crate::ingest::deserialize_checked::<E>(value)?))
+    Ok(Box::new(crate::ingest::deserialize_checked::<E>(
+        value,
+        whole_floats,
+    )?))
 }
 
 /// The catalog entry of a query's answer type.

@@ -251,7 +251,7 @@ impl Bus {
         let Some(slot) = self.slot_for(letter.meta.info(), &letter.handler) else {
             return false;
         };
-        let Ok(event) = (letter.meta.info().decode)(letter.payload.clone()) else {
+        let Ok(event) = (letter.meta.info().decode)(letter.payload.clone(), true) else {
             return false;
         };
         self.inner.dead_letters.lock().retain(|d| d.id != id);

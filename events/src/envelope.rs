@@ -204,15 +204,17 @@ pub enum MetaValue {
     Boolean(bool),
     /// A CloudEvents Integer: a JSON number from -2^31 to 2^31 - 1.
     Integer(i32),
-    /// A CloudEvents String (or URI, timestamp, ...): a JSON string.
-    String(String),
+    /// A CloudEvents String (or URI, timestamp, ...): a JSON string. (Named `Text`, not
+    /// `String`: a variant named `String` makes rustc spell out `std::string::String` in
+    /// every user's error message.)
+    Text(String),
 }
 
 impl MetaValue {
     /// The text of a string value.
     pub fn as_str(&self) -> Option<&str> {
         match self {
-            MetaValue::String(s) => Some(s),
+            MetaValue::Text(s) => Some(s),
             _ => None,
         }
     }
@@ -221,7 +223,7 @@ impl MetaValue {
         match self {
             MetaValue::Boolean(b) => (*b).into(),
             MetaValue::Integer(i) => (*i).into(),
-            MetaValue::String(s) => s.as_str().into(),
+            MetaValue::Text(s) => s.as_str().into(),
         }
     }
     /// Bytes it takes in memory beyond its own size.
@@ -236,24 +238,24 @@ impl fmt::Display for MetaValue {
         match self {
             MetaValue::Boolean(b) => write!(f, "{b}"),
             MetaValue::Integer(i) => write!(f, "{i}"),
-            MetaValue::String(s) => f.write_str(s),
+            MetaValue::Text(s) => f.write_str(s),
         }
     }
 }
 
 impl From<String> for MetaValue {
     fn from(s: String) -> MetaValue {
-        MetaValue::String(s)
+        MetaValue::Text(s)
     }
 }
 impl From<&str> for MetaValue {
     fn from(s: &str) -> MetaValue {
-        MetaValue::String(s.to_owned())
+        MetaValue::Text(s.to_owned())
     }
 }
 impl From<&String> for MetaValue {
     fn from(s: &String) -> MetaValue {
-        MetaValue::String(s.clone())
+        MetaValue::Text(s.clone())
     }
 }
 impl From<i32> for MetaValue {

@@ -170,7 +170,9 @@ pub struct EventInfo {
     pub(crate) schema: fn() -> &'static Schema,
     pub(crate) response: Option<ResponseInfo>,
     /// Deserializes a payload already checked against the schema.
-    pub(crate) decode: fn(serde_json::Value) -> Result<Box<AnyEvent>, crate::IngestError>,
+    /// Deserializes a payload; the flag says whether it may hold whole numbers written as
+    /// floats (`true` when not known).
+    pub(crate) decode: fn(serde_json::Value, bool) -> Result<Box<AnyEvent>, crate::IngestError>,
     /// The schema's compiled validator, made on first use.
     pub(crate) validator: crate::ingest::ValidatorCell,
     /// `#[event(upcast_from = ..)]`.

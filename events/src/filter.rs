@@ -227,7 +227,7 @@ impl fmt::Display for Filter {
             }
             Node::Name(p) => write!(f, "name ~ {p:?}"),
             Node::Metadata(k, v) => match v {
-                crate::MetaValue::String(text) => write!(f, "metadata[{k:?}] == {text:?}"),
+                crate::MetaValue::Text(text) => write!(f, "metadata[{k:?}] == {text:?}"),
                 other => write!(f, "metadata[{k:?}] == {other}"),
             },
             Node::Custom(_, label) => f.write_str(label),

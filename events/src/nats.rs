@@ -86,14 +86,17 @@ pub struct NatsOptions {
 
 impl NatsOptions {
     /// The subject prefix (for the AsyncAPI document).
+    #[cfg_attr(not(feature = "docs"), allow(dead_code))]
     pub(crate) fn prefix_name(&self) -> &str {
         &self.prefix
     }
     /// The stream's name.
+    #[cfg_attr(not(feature = "docs"), allow(dead_code))]
     pub(crate) fn stream_name(&self) -> &str {
         &self.stream
     }
     /// How sent events are laid out.
+    #[cfg_attr(not(feature = "docs"), allow(dead_code))]
     pub(crate) fn mode(&self) -> ContentMode {
         self.mode
     }
@@ -294,7 +297,8 @@ impl std::fmt::Debug for Nats {
 pub(crate) struct Transport {
     js: jetstream::Context,
     pub(crate) options: NatsOptions,
-    /// The address given to [`Nats::connect`].
+    /// The address given to [`Nats::connect`] (for the AsyncAPI document).
+    #[cfg_attr(not(feature = "docs"), allow(dead_code))]
     pub(crate) url: String,
 }
 

@@ -359,6 +359,9 @@ async fn an_envelope_survives_the_round_trip() {
     for options in [
         PublishOptions::new().metadata("region", "eu\r\nNats-Msg-Id: 1"),
         PublishOptions::new().source("/shop\u{1b}[2J"),
+        // Attributes of their own form, which would otherwise be left out on the way out.
+        PublishOptions::new().metadata("subject", 7),
+        PublishOptions::new().metadata("traceparent", "not-a-trace"),
     ] {
         let err = sender
             .publish_with(OrderPlaced { order_id: 7 }, options)

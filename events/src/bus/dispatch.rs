@@ -106,12 +106,25 @@ fn bad_envelope(name: &'static str, key: &str, reason: &'static str) -> PublishE
     }
 }
 
+/// Checks what options added to an envelope: its metadata and its own source (the bus's
+/// source is checked once, by `build`).
 #[inline]
 fn check_metadata(name: &'static str, meta: &Meta) -> Result<(), PublishError> {
+    let Some(extra) = &meta.extra else {
+        return Ok(());
+    };
+    if extra.metadata.is_empty() && extra.source.is_none() {
+        return Ok(());
+    }
+    check_options(name, extra)
+}
+
+#[inline(never)]
+fn check_options(name: &'static str, extra: &crate::envelope::Extra) -> Result<(), PublishError> {
     const CONTROL: &str = "its value contains a control character, which CloudEvents strings \
                            may not";
     let has_control = |text: &str| text.chars().any(char::is_control);
-    for (key, value) in meta.metadata() {
+    for (key, value) in &extra.metadata {
         if !crate::envelope::is_metadata_key(key) && key != crate::cloudevents::ORIGINAL_ID {
             return Err(bad_envelope(
                 name,
@@ -123,8 +136,27 @@ fn check_metadata(name: &'static str, meta: &Meta) -> Result<(), PublishError> {
         if value.as_str().is_some_and(has_control) {
             return Err(bad_envelope(name, key, CONTROL));
         }
+        // Both become attributes of their own, which only take text of their form.
+        if key == "subject" && value.as_str().is_none() {
+            return Err(bad_envelope(
+                name,
+                key,
+                "the CloudEvents `subject` is a string",
+            ));
+        }
+        if key == "traceparent"
+            && !value
+                .as_str()
+                .is_some_and(crate::cloudevents::is_traceparent)
+        {
+            return Err(bad_envelope(
+                name,
+                key,
+                "not W3C trace context (`00-<32 hex>-<16 hex>-<2 hex>`)",
+            ));
+        }
     }
-    if has_control(meta.source()) {
+    if extra.source.as_deref().is_some_and(has_control) {
         return Err(bad_envelope(name, "source", CONTROL));
     }
     Ok(())
@@ -912,7 +944,7 @@ fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: Handler
             );
             return;
         }
-        match decode(json.clone()) {
+        match decode(json.clone(), true) {
             Ok(event) => run_one(&slot, &*event, &Context { bus, meta, attempt }).await,
             // The type's `Deserialize` refuses its own `Serialize` output (a skipped field
             // without a default, say): the retry cannot run, and the failure is kept.

@@ -314,7 +314,7 @@ impl Bus {
             .find(&stored.name, stored.version)
             .map_err(|e| e.to_string())?;
         let json = stored.payload_json().map_err(|e| e.to_string())?;
-        let event = (info.decode)(json).map_err(|e| {
+        let event = (info.decode)(json, true).map_err(|e| {
             format!(
                 "stored `{}` v{} does not deserialize: {e}",
                 stored.name, stored.version

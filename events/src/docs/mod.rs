@@ -1,5 +1,6 @@
 //! Documents generated from the registry alone: one JSON Schema file per event and version,
-//! a Markdown catalog, an AsyncAPI 3.0 document and a self-contained HTML catalog page.
+//! a Markdown catalog, an AsyncAPI 3.1 document (the wire, with a NATS transport) and a
+//! self-contained HTML catalog page.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -276,7 +276,7 @@ fn extension_value(
     match value {
         Value::String(s) => {
             check_string(key, &s, limits.max_attribute_bytes)?;
-            Ok(MetaValue::String(s))
+            Ok(MetaValue::Text(s))
         }
         Value::Bool(b) => Ok(MetaValue::Boolean(b)),
         Value::Number(n) => n
@@ -355,7 +355,8 @@ impl Bus {
     /// bus refusal while publishing ([`IngestError::Publish`]) stops the batch there; the
     /// events before it were published.
     pub async fn ingest_cloudevents_batch(&self, json: &[u8]) -> Result<Vec<Receipt>, IngestError> {
-        let value = parse(json, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
+        let (value, whole_floats) =
+            parse(json, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
         let Value::Array(items) = value else {
             return Err(self.invalid(
                 None,
@@ -368,7 +369,7 @@ impl Bus {
         let mut decoded = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
             let one = self
-                .decode_cloudevent_value(item)
+                .decode_cloudevent_value(item, whole_floats)
                 .map_err(|error| IngestError::InBatch {
                     index,
                     error: Box::new(error),
@@ -394,30 +395,36 @@ impl Bus {
         let decoded = match attributes {
             None => self.decode_cloudevent(body)?,
             Some(mut ce) => {
-                let data =
+                let (data, whole_floats) =
                     parse(body, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
                 ce.insert("data".into(), data);
-                self.decode_cloudevent_value(Value::Object(ce))?
+                self.decode_cloudevent_value(Value::Object(ce), whole_floats)?
             }
         };
         Ok((decoded.event, decoded.options))
     }
 
     fn decode_cloudevent(&self, json: &[u8]) -> Result<Decoded, IngestError> {
-        let value = parse(json, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
-        self.decode_cloudevent_value(value)
+        let (value, whole_floats) =
+            parse(json, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
+        self.decode_cloudevent_value(value, whole_floats)
     }
 
     /// Checks one CloudEvent already parsed; tells the observers when it is refused.
-    fn decode_cloudevent_value(&self, value: Value) -> Result<Decoded, IngestError> {
+    fn decode_cloudevent_value(
+        &self,
+        value: Value,
+        whole_floats: bool,
+    ) -> Result<Decoded, IngestError> {
         let mut named = None;
-        self.try_decode_cloudevent(value, &mut named)
+        self.try_decode_cloudevent(value, whole_floats, &mut named)
             .map_err(|e| self.invalid(named, e))
     }
 
     fn try_decode_cloudevent(
         &self,
         value: Value,
+        whole_floats: bool,
         named: &mut Option<&'static str>,
     ) -> Result<Decoded, IngestError> {
         let Value::Object(mut ce) = value else {
@@ -527,7 +534,7 @@ impl Bus {
             metadata.insert(key, value);
         }
 
-        let event = decode(info, data, limits)?;
+        let event = decode(info, data, whole_floats, limits)?;
 
         let mut options = PublishOptions::new().source(source);
         options.time = time;

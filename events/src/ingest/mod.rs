@@ -95,9 +95,10 @@ impl IngestLimits {
     }
 }
 
-/// Deserializes a checked payload as its type and publishes it (`publish_blocking`).
+/// Deserializes a checked payload as its type and publishes it (`publish_blocking`); the
+/// flag says whether the payload may hold whole numbers written as floats ([`parse`]).
 pub(crate) type PublishValue =
-    fn(&Bus, serde_json::Value, Option<PublishOptions>) -> Result<Receipt, IngestError>;
+    fn(&Bus, serde_json::Value, bool, Option<PublishOptions>) -> Result<Receipt, IngestError>;
 
 /// The compiled validator of one event type, made on first use and kept for the process.
 pub(crate) type ValidatorCell = OnceLock<Result<jsonschema::Validator, String>>;
@@ -249,7 +250,13 @@ fn deeper_than(value: &serde_json::Value, limit: usize) -> bool {
 /// Checks the size and depth of `json`, then parses it. An object with the same key twice
 /// is refused: serde_json would keep the last value, other parsers the first, so the bytes
 /// would mean different things to this bus and to whoever checked them before.
-pub(crate) fn parse(json: &[u8], limits: IngestLimits) -> Result<serde_json::Value, IngestError> {
+///
+/// Also says whether a whole number was written as a float (`1.0`, `2e3`) anywhere, which
+/// [`deserialize_checked`] then looks for; noted while parsing, it costs nothing.
+pub(crate) fn parse(
+    json: &[u8],
+    limits: IngestLimits,
+) -> Result<(serde_json::Value, bool), IngestError> {
     if json.len() > limits.max_bytes {
         return Err(IngestError::TooLarge {
             size: json.len(),
@@ -259,9 +266,13 @@ pub(crate) fn parse(json: &[u8], limits: IngestLimits) -> Result<serde_json::Val
     let too_deep = || IngestError::TooDeep {
         limit: limits.max_depth,
     };
+    let whole_floats = std::cell::Cell::new(false);
     let parsed = (|| {
         let mut de = serde_json::Deserializer::from_slice(json);
-        let value = serde::Deserializer::deserialize_any(&mut de, strict::NoDuplicates)?;
+        let seed = strict::NoDuplicates {
+            whole_floats: &whole_floats,
+        };
+        let value = serde::Deserializer::deserialize_any(&mut de, seed)?;
         de.end()?;
         Ok::<_, serde_json::Error>(value)
     })();
@@ -276,25 +287,31 @@ pub(crate) fn parse(json: &[u8], limits: IngestLimits) -> Result<serde_json::Val
     if deeper_than(&value, limits.max_depth) {
         return Err(too_deep());
     }
-    Ok(value)
+    Ok((value, whole_floats.get()))
 }
 
 mod strict {
-    //! serde_json's `Value`, built by a visitor that refuses duplicate object keys.
+    //! serde_json's `Value`, built by a visitor that refuses duplicate object keys and notes
+    //! whole numbers written as floats.
+
+    use std::cell::Cell;
 
     use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
     use serde_json::{Map, Number, Value};
 
-    pub(super) struct NoDuplicates;
+    #[derive(Clone, Copy)]
+    pub(super) struct NoDuplicates<'a> {
+        pub(super) whole_floats: &'a Cell<bool>,
+    }
 
-    impl<'de> DeserializeSeed<'de> for NoDuplicates {
+    impl<'de> DeserializeSeed<'de> for NoDuplicates<'_> {
         type Value = Value;
         fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
             d.deserialize_any(self)
         }
     }
 
-    impl<'de> Visitor<'de> for NoDuplicates {
+    impl<'de> Visitor<'de> for NoDuplicates<'_> {
         type Value = Value;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("any JSON value")
@@ -309,6 +326,9 @@ mod strict {
             Ok(Value::Number(v.into()))
         }
         fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            if v.fract() == 0.0 {
+                self.whole_floats.set(true);
+            }
             Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
         }
         fn visit_str<E>(self, v: &str) -> Result<Value, E> {
@@ -328,7 +348,7 @@ mod strict {
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
             let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-            while let Some(item) = seq.next_element_seed(NoDuplicates)? {
+            while let Some(item) = seq.next_element_seed(self)? {
                 items.push(item);
             }
             Ok(Value::Array(items))
@@ -336,28 +356,35 @@ mod strict {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
             let mut out = Map::new();
             while let Some(key) = map.next_key::<String>()? {
-                if out.contains_key(&key) {
-                    return Err(de::Error::custom(format_args!(
-                        "duplicate key `{}`",
-                        super::clip(&key)
-                    )));
+                let value = map.next_value_seed(self)?;
+                // One lookup: the entry says whether the key was there.
+                match out.entry(key) {
+                    serde_json::map::Entry::Vacant(slot) => {
+                        slot.insert(value);
+                    }
+                    serde_json::map::Entry::Occupied(slot) => {
+                        return Err(de::Error::custom(format_args!(
+                            "duplicate key `{}`",
+                            super::clip(slot.key())
+                        )));
+                    }
                 }
-                let value = map.next_value_seed(NoDuplicates)?;
-                out.insert(key, value);
             }
             Ok(Value::Object(out))
         }
     }
 }
 
-/// Validates `value` against `info`'s schema and deserializes it.
+/// Validates `value` against `info`'s schema and deserializes it; `whole_floats` as
+/// [`parse`] says.
 pub(crate) fn decode(
     info: &'static EventInfo,
     value: serde_json::Value,
+    whole_floats: bool,
     limits: IngestLimits,
 ) -> Result<Box<AnyEvent>, IngestError> {
     validate(info, &value, limits)?;
-    (info.decode)(value)
+    (info.decode)(value, whole_floats)
 }
 
 /// Deserializes a payload that passed its schema as `E`. An error never shows a redacted
@@ -367,12 +394,30 @@ pub(crate) fn decode(
 ///
 /// JSON Schema counts `1.0` as an integer; serde does not. So that the schema accepts
 /// exactly what the type accepts, a payload refused only for whole numbers written with a
-/// fraction or an exponent (`1.0`, `2e3`) is read again with them as integers, when the
+/// fraction or an exponent (`1.0`, `2e3`; `whole_floats` says whether the payload may have
+/// any: [`parse`] notes them) is read again with them as integers, when the
 /// number read is within the 64-bit range (above -2^63, below 2^64). -2^63 itself is left as
 /// it is: an integer literal below `i64::MIN` also reads as that double, and would
 /// otherwise become `i64::MIN` without a word.
-pub(crate) fn deserialize_checked<E: Event>(value: serde_json::Value) -> Result<E, IngestError> {
-    let again = has_integral_float(&value).then(|| value.clone());
+#[inline]
+pub(crate) fn deserialize_checked<E: Event>(
+    value: serde_json::Value,
+    whole_floats: bool,
+) -> Result<E, IngestError> {
+    if E::info().redacted.is_empty() && !whole_floats {
+        return serde_json::from_value(value).map_err(decode_failed::<E>);
+    }
+    deserialize_again::<E>(value, whole_floats)
+}
+
+/// [`deserialize_checked`] for a payload with whole numbers written as floats, or of a type
+/// with redacted fields.
+#[inline(never)]
+fn deserialize_again<E: Event>(
+    value: serde_json::Value,
+    whole_floats: bool,
+) -> Result<E, IngestError> {
+    let again = (whole_floats && has_integral_float(&value)).then(|| value.clone());
     match deserialize_once::<E>(value) {
         Ok(event) => Ok(event),
         Err(first) => match again {
@@ -385,6 +430,15 @@ pub(crate) fn deserialize_checked<E: Event>(value: serde_json::Value) -> Result<
     }
 }
 
+#[cold]
+fn decode_failed<E: Event>(e: serde_json::Error) -> IngestError {
+    IngestError::Decode {
+        name: E::NAME,
+        version: E::VERSION,
+        reason: clip_to(&e.to_string(), 300),
+    }
+}
+
 fn deserialize_once<E: Event>(value: serde_json::Value) -> Result<E, IngestError> {
     let info = E::info();
     let failed = |reason: String| IngestError::Decode {
@@ -393,7 +447,7 @@ fn deserialize_once<E: Event>(value: serde_json::Value) -> Result<E, IngestError
         reason,
     };
     if info.redacted.is_empty() {
-        return serde_json::from_value(value).map_err(|e| failed(clip_to(&e.to_string(), 300)));
+        return serde_json::from_value(value).map_err(decode_failed::<E>);
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         use serde_path_to_error::Segment;
@@ -496,6 +550,18 @@ fn validate(
     if validator.is_valid(value) {
         return Ok(());
     }
+    Err(violations(info, validator, value, limits))
+}
+
+/// Why `value` is invalid, within the limits.
+#[cold]
+#[inline(never)]
+fn violations(
+    info: &'static EventInfo,
+    validator: &jsonschema::Validator,
+    value: &serde_json::Value,
+    limits: IngestLimits,
+) -> IngestError {
     let mut violations: Vec<Violation> = Vec::new();
     let describe = |e: &jsonschema::ValidationError<'_>| {
         let path = e.instance_path().to_string();
@@ -516,12 +582,12 @@ fn validate(
         if let Err(e) = validator.validate(value) {
             violations.push(describe(&e));
         }
-        return Err(IngestError::Invalid {
+        return IngestError::Invalid {
             name: info.name,
             version: info.version,
             violations,
             more: None,
-        });
+        };
     }
     // What the message says before the violations (name, version, count).
     let mut bytes = 120 + info.name.len();
@@ -543,12 +609,12 @@ fn validate(
     }
     // The validator's order follows the schema; sorted, the message is stable.
     violations.sort_by(|a, b| a.path.cmp(&b.path));
-    Err(IngestError::Invalid {
+    IngestError::Invalid {
         name: info.name,
         version: info.version,
         violations,
         more: Some(more),
-    })
+    }
 }
 
 /// How many JSON values a payload may have for every violation to be listed.
@@ -623,11 +689,11 @@ impl Bus {
     ) -> Result<Receipt, IngestError> {
         // The typed path: no boxed payload, the event's own `publish_blocking`.
         let info = self.find_event(name, version)?;
-        let value = parse(json, self.inner.ingest_limits)
-            .and_then(|value| validate(info, &value, self.inner.ingest_limits).map(|()| value))
+        let (value, whole_floats) = parse(json, self.inner.ingest_limits)
+            .and_then(|parsed| validate(info, &parsed.0, self.inner.ingest_limits).map(|()| parsed))
             .map_err(|e| self.invalid(Some(info.name), e))?;
         let options = (!options.is_empty()).then_some(options);
-        (info.publish_value)(self, value, options).map_err(|e| match e {
+        (info.publish_value)(self, value, whole_floats, options).map_err(|e| match e {
             IngestError::Publish(_) => e, // told to the observers as a refusal already
             e => self.invalid(Some(info.name), e),
         })
@@ -646,7 +712,9 @@ impl Bus {
     ) -> Result<Box<AnyEvent>, IngestError> {
         let info = self.find_event(name, version)?;
         parse(json, self.inner.ingest_limits)
-            .and_then(|value| decode(info, value, self.inner.ingest_limits))
+            .and_then(|(value, whole_floats)| {
+                decode(info, value, whole_floats, self.inner.ingest_limits)
+            })
             .map_err(|e| self.invalid(Some(info.name), e))
     }
 
