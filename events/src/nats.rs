@@ -187,10 +187,11 @@ impl NatsOptions {
         self
     }
     /// Whether [`Bus::consume`](crate::Bus::consume) also watches for messages that no
-    /// consumer of the stream takes (an unknown type on its own subject), and reports each to
-    /// the dead-letter stream (`<prefix>-dlq.unrouted`) and the log (default on). The watcher
-    /// is one more durable consumer, `events-unrouted`, shared by every process of the
-    /// stream: it reads every message once more.
+    /// consumer of the stream takes (an unknown type on its own subject), and reports them to
+    /// the log and the dead-letter stream (`<prefix>-dlq.unrouted`: the subject's newest
+    /// message, with the count waiting) (default on). Every 2 s it asks JetStream for the
+    /// stream's subjects and their counts and compares them with the consumers' filters: one
+    /// request per look, nothing per message.
     pub fn report_unrouted(mut self, on: bool) -> NatsOptions {
         self.report_unrouted = on;
         self
@@ -528,13 +529,17 @@ fn received_attributes(
     let mut ce = serde_json::Map::new();
     for (name, values) in headers.iter() {
         let name: &str = name.as_ref();
-        let lower = name.to_ascii_lowercase();
         let Some(value) = values.first() else {
             continue;
         };
-        if lower == "content-type" {
-            content_type = Some(value.as_str().to_owned());
-        } else if let Some(attribute) = lower.strip_prefix(CE_PREFIX) {
+        if name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(value.as_str());
+        } else if name
+            .get(..CE_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(CE_PREFIX))
+        {
+            let attribute = name[CE_PREFIX.len()..].to_ascii_lowercase();
+            let attribute = attribute.as_str();
             if values.len() > 1 || ce.contains_key(attribute) {
                 return Err(format!(
                     "header `{}` is given more than once",
@@ -550,23 +555,17 @@ fn received_attributes(
             ce.insert(attribute.to_owned(), text.into());
         }
     }
+    let is = |prefix: &str| {
+        content_type
+            .map(str::trim)
+            .and_then(|ct| ct.get(..prefix.len()))
+            .is_some_and(|ct| ct.eq_ignore_ascii_case(prefix))
+    };
     match content_type {
-        Some(ct)
-            if ct
-                .trim()
-                .to_ascii_lowercase()
-                .starts_with("application/cloudevents-batch") =>
-        {
+        _ if is("application/cloudevents-batch") => {
             Err("a CloudEvents batch is not an event; send one event a message".into())
         }
-        Some(ct)
-            if ct
-                .trim()
-                .to_ascii_lowercase()
-                .starts_with("application/cloudevents") =>
-        {
-            Ok(None)
-        }
+        _ if is("application/cloudevents") => Ok(None),
         _ if ce.is_empty() => Ok(None),
         ct => {
             if let Some(ct) = ct {
@@ -683,15 +682,10 @@ impl Bus {
                 consume_loop(bus, transport, consumer, slot, handler.event(), limit).await;
             }));
         }
-        let mut watcher = None;
-        if transport.options.report_unrouted {
-            let what = format!("consumer `{UNROUTED}`");
-            let everything = transport.subject(">");
-            let consumer =
-                durable(&stream, &transport, UNROUTED.into(), everything, -1, what).await?;
-            let transport = Arc::clone(&transport);
-            watcher = Some(tokio::spawn(unrouted_loop(transport, stream, consumer)));
-        }
+        let watcher = transport
+            .options
+            .report_unrouted
+            .then(|| tokio::spawn(unrouted_loop(Arc::clone(&transport), stream)));
         Ok(Consumers { tasks, watcher })
     }
 
@@ -855,8 +849,10 @@ async fn consume_loop(
     }
 }
 
-/// The durable consumer that watches for messages no other consumer takes.
-const UNROUTED: &str = "events-unrouted";
+/// How often the unrouted watch looks at the stream's subjects.
+const UNROUTED_EVERY: Duration = Duration::from_secs(2);
+/// At most this many subjects are looked at (and remembered) per look.
+const UNROUTED_SUBJECTS: usize = 10_000;
 
 /// Whether NATS subject filter `filter` (`*` one token, `>` the rest) takes `subject`.
 fn subject_matches(filter: &str, subject: &str) -> bool {
@@ -872,53 +868,77 @@ fn subject_matches(filter: &str, subject: &str) -> bool {
     tokens.next().is_none()
 }
 
-/// Reads every message of the stream once more and reports (log and dead-letter stream)
-/// each one whose subject no other consumer of the stream takes, so that nothing waits in
-/// the stream unseen. The message itself stays in the stream for a consumer made later.
-async fn unrouted_loop(
-    transport: Arc<Transport>,
-    mut stream: jetstream::stream::Stream,
-    consumer: jetstream::consumer::Consumer<pull::Config>,
-) {
-    let mut filters: Vec<String> = Vec::new();
-    let mut fetched: Option<std::time::Instant> = None;
+/// Looks at the stream's subjects every [`UNROUTED_EVERY`] (JetStream's stream info counts
+/// the messages of each) and reports each subject that no consumer of the stream takes, so
+/// that nothing waits in the stream unseen: a log line, and its newest message to the
+/// dead-letter stream with the count. A subject is reported again only when more messages
+/// have come; the report's `Nats-Msg-Id` is the subject and count, so processes watching the
+/// same stream report it once. Nothing is read per message: the watch costs one request
+/// per look, whatever the traffic. The messages stay in the stream for a consumer made later.
+async fn unrouted_loop(transport: Arc<Transport>, mut stream: jetstream::stream::Stream) {
+    let mut reported: std::collections::HashMap<String, usize> = Default::default();
     loop {
-        let mut messages = next_batch(&consumer, transport.options.prefetch, UNROUTED).await;
-        while let Some(Ok(message)) = messages.next().await {
-            let subject = message.subject.as_str();
-            let taken = |filters: &[String]| filters.iter().any(|f| subject_matches(f, subject));
-            let mut routed = taken(&filters);
-            if !routed && fetched.is_none_or(|at| at.elapsed() > Duration::from_secs(1)) {
-                filters = consumer_filters(&mut stream).await;
-                fetched = Some(std::time::Instant::now());
-                routed = taken(&filters);
+        let filters = consumer_filters(&mut stream).await;
+        match stream.info_with_subjects(transport.subject(">")).await {
+            Ok(mut subjects) => {
+                let mut looked = 0;
+                while let Some(Ok((subject, count))) = subjects.next().await {
+                    looked += 1;
+                    if looked > UNROUTED_SUBJECTS {
+                        tracing::warn!(
+                            stream = transport.options.stream,
+                            "the stream has more than {UNROUTED_SUBJECTS} subjects; the unrouted \
+                             watch looked at the first ones"
+                        );
+                        break;
+                    }
+                    if filters.iter().any(|f| subject_matches(f, &subject)) {
+                        reported.remove(&subject);
+                        continue;
+                    }
+                    if reported.get(&subject) == Some(&count) {
+                        continue;
+                    }
+                    report_unrouted(&transport, &mut stream, &subject, count).await;
+                    if reported.len() < UNROUTED_SUBJECTS {
+                        reported.insert(subject, count);
+                    }
+                }
             }
-            if !routed {
-                let reason = format!(
-                    "no consumer of stream `{}` takes subject `{}`: no process runs a handler \
-                     for it",
-                    transport.options.stream,
-                    crate::ingest::clip(subject)
-                );
-                tracing::error!(subject = %crate::ingest::clip(subject), "{reason}");
-                dead_letter_raw(&transport, "unrouted", &message.payload, &reason).await;
-            }
-            if let Err(e) = message.ack().await {
-                tracing::warn!(error = %e, "acknowledging a watched message failed");
-            }
+            Err(e) => tracing::warn!(error = %e, "cannot list the stream's subjects; retrying"),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(UNROUTED_EVERY).await;
     }
 }
 
-/// The subject filters of every consumer of the stream but the watcher.
+/// Logs an unrouted subject and sends its newest message to `<prefix>-dlq.unrouted`.
+async fn report_unrouted(
+    transport: &Transport,
+    stream: &mut jetstream::stream::Stream,
+    subject: &str,
+    count: usize,
+) {
+    let shown = crate::ingest::clip(subject);
+    let reason = format!(
+        "no consumer of stream `{}` takes subject `{shown}`: no process runs a handler for it \
+         ({count} message{} waiting)",
+        transport.options.stream,
+        if count == 1 { "" } else { "s" }
+    );
+    tracing::error!(subject = %shown, count, "{reason}");
+    let newest = match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => m.payload.to_vec(),
+        Err(_) => Vec::new(),
+    };
+    let id = format!("unrouted:{subject}:{count}");
+    dead_letter_raw(transport, "unrouted", &newest, &reason, Some(&id)).await;
+}
+
+/// The subject filters of every consumer of the stream.
 async fn consumer_filters(stream: &mut jetstream::stream::Stream) -> Vec<String> {
     let mut filters = Vec::new();
     let mut consumers = stream.consumers();
     while let Some(Ok(info)) = consumers.next().await {
-        if info.name == UNROUTED {
-            continue;
-        }
         // No filter: the whole stream.
         filters.push(if info.config.filter_subject.is_empty() {
             ">".into()
@@ -972,7 +992,7 @@ async fn handle(
                 handler = slot.name(), subject = %message.subject, %reason,
                 "a message was refused and terminated"
             );
-            dead_letter_raw(transport, slot.name(), &message.payload, &reason).await;
+            dead_letter_raw(transport, slot.name(), &message.payload, &reason, None).await;
             Fate::Term {
                 error: reason,
                 permanent: true,
@@ -1037,7 +1057,7 @@ async fn handle(
                     .to_json()
                     .unwrap_or_else(|e| serde_json::Value::String(format!("unserializable: {e}")));
                 bus.dead_letter(&ctx, slot.name(), json, error.clone(), *permanent);
-                dead_letter_raw(transport, slot.name(), &message.payload, error).await;
+                dead_letter_raw(transport, slot.name(), &message.payload, error, None).await;
             }
             fate
         }
@@ -1072,7 +1092,14 @@ async fn with_progress<F: std::future::Future<Output = Outcome>>(
 }
 
 /// Publishes a refused or failed message to the dead-letter stream, with the reason.
-async fn dead_letter_raw(transport: &Transport, handler: &str, payload: &[u8], reason: &str) {
+/// `id`, when given, is the dead letter's `Nats-Msg-Id`: one id is stored once.
+async fn dead_letter_raw(
+    transport: &Transport,
+    handler: &str,
+    payload: &[u8],
+    reason: &str,
+    id: Option<&str>,
+) {
     let subject = format!(
         "{}-dlq.{}",
         transport.options.prefix,
@@ -1084,6 +1111,12 @@ async fn dead_letter_raw(transport: &Transport, handler: &str, payload: &[u8], r
         "Events-Error",
         readable_header_value(&crate::ingest::clip_to(reason, 300)).as_str(),
     );
+    if let Some(id) = id {
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            header_value(id).as_str(),
+        );
+    }
     let sent = match transport
         .js
         .publish_with_headers(subject, headers, payload.to_vec().into())
@@ -1121,12 +1154,16 @@ impl Bus {
             .map_err(|e| e.to_string())?;
         // The subject says which consumers see the message: it must be the type's own.
         if let Some(transport) = &self.inner.transport {
-            let expected = transport.subject(event.info().name);
-            if subject != expected {
+            let name = event.info().name;
+            let own = subject
+                .strip_prefix(transport.options.prefix.as_str())
+                .and_then(|rest| rest.strip_prefix('.'))
+                == Some(name);
+            if !own {
                 return Err(format!(
-                    "the message on subject `{}` is a `{}` event, which travels on `{expected}`",
+                    "the message on subject `{}` is a `{name}` event, which travels on `{}`",
                     crate::ingest::clip(subject),
-                    event.info().name
+                    transport.subject(name)
                 ));
             }
         }

@@ -272,6 +272,9 @@ async fn misrouted_and_unrouted_messages_are_reported_not_left_unseen() {
     let server = Server::start();
     let bus = bus(&server.url(), NatsOptions::new("w3").memory_storage()).await;
     let _consumers = bus.consume().await.unwrap();
+    // A second process watching the same stream: still one report per subject and count.
+    let other = another_bus(&server.url()).await;
+    let _other_consumers = other.consume().await.unwrap();
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let ce = |ty: &str, data: &str| {
@@ -331,6 +334,44 @@ async fn misrouted_and_unrouted_messages_are_reported_not_left_unseen() {
         [10],
         "the misrouted refund is not handled"
     );
+
+    // Reported once, by one of the two watchers, until more messages come.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(dlq.info().await.unwrap().state.messages, 2);
+    js.publish(
+        "w3.stock.counted",
+        ce("stock.counted", r#"{"n":2}"#).into_bytes().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dlq.info().await.unwrap().state.messages < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the second message was not reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = dlq.get_raw_message(3).await.unwrap();
+    let reason = report.headers.get("Events-Error").unwrap().to_string();
+    assert!(reason.contains("(2 messages waiting)"), "{reason}");
+    assert!(
+        String::from_utf8_lossy(&report.payload).contains(r#""n":2"#),
+        "the newest message"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        dlq.info().await.unwrap().state.messages,
+        3,
+        "no duplicate report"
+    );
+}
+
+/// Another process's bus on stream `w3`.
+async fn another_bus(url: &str) -> Bus {
+    bus(url, NatsOptions::new("w3").memory_storage()).await
 }
 
 /// Validates `instance` against the schema at JSON pointer `at` in `doc`, resolving the
