@@ -127,3 +127,12 @@ impl SeededRng {
         (self.next_u64() % n as u64) as usize
     }
 }
+
+/// Waits (polling every 20 ms) until `done()` holds; panics naming `what` after 20 s.
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use events::nats::{Nats, NatsError, NatsOptions};
 use events::{Bus, DeadLetterFilter, Event, HandlerError, PublishOptions, State};
-use events_tests::NatsServer as Server;
+use events_tests::{NatsServer as Server, until};
 
 #[derive(Event, Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[event(name = "work.job")]
@@ -46,14 +46,6 @@ fn calls(handler: &str) -> Vec<(&'static str, u64, u32)> {
         .filter(|c| c.0 == handler)
         .map(|c| (c.1, c.2, c.3))
         .collect()
-}
-
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 mod fanout {

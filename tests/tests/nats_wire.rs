@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use events::nats::{ContentMode, Nats, NatsOptions};
 use events::{Bus, Event, MetaValue, PublishOptions};
-use events_tests::NatsServer as Server;
+use events_tests::{NatsServer as Server, until};
 use futures_util::StreamExt;
 
 #[derive(Event, Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -60,14 +60,6 @@ async fn bus(url: &str, options: NatsOptions) -> Bus {
         .transport(nats)
         .build()
         .unwrap()
-}
-
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn header(m: &async_nats::Message, name: &str) -> Option<String> {

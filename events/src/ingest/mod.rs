@@ -287,7 +287,94 @@ pub(crate) fn parse(
     if deeper_than(&value, limits.max_depth) {
         return Err(too_deep());
     }
-    Ok((value, whole_floats.get()))
+    // Read again as integers only if every number literal means exactly the double read.
+    Ok((value, whole_floats.get() && numbers_are_exact(json)))
+}
+
+/// Whether every number literal in (well-formed) `json` that serde_json reads as a double
+/// with no fraction, within the 64-bit range, means exactly that whole number. It does not
+/// when digits were lost to the double: `184467440737095510.5615` reads as a whole double
+/// (every double past 2^53 is whole), `9007199254740993.0` as `9007199254740992`, and an
+/// integer literal below `i64::MIN` as -2^63. Such a payload is not read again with its
+/// floats as integers: refused, rather than changed without a word.
+fn numbers_are_exact(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                i += 1;
+                while i < json.len() {
+                    match json[i] {
+                        b'\\' => i += 2,
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < json.len()
+                    && matches!(json[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                if !literal_is_exact(&json[start..i]) {
+                    return false;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    true
+}
+
+/// See [`numbers_are_exact`]: one literal.
+fn literal_is_exact(token: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(token) else {
+        return false;
+    };
+    let float_syntax = text.contains(['.', 'e', 'E']);
+    if !float_syntax && (text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok()) {
+        return true; // read as an integer, exactly
+    }
+    let Ok(f) = text.parse::<f64>() else {
+        return false;
+    };
+    if f.fract() != 0.0 || !(-TWO_63..TWO_64).contains(&f) {
+        return true; // never read again as an integer
+    }
+    // The literal's digits and where its decimal point falls.
+    let body = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(at) => (&body[..at], &body[at + 1..]),
+        None => (body, "0"),
+    };
+    let Ok(exponent) = exponent.trim_start_matches('+').parse::<i64>() else {
+        return false;
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = [int, frac].concat();
+    let point = int.len() as i64 + exponent;
+    let whole: String = if point <= 0 {
+        if digits.bytes().any(|d| d != b'0') {
+            return false; // below 1 in size, not zero
+        }
+        String::new()
+    } else if point as usize >= digits.len() {
+        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        let (whole, rest) = digits.split_at(point as usize);
+        if rest.bytes().any(|d| d != b'0') {
+            return false; // a fraction the double lost
+        }
+        whole.to_owned()
+    };
+    let whole = whole.trim_start_matches('0');
+    let read = format!("{}", f.abs() as u64);
+    whole == if read == "0" { "" } else { read.as_str() }
 }
 
 mod strict {
@@ -395,10 +482,9 @@ pub(crate) fn decode(
 /// JSON Schema counts `1.0` as an integer; serde does not. So that the schema accepts
 /// exactly what the type accepts, a payload refused only for whole numbers written with a
 /// fraction or an exponent (`1.0`, `2e3`; `whole_floats` says whether the payload may have
-/// any: [`parse`] notes them) is read again with them as integers, when the
-/// number read is within the 64-bit range (above -2^63, below 2^64). -2^63 itself is left as
-/// it is: an integer literal below `i64::MIN` also reads as that double, and would
-/// otherwise become `i64::MIN` without a word.
+/// any: [`parse`] notes them) is read again with them as integers, when the number read is
+/// within the 64-bit range (-2^63 to below 2^64) and every number literal means exactly the
+/// double it was read as ([`parse`] checks that).
 #[inline]
 pub(crate) fn deserialize_checked<E: Event>(
     value: serde_json::Value,
@@ -478,11 +564,11 @@ fn deserialize_once<E: Event>(value: serde_json::Value) -> Result<E, IngestError
 const TWO_63: f64 = 9_223_372_036_854_775_808.0;
 const TWO_64: f64 = 18_446_744_073_709_551_616.0;
 
-/// A double that is a whole number strictly inside (-2^63, 2^64): it converts to an `i64` or
-/// a `u64` exactly.
+/// A double that is a whole number in [-2^63, 2^64): it converts to an `i64` or a `u64`
+/// exactly.
 fn is_integral_float(n: &serde_json::Number) -> bool {
     n.as_f64()
-        .is_some_and(|f| n.is_f64() && f.fract() == 0.0 && f > -TWO_63 && f < TWO_64)
+        .is_some_and(|f| n.is_f64() && f.fract() == 0.0 && (-TWO_63..TWO_64).contains(&f))
 }
 
 fn has_integral_float(value: &serde_json::Value) -> bool {
@@ -757,6 +843,37 @@ mod tests {
         assert_eq!(clip(&long).chars().count(), 81);
         assert!(clip(&long).ends_with('…'));
         assert_eq!(clip("a\u{1b}[2J\r\nb"), "a\\u{1b}[2J\\u{d}\\u{a}b");
+    }
+
+    #[test]
+    fn number_literals_that_lost_digits_to_the_double() {
+        for exact in [
+            "1.0",
+            "-0.0",
+            "2e3",
+            "4.2E3",
+            "1e19",
+            "0.0e5",
+            "-9223372036854775808.0",
+            "1.5",
+            "18446744073709551615",
+            "12",
+            "1e400",
+            "0.5e1",
+            "[1.0, \"1.5e9999\"]",
+        ] {
+            assert!(numbers_are_exact(exact.as_bytes()), "{exact}");
+        }
+        for lossy in [
+            "184467440737095510.5615",
+            "9007199254740993.0",
+            "-9223372036854775809",
+            "1.00000000000000001",
+            "1e-400",
+            "{\"a\": [1, 9007199254740993e0]}",
+        ] {
+            assert!(!numbers_are_exact(lossy.as_bytes()), "{lossy}");
+        }
     }
 
     #[test]
