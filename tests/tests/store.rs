@@ -295,6 +295,42 @@ async fn deliveries_not_recorded_before_a_crash_are_made_by_recover() {
     assert_eq!(bus.recover().await.unwrap().deliveries, 0);
 }
 
+/// Issue 16: a replay delivers to durable handlers with `is_replay() == true`, so it must
+/// not count as their delivery: a handler that skips side effects on replay would never do
+/// its pending work.
+#[tokio::test]
+async fn a_replay_does_not_mark_pending_durable_deliveries_done() {
+    let _g = SERIAL.lock().await;
+    reset();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    {
+        let bus = bus_on(
+            SqliteStore::open(&path).unwrap(),
+            &["store::first", "store::pending"],
+        );
+        for order in 1..=10 {
+            bus.publish_blocking(OrderPlaced { order }).unwrap();
+        }
+    }
+    let bus = bus_on(
+        SqliteStore::open(&path).unwrap(),
+        &["store::first", "store::pending"],
+    );
+    let replayed = bus.replay(StoreQuery::all()).await.unwrap();
+    assert_eq!(replayed.events, 10);
+    assert_eq!(calls("audit"), (1..=10).collect::<Vec<_>>(), "replayed");
+    reset();
+    let r = bus.recover().await.unwrap();
+    assert_eq!(
+        (r.events, r.deliveries),
+        (10, 10),
+        "the replay counted as the pending deliveries"
+    );
+    assert_eq!(calls("audit"), (1..=10).collect::<Vec<_>>());
+    assert!(calls("bill").is_empty(), "bill had finished before the replay");
+}
+
 mod pending {
     use super::*;
 

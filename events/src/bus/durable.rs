@@ -113,11 +113,15 @@ fn begin_append<'a>(
 
 /// Records, for each durable slot that is done with the event, that it is: every outcome
 /// but a pending retry or an async handler skipped by the blocking API (a dead letter is
-/// done: its fate is the dead-letter queue).
+/// done: its fate is the dead-letter queue). A replay records nothing: its handlers see
+/// `is_replay()` and may skip their side effects, so it is not their delivery.
 pub(crate) fn record_deliveries(slots: &[Slot], ctx: &Context, sequence: u64, outcomes: &Outcomes) {
     let Some(store) = &ctx.bus.inner.store else {
         return;
     };
+    if ctx.meta.replay().is_some() {
+        return;
+    }
     for (i, slot) in slots.iter().enumerate() {
         if slot.durable && !outcomes.is_pending(i) {
             store.record_delivery(slot.name(), sequence);
