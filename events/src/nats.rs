@@ -25,6 +25,7 @@
 //! cannot wait for JetStream's ack and refuses events that would go over NATS.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +83,52 @@ pub struct NatsOptions {
     local: HashSet<&'static str>,
     mode: ContentMode,
     report_unrouted: bool,
+    connection: Connection,
+}
+
+/// How the bus reaches the server: credentials, TLS and timeouts. Its `Debug` shows which
+/// kind of credentials, never their text.
+#[derive(Clone)]
+struct Connection {
+    auth: Option<Auth>,
+    root_certificates: Vec<PathBuf>,
+    client_certificate: Option<(PathBuf, PathBuf)>,
+    require_tls: bool,
+    connect_timeout: Duration,
+    publish_timeout: Duration,
+}
+
+/// Credentials, one kind at a time (the last one set wins).
+#[derive(Clone)]
+enum Auth {
+    UserPassword(String, String),
+    Token(String),
+    NKey(String),
+    CredentialsFile(PathBuf),
+    Credentials(String),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let auth = self.auth.as_ref().map(|a| match a {
+            Auth::UserPassword(user, _) => format!("user `{user}` and a password"),
+            Auth::Token(_) => "a token".to_owned(),
+            Auth::NKey(_) => "an nkey seed".to_owned(),
+            Auth::CredentialsFile(path) => format!("credentials file {}", path.display()),
+            Auth::Credentials(_) => "credentials".to_owned(),
+        });
+        f.debug_struct("Connection")
+            .field("auth", &auth)
+            .field("root_certificates", &self.root_certificates)
+            .field(
+                "client_certificate",
+                &self.client_certificate.as_ref().map(|(cert, _)| cert),
+            )
+            .field("require_tls", &self.require_tls)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("publish_timeout", &self.publish_timeout)
+            .finish()
+    }
 }
 
 impl NatsOptions {
@@ -129,6 +176,14 @@ impl NatsOptions {
             local: HashSet::new(),
             mode: ContentMode::Structured,
             report_unrouted: true,
+            connection: Connection {
+                auth: None,
+                root_certificates: Vec::new(),
+                client_certificate: None,
+                require_tls: false,
+                connect_timeout: Duration::from_secs(5),
+                publish_timeout: Duration::from_secs(5),
+            },
         }
     }
     /// The stream's name.
@@ -201,6 +256,75 @@ impl NatsOptions {
         self.local.insert(E::NAME);
         self
     }
+    /// Authenticates with a user name and password (the server's `authorization { user,
+    /// password }`). Credentials in the URL (`nats://user:password@host`) do the same;
+    /// these win over them.
+    pub fn user_and_password(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> NatsOptions {
+        self.connection.auth = Some(Auth::UserPassword(user.into(), password.into()));
+        self
+    }
+    /// Authenticates with a token (the server's `authorization { token }`).
+    pub fn token(mut self, token: impl Into<String>) -> NatsOptions {
+        self.connection.auth = Some(Auth::Token(token.into()));
+        self
+    }
+    /// Authenticates with an nkey: `seed` is the user's seed (`SU...`); the client signs
+    /// the server's nonce with it and only the public key travels.
+    pub fn nkey(mut self, seed: impl Into<String>) -> NatsOptions {
+        self.connection.auth = Some(Auth::NKey(seed.into()));
+        self
+    }
+    /// Authenticates with a JWT and nkey from a `.creds` file (decentralized auth), read at
+    /// [`Nats::connect`].
+    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> NatsOptions {
+        self.connection.auth = Some(Auth::CredentialsFile(path.into()));
+        self
+    }
+    /// [`credentials_file`](Self::credentials_file) with the file's text.
+    pub fn credentials(mut self, creds: impl Into<String>) -> NatsOptions {
+        self.connection.auth = Some(Auth::Credentials(creds.into()));
+        self
+    }
+    /// Trusts the certificate authorities in this PEM file to sign the server's certificate
+    /// (in addition to the system's roots); may be given several times. Implies TLS.
+    pub fn root_certificates(mut self, pem: impl Into<PathBuf>) -> NatsOptions {
+        self.connection.root_certificates.push(pem.into());
+        self.connection.require_tls = true;
+        self
+    }
+    /// Presents this client certificate and key (PEM files) to a server that verifies
+    /// clients (mutual TLS). Implies TLS.
+    pub fn client_certificate(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> NatsOptions {
+        self.connection.client_certificate = Some((cert.into(), key.into()));
+        self.connection.require_tls = true;
+        self
+    }
+    /// Refuses to talk to a server without TLS (also set by a `tls://` URL and by
+    /// [`root_certificates`](Self::root_certificates)).
+    pub fn require_tls(mut self, required: bool) -> NatsOptions {
+        self.connection.require_tls = required;
+        self
+    }
+    /// How long [`Nats::connect`] waits for the server to answer (default 5 s): an
+    /// unreachable server fails with [`NatsError::Connect`] after this.
+    pub fn connect_timeout(mut self, timeout: Duration) -> NatsOptions {
+        self.connection.connect_timeout = timeout;
+        self
+    }
+    /// How long a publish waits for JetStream's ack (default 5 s) before it returns
+    /// [`PublishError::Unconfirmed`]: the event may have been stored.
+    pub fn publish_timeout(mut self, timeout: Duration) -> NatsOptions {
+        self.connection.publish_timeout = timeout;
+        self
+    }
 
     fn stream_config(&self) -> stream::Config {
         stream::Config {
@@ -243,10 +367,28 @@ impl NatsOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NatsError {
-    /// The server could not be reached.
+    /// The server could not be reached (refused, unreachable, no answer within
+    /// [`NatsOptions::connect_timeout`], or the address is not one).
     #[error("cannot connect to NATS at `{url}`: {reason}")]
     Connect {
-        /// The address given.
+        /// The address given, without credentials.
+        url: String,
+        /// What the client said.
+        reason: String,
+    },
+    /// The server refused the credentials (or asked for some and none were given).
+    #[error("NATS at `{url}` refused the connection's credentials: {reason}")]
+    Auth {
+        /// The address given, without credentials.
+        url: String,
+        /// What the client said (never the credentials).
+        reason: String,
+    },
+    /// TLS could not be set up: a certificate file cannot be read, the server's certificate
+    /// is not trusted, or one side requires TLS and the other does not offer it.
+    #[error("TLS with NATS at `{url}` failed: {reason}")]
+    Tls {
+        /// The address given, without credentials.
         url: String,
         /// What the client said.
         reason: String,
@@ -304,33 +446,173 @@ pub(crate) struct Transport {
 }
 
 impl Nats {
-    /// Connects (the client reconnects by itself after a server restart), then creates the
-    /// stream and the dead-letter stream, or checks that the existing ones are as `options`
-    /// says.
+    /// Connects (the client reconnects by itself after a server restart once connected),
+    /// then creates the stream and the dead-letter stream, or checks that the existing ones
+    /// are as `options` says. `url` is `host:port`, `nats://host:port`, `tls://host:port`,
+    /// or several of them separated by commas; `user:password@` in it authenticates (see
+    /// [`NatsOptions::user_and_password`] and the other credentials).
+    ///
+    /// The first connection is not retried: an unreachable server fails within
+    /// [`NatsOptions::connect_timeout`], refused credentials fail as soon as the server says
+    /// so. No error shows the credentials.
     ///
     /// # Errors
-    /// [`NatsError::Connect`], [`NatsError::StreamMismatch`], [`NatsError::JetStream`].
+    /// [`NatsError::Connect`], [`NatsError::Auth`], [`NatsError::Tls`],
+    /// [`NatsError::StreamMismatch`], [`NatsError::JetStream`].
     pub async fn connect(url: &str, options: NatsOptions) -> Result<Nats, NatsError> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .max_reconnects(None)
+        let shown = without_credentials(url);
+        let client = connect_options(url, &shown, &options.connection)
+            .await?
             .connect(url)
             .await
-            .map_err(|e| NatsError::Connect {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let js = jetstream::new(client);
+            .map_err(|e| connect_error(&shown, &e))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(options.connection.publish_timeout)
+            .build(client);
         ensure_stream(&js, options.stream_config()).await?;
         ensure_stream(&js, options.dead_letter_config()).await?;
         Ok(Nats {
             inner: Arc::new(Transport {
                 js,
                 options,
-                url: url.to_owned(),
+                url: shown,
             }),
         })
     }
+}
+
+/// The client's options: reconnects forever once connected, the timeouts, TLS, and the
+/// credentials (given ones, else those in the URL).
+async fn connect_options(
+    url: &str,
+    shown: &str,
+    c: &Connection,
+) -> Result<async_nats::ConnectOptions, NatsError> {
+    let mut o = async_nats::ConnectOptions::new()
+        .max_reconnects(None)
+        .connection_timeout(c.connect_timeout)
+        .require_tls(c.require_tls);
+    for pem in &c.root_certificates {
+        o = o.add_root_certificates(pem.clone());
+    }
+    if let Some((cert, key)) = &c.client_certificate {
+        o = o.add_client_certificate(cert.clone(), key.clone());
+    }
+    let auth = c.auth.clone().or_else(|| credentials_in(url));
+    Ok(match auth {
+        None => o,
+        Some(Auth::UserPassword(user, password)) => o.user_and_password(user, password),
+        Some(Auth::Token(token)) => o.token(token),
+        Some(Auth::NKey(seed)) => {
+            // Checked here: the client would only log a bad seed and connect without it.
+            if let Err(e) = nkeys::KeyPair::from_seed(&seed) {
+                return Err(NatsError::Auth {
+                    url: shown.to_owned(),
+                    reason: format!("the nkey seed is not valid: {e}"),
+                });
+            }
+            o.nkey(seed)
+        }
+        Some(Auth::CredentialsFile(path)) => {
+            o.credentials_file(&path)
+                .await
+                .map_err(|e| NatsError::Auth {
+                    url: shown.to_owned(),
+                    reason: format!("cannot read credentials file {}: {e}", path.display()),
+                })?
+        }
+        Some(Auth::Credentials(text)) => o.credentials(&text).map_err(|e| NatsError::Auth {
+            url: shown.to_owned(),
+            reason: format!("the credentials are not a valid creds file: {e}"),
+        })?,
+    })
+}
+
+/// What the client's connect error was, as the error a caller can act on.
+fn connect_error(shown: &str, e: &async_nats::ConnectError) -> NatsError {
+    use async_nats::ConnectErrorKind as K;
+    let url = shown.to_owned();
+    let reason = e.to_string();
+    match e.kind() {
+        K::AuthorizationViolation | K::Authentication => NatsError::Auth { url, reason },
+        K::Tls => NatsError::Tls { url, reason },
+        // The handshake's failures (an untrusted certificate, say) come as I/O errors.
+        _ if is_tls_failure(e) => NatsError::Tls { url, reason },
+        _ => NatsError::Connect { url, reason },
+    }
+}
+
+/// Whether `e` was caused by rustls (a TLS handshake that failed).
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<async_nats::rustls::Error>()
+            || c.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|inner| inner.is::<async_nats::rustls::Error>())
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// `user:password@` of the first address in `url` that has them, percent-decoded.
+fn credentials_in(url: &str) -> Option<Auth> {
+    url.split(',').find_map(|server| {
+        let addr: async_nats::ServerAddr = server.trim().parse().ok()?;
+        let user = percent_decode(addr.username()?);
+        Some(match addr.password() {
+            Some(password) => Auth::UserPassword(user, percent_decode(password)),
+            None => Auth::Token(user),
+        })
+    })
+}
+
+/// `s` with `%XX` escapes decoded (as URLs escape user names and passwords).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `url` with the `user:password@` of each address removed: what errors, logs and the
+/// AsyncAPI document show.
+pub(crate) fn without_credentials(url: &str) -> String {
+    url.split(',')
+        .map(|server| {
+            let server = server.trim();
+            let (scheme, rest) = match server.find("://") {
+                Some(i) => server.split_at(i + 3),
+                None => ("", server),
+            };
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}{}", &rest[at + 1..]),
+                None => server.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Creates the stream, or checks the existing one's subjects, retention, storage and limits.
@@ -404,6 +686,12 @@ async fn ensure_stream(js: &jetstream::Context, want: stream::Config) -> Result<
     }
 }
 
+/// Why a send failed: it certainly did not reach the stream, or nobody knows.
+enum SendError {
+    NotSent(String),
+    Unconfirmed(String),
+}
+
 impl Transport {
     pub(crate) fn is_local(&self, name: &str) -> bool {
         self.options.local.contains(name)
@@ -414,17 +702,26 @@ impl Transport {
     }
 
     /// Sends the event as a CloudEvent and waits for JetStream's ack: its stream sequence.
-    async fn send(&self, event: &AnyEvent, meta: &Meta) -> Result<u64, String> {
+    async fn send(&self, event: &AnyEvent, meta: &Meta) -> Result<u64, SendError> {
+        use jetstream::context::PublishErrorKind as K;
         let (headers, body) = encode(event, meta, self.options.mode)
-            .map_err(|e| format!("the event cannot be serialized: {e}"))?;
+            .map_err(|e| SendError::NotSent(format!("the event cannot be serialized: {e}")))?;
+        // Until the client has the message, nothing left this process.
         let ack = self
             .js
             .publish_with_headers(self.subject(meta.name()), headers, body.into())
             .await
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(ack.sequence)
+            .map_err(|e| SendError::NotSent(e.to_string()))?;
+        match ack.await {
+            Ok(ack) => Ok(ack.sequence),
+            // No answer in time, or the connection broke while waiting: the server may
+            // have stored it.
+            Err(e) if matches!(e.kind(), K::TimedOut | K::BrokenPipe) => {
+                Err(SendError::Unconfirmed(e.to_string()))
+            }
+            // An answer: JetStream refused it (no stream for the subject, an error reply).
+            Err(e) => Err(SendError::NotSent(e.to_string())),
+        }
     }
 }
 
@@ -620,10 +917,17 @@ impl Bus {
                     reason: "the bus has no transport".into(),
                 });
             };
-            transport
-                .send(event, meta)
-                .await
-                .map_err(|reason| self.refused(name, PublishError::Transport { name, reason }))
+            transport.send(event, meta).await.map_err(|e| {
+                let error = match e {
+                    SendError::NotSent(reason) => PublishError::Transport { name, reason },
+                    SendError::Unconfirmed(reason) => PublishError::Unconfirmed {
+                        name,
+                        id: meta.id(),
+                        reason,
+                    },
+                };
+                self.refused(name, error)
+            })
         })
     }
 

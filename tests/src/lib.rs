@@ -43,20 +43,27 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts one on a free port.
     pub fn start() -> NatsServer {
+        NatsServer::start_with(&[])
+    }
+
+    /// Starts one on a free port with more command-line arguments (auth, TLS, a config
+    /// file).
+    pub fn start_with(args: &[&str]) -> NatsServer {
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        NatsServer::start_at(port, dir)
+        let port = free_port();
+        NatsServer::launch(port, dir, args)
     }
 
     /// Starts one on `port` with the store in `dir` (a restart).
     pub fn start_at(port: u16, dir: tempfile::TempDir) -> NatsServer {
+        NatsServer::launch(port, dir, &[])
+    }
+
+    fn launch(port: u16, dir: tempfile::TempDir, args: &[&str]) -> NatsServer {
         let child = Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(dir.path())
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -74,6 +81,11 @@ impl NatsServer {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The server's process id (to stop it with `SIGSTOP`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the server and gives back its store directory, for a restart.
     pub fn stop(mut self) -> (u16, tempfile::TempDir) {
         let _ = self.child.kill();
@@ -83,6 +95,15 @@ impl NatsServer {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         (port, dir)
     }
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Drop for NatsServer {

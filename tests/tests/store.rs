@@ -328,7 +328,10 @@ async fn a_replay_does_not_mark_pending_durable_deliveries_done() {
         "the replay counted as the pending deliveries"
     );
     assert_eq!(calls("audit"), (1..=10).collect::<Vec<_>>());
-    assert!(calls("bill").is_empty(), "bill had finished before the replay");
+    assert!(
+        calls("bill").is_empty(),
+        "bill had finished before the replay"
+    );
 }
 
 mod pending {

@@ -72,6 +72,25 @@ pub enum PublishError {
         /// Why.
         reason: String,
     },
+    /// The event was sent over the transport, but its storage was not confirmed: no ack
+    /// within [`NatsOptions::publish_timeout`](crate::nats::NatsOptions::publish_timeout), or
+    /// the connection broke while waiting. It may have been stored, and then it is
+    /// delivered. Publishing it again with the same id
+    /// ([`PublishOptions::id`](crate::PublishOptions::id)`(id)`) is the safe retry: JetStream
+    /// stores an id once within its duplicate window, and a bus store that already has it
+    /// lets it through. A new event (a new id) would be a duplicate nobody can catch.
+    #[error(
+        "event `{name}` ({id}) was sent but not confirmed, so it may have been stored: \
+         {reason}; to retry, publish it again with the same id (`PublishOptions::id`)"
+    )]
+    Unconfirmed {
+        /// The event's name.
+        name: &'static str,
+        /// The event's id: the one to publish it again with.
+        id: crate::envelope::EventId,
+        /// What the transport said.
+        reason: String,
+    },
     /// A metadata entry (or the source) cannot travel as a CloudEvents attribute: its key is
     /// not an extension name (see [`is_metadata_key`](crate::is_metadata_key)), or its text
     /// holds a control character. The event was not published.

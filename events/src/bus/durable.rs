@@ -177,7 +177,19 @@ impl Bus {
     ) -> Pin<Box<dyn Future<Output = Result<Option<u64>, PublishError>> + Send + 'a>> {
         Box::pin(async move {
             if let Some(store) = &self.inner.store {
-                let sequence = self.append(&**store, event, meta).await?;
+                let sequence = match begin_append(&**store, event, meta).await {
+                    Ok(sequence) => sequence,
+                    // A remote event published again with its id after `Unconfirmed`: the
+                    // store has it, and JetStream stores the send once.
+                    #[cfg(feature = "nats")]
+                    Err(StoreError::Duplicate { sequence, .. }) if self.is_remote(meta.name()) => {
+                        sequence
+                    }
+                    Err(source) => {
+                        let name = meta.name();
+                        return Err(self.refused(name, PublishError::Store { name, source }));
+                    }
+                };
                 meta.set_sequence(sequence);
             }
             #[cfg(feature = "nats")]
