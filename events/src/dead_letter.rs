@@ -132,8 +132,13 @@ impl Queue {
         }
     }
 
-    /// Puts letters loaded from a store back, and numbers new ones after them. With a store
-    /// the queue is not bounded: the store keeps every letter.
+    /// How many letters the queue keeps.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Puts letters loaded from a store back (the newest `capacity`), and numbers new ones
+    /// after them.
     pub(crate) fn restore(&self, restored: Vec<DeadLetter>, last_id: u64) {
         let mut letters = self.lock();
         let next = restored
@@ -147,6 +152,8 @@ impl Queue {
             .fetch_max(next, std::sync::atomic::Ordering::Relaxed);
         letters.extend(restored);
         letters.make_contiguous().sort_by_key(|d| d.id);
+        let excess = letters.len().saturating_sub(self.capacity);
+        letters.drain(..excess);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DeadLetter>> {
@@ -193,8 +200,18 @@ impl Bus {
         self.inner.observers.dead_lettered(&letter);
         self.store_dead_letter(&letter);
         let mut letters = queue.lock();
-        if letters.len() >= queue.capacity && self.inner.store.is_none() {
-            if let Some(old) = letters.pop_front() {
+        // Bounded with a store too: the store keeps letters by its own retention.
+        while letters.len() >= queue.capacity {
+            let Some(old) = letters.pop_front() else {
+                break;
+            };
+            if self.inner.store.is_some() {
+                tracing::debug!(
+                    dead_letter = old.id,
+                    capacity = queue.capacity,
+                    "dead-letter queue full: the oldest letter left it; it stays in the store"
+                );
+            } else {
                 tracing::warn!(
                     event = old.meta.name(), event_id = %old.meta.id(), handler = %old.handler,
                     capacity = queue.capacity,

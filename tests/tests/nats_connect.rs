@@ -59,7 +59,7 @@ async fn works(url: &str, options: NatsOptions) {
 /// A connection refused for its credentials, promptly, without showing `secret`.
 async fn refused(url: &str, options: NatsOptions, secret: &str) {
     let (result, took) = connect(url, options).await;
-    let error = result.err().expect("wrong credentials were accepted");
+    let error = result.expect_err("wrong credentials were accepted");
     assert!(matches!(error, NatsError::Auth { .. }), "{error:?}");
     assert!(took < PROMPT, "took {took:?}: {error}");
     let shown = format!("{error} {error:?}");
@@ -180,17 +180,13 @@ async fn tls_with_a_private_authority_and_client_certificates() {
         options().client_certificate(file("client.pem"), file("client-key.pem")),
     )
     .await;
-    let error = result
-        .err()
-        .expect("an untrusted server certificate was accepted");
+    let error = result.expect_err("an untrusted server certificate was accepted");
     assert!(matches!(error, NatsError::Tls { .. }), "{error:?}");
     assert!(took < PROMPT, "{took:?}");
 
     // No client certificate for a server that verifies clients: refused, promptly.
     let (result, took) = connect(&url, options().root_certificates(file("ca.pem"))).await;
-    let error = result
-        .err()
-        .expect("a client without a certificate was accepted");
+    let error = result.expect_err("a client without a certificate was accepted");
     assert!(
         matches!(error, NatsError::Tls { .. } | NatsError::Connect { .. }),
         "{error:?}"
@@ -199,9 +195,7 @@ async fn tls_with_a_private_authority_and_client_certificates() {
 
     // A certificate file that does not exist is a TLS error naming nothing secret.
     let (result, _) = connect(&url, options().root_certificates(file("missing.pem"))).await;
-    let error = result
-        .err()
-        .expect("a missing root certificate file was accepted");
+    let error = result.expect_err("a missing root certificate file was accepted");
     assert!(
         matches!(error, NatsError::Tls { .. } | NatsError::Connect { .. }),
         "{error:?}"
@@ -212,7 +206,7 @@ async fn tls_with_a_private_authority_and_client_certificates() {
 async fn an_unreachable_server_fails_promptly_as_a_connection_error() {
     let url = format!("127.0.0.1:{}", free_port());
     let (result, took) = connect(&url, options()).await;
-    let error = result.err().expect("connected to nothing");
+    let error = result.expect_err("connected to nothing");
     assert!(matches!(error, NatsError::Connect { .. }), "{error:?}");
     assert!(took < PROMPT, "{took:?}");
     // The address is shown without the credentials in it.
@@ -253,7 +247,7 @@ async fn an_unacknowledged_publish_is_unconfirmed_and_its_retry_with_the_same_id
     let started = Instant::now();
     let result = bus.publish(Ping { n: 2 }).await;
     signal("-CONT");
-    let error = result.err().expect("published to a stopped server");
+    let error = result.expect_err("published to a stopped server");
     let PublishError::Unconfirmed { id, .. } = &error else {
         panic!("expected Unconfirmed, got {error:?}: {error}");
     };
@@ -279,10 +273,7 @@ async fn an_unacknowledged_publish_is_unconfirmed_and_its_retry_with_the_same_id
     // And consumers see each once.
     PINGS.store(0, Ordering::SeqCst);
     let consumers = bus.consume().await.unwrap();
-    until("three pings", || {
-        PINGS.load(Ordering::SeqCst) >= 3
-    })
-    .await;
+    until("three pings", || PINGS.load(Ordering::SeqCst) >= 3).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(PINGS.load(Ordering::SeqCst), 3);
     drop(consumers);

@@ -245,7 +245,7 @@ async fn a_durable_handler_added_later_catches_up_from_the_beginning_and_only_on
     assert_eq!(calls("analytics"), [1, 2, 3, 4, 5, 6]);
     assert!(
         store
-            .undelivered("store::later::analytics", "shop.order.placed")
+            .undelivered("store::later::analytics", "shop.order.placed", 0, 10)
             .unwrap()
             .is_empty()
     );

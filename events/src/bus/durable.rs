@@ -1,7 +1,7 @@
 //! The bus with a store: appending before dispatch, delivery records of durable handlers,
 //! recovery after a crash, replay, and durable dead letters.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,7 +13,10 @@ use crate::dead_letter::DeadLetter;
 use crate::envelope::Meta;
 use crate::event::{AnyEvent, EventInfo};
 use crate::receipt::Outcome;
-use crate::store::{EventStore, StoreError, StoreQuery, StoredDeadLetter, StoredEvent};
+use crate::store::{
+    EventStore, Order, PAGE, Row, StoreError, StoreQuery, StoredDeadLetter, StoredEvent,
+    row_sequence,
+};
 
 /// What [`Bus::recover`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,9 +26,38 @@ pub struct Recovery {
     pub events: usize,
     /// Deliveries made (one event to one durable handler).
     pub deliveries: usize,
-    /// Stored events that could not be decoded for a durable handler (an unknown event
-    /// version, a payload that no longer deserializes); they stay pending and are logged.
+    /// Deliveries that could not be made: the stored row is unreadable (a damaged store),
+    /// or the event cannot be decoded for its durable handler (an unknown event version, a
+    /// payload that no longer deserializes). They stay pending and are logged with their
+    /// sequence; the other events are delivered.
     pub unreadable: usize,
+    /// The sequences of those events (the first [`Recovery::MAX_LISTED`]).
+    pub unreadable_sequences: Vec<u64>,
+}
+
+impl Recovery {
+    /// How many unreadable sequences a report lists at most.
+    pub const MAX_LISTED: usize = 1000;
+
+    fn unreadable(&mut self, sequence: u64) {
+        self.unreadable += 1;
+        if self.unreadable_sequences.len() < Recovery::MAX_LISTED
+            && self.unreadable_sequences.last() != Some(&sequence)
+        {
+            self.unreadable_sequences.push(sequence);
+        }
+    }
+}
+
+/// One durable handler's pending events, a page at a time, for [`Bus::recover`]'s merge.
+struct Pending {
+    /// Its index in the bus's durable handlers.
+    handler: usize,
+    page: std::collections::VecDeque<Row>,
+    /// The last sequence read.
+    after: u64,
+    /// Whether the store has no more.
+    done: bool,
 }
 
 /// How far a [`Replay`] has come, given to its progress callback after each event.
@@ -48,8 +80,8 @@ pub struct ReplayReport {
     pub events: usize,
     /// Deliveries made (one event to one handler).
     pub deliveries: usize,
-    /// Events skipped: their type (name and version) is not on this bus, or their payload
-    /// no longer deserializes.
+    /// Events skipped (and logged with their sequence): the stored row is unreadable, their
+    /// type (name and version) is not on this bus, or their payload no longer deserializes.
     pub skipped: usize,
     /// Handler calls that failed (they went through retries and dead letters as usual).
     pub failures: usize,
@@ -274,7 +306,7 @@ impl Bus {
         let Some(store) = &self.inner.store else {
             return;
         };
-        let letters = match store.dead_letters() {
+        let letters = match store.dead_letters(self.inner.dead_letters.capacity()) {
             Ok(letters) => letters,
             Err(e) => {
                 tracing::error!(error = %e, "the store's dead letters could not be read");
@@ -390,22 +422,54 @@ impl Bus {
         };
         // Delivery records still on their way to the store would look like missed ones.
         store.flush().await?;
-        let mut pending: BTreeMap<u64, (StoredEvent, Vec<usize>)> = BTreeMap::new();
-        for (k, (info, slot)) in self.inner.durable.iter().enumerate() {
-            for event in store.undelivered(slot.name(), info.name)? {
-                pending
-                    .entry(event.sequence)
-                    .or_insert_with(|| (event, Vec::new()))
-                    .1
-                    .push(k);
-            }
-        }
+        // Each durable handler's pending events are read a page at a time and merged by
+        // sequence: memory holds a page per handler, whatever the backlog.
+        let mut pending: Vec<Pending> = (0..self.inner.durable.len())
+            .map(|handler| Pending {
+                handler,
+                page: Default::default(),
+                after: 0,
+                done: false,
+            })
+            .collect();
         let mut report = Recovery::default();
-        for (sequence, (stored, handlers)) in pending {
+        loop {
+            for p in &mut pending {
+                if p.page.is_empty() && !p.done {
+                    let (info, slot) = &self.inner.durable[p.handler];
+                    let rows = store.undelivered(slot.name(), info.name, p.after, PAGE)?;
+                    p.done = rows.len() < PAGE;
+                    for row in rows {
+                        match row_sequence(&row) {
+                            Some(sequence) => {
+                                p.after = p.after.max(sequence);
+                                p.page.push_back(row);
+                            }
+                            None => return Err(row.err().unwrap_or(StoreError::Closed)),
+                        }
+                    }
+                }
+            }
+            let Some(sequence) = pending
+                .iter()
+                .filter_map(|p| p.page.front().and_then(row_sequence))
+                .min()
+            else {
+                break;
+            };
             let mut delivered = false;
-            for k in handlers {
-                let (info, slot) = &self.inner.durable[k];
-                match self.decode_stored(&stored, Some(info)) {
+            for p in &mut pending {
+                if p.page.front().and_then(row_sequence) != Some(sequence) {
+                    continue;
+                }
+                let Some(row) = p.page.pop_front() else {
+                    continue;
+                };
+                let (info, slot) = &self.inner.durable[p.handler];
+                let decoded = row
+                    .map_err(|e| e.to_string())
+                    .and_then(|stored| self.decode_stored(&stored, Some(info)));
+                match decoded {
                     Ok((event, meta)) => {
                         let ctx = Context {
                             bus: self.clone(),
@@ -418,11 +482,10 @@ impl Bus {
                     }
                     Err(reason) => {
                         tracing::error!(
-                            sequence, event = %stored.name, version = stored.version,
-                            handler = slot.name(), %reason,
+                            sequence, event = info.name, handler = slot.name(), %reason,
                             "a stored event cannot be recovered for a durable handler; it stays pending"
                         );
-                        report.unreadable += 1;
+                        report.unreadable(sequence);
                     }
                 }
             }
@@ -490,51 +553,84 @@ impl Bus {
         let selection = Arc::new(Selection {
             only: only.map(|o| o.into_iter().collect()),
         });
-        let events = store.query(&query)?;
-        let total = events.len();
+        // What the query selects now: events appended meanwhile (by the replayed handlers,
+        // say) are not replayed.
+        let mut page = query;
+        if page.order == Order::OldestFirst {
+            let newest = store
+                .read(&StoreQuery::all().newest_first().limit(1))?
+                .first()
+                .and_then(row_sequence)
+                .unwrap_or(0);
+            page.to_sequence = Some(page.to_sequence.map_or(newest, |s| s.min(newest)));
+        }
+        let total = store.count(&page)?;
+        let mut left = total;
+        let mut done = 0;
         let mut report = ReplayReport::default();
-        for (done, stored) in events.into_iter().enumerate() {
-            match self.decode_stored(&stored, None) {
-                Ok((event, mut meta)) => {
-                    let type_id = meta.info().type_id();
-                    meta.set_replay(Some(Arc::clone(&selection)));
-                    let ctx = Context {
-                        bus: self.clone(),
-                        meta,
-                        attempt: 1,
-                    };
-                    let route = self.route(type_id);
-                    let chosen = selection.choose(self.slots_of(&route, type_id));
-                    let mut outcomes = Outcomes::default();
-                    run(&chosen, &*event, &ctx, &mut outcomes).await;
-                    report.events += 1;
-                    report.deliveries += chosen
-                        .iter()
-                        .filter(|s| !matches!(s.target, Target::Upcast { .. }))
-                        .count();
-                    report.failures += outcomes
-                        .exceptions
-                        .iter()
-                        .filter(|(_, o)| o.is_failure())
-                        .count();
-                }
-                Err(reason) => {
-                    tracing::warn!(
-                        sequence = stored.sequence, event = %stored.name, %reason,
-                        "a stored event was skipped by replay"
-                    );
-                    report.skipped += 1;
+        // A page at a time: memory does not grow with the history.
+        while left > 0 {
+            page.limit = Some(left.min(PAGE));
+            let rows = store.read(&page)?;
+            let Some(last) = rows.last().and_then(row_sequence) else {
+                break;
+            };
+            let full = rows.len() == PAGE;
+            left = left.saturating_sub(rows.len());
+            for row in rows {
+                let sequence = row_sequence(&row).unwrap_or(0);
+                self.replay_one(row, &selection, &mut report).await;
+                done += 1;
+                if let Some(progress) = &mut progress {
+                    progress(ReplayProgress {
+                        done,
+                        total,
+                        sequence,
+                    });
                 }
             }
-            if let Some(progress) = &mut progress {
-                progress(ReplayProgress {
-                    done: done + 1,
-                    total,
-                    sequence: stored.sequence,
-                });
+            if !full || !page.after(last) {
+                break;
             }
         }
         Ok(report)
+    }
+
+    /// Replays one stored row (or skips it, logged, when it cannot be read or decoded).
+    async fn replay_one(&self, row: Row, selection: &Arc<Selection>, report: &mut ReplayReport) {
+        let sequence = row_sequence(&row).unwrap_or(0);
+        let decoded = row
+            .map_err(|e| e.to_string())
+            .and_then(|stored| self.decode_stored(&stored, None));
+        match decoded {
+            Ok((event, mut meta)) => {
+                let type_id = meta.info().type_id();
+                meta.set_replay(Some(Arc::clone(selection)));
+                let ctx = Context {
+                    bus: self.clone(),
+                    meta,
+                    attempt: 1,
+                };
+                let route = self.route(type_id);
+                let chosen = selection.choose(self.slots_of(&route, type_id));
+                let mut outcomes = Outcomes::default();
+                run(&chosen, &*event, &ctx, &mut outcomes).await;
+                report.events += 1;
+                report.deliveries += chosen
+                    .iter()
+                    .filter(|s| !matches!(s.target, Target::Upcast { .. }))
+                    .count();
+                report.failures += outcomes
+                    .exceptions
+                    .iter()
+                    .filter(|(_, o)| o.is_failure())
+                    .count();
+            }
+            Err(reason) => {
+                tracing::warn!(sequence, %reason, "a stored event was skipped by replay");
+                report.skipped += 1;
+            }
+        }
     }
 }
 

@@ -4,12 +4,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    EventStore, Order, StoreError, StoreFuture, StoreQuery, StoredDeadLetter, StoredEvent,
+    EventStore, Order, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter, StoredEvent,
 };
 use crate::envelope::EventId;
 
 /// An [`EventStore`] in memory: the most recent events up to a byte budget (default
-/// 10 MB), oldest evicted first. Not durable: for tests, and for replaying recent events.
+/// 10 MB), oldest evicted first. Dead letters count against the same budget: they may take
+/// up to half of it, beyond which the oldest letters go first. Not durable: for tests, and
+/// for replaying recent events.
 ///
 /// ```
 /// let store = events::store::MemoryStore::with_budget(1 << 20); // 1 MiB of history
@@ -32,7 +34,17 @@ struct State {
     deliveries: HashMap<String, BTreeSet<u64>>,
     checkpoints: HashMap<(String, String), u64>,
     dead_letters: BTreeMap<u64, StoredDeadLetter>,
+    letter_bytes: usize,
     last_dead_letter: u64,
+    evicted_letters: u64,
+}
+
+/// Roughly how many bytes a dead letter takes in memory.
+fn letter_size(letter: &StoredDeadLetter) -> usize {
+    std::mem::size_of::<StoredDeadLetter>() + letter.event.size()
+        - std::mem::size_of::<StoredEvent>()
+        + letter.handler.len()
+        + letter.error.len()
 }
 
 impl State {
@@ -54,6 +66,37 @@ impl State {
                 && e.name == event
                 && !done.is_some_and(|d| d.contains(&e.sequence))
         })
+    }
+}
+
+impl State {
+    /// Drops the oldest dead letters while they take more than half the budget, then the
+    /// oldest events (all but the newest) and letters while both take more than all of it.
+    fn evict(&mut self, budget: usize) {
+        while self.letter_bytes > budget / 2 && self.pop_letter() {}
+        while self.bytes + self.letter_bytes > budget {
+            if self.events.len() > 1 {
+                let Some(old) = self.events.pop_front() else {
+                    break;
+                };
+                self.bytes -= old.size();
+                self.ids.remove(&old.id);
+                self.evicted += 1;
+            } else if !self.pop_letter() {
+                break;
+            }
+        }
+    }
+
+    fn pop_letter(&mut self) -> bool {
+        match self.dead_letters.pop_first() {
+            Some((_, letter)) => {
+                self.letter_bytes -= letter_size(&letter);
+                self.evicted_letters += 1;
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -104,6 +147,22 @@ impl MemoryStore {
         self.lock().evicted
     }
 
+    /// How many dead letters are kept.
+    pub fn dead_letter_count(&self) -> usize {
+        self.lock().dead_letters.len()
+    }
+
+    /// How many bytes the kept dead letters take, by the store's estimate (at most half the
+    /// budget).
+    pub fn dead_letter_bytes(&self) -> usize {
+        self.lock().letter_bytes
+    }
+
+    /// How many dead letters were evicted to stay within the budget.
+    pub fn evicted_dead_letters(&self) -> u64 {
+        self.lock().evicted_letters
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -141,14 +200,7 @@ impl EventStore for MemoryStore {
             state.bytes += event.size();
             state.ids.insert(event.id, sequence);
             state.events.push_back(event);
-            while state.bytes > self.budget && state.events.len() > 1 {
-                let Some(old) = state.events.pop_front() else {
-                    break;
-                };
-                state.bytes -= old.size();
-                state.ids.remove(&old.id);
-                state.evicted += 1;
-            }
+            state.evict(self.budget);
             let oldest = state.events.front().map_or(sequence, |e| e.sequence);
             for done in state.deliveries.values_mut() {
                 if done.first().is_some_and(|&s| s < oldest) {
@@ -177,7 +229,7 @@ impl EventStore for MemoryStore {
         }
     }
 
-    fn query(&self, query: &StoreQuery) -> Result<Vec<StoredEvent>, StoreError> {
+    fn read(&self, query: &StoreQuery) -> Result<Vec<Row>, StoreError> {
         let state = self.lock();
         let limit = query.limit.unwrap_or(usize::MAX);
         let selected = |e: &&StoredEvent| query.matches(e);
@@ -187,7 +239,7 @@ impl EventStore for MemoryStore {
                 .iter()
                 .filter(selected)
                 .take(limit)
-                .cloned()
+                .map(|e| Ok(e.clone()))
                 .collect(),
             Order::NewestFirst => state
                 .events
@@ -195,14 +247,31 @@ impl EventStore for MemoryStore {
                 .rev()
                 .filter(selected)
                 .take(limit)
-                .cloned()
+                .map(|e| Ok(e.clone()))
                 .collect(),
         })
     }
 
-    fn undelivered(&self, handler: &str, event: &str) -> Result<Vec<StoredEvent>, StoreError> {
+    fn count(&self, query: &StoreQuery) -> Result<usize, StoreError> {
         let state = self.lock();
-        Ok(state.undelivered(handler, event).cloned().collect())
+        let n = state.events.iter().filter(|e| query.matches(e)).count();
+        Ok(n.min(query.limit.unwrap_or(usize::MAX)))
+    }
+
+    fn undelivered(
+        &self,
+        handler: &str,
+        event: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .undelivered(handler, event)
+            .filter(|e| e.sequence > after)
+            .take(limit)
+            .map(|e| Ok(e.clone()))
+            .collect())
     }
 
     fn checkpoint<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, u64> {
@@ -222,15 +291,24 @@ impl EventStore for MemoryStore {
     fn put_dead_letter(&self, letter: StoredDeadLetter) {
         let mut state = self.lock();
         state.last_dead_letter = state.last_dead_letter.max(letter.id);
-        state.dead_letters.insert(letter.id, letter);
+        state.letter_bytes += letter_size(&letter);
+        if let Some(old) = state.dead_letters.insert(letter.id, letter) {
+            state.letter_bytes -= letter_size(&old);
+        }
+        state.evict(self.budget);
     }
 
     fn remove_dead_letter(&self, id: u64) {
-        self.lock().dead_letters.remove(&id);
+        let mut state = self.lock();
+        if let Some(old) = state.dead_letters.remove(&id) {
+            state.letter_bytes -= letter_size(&old);
+        }
     }
 
-    fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, StoreError> {
-        Ok(self.lock().dead_letters.values().cloned().collect())
+    fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>, StoreError> {
+        let state = self.lock();
+        let skip = state.dead_letters.len().saturating_sub(limit);
+        Ok(state.dead_letters.values().skip(skip).cloned().collect())
     }
 
     fn last_dead_letter_id(&self) -> Result<u64, StoreError> {

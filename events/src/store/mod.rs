@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteStore, Synchronous};
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::envelope::{EventId, Meta, Metadata};
 use crate::event::EventKind;
@@ -84,7 +84,8 @@ pub enum StoreError {
         /// The stored event's sequence number.
         sequence: u64,
     },
-    /// A stored row could not be read back.
+    /// A stored row could not be read back. In the rows of [`EventStore::read`] it stands
+    /// for one event; the other rows are read.
     #[error("stored row {sequence} is unreadable: {reason}")]
     Corrupt {
         /// The row's sequence number (or dead letter's id).
@@ -92,6 +93,60 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Events the store had acknowledged are gone: the store's high-water mark (the last
+    /// sequence it acknowledged, kept beside the database) is above the last event it can
+    /// read. SQLite drops the committed tail of its write-ahead log when a frame of it is
+    /// damaged, and opens without a word; this is that loss, detected. The store was not
+    /// changed. Restore the file from a backup, or open it with
+    /// [`SqliteOptions::accept_lost_tail`] to go on without those events.
+    #[error(
+        "the event store `{path}` acknowledged events up to sequence {acknowledged} but can \
+         read only up to {readable}: {lost} acknowledged event(s) are lost (a damaged \
+         write-ahead log, or a file restored from an older copy); it was left unchanged: \
+         restore it from a backup, or open it with `SqliteOptions::accept_lost_tail` to go on \
+         without them"
+    )]
+    LostTail {
+        /// The store's file.
+        path: String,
+        /// The last sequence the store acknowledged.
+        acknowledged: u64,
+        /// The last sequence it can read.
+        readable: u64,
+        /// How many sequences are missing.
+        lost: u64,
+    },
+    /// SQLite's `PRAGMA quick_check` (run at open when asked for with
+    /// [`SqliteOptions::quick_check`]) found the file damaged; it was not changed.
+    #[error("the event store `{path}` is damaged: {problems}; it was left unchanged")]
+    Damaged {
+        /// The store's file.
+        path: String,
+        /// The first problems `quick_check` reported.
+        problems: String,
+    },
+}
+
+impl StoreError {
+    /// The sequence number of the row a [`StoreError::Corrupt`] is about.
+    pub fn corrupt_sequence(&self) -> Option<u64> {
+        match self {
+            StoreError::Corrupt { sequence, .. } => Some(*sequence),
+            _ => None,
+        }
+    }
+}
+
+/// One row of a [read](EventStore::read): an event, or `Err(StoreError::Corrupt)` for a row
+/// that cannot be read back (it costs that one event, not the read).
+pub type Row = Result<StoredEvent, StoreError>;
+
+/// The sequence of a row, readable or not.
+pub(crate) fn row_sequence(row: &Row) -> Option<u64> {
+    match row {
+        Ok(e) => Some(e.sequence),
+        Err(e) => e.corrupt_sequence(),
+    }
 }
 
 /// One event as a store keeps it: the envelope's fields and the payload as JSON text.
@@ -339,6 +394,27 @@ impl StoreQuery {
         self
     }
 
+    /// Moves the query past row `sequence` in its order, for the next page; `false` when
+    /// nothing can come after it.
+    pub(crate) fn after(&mut self, sequence: u64) -> bool {
+        match self.order {
+            Order::OldestFirst => match sequence.checked_add(1) {
+                Some(next) => {
+                    self.from_sequence = Some(next);
+                    true
+                }
+                None => false,
+            },
+            Order::NewestFirst => match sequence.checked_sub(1) {
+                Some(next) if next > 0 => {
+                    self.to_sequence = Some(next);
+                    true
+                }
+                _ => false,
+            },
+        }
+    }
+
     /// Whether `e` is selected (all settings but `limit` and `order`).
     pub fn matches(&self, e: &StoredEvent) -> bool {
         self.id.is_none_or(|id| id == e.id)
@@ -365,6 +441,11 @@ impl StoreQuery {
 /// Appends must be durable (as durable as the store promises) when their future resolves;
 /// the other writes may be batched with later ones: losing one after a crash costs a second
 /// delivery or a dead letter shown again, never an event.
+///
+/// Reads come in pages ([`StoreQuery::limit`], [`undelivered`](Self::undelivered)'s
+/// `limit`): recovery and replay hold one page at a time, whatever the history's length. A
+/// row that cannot be read back is an `Err` in its place ([`Row`]), so one damaged row costs
+/// one event.
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `event`; resolves with its sequence number once it is stored.
     /// [`StoreError::Duplicate`] when an event with its id is already stored.
@@ -373,48 +454,93 @@ pub trait EventStore: Send + Sync + 'static {
     /// Records that the durable handler `handler` is done with event `sequence`.
     fn record_delivery(&self, handler: &str, sequence: u64);
 
-    /// The stored events `query` selects.
+    /// The rows `query` selects, in its order; an unreadable row is
+    /// `Err(StoreError::Corrupt)` in its place (selected by whatever of it could be read).
     ///
     /// # Errors
-    /// When the store cannot be read.
-    fn query(&self, query: &StoreQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    /// When the store cannot be read at all.
+    fn read(&self, query: &StoreQuery) -> Result<Vec<Row>, StoreError>;
 
-    /// The stored events named `event` that durable handler `handler` has no delivery record
-    /// for, oldest first.
+    /// The stored events `query` selects: [`read`](Self::read) without unreadable rows.
+    ///
+    /// # Errors
+    /// When the store cannot be read, or a selected row is unreadable
+    /// ([`StoreError::Corrupt`] with its sequence: narrow the query around it, or use
+    /// [`read`](Self::read) to get the others).
+    fn query(&self, query: &StoreQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(query)?.into_iter().collect()
+    }
+
+    /// How many rows `query` selects (its limit included).
     ///
     /// # Errors
     /// When the store cannot be read.
-    fn undelivered(&self, handler: &str, event: &str) -> Result<Vec<StoredEvent>, StoreError>;
+    fn count(&self, query: &StoreQuery) -> Result<usize, StoreError> {
+        let mut page = query.clone();
+        let mut left = query.limit.unwrap_or(usize::MAX);
+        let mut n = 0;
+        while left > 0 {
+            page.limit = Some(left.min(PAGE));
+            let rows = self.read(&page)?;
+            let Some(last) = rows.last().and_then(row_sequence) else {
+                break;
+            };
+            n += rows.len();
+            left -= rows.len();
+            if rows.len() < page.limit.unwrap_or(0) || !page.after(last) {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Up to `limit` stored events named `event` above sequence `after` that durable handler
+    /// `handler` has neither a delivery record nor a checkpoint for, oldest first; an
+    /// unreadable one is `Err(StoreError::Corrupt)` in its place.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn undelivered(
+        &self,
+        handler: &str,
+        event: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError>;
 
     /// Moves `handler`'s checkpoint for events named `event` up to the last sequence before
     /// the first event it has not finished, and forgets the delivery records at or below it;
     /// resolves with the checkpoint.
     fn checkpoint<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, u64>;
 
-    /// Keeps a dead letter.
+    /// Keeps a dead letter (the store may drop its oldest ones: see its retention).
     fn put_dead_letter(&self, letter: StoredDeadLetter);
 
     /// Forgets dead letter `id` (retried or discarded).
     fn remove_dead_letter(&self, id: u64);
 
-    /// Every kept dead letter, oldest first.
+    /// The newest `limit` kept dead letters, oldest first. A letter that cannot be read back
+    /// is left out (and logged).
     ///
     /// # Errors
     /// When the store cannot be read.
-    fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, StoreError>;
+    fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>, StoreError>;
 
     /// The highest dead-letter id ever kept, removed ones included, so that a restarted bus
-    /// never gives an id twice. The default looks at the kept letters only.
+    /// never gives an id twice. The default looks at the newest kept letter only.
     ///
     /// # Errors
     /// When the store cannot be read.
     fn last_dead_letter_id(&self) -> Result<u64, StoreError> {
-        Ok(self.dead_letters()?.iter().map(|d| d.id).max().unwrap_or(0))
+        Ok(self.dead_letters(1)?.last().map_or(0, |d| d.id))
     }
 
     /// Resolves when every write made so far is stored.
     fn flush(&self) -> StoreFuture<'_, ()>;
 }
+
+/// How many rows recovery and replay read at a time.
+pub(crate) const PAGE: usize = 256;
 
 /// A shared store: keep a handle (to query it, or in tests) and give the bus another.
 impl<S: EventStore> EventStore for Arc<S> {
@@ -424,11 +550,23 @@ impl<S: EventStore> EventStore for Arc<S> {
     fn record_delivery(&self, handler: &str, sequence: u64) {
         (**self).record_delivery(handler, sequence);
     }
+    fn read(&self, query: &StoreQuery) -> Result<Vec<Row>, StoreError> {
+        (**self).read(query)
+    }
     fn query(&self, query: &StoreQuery) -> Result<Vec<StoredEvent>, StoreError> {
         (**self).query(query)
     }
-    fn undelivered(&self, handler: &str, event: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        (**self).undelivered(handler, event)
+    fn count(&self, query: &StoreQuery) -> Result<usize, StoreError> {
+        (**self).count(query)
+    }
+    fn undelivered(
+        &self,
+        handler: &str,
+        event: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        (**self).undelivered(handler, event, after, limit)
     }
     fn checkpoint<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, u64> {
         (**self).checkpoint(handler, event)
@@ -439,8 +577,8 @@ impl<S: EventStore> EventStore for Arc<S> {
     fn remove_dead_letter(&self, id: u64) {
         (**self).remove_dead_letter(id);
     }
-    fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, StoreError> {
-        (**self).dead_letters()
+    fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>, StoreError> {
+        (**self).dead_letters(limit)
     }
     fn last_dead_letter_id(&self) -> Result<u64, StoreError> {
         (**self).last_dead_letter_id()

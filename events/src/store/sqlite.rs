@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: the durable store, one SQLite file in WAL mode, written by one thread
 //! that commits many appends with one `fsync` (group commit).
 
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
@@ -9,7 +10,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{
-    EventStore, Order, StoreError, StoreFuture, StoreQuery, StoredDeadLetter, StoredEvent,
+    EventStore, Order, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter, StoredEvent,
 };
 use crate::envelope::EventId;
 
@@ -24,6 +25,79 @@ pub enum Synchronous {
     /// `NORMAL`: a commit survives a crash of the process (it is in the WAL, in the OS's
     /// cache) but the last commits may be lost if the machine loses power. Faster.
     Normal,
+}
+
+/// How a [`SqliteStore`] is opened: durability, checks at open, dead-letter retention.
+///
+/// ```
+/// use events::store::{SqliteOptions, Synchronous};
+/// let options = SqliteOptions::new()
+///     .synchronous(Synchronous::Normal)
+///     .quick_check(true)
+///     .max_dead_letters(10_000);
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct SqliteOptions {
+    synchronous: Synchronous,
+    quick_check: bool,
+    accept_lost_tail: bool,
+    max_dead_letters: u64,
+}
+
+impl SqliteOptions {
+    /// The default dead-letter retention.
+    pub const DEFAULT_MAX_DEAD_LETTERS: u64 = 100_000;
+
+    /// `synchronous = FULL`, no `quick_check`, a lost tail refused, at most 100,000 dead
+    /// letters.
+    pub fn new() -> SqliteOptions {
+        SqliteOptions {
+            synchronous: Synchronous::Full,
+            quick_check: false,
+            accept_lost_tail: false,
+            max_dead_letters: SqliteOptions::DEFAULT_MAX_DEAD_LETTERS,
+        }
+    }
+    /// How hard SQLite works to make a commit survive.
+    pub fn synchronous(mut self, synchronous: Synchronous) -> SqliteOptions {
+        self.synchronous = synchronous;
+        self
+    }
+    /// Runs SQLite's `PRAGMA quick_check` at open: [`StoreError::Damaged`] when it finds
+    /// the file's structure damaged (pages, b-trees, records; it does not read every value,
+    /// and nothing in SQLite checks a value's bits). Its cost grows with the file: about a
+    /// second per few hundred MB.
+    pub fn quick_check(mut self, on: bool) -> SqliteOptions {
+        self.quick_check = on;
+        self
+    }
+    /// Opens a store that lost acknowledged events ([`StoreError::LostTail`]) anyway, with
+    /// an error in the log: for after the loss has been looked at. The high-water mark then
+    /// moves down to what is readable.
+    pub fn accept_lost_tail(mut self, accept: bool) -> SqliteOptions {
+        self.accept_lost_tail = accept;
+        self
+    }
+    /// Keeps at most the newest `n` dead letters (by id; at least 1): an older one is
+    /// deleted when a new one is stored (default 100,000).
+    pub fn max_dead_letters(mut self, n: u64) -> SqliteOptions {
+        self.max_dead_letters = n.max(1);
+        self
+    }
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions::new()
+    }
+}
+
+impl From<Synchronous> for SqliteOptions {
+    fn from(synchronous: Synchronous) -> SqliteOptions {
+        SqliteOptions::new().synchronous(synchronous)
+    }
 }
 
 /// The schema, one migration per version; `PRAGMA user_version` says how many have run.
@@ -76,6 +150,10 @@ const MAX_BATCH: usize = 4096;
 ///
 /// - WAL journal, `synchronous = FULL` unless [`open_with`](Self::open_with) says
 ///   otherwise: an append is on disk when its future resolves.
+/// - A high-water mark beside the file (`<file>-hwm`, the last acknowledged sequence,
+///   written after each commit): a store that opens with fewer events than it acknowledged
+///   is refused with [`StoreError::LostTail`] instead of opening "ok" without them.
+/// - Dead letters kept up to a retention ([`SqliteOptions::max_dead_letters`]).
 /// - Group commit: one thread owns the write connection and commits everything that
 ///   arrived while the previous commit ran in one transaction, so concurrent publishers
 ///   share one `fsync`.
@@ -120,17 +198,21 @@ impl SqliteStore {
         SqliteStore::open_with(path, Synchronous::Full)
     }
 
-    /// Opens (or creates) the store at `path` with the given durability.
+    /// Opens (or creates) the store at `path` with `options` (or a [`Synchronous`]).
     ///
     /// # Errors
-    /// As [`open`](Self::open).
+    /// As [`open`](Self::open); [`StoreError::LostTail`] when acknowledged events are gone
+    /// (unless [accepted](SqliteOptions::accept_lost_tail)); [`StoreError::Damaged`] when
+    /// a [`quick_check`](SqliteOptions::quick_check) fails.
     pub fn open_with(
         path: impl AsRef<Path>,
-        synchronous: Synchronous,
+        options: impl Into<SqliteOptions>,
     ) -> Result<SqliteStore, StoreError> {
+        let options = options.into();
         let path = path.as_ref().to_path_buf();
+        let shown = path.display().to_string();
         let opening = |e: rusqlite::Error| StoreError::Open {
-            path: path.display().to_string(),
+            path: shown.clone(),
             reason: e.to_string(),
         };
         let mut conn = Connection::open(&path).map_err(opening)?;
@@ -140,12 +222,15 @@ impl SqliteStore {
         // refused here, before anything is written to it.
         conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
             .map_err(opening)?;
+        if options.quick_check {
+            quick_check(&conn, &shown)?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(opening)?;
         conn.pragma_update(
             None,
             "synchronous",
-            match synchronous {
+            match options.synchronous {
                 Synchronous::Full => "FULL",
                 Synchronous::Normal => "NORMAL",
             },
@@ -153,11 +238,17 @@ impl SqliteStore {
         .map_err(opening)?;
         migrate(&mut conn, &path).map_err(|e| match e {
             StoreError::Backend(reason) => StoreError::Open {
-                path: path.display().to_string(),
+                path: shown.clone(),
                 reason,
             },
             e => e,
         })?;
+        let readable: i64 = conn
+            .query_row("SELECT COALESCE(MAX(sequence), 0) FROM events", [], |r| {
+                r.get(0)
+            })
+            .map_err(opening)?;
+        let mark = HighWater::open(&path, readable as u64, options.accept_lost_tail)?;
         let reader = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -167,9 +258,10 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(opening)?;
         let (tx, rx) = mpsc::channel();
+        let max_dead_letters = options.max_dead_letters;
         let thread = std::thread::Builder::new()
             .name("events-sqlite-writer".into())
-            .spawn(move || write_loop(conn, rx))
+            .spawn(move || write_loop(conn, rx, mark, max_dead_letters))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             path,
@@ -204,7 +296,7 @@ impl SqliteStore {
         })
     }
 
-    fn read(&self) -> MutexGuard<'_, Connection> {
+    fn read_connection(&self) -> MutexGuard<'_, Connection> {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -250,8 +342,92 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `PRAGMA quick_check`: `ok`, or [`StoreError::Damaged`] with its first problems.
+fn quick_check(conn: &Connection, path: &str) -> Result<(), StoreError> {
+    let damaged = |problems: String| StoreError::Damaged {
+        path: path.to_owned(),
+        problems,
+    };
+    let mut stmt = conn
+        .prepare("PRAGMA quick_check(8)")
+        .map_err(|e| damaged(e.to_string()))?;
+    let problems = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| damaged(e.to_string()))?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(damaged(crate::ingest::clip_to(&problems.join("; "), 1024)))
+}
+
+/// The high-water mark: the last sequence the store acknowledged, in `<file>-hwm`, written
+/// (not synced) after each commit that appended. It can only lag the database: a crash
+/// between a commit and its mark leaves the mark lower, never higher. So a mark above the
+/// last readable event means acknowledged events are gone.
+struct HighWater {
+    file: std::fs::File,
+    last: u64,
+}
+
+impl HighWater {
+    /// Opens (or creates) the mark of the store at `db`, whose last readable sequence is
+    /// `readable`; refuses a store that lost acknowledged events unless `accept`.
+    fn open(db: &Path, readable: u64, accept: bool) -> Result<HighWater, StoreError> {
+        let mut name = db.as_os_str().to_owned();
+        name.push("-hwm");
+        let path = PathBuf::from(name);
+        let open_error = |e: std::io::Error| StoreError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(open_error)?;
+        let mut bytes = [0u8; 8];
+        // A missing or short mark (a new store, one from an older version) says nothing.
+        let acknowledged = match file.read_exact(&mut bytes) {
+            Ok(()) => u64::from_le_bytes(bytes),
+            Err(_) => 0,
+        };
+        if acknowledged > readable {
+            let lost = StoreError::LostTail {
+                path: db.display().to_string(),
+                acknowledged,
+                readable,
+                lost: acknowledged - readable,
+            };
+            if !accept {
+                return Err(lost);
+            }
+            tracing::error!(error = %lost, "opened anyway (`SqliteOptions::accept_lost_tail`)");
+        }
+        let mut mark = HighWater { file, last: 0 };
+        mark.set(readable).map_err(open_error)?;
+        Ok(mark)
+    }
+
+    fn set(&mut self, sequence: u64) -> std::io::Result<()> {
+        if sequence != self.last {
+            self.file.seek(SeekFrom::Start(0))?;
+            self.file.write_all(&sequence.to_le_bytes())?;
+            self.last = sequence;
+        }
+        Ok(())
+    }
+}
+
 /// The writer: takes everything waiting, writes it in one transaction, commits, answers.
-fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
+fn write_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Command>,
+    mut mark: HighWater,
+    max_dead_letters: u64,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut handlers = HandlerIds::new();
     while let Ok(first) = rx.recv() {
@@ -263,10 +439,22 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
             }
         }
         let mut answers = Vec::with_capacity(batch.len());
-        let committed = write_batch(&mut conn, &mut handlers, &mut batch, &mut answers);
+        let committed = write_batch(
+            &mut conn,
+            &mut handlers,
+            &mut batch,
+            &mut answers,
+            max_dead_letters,
+        );
         if committed.is_err() {
             // Ids made in the rolled-back transaction do not exist.
             handlers.clear();
+        } else if let Some(last) = answers.iter().filter_map(Answer::appended).max() {
+            // Before anyone hears of the commit: a mark never lags an acknowledged append
+            // but by a crash.
+            if let Err(e) = mark.set(last) {
+                tracing::warn!(error = %e, "the store's high-water mark could not be written");
+            }
         }
         for answer in answers {
             answer.send(&committed);
@@ -277,15 +465,24 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
 
 /// What to tell a waiting caller once the transaction's fate is known.
 enum Answer {
-    Sequence(Reply<u64>, Result<u64, StoreError>),
+    /// A sequence: an append's (`true`) or a checkpoint's.
+    Sequence(Reply<u64>, Result<u64, StoreError>, bool),
     Done(Reply<()>),
 }
 
 impl Answer {
+    /// The sequence of an append that succeeded.
+    fn appended(&self) -> Option<u64> {
+        match self {
+            Answer::Sequence(_, Ok(sequence), true) => Some(*sequence),
+            _ => None,
+        }
+    }
+
     fn send(self, committed: &Result<(), StoreError>) {
         match (self, committed) {
-            (Answer::Sequence(tx, result), Ok(())) => drop(tx.send(result)),
-            (Answer::Sequence(tx, _), Err(e)) => drop(tx.send(Err(e.clone()))),
+            (Answer::Sequence(tx, result, _), Ok(())) => drop(tx.send(result)),
+            (Answer::Sequence(tx, _, _), Err(e)) => drop(tx.send(Err(e.clone()))),
             (Answer::Done(tx), Ok(())) => drop(tx.send(Ok(()))),
             (Answer::Done(tx), Err(e)) => drop(tx.send(Err(e.clone()))),
         }
@@ -324,6 +521,7 @@ fn write_batch(
     handlers: &mut HandlerIds,
     batch: &mut Vec<Command>,
     answers: &mut Vec<Answer>,
+    max_dead_letters: u64,
 ) -> Result<(), StoreError> {
     let mut commands = batch.drain(..);
     let tx = match conn.transaction() {
@@ -333,7 +531,7 @@ fn write_batch(
             return Err(backend(e));
         }
     };
-    if let Err(e) = write_commands(&tx, handlers, &mut commands, answers) {
+    if let Err(e) = write_commands(&tx, handlers, &mut commands, answers, max_dead_letters) {
         // Everyone still waiting hears why the transaction was rolled back.
         answers.extend(commands.filter_map(Command::waiter));
         return Err(e);
@@ -346,7 +544,7 @@ impl Command {
     fn waiter(self) -> Option<Answer> {
         match self {
             Command::Append(_, reply) | Command::Checkpoint(_, _, reply) => {
-                Some(Answer::Sequence(reply, Err(StoreError::Closed)))
+                Some(Answer::Sequence(reply, Err(StoreError::Closed), false))
             }
             Command::Flush(reply) => Some(Answer::Done(reply)),
             Command::Delivered(..) | Command::PutDeadLetter(_) | Command::RemoveDeadLetter(_) => {
@@ -361,13 +559,14 @@ fn write_commands(
     handlers: &mut HandlerIds,
     commands: &mut impl Iterator<Item = Command>,
     answers: &mut Vec<Answer>,
+    max_dead_letters: u64,
 ) -> Result<(), StoreError> {
     for command in commands {
         match command {
             Command::Append(event, reply) => {
                 let result = insert(tx, &event);
                 let rolled_back = rolled_back(tx, &result);
-                answers.push(Answer::Sequence(reply, result));
+                answers.push(Answer::Sequence(reply, result, true));
                 rolled_back?;
             }
             Command::Delivered(handler, sequence) => {
@@ -381,17 +580,23 @@ fn write_commands(
             Command::Checkpoint(handler, event, reply) => {
                 let result = checkpoint(tx, &handler, &event);
                 let rolled_back = rolled_back(tx, &result);
-                answers.push(Answer::Sequence(reply, result));
+                answers.push(Answer::Sequence(reply, result, false));
                 rolled_back?;
             }
             Command::PutDeadLetter(letter) => {
                 let json = serde_json::to_string(&*letter)
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR REPLACE INTO dead_letters (id, letter) VALUES (?1, ?2)",
-                    params![letter.id as i64, json],
                 )
+                .and_then(|mut s| s.execute(params![letter.id as i64, json]))
                 .map_err(backend)?;
+                // The retention: the newest `max_dead_letters` ids (a range of the key).
+                tx.prepare_cached("DELETE FROM dead_letters WHERE id <= ?1")
+                    .and_then(|mut s| {
+                        s.execute(params![letter.id.saturating_sub(max_dead_letters) as i64])
+                    })
+                    .map_err(backend)?;
             }
             Command::RemoveDeadLetter(id) => {
                 tx.execute("DELETE FROM dead_letters WHERE id = ?1", params![id as i64])
@@ -514,40 +719,102 @@ fn checkpoint(
 const COLUMNS: &str = "sequence, id, name, version, kind, time, source, target, correlation_id, \
                        causation_id, depth, priority, metadata, payload";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredEvent, StoreError>> {
+/// One row of the log: the event, or [`StoreError::Corrupt`] with its sequence when a
+/// column does not read back as what was written. Only a row whose sequence is unreadable
+/// fails the whole read.
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     let sequence: i64 = r.get(0)?;
-    let id: String = r.get(1)?;
-    let correlation: String = r.get(8)?;
-    let causation: Option<String> = r.get(9)?;
-    let metadata: String = r.get(12)?;
     let corrupt = |reason: String| StoreError::Corrupt {
         sequence: sequence as u64,
-        reason,
+        reason: crate::ingest::clip(&reason),
     };
+    let column = |e: rusqlite::Error| corrupt(e.to_string());
     let parse_id = |s: &str| {
         s.parse::<EventId>()
             .map_err(|e| corrupt(format!("bad event id `{s}`: {e}")))
     };
     let event = (|| {
+        let id: String = r.get(1).map_err(column)?;
+        let correlation: String = r.get(8).map_err(column)?;
+        let causation: Option<String> = r.get(9).map_err(column)?;
+        let metadata: String = r.get(12).map_err(column)?;
         Ok(StoredEvent {
             sequence: sequence as u64,
             id: parse_id(&id)?,
-            name: r.get(2).map_err(backend)?,
-            version: r.get(3).map_err(backend)?,
-            kind: r.get(4).map_err(backend)?,
-            time: r.get::<_, i64>(5).map_err(backend)? as u64,
-            source: r.get(6).map_err(backend)?,
-            target: r.get(7).map_err(backend)?,
+            name: r.get(2).map_err(column)?,
+            version: r.get(3).map_err(column)?,
+            kind: r.get(4).map_err(column)?,
+            time: r.get::<_, i64>(5).map_err(column)? as u64,
+            source: r.get(6).map_err(column)?,
+            target: r.get(7).map_err(column)?,
             correlation_id: parse_id(&correlation)?,
             causation_id: causation.as_deref().map(parse_id).transpose()?,
-            depth: r.get(10).map_err(backend)?,
-            priority: r.get(11).map_err(backend)?,
+            depth: r.get(10).map_err(column)?,
+            priority: r.get(11).map_err(column)?,
             metadata: serde_json::from_str(&metadata)
                 .map_err(|e| corrupt(format!("bad metadata: {e}")))?,
-            payload: r.get(13).map_err(backend)?,
+            payload: r.get(13).map_err(column)?,
         })
     })();
     Ok(event)
+}
+
+/// The `WHERE` clause and arguments of `query`, and the name pattern to match in Rust
+/// (narrowed in SQL by its literal prefix).
+fn where_clause(query: &StoreQuery) -> (String, Vec<rusqlite::types::Value>, Option<&str>) {
+    use rusqlite::types::Value as V;
+    let mut sql = String::from(" WHERE 1 = 1");
+    let mut args: Vec<V> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: V| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(id) = query.id {
+        arg(&mut sql, " AND id = ?", V::Text(id.to_string()));
+    }
+    // Exact names use the index; patterns narrow by their literal prefix, then match.
+    let mut pattern = None;
+    if let Some(name) = &query.name {
+        match literal_prefix(name) {
+            None => arg(&mut sql, " AND name = ?", V::Text(name.clone())),
+            Some(prefix) => {
+                if !prefix.is_empty() {
+                    arg(
+                        &mut sql,
+                        " AND substr(name, 1, length(?)) = ",
+                        V::Text(prefix.clone()),
+                    );
+                    arg(&mut sql, "?", V::Text(prefix));
+                }
+                pattern = Some(name.as_str());
+            }
+        }
+    }
+    if let Some(kind) = query.kind {
+        arg(&mut sql, " AND kind = ?", V::Text(kind.as_str().to_owned()));
+    }
+    if let Some(s) = &query.source {
+        arg(&mut sql, " AND source = ?", V::Text(s.clone()));
+    }
+    if let Some(t) = &query.target {
+        arg(&mut sql, " AND target = ?", V::Text(t.clone()));
+    }
+    if let Some(c) = query.correlation_id {
+        arg(&mut sql, " AND correlation_id = ?", V::Text(c.to_string()));
+    }
+    if let Some(t) = query.since {
+        arg(&mut sql, " AND time >= ?", V::Integer(t as i64));
+    }
+    if let Some(t) = query.until {
+        arg(&mut sql, " AND time < ?", V::Integer(t as i64));
+    }
+    if let Some(s) = query.from_sequence {
+        arg(&mut sql, " AND sequence >= ?", V::Integer(s as i64));
+    }
+    if let Some(s) = query.to_sequence {
+        arg(&mut sql, " AND sequence <= ?", V::Integer(s as i64));
+    }
+    (sql, args, pattern)
 }
 
 /// A name pattern's literal prefix (before the first `*` or `>` segment), for the index.
@@ -573,59 +840,9 @@ impl EventStore for SqliteStore {
         let _ = self.send(Command::Delivered(handler.into(), sequence));
     }
 
-    fn query(&self, query: &StoreQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut sql = format!("SELECT {COLUMNS} FROM events WHERE 1 = 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
-        use rusqlite::types::Value as V;
-        if let Some(id) = query.id {
-            arg(&mut sql, " AND id = ?", V::Text(id.to_string()));
-        }
-        // Exact names use the index; patterns narrow by their literal prefix, then match.
-        let mut pattern = None;
-        if let Some(name) = &query.name {
-            match literal_prefix(name) {
-                None => arg(&mut sql, " AND name = ?", V::Text(name.clone())),
-                Some(prefix) => {
-                    if !prefix.is_empty() {
-                        arg(
-                            &mut sql,
-                            " AND substr(name, 1, length(?)) = ",
-                            V::Text(prefix.clone()),
-                        );
-                        arg(&mut sql, "?", V::Text(prefix));
-                    }
-                    pattern = Some(name.as_str());
-                }
-            }
-        }
-        if let Some(kind) = query.kind {
-            arg(&mut sql, " AND kind = ?", V::Text(kind.as_str().to_owned()));
-        }
-        if let Some(s) = &query.source {
-            arg(&mut sql, " AND source = ?", V::Text(s.clone()));
-        }
-        if let Some(t) = &query.target {
-            arg(&mut sql, " AND target = ?", V::Text(t.clone()));
-        }
-        if let Some(c) = query.correlation_id {
-            arg(&mut sql, " AND correlation_id = ?", V::Text(c.to_string()));
-        }
-        if let Some(t) = query.since {
-            arg(&mut sql, " AND time >= ?", V::Integer(t as i64));
-        }
-        if let Some(t) = query.until {
-            arg(&mut sql, " AND time < ?", V::Integer(t as i64));
-        }
-        if let Some(s) = query.from_sequence {
-            arg(&mut sql, " AND sequence >= ?", V::Integer(s as i64));
-        }
-        if let Some(s) = query.to_sequence {
-            arg(&mut sql, " AND sequence <= ?", V::Integer(s as i64));
-        }
+    fn read(&self, query: &StoreQuery) -> Result<Vec<Row>, StoreError> {
+        let (clause, args, pattern) = where_clause(query);
+        let mut sql = format!("SELECT {COLUMNS} FROM events{clause}");
         sql.push_str(match query.order {
             Order::OldestFirst => " ORDER BY sequence ASC",
             Order::NewestFirst => " ORDER BY sequence DESC",
@@ -633,18 +850,21 @@ impl EventStore for SqliteStore {
         if let (Some(limit), None) = (query.limit, pattern) {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
-        let conn = self.read();
+        let conn = self.read_connection();
         let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args), row)
             .map_err(backend)?;
         let mut out = Vec::new();
         for r in rows {
-            let event = r.map_err(backend)??;
-            if pattern.is_some_and(|p| !crate::pattern::matches(p, &event.name)) {
-                continue;
+            let row = r.map_err(backend)?;
+            // A corrupt row whose name cannot be read is kept: the caller hears of it.
+            if let (Some(p), Ok(event)) = (pattern, &row) {
+                if !crate::pattern::matches(p, &event.name) {
+                    continue;
+                }
             }
-            out.push(event);
+            out.push(row);
             if query.limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
@@ -652,24 +872,71 @@ impl EventStore for SqliteStore {
         Ok(out)
     }
 
-    fn undelivered(&self, handler: &str, event: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        let conn = self.read();
+    fn count(&self, query: &StoreQuery) -> Result<usize, StoreError> {
+        let (clause, args, pattern) = where_clause(query);
+        let conn = self.read_connection();
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let Some(pattern) = pattern else {
+            let n: i64 = conn
+                .prepare_cached(&format!("SELECT COUNT(*) FROM events{clause}"))
+                .and_then(|mut s| s.query_row(rusqlite::params_from_iter(args), |r| r.get(0)))
+                .map_err(backend)?;
+            return Ok((n as usize).min(limit));
+        };
+        // Names only, matched one at a time: no row is held.
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT name FROM events{clause}"))
+            .map_err(backend)?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args))
+            .map_err(backend)?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(backend)? {
+            let matched = match r.get_ref(0).map_err(backend)?.as_str() {
+                Ok(name) => crate::pattern::matches(pattern, name),
+                Err(_) => true, // unreadable: counted, as `read` returns it
+            };
+            n += usize::from(matched);
+            if n >= limit {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    fn undelivered(
+        &self,
+        handler: &str,
+        event: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        let conn = self.read_connection();
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM events e
                  WHERE e.name = ?2
-                   AND e.sequence > COALESCE((SELECT sequence FROM checkpoints
-                                              WHERE handler = ?1 AND event = ?2), 0)
+                   AND e.sequence > MAX(?3, COALESCE((SELECT sequence FROM checkpoints
+                                                      WHERE handler = ?1 AND event = ?2), 0))
                    AND NOT EXISTS (SELECT 1 FROM deliveries d
                                    WHERE d.handler = (SELECT id FROM handlers WHERE name = ?1)
                                      AND d.sequence = e.sequence)
-                 ORDER BY e.sequence ASC"
+                 ORDER BY e.sequence ASC
+                 LIMIT ?4"
             ))
             .map_err(backend)?;
         let rows = stmt
-            .query_map(params![handler, event], row)
+            .query_map(
+                params![
+                    handler,
+                    event,
+                    after.min(i64::MAX as u64) as i64,
+                    limit.min(i64::MAX as usize) as i64
+                ],
+                row,
+            )
             .map_err(backend)?;
-        rows.map(|r| r.map_err(backend)?).collect()
+        rows.map(|r| r.map_err(backend)).collect()
     }
 
     fn checkpoint<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, u64> {
@@ -686,28 +953,41 @@ impl EventStore for SqliteStore {
         let _ = self.send(Command::RemoveDeadLetter(id));
     }
 
-    fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, StoreError> {
-        let conn = self.read();
+    fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>, StoreError> {
+        let conn = self.read_connection();
         let mut stmt = conn
-            .prepare_cached("SELECT id, letter FROM dead_letters ORDER BY id")
+            .prepare_cached(
+                "SELECT id, letter FROM
+                   (SELECT id, letter FROM dead_letters ORDER BY id DESC LIMIT ?1)
+                 ORDER BY id",
+            )
             .map_err(backend)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-            .map_err(backend)?;
-        rows.map(|r| {
-            let (id, json) = r.map_err(backend)?;
-            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
-                sequence: id as u64,
-                reason: format!("bad dead letter: {e}"),
+            .query_map(params![limit.min(i64::MAX as usize) as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)))
             })
-        })
-        .collect()
+            .map_err(backend)?;
+        let mut letters = Vec::new();
+        for r in rows {
+            let (id, json) = r.map_err(backend)?;
+            match json
+                .map_err(|e| e.to_string())
+                .and_then(|j| serde_json::from_str(&j).map_err(|e| e.to_string()))
+            {
+                Ok(letter) => letters.push(letter),
+                Err(reason) => tracing::error!(
+                    dead_letter = id, reason = %crate::ingest::clip(&reason),
+                    "a stored dead letter is unreadable; it stays in the store"
+                ),
+            }
+        }
+        Ok(letters)
     }
 
     fn last_dead_letter_id(&self) -> Result<u64, StoreError> {
         // AUTOINCREMENT keeps the highest id ever inserted in `sqlite_sequence`.
         let id: Option<i64> = self
-            .read()
+            .read_connection()
             .query_row(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'dead_letters'",
                 [],
