@@ -423,3 +423,17 @@ async fn a_memory_store_keeps_dead_letters_within_its_budget() {
     // The newest are kept.
     assert_eq!(store.dead_letters(1).unwrap()[0].id, 5000);
 }
+
+#[test]
+fn a_store_file_deleted_to_start_afresh_opens_despite_its_old_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fresh.db");
+    store_with_parcels(&db, 10);
+    for s in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(s);
+        let _ = std::fs::remove_file(name);
+    }
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(store.count(&StoreQuery::all()).unwrap(), 0);
+}

@@ -229,8 +229,11 @@ async fn an_unacknowledged_publish_is_unconfirmed_and_its_retry_with_the_same_id
     )
     .await
     .unwrap();
+    // With a store too: it has the event when the ack does not come, and lets the retry
+    // with its id through (JetStream stores it once).
     let bus = Bus::builder()
         .scope(module_path!())
+        .store(events::store::MemoryStore::new())
         .transport(nats)
         .build()
         .unwrap();

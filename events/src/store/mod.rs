@@ -11,10 +11,14 @@
 //!
 //! Two stores come with the crate:
 //!
-//! | store | durable | history | for |
-//! |---|---|---|---|
-//! | [`MemoryStore`] | no | bounded by a byte budget (default 10 MB), oldest evicted first | tests, replay of recent events |
-//! | `SqliteStore` (feature `sqlite`) | yes: WAL, `synchronous = FULL` by default, group commit | the whole log | a service that must not lose events |
+//! | store | durable | history | dead letters | for |
+//! |---|---|---|---|---|
+//! | [`MemoryStore`] | no | bounded by a byte budget (default 10 MB), oldest evicted first | within the same budget, at most half of it | tests, replay of recent events |
+//! | `SqliteStore` (feature `sqlite`) | yes: WAL, `synchronous = FULL` by default, group commit, a high-water mark that detects a lost tail | the whole log | the newest `SqliteOptions::max_dead_letters` (default 100,000) | a service that must not lose events |
+//!
+//! Recovery and replay read a page at a time ([`EventStore::undelivered`]'s `limit`,
+//! [`StoreQuery::limit`]), so their memory does not grow with the history; a row that cannot
+//! be read back is an `Err` in its place ([`Row`]) and costs one event, not the read.
 //!
 //! Implement [`EventStore`] for another backend.
 

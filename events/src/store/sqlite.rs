@@ -220,7 +220,8 @@ impl SqliteStore {
             .map_err(opening)?;
         // The first statement that reads the file: a file that is not a database is
         // refused here, before anything is written to it.
-        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+        let version = conn
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
             .map_err(opening)?;
         if options.quick_check {
             quick_check(&conn, &shown)?;
@@ -248,7 +249,10 @@ impl SqliteStore {
                 r.get(0)
             })
             .map_err(opening)?;
-        let mark = HighWater::open(&path, readable as u64, options.accept_lost_tail)?;
+        // A new file (deleted to start afresh, say) has nothing to lose: a mark left by an
+        // earlier file is reset.
+        let accept = options.accept_lost_tail || version == 0;
+        let mark = HighWater::open(&path, readable as u64, accept)?;
         let reader = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -404,7 +408,14 @@ impl HighWater {
             if !accept {
                 return Err(lost);
             }
-            tracing::error!(error = %lost, "opened anyway (`SqliteOptions::accept_lost_tail`)");
+            if readable > 0 {
+                tracing::error!(error = %lost, "opened anyway (`SqliteOptions::accept_lost_tail`)");
+            } else {
+                tracing::warn!(
+                    path = %db.display(), acknowledged,
+                    "a new event store: the high-water mark of an earlier file was reset"
+                );
+            }
         }
         let mut mark = HighWater { file, last: 0 };
         mark.set(readable).map_err(open_error)?;
