@@ -259,20 +259,16 @@ async fn a_durable_handler_added_later_catches_up_from_the_beginning_and_only_on
     );
 }
 
-#[tokio::test]
-async fn deliveries_not_recorded_before_a_crash_are_made_by_recover() {
-    let _g = SERIAL.lock().await;
-    reset();
+/// A bus on a SQLite store that was given orders 1..=n by a bus now gone, with the async
+/// durable `audit` pending for each: `publish_blocking` cannot run async handlers, as if the
+/// process had died while they ran.
+fn restarted_with_pending_audits(n: u64) -> (Bus, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
+    let scopes = ["store::first", "store::pending"];
     {
-        // `publish_blocking` cannot run async handlers, so an async durable handler's
-        // delivery stays pending: as if the process had died while it ran.
-        let bus = bus_on(
-            SqliteStore::open(&path).unwrap(),
-            &["store::first", "store::pending"],
-        );
-        for order in 1..=3 {
+        let bus = bus_on(SqliteStore::open(&path).unwrap(), &scopes);
+        for order in 1..=n {
             let receipt = bus.publish_blocking(OrderPlaced { order }).unwrap();
             assert!(matches!(
                 receipt.outcome("store::pending::audit"),
@@ -280,10 +276,14 @@ async fn deliveries_not_recorded_before_a_crash_are_made_by_recover() {
             ));
         }
     }
-    let bus = bus_on(
-        SqliteStore::open(&path).unwrap(),
-        &["store::first", "store::pending"],
-    );
+    (bus_on(SqliteStore::open(&path).unwrap(), &scopes), dir)
+}
+
+#[tokio::test]
+async fn deliveries_not_recorded_before_a_crash_are_made_by_recover() {
+    let _g = SERIAL.lock().await;
+    reset();
+    let (bus, _dir) = restarted_with_pending_audits(3);
     let r = bus.recover().await.unwrap();
     assert_eq!((r.events, r.deliveries), (3, 3));
     assert_eq!(calls("audit"), [1, 2, 3]);
@@ -302,21 +302,7 @@ async fn deliveries_not_recorded_before_a_crash_are_made_by_recover() {
 async fn a_replay_does_not_mark_pending_durable_deliveries_done() {
     let _g = SERIAL.lock().await;
     reset();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
-    {
-        let bus = bus_on(
-            SqliteStore::open(&path).unwrap(),
-            &["store::first", "store::pending"],
-        );
-        for order in 1..=10 {
-            bus.publish_blocking(OrderPlaced { order }).unwrap();
-        }
-    }
-    let bus = bus_on(
-        SqliteStore::open(&path).unwrap(),
-        &["store::first", "store::pending"],
-    );
+    let (bus, _dir) = restarted_with_pending_audits(10);
     let replayed = bus.replay(StoreQuery::all()).await.unwrap();
     assert_eq!(replayed.events, 10);
     assert_eq!(calls("audit"), (1..=10).collect::<Vec<_>>(), "replayed");
