@@ -490,6 +490,11 @@ impl Bus {
                 }
             }
             report.events += usize::from(delivered);
+            // Delivery records queue for the store's writer: let it catch up every page, so
+            // that the queue does not grow with the backlog when the disk is slower.
+            if delivered && report.events % PAGE == 0 {
+                store.flush().await?;
+            }
         }
         store.flush().await?;
         for (info, slot) in &self.inner.durable {
