@@ -467,6 +467,32 @@ impl Nats {
             .connect(url)
             .await
             .map_err(|e| connect_error(&shown, &e))?;
+        Nats::set_up(client, options, shown).await
+    }
+
+    /// [`connect`](Self::connect) with a client connected by the caller: for what
+    /// [`NatsOptions`] does not offer (an auth callback, a JWT signed by a callback, a
+    /// custom `rustls` configuration, TLS before the server's first message, other client
+    /// settings). Its credentials and timeouts
+    /// are the client's; [`NatsOptions::publish_timeout`] still applies.
+    ///
+    /// # Errors
+    /// [`NatsError::StreamMismatch`], [`NatsError::JetStream`].
+    pub async fn from_client(
+        client: async_nats::Client,
+        options: NatsOptions,
+    ) -> Result<Nats, NatsError> {
+        let info = client.server_info();
+        let shown = format!("{}:{}", info.host, info.port);
+        Nats::set_up(client, options, shown).await
+    }
+
+    /// The JetStream context, and the streams created or checked.
+    async fn set_up(
+        client: async_nats::Client,
+        options: NatsOptions,
+        shown: String,
+    ) -> Result<Nats, NatsError> {
         let js = jetstream::ContextBuilder::new()
             .timeout(options.connection.publish_timeout)
             .build(client);

@@ -103,6 +103,23 @@ async fn token() {
     refused(&server.url(), options().token("t0ken-41"), "t0ken-41").await;
 }
 
+/// For what `NatsOptions` does not offer: a client connected by the caller.
+#[tokio::test]
+async fn a_client_connected_by_the_caller() {
+    let server = NatsServer::start_with(&["--auth", "t0ken-43"]);
+    let client = async_nats::ConnectOptions::with_token("t0ken-43".into())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let nats = Nats::from_client(client, options()).await.unwrap();
+    let bus = Bus::builder()
+        .scope(module_path!())
+        .transport(nats)
+        .build()
+        .unwrap();
+    bus.publish(Ping { n: 1 }).await.unwrap();
+}
+
 #[tokio::test]
 async fn nkey() {
     let user = nkeys::KeyPair::new_user();

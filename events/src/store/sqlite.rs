@@ -1,7 +1,9 @@
 //! [`SqliteStore`]: the durable store, one SQLite file in WAL mode, written by one thread
 //! that commits many appends with one `fsync` (group commit).
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
+#[cfg(not(unix))]
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
@@ -422,10 +424,17 @@ impl HighWater {
         Ok(mark)
     }
 
+    /// One `pwrite` per group commit (a seek and a write where there is no `pwrite`); no
+    /// `fsync` of its own.
     fn set(&mut self, sequence: u64) -> std::io::Result<()> {
         if sequence != self.last {
-            self.file.seek(SeekFrom::Start(0))?;
-            self.file.write_all(&sequence.to_le_bytes())?;
+            #[cfg(unix)]
+            std::os::unix::fs::FileExt::write_all_at(&self.file, &sequence.to_le_bytes(), 0)?;
+            #[cfg(not(unix))]
+            {
+                self.file.seek(SeekFrom::Start(0))?;
+                self.file.write_all(&sequence.to_le_bytes())?;
+            }
             self.last = sequence;
         }
         Ok(())
