@@ -22,6 +22,20 @@ use crate::handler::HandlerError;
 /// The result of one handler call.
 pub type HandlerResult = Result<(), HandlerError>;
 
+/// `schemars::JsonSchema` (1.x), named so that a missing derive says what to do: the
+/// derive checks it before anything else (`assert_json_schema`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is an event but does not implement `schemars::JsonSchema` (schemars 1.x)",
+    label = "needs `#[derive(schemars::JsonSchema)]` with schemars 1.x",
+    note = "add `schemars::JsonSchema` to the type's derives, with `schemars = \"1\"` in Cargo.toml",
+    note = "schemars 0.8's `JsonSchema` is another trait: a type that derives it does not implement 1.x's"
+)]
+pub trait JsonSchemaV1: schemars::JsonSchema {}
+impl<T: schemars::JsonSchema + ?Sized> JsonSchemaV1 for T {}
+
+/// A compile-time check that `T` implements [`JsonSchemaV1`].
+pub const fn assert_json_schema<T: JsonSchemaV1>() {}
+
 /// The JSON Schema of `T`, draft 2020-12, with the bounds of every integer type
 /// (`integer_bounds`), so that it accepts exactly the numbers `T` accepts.
 pub fn schema_for<T: schemars::JsonSchema>() -> Schema {

@@ -66,6 +66,9 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
         const _: () = {
             use #krate::__private as __events_p;
 
+            // First, so that a missing or 0.8 `JsonSchema` derive gets the note saying which.
+            __events_p::assert_json_schema::<#ident>();
+
             #[automatically_derived]
             impl #krate::Event for #ident {
                 const NAME: &'static str = #name;
