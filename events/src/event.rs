@@ -37,7 +37,11 @@ use serde::de::DeserializeOwned;
 /// | `kind = "command"` | `"notification"` | one of [`EventKind`] |
 /// | `response = Answer` | none | a query's answer type (makes the event a [`Query`]; `kind = "query"` needs it) |
 /// | `priority = 10` | `0` | the event's default priority when queued |
+/// | `upcast_from = OrderPlacedV1` | none | the previous version's type, with a `From<OrderPlacedV1>` impl: events of that version are converted and reach this version's handlers too |
 /// | `crate = path` | `::events` | where the `events` crate is, when it is renamed or re-exported |
+///
+/// On a field, `#[event(redact)]` keeps its value out of `Debug`, logs, error messages and
+/// dead-letter dumps (shown as `"[redacted]"`; [`Payload::to_redacted_json`]).
 ///
 /// Doc comments become the schema's and the catalog's descriptions. Generic types and unions
 /// are rejected at compile time: an event has exactly one schema.

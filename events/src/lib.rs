@@ -45,13 +45,24 @@
 //!   then the query's responder, which [`Bus::request`] awaits;
 //! - an `async fn` handler's future must be `Send`.
 //!
-//! Options: `#[handler(name = "billing.charge", priority = 10, filter = path::to::fn)]`. The
-//! default name is the function's path; priority defaults to 0; a filter is a [`Filter`]
-//! expression (`filter = Filter::target("billing") | Filter::untargeted()`) or a
-//! `fn(&E, &Meta) -> bool`, evaluated per event. An `async fn` handler may also take `concurrency = 4` (calls at
-//! once, across publishes) and `timeout = "2s"` (a longer call fails with a transient
-//! [`HandlerTimedOut`]). Handlers run in priority order (higher first), then by name.
-//! Anything else is a compile error on the offending token.
+//! # Handler options
+//!
+//! `#[handler(name = "billing.charge", priority = 10, retry(max = 5))]`; every option at most
+//! once. Handlers run in priority order (higher first), then by name. Anything not in this
+//! table is a compile error on the offending token.
+//!
+//! | option | default | meaning |
+//! |---|---|---|
+//! | `name = "billing.charge"` | the function's path | the handler's name in receipts, logs, metrics, dead letters and `Replay::only` |
+//! | `priority = 10` | `0` | higher runs first |
+//! | `filter = ..` | none | a [`Filter`] expression (`Filter::target("billing") \| Filter::untargeted()`) or a `fn(&E, &Meta) -> bool`, evaluated per event; a handler filtered out does not run |
+//! | `pattern = "order.*"` | none | for a wildcard handler (`ev: &AnyEvent`): the event names it takes, `*` for one segment, a final `>` for the rest |
+//! | `retry(..)` | the bus's [`BusBuilder::retry`], else none | re-runs the handler alone after a transient failure: `max = 5` (retries, default 3), `backoff = "exponential"` (default: the delay doubles from `base`) or `backoff = "fixed"` (every delay is `base`), `base = "100ms"` (default), `max_delay = "30s"` (default), `jitter = true` (default; `false` for exact delays); durations are a whole number with `ms`, `s`, `m` or `h` |
+//! | `durable` | off | with a [`store`]: deliveries are recorded, and [`Bus::recover`] makes the ones a crash interrupted |
+//! | `replay = false` | `true` | [`Bus::replay`] never calls the handler (one that sends mail, say) |
+//! | `concurrency = 4` | unlimited | `async fn` only: at most this many calls at once, across publishes |
+//! | `timeout = "2s"` | none | `async fn` only: a call past it fails with a transient [`HandlerTimedOut`] |
+//! | `crate = path` | `::events` | where the `events` crate is, when it is renamed or re-exported |
 //!
 //! # Linking
 //!

@@ -73,7 +73,7 @@ pub enum PublishError {
         reason: String,
     },
     /// The event was sent over the transport, but its storage was not confirmed: no ack
-    /// within [`NatsOptions::publish_timeout`](crate::nats::NatsOptions::publish_timeout), or
+    /// within `NatsOptions::publish_timeout` (feature `nats`), or
     /// the connection broke while waiting. It may have been stored, and then it is
     /// delivered. Publishing it again with the same id
     /// ([`PublishOptions::id`](crate::PublishOptions::id)`(id)`) is the safe retry: JetStream

@@ -102,7 +102,7 @@ pub enum StoreError {
     /// read. SQLite drops the committed tail of its write-ahead log when a frame of it is
     /// damaged, and opens without a word; this is that loss, detected. The store was not
     /// changed. Restore the file from a backup, or open it with
-    /// [`SqliteOptions::accept_lost_tail`] to go on without those events.
+    /// `SqliteOptions::accept_lost_tail` to go on without those events.
     #[error(
         "the event store `{path}` acknowledged events up to sequence {acknowledged} but can \
          read only up to {readable}: {lost} acknowledged event(s) are lost (a damaged \
@@ -121,7 +121,7 @@ pub enum StoreError {
         lost: u64,
     },
     /// SQLite's `PRAGMA quick_check` (run at open when asked for with
-    /// [`SqliteOptions::quick_check`]) found the file damaged; it was not changed.
+    /// `SqliteOptions::quick_check`) found the file damaged; it was not changed.
     #[error("the event store `{path}` is damaged: {problems}; it was left unchanged")]
     Damaged {
         /// The store's file.
