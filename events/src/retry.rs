@@ -9,6 +9,17 @@ use std::time::Duration;
 /// jitter = true))]`, or for every handler without one with
 /// [`BusBuilder::retry`](crate::BusBuilder::retry).
 ///
+/// Which policy a handler gets, first match wins:
+///
+/// 1. [`BusBuilder::no_retries`](crate::BusBuilder::no_retries): none, for every handler
+///    and subscription;
+/// 2. its own `#[handler(retry(..))]` (or [`SubscribeOptions::retry`](crate::SubscribeOptions::retry));
+/// 3. the bus's default, [`BusBuilder::retry`](crate::BusBuilder::retry);
+/// 4. none.
+///
+/// So `BusBuilder::retry(RetryPolicy::none())` turns off the default only; a handler with
+/// its own `retry(..)` keeps it.
+///
 /// A retry runs only the handler that failed, on a task of its own after the delay: the
 /// publisher, the other handlers and other events do not wait for it. Permanent errors and
 /// panics are not retried; timeouts are (they are transient).

@@ -411,3 +411,64 @@ async fn retries_waiting_at_once_are_bounded_and_the_overflow_is_dead_lettered()
         Some(Outcome::Retrying { attempt: 2, .. })
     ));
 }
+
+mod precedence {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    pub static ATTEMPTS: AtomicU32 = AtomicU32::new(0);
+
+    /// Its own policy: three retries.
+    #[handler(retry(max = 3, backoff = "fixed", base = "10ms", jitter = false))]
+    fn own_policy(_: &shutdown::Work, ctx: &Context) -> Result<(), HandlerError> {
+        ATTEMPTS.fetch_max(ctx.attempt(), Ordering::SeqCst);
+        Err(HandlerError::transient("still down"))
+    }
+}
+
+/// Issue 17: `BusBuilder::retry(RetryPolicy::none())` is the default for handlers without a
+/// policy, so a handler's own `retry(..)` wins over it; `BusBuilder::no_retries()` turns
+/// every retry off, handlers' and subscriptions' own included.
+#[tokio::test(start_paused = true)]
+async fn no_retries_turns_every_retry_off_and_a_default_of_none_does_not() {
+    use std::sync::atomic::Ordering;
+    for no_retries in [false, true] {
+        precedence::ATTEMPTS.store(0, Ordering::SeqCst);
+        let mut builder = Bus::builder()
+            .scope("retry::precedence")
+            .retry(RetryPolicy::none());
+        if no_retries {
+            builder = builder.no_retries();
+        }
+        let bus = builder.build().unwrap();
+        let options = events::SubscribeOptions::new()
+            .name("own-policy-subscription")
+            .retry(RetryPolicy::fixed(3, Duration::from_millis(10)));
+        let _sub = bus.subscribe_with(options, |_: &shutdown::Work, _: &Context| {
+            Err::<(), _>(HandlerError::transient("still down"))
+        });
+        let receipt = bus.publish(shutdown::Work).await.unwrap();
+        for handler in ["retry::precedence::own_policy", "own-policy-subscription"] {
+            let outcome = receipt.outcome(handler).unwrap();
+            if no_retries {
+                assert!(
+                    matches!(outcome, Outcome::Failed(_)),
+                    "{handler}: {outcome:?}"
+                );
+            } else {
+                assert!(
+                    matches!(outcome, Outcome::Retrying { .. }),
+                    "{handler}: {outcome:?}"
+                );
+            }
+        }
+        settle_for(Duration::from_secs(1)).await;
+        let attempts = precedence::ATTEMPTS.load(Ordering::SeqCst);
+        assert_eq!(
+            attempts,
+            if no_retries { 1 } else { 4 },
+            "no_retries: {no_retries}"
+        );
+        assert_eq!(bus.dead_letters(&events::DeadLetterFilter::all()).len(), 2);
+    }
+}

@@ -85,6 +85,8 @@ pub(crate) struct Inner {
     pub(crate) max_pending_retries: usize,
     /// The retry policy of handlers and subscriptions without their own.
     pub(crate) default_retry: Option<crate::RetryPolicy>,
+    /// [`BusBuilder::no_retries`]: no retry for anyone.
+    pub(crate) no_retries: bool,
     /// The durable handlers, with the event type each takes.
     pub(crate) durable: Vec<(&'static EventInfo, Slot)>,
 }
@@ -280,6 +282,7 @@ pub struct BusBuilder {
     request_timeout: std::time::Duration,
     ingest_limits: crate::ingest::IngestLimits,
     retry: Option<crate::RetryPolicy>,
+    no_retries: bool,
     dead_letter_capacity: usize,
     max_pending_retries: usize,
     observers: Vec<Arc<dyn crate::observe::Observer>>,
@@ -300,6 +303,7 @@ impl Default for BusBuilder {
             request_timeout: std::time::Duration::from_secs(30),
             ingest_limits: crate::ingest::IngestLimits::default(),
             retry: None,
+            no_retries: false,
             dead_letter_capacity: 10_000,
             max_pending_retries: 100_000,
             observers: Vec::new(),
@@ -322,6 +326,7 @@ impl fmt::Debug for BusBuilder {
             .field("request_timeout", &self.request_timeout)
             .field("ingest_limits", &self.ingest_limits)
             .field("retry", &self.retry)
+            .field("no_retries", &self.no_retries)
             .field("dead_letter_capacity", &self.dead_letter_capacity)
             .field("max_pending_retries", &self.max_pending_retries)
             .field("observers", &self.observers.len())
@@ -395,10 +400,20 @@ impl BusBuilder {
     }
 
     /// How handlers without their own `#[handler(retry(..))]`, and subscriptions without
-    /// [`SubscribeOptions::retry`], retry a transient failure (default: they do not). See
-    /// [`RetryPolicy`](crate::RetryPolicy).
+    /// [`SubscribeOptions::retry`], retry a transient failure (default: they do not). A
+    /// handler's own policy wins over this one, `RetryPolicy::none()` included: to turn every
+    /// retry off (in a test, say), use [`no_retries`](Self::no_retries). The precedence is
+    /// on [`RetryPolicy`](crate::RetryPolicy).
     pub fn retry(mut self, policy: crate::RetryPolicy) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// Turns every retry off, handlers' own `#[handler(retry(..))]` and subscriptions' own
+    /// included: a transient failure is final at once (dead-lettered). For tests that want
+    /// a failure's fate without waiting for retries.
+    pub fn no_retries(mut self) -> Self {
+        self.no_retries = true;
         self
     }
 
@@ -522,7 +537,10 @@ impl BusBuilder {
                     paused: None,
                     limit: limit.clone(),
                     timeout: h.timeout(),
-                    retry: h.retry.or(self.retry).filter(|p| p.max_retries() > 0),
+                    retry: h
+                        .retry
+                        .or(self.retry)
+                        .filter(|p| !self.no_retries && p.max_retries() > 0),
                     durable: h.durable,
                     replay: h.replay,
                 };
@@ -604,6 +622,7 @@ impl BusBuilder {
                 #[cfg(feature = "nats")]
                 transport: self.transport,
                 default_retry: self.retry,
+                no_retries: self.no_retries,
                 durable,
             }),
         };

@@ -348,7 +348,7 @@ impl Bus {
             retry: options
                 .retry
                 .or(self.inner.default_retry)
-                .filter(|p| p.max_retries() > 0),
+                .filter(|p| !self.inner.no_retries && p.max_retries() > 0),
         };
         self.inner.change_dynamic(|dynamic| {
             targets
