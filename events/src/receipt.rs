@@ -81,6 +81,16 @@ pub struct HandlerOutcome<'a> {
 /// What happened to one published event: its id and, for every handler in the order they
 /// ran, what happened there.
 ///
+/// The vocabulary: a handler's outcome is *final* (delivered, filtered, skipped, failed for
+/// good) or *pending* (`Retrying`: it failed transiently and runs again later). The receipt
+/// is taken when `publish` returns, so it knows a retry is pending but not how it ends.
+///
+/// | question | ask |
+/// |---|---|
+/// | did everything succeed, now? | [`is_ok`](Self::is_ok) |
+/// | did anything fail for good? | [`failed`](Self::failed) |
+/// | is anything still retrying? | [`retrying`](Self::retrying), [`is_settled`](Self::is_settled) |
+///
 /// Building it allocates nothing unless a handler fails: successes are implied, and filtered
 /// or skipped handlers are bits. Handler names are looked up when asked for.
 pub struct Receipt {
@@ -194,12 +204,39 @@ impl Receipt {
             .count()
     }
 
-    /// The handlers that failed or panicked.
+    /// The handlers that failed, for now or for good: [`failed`](Self::failed) and
+    /// [`retrying`](Self::retrying) together.
     pub fn failures(&self) -> impl Iterator<Item = HandlerOutcome<'_>> + '_ {
         self.outcomes().filter(|o| o.outcome.is_failure())
     }
 
-    /// `true` when no handler failed or panicked.
+    /// The handlers that failed for good (`Failed` or `Panicked`): their calls are in the
+    /// dead-letter queue.
+    pub fn failed(&self) -> impl Iterator<Item = HandlerOutcome<'_>> + '_ {
+        self.outcomes()
+            .filter(|o| matches!(o.outcome, Outcome::Failed(_) | Outcome::Panicked(_)))
+    }
+
+    /// The handlers that failed transiently and wait for a retry (`Retrying`): how the
+    /// retry ends, this receipt does not learn (observers and the dead-letter queue do).
+    pub fn retrying(&self) -> impl Iterator<Item = HandlerOutcome<'_>> + '_ {
+        self.outcomes()
+            .filter(|o| matches!(o.outcome, Outcome::Retrying { .. }))
+    }
+
+    /// `true` when no handler waits for a retry: every outcome in this receipt is final.
+    pub fn is_settled(&self) -> bool {
+        !self
+            .outcomes
+            .exceptions
+            .iter()
+            .any(|(_, o)| matches!(o, Outcome::Retrying { .. }))
+    }
+
+    /// `true` when every handler is done and none failed: settled
+    /// ([`is_settled`](Self::is_settled)) and nothing [`failed`](Self::failed). `false`
+    /// while a retry is pending, even one that will succeed; to ask only whether something
+    /// failed for good, use `receipt.failed().next().is_none()`.
     pub fn is_ok(&self) -> bool {
         !self.outcomes.exceptions.iter().any(|(_, o)| o.is_failure())
     }

@@ -472,3 +472,39 @@ async fn no_retries_turns_every_retry_off_and_a_default_of_none_does_not() {
         assert_eq!(bus.dead_letters(&events::DeadLetterFilter::all()).len(), 2);
     }
 }
+
+/// Issue 17: the receipt's vocabulary: a pending retry is not a failure for good, and the
+/// receipt says which is which.
+#[tokio::test(start_paused = true)]
+async fn a_receipt_tells_a_pending_retry_from_a_failure_for_good() {
+    let bus = Bus::builder().scope("retry::nothing").build().unwrap();
+    let _retrying = bus.subscribe_with(
+        events::SubscribeOptions::new()
+            .name("retrying")
+            .retry(RetryPolicy::fixed(1, Duration::from_millis(10))),
+        |_: &shutdown::Work, ctx: &Context| {
+            if ctx.attempt() == 1 {
+                return Err(HandlerError::transient("busy"));
+            }
+            Ok(())
+        },
+    );
+    let receipt = bus.publish(shutdown::Work).await.unwrap();
+    assert!(!receipt.is_settled() && !receipt.is_ok());
+    assert_eq!(receipt.retrying().count(), 1);
+    assert_eq!(
+        receipt.failed().count(),
+        0,
+        "a pending retry is not a failure for good"
+    );
+
+    let _refusing = bus.subscribe_with(
+        events::SubscribeOptions::new().name("refusing"),
+        |_: &shutdown::Work, _: &Context| Err::<(), _>(HandlerError::permanent("no")),
+    );
+    let receipt = bus.publish(shutdown::Work).await.unwrap();
+    let failed: Vec<&str> = receipt.failed().map(|o| o.handler).collect();
+    assert_eq!(failed, ["refusing"]);
+    assert_eq!(receipt.retrying().count(), 1);
+    assert_eq!(receipt.failures().count(), 2);
+}
