@@ -154,3 +154,45 @@ async fn old_payloads_reach_every_newer_handler_and_their_own() {
         "the upcast runs after the version's own handlers"
     );
 }
+
+/// Issue 17: a v1 publish's receipt shows a failure of the v2 handler its event was upcast
+/// to (it was `delivered` while the event was dead-lettered), and the failure is
+/// dead-lettered once, under the handler that failed.
+#[tokio::test]
+async fn a_failure_after_an_upcast_shows_in_the_receipt_and_is_dead_lettered_once() {
+    let bus = Bus::builder().scope("upcast::nothing").build().unwrap();
+    let _refuse = bus.subscribe_with(
+        events::SubscribeOptions::new().name("refuse_v2"),
+        |ev: &OrderPlacedV2, _: &Context| {
+            Err::<(), _>(events::HandlerError::permanent(format!(
+                "order {} refused",
+                ev.order_id
+            )))
+        },
+    );
+    for blocking in [false, true] {
+        let receipt = if blocking {
+            bus.publish_blocking(OrderPlacedV1 { id: 5, cents: 1 })
+                .unwrap()
+        } else {
+            bus.publish(OrderPlacedV1 { id: 5, cents: 1 })
+                .await
+                .unwrap()
+        };
+        let outcome = receipt.outcome("upcast to order.placed v2").unwrap();
+        assert!(
+            matches!(outcome, Outcome::Failed(_)),
+            "blocking: {blocking}: {outcome:?}"
+        );
+        let shown = outcome.to_string();
+        assert!(
+            shown.contains("refuse_v2") && shown.contains("order 5 refused"),
+            "{shown}"
+        );
+        assert!(!receipt.is_ok());
+        assert_eq!(receipt.failed().count(), 1);
+    }
+    let letters = bus.dead_letters(&events::DeadLetterFilter::all());
+    let handlers: Vec<&str> = letters.iter().map(|d| d.handler.as_str()).collect();
+    assert_eq!(handlers, ["refuse_v2"; 2]);
+}

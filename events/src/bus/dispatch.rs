@@ -798,8 +798,9 @@ fn blocking_outcome(step: Step, payload: &dyn Payload, ctx: &Context) -> Outcome
             Ok((next, ctx)) => {
                 let route = ctx.bus.route(to.type_id());
                 let slots = ctx.bus.slots_of(&route, to.type_id());
-                run_blocking(slots, &*next, &ctx, &mut Outcomes::default());
-                Outcome::Delivered
+                let mut nested = Outcomes::default();
+                run_blocking(slots, &*next, &ctx, &mut nested);
+                upcast_outcome(to, slots, nested)
             }
             Err(failed) => failed,
         },
@@ -861,17 +862,57 @@ async fn run_upcast(
         Ok((next, ctx)) => {
             let route = ctx.bus.route(to.type_id());
             let slots = ctx.bus.slots_of(&route, to.type_id());
+            let mut nested = Outcomes::default();
             match ctx.meta.replay() {
-                None => Box::pin(run(slots, &*next, &ctx, &mut Outcomes::default())).await,
+                None => {
+                    Box::pin(run(slots, &*next, &ctx, &mut nested)).await;
+                    upcast_outcome(to, slots, nested)
+                }
                 Some(selection) => {
                     let chosen = selection.choose(slots);
-                    Box::pin(run(&chosen, &*next, &ctx, &mut Outcomes::default())).await;
+                    Box::pin(run(&chosen, &*next, &ctx, &mut nested)).await;
+                    upcast_outcome(to, &chosen, nested)
                 }
             }
-            Outcome::Delivered
         }
         Err(failed) => failed,
     }
+}
+
+/// What the next version's handlers did, as the upcast's own outcome in the receipt of the
+/// event published: the first that failed for good, else the first retry pending, else
+/// delivered. The failure itself is dead-lettered (and retried) under the handler that
+/// failed, not again under the upcast.
+#[cold]
+fn upcast_outcome(to: &crate::EventInfo, slots: &[Slot], nested: Outcomes) -> Outcome {
+    let mut retrying = None;
+    for (i, o) in nested.exceptions {
+        let name = slots.get(i).map_or("?", Slot::name);
+        match o {
+            Outcome::Failed(_) | Outcome::Panicked(_) => {
+                return Outcome::Failed(HandlerError::permanent(format!(
+                    "after the upcast to `{}` v{}, handler `{name}` {o}",
+                    to.name, to.version
+                )));
+            }
+            Outcome::Retrying {
+                error,
+                attempt,
+                after,
+            } if retrying.is_none() => {
+                retrying = Some(Outcome::Retrying {
+                    error: HandlerError::transient(format!(
+                        "after the upcast to `{}` v{}, handler `{name}` failed: {error}",
+                        to.name, to.version
+                    )),
+                    attempt,
+                    after,
+                });
+            }
+            _ => {}
+        }
+    }
+    retrying.unwrap_or(Outcome::Delivered)
 }
 
 /// Tells the observers (when timed) and records a slot's outcome.
@@ -904,7 +945,10 @@ pub(crate) fn settle(
             Outcome::Panicked(m) => (format!("panicked: {m}"), true),
             _ => (String::new(), false),
         };
-        if outcome.is_failure() && !matches!(outcome, Outcome::Retrying { .. }) {
+        if outcome.is_failure()
+            && !matches!(outcome, Outcome::Retrying { .. })
+            && !matches!(slot.target, Target::Upcast { .. })
+        {
             let json = payload
                 .to_json()
                 .unwrap_or_else(|e| serde_json::Value::String(format!("unserializable: {e}")));
