@@ -22,6 +22,14 @@ use crate::handler::HandlerError;
 /// The result of one handler call.
 pub type HandlerResult = Result<(), HandlerError>;
 
+/// A `State<T>` requirement with `T` named as the handler's code writes it.
+pub fn as_written(key: Option<StateKey>, written: &'static str) -> Option<StateKey> {
+    key.map(|mut k| {
+        k.type_name = written;
+        k
+    })
+}
+
 /// `schemars::JsonSchema` (1.x), named so that a missing derive says what to do: the
 /// derive checks it before anything else (`assert_json_schema`).
 #[diagnostic::on_unimplemented(

@@ -120,6 +120,7 @@ impl Registry {
                     problems.push(Problem::MissingState {
                         handler: h.name,
                         state: key.type_name,
+                        location: format!("{}:{}", h.file, h.line),
                     });
                 }
             }
@@ -173,9 +174,24 @@ impl Registry {
 
 /// Why [`BusBuilder::build`](crate::BusBuilder::build) failed: every problem found, not just
 /// the first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` is its `Display` (what `fn main() -> Result<..>` prints on `build()?` is the
+/// list of problems with their fixes); `{:#?}` shows the structure.
+#[derive(Clone, PartialEq, Eq)]
 pub struct BuildError {
     problems: Vec<Problem>,
+}
+
+impl fmt::Debug for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            f.debug_struct("BuildError")
+                .field("problems", &self.problems)
+                .finish()
+        } else {
+            fmt::Display::fmt(self, f)
+        }
+    }
 }
 
 impl BuildError {
@@ -230,8 +246,10 @@ pub enum Problem {
     MissingState {
         /// The handler's name.
         handler: &'static str,
-        /// The state's type.
+        /// The state's type, as the handler writes it (`Mutex<u64>`).
         state: &'static str,
+        /// Where the handler is defined (`file:line`).
+        location: String,
     },
     /// Two handlers have the same name.
     DuplicateHandlerName {
@@ -290,10 +308,14 @@ impl fmt::Display for Problem {
                 types.len(),
                 types.join("` and `")
             ),
-            Problem::MissingState { handler, state } => write!(
+            Problem::MissingState {
+                handler,
+                state,
+                location,
+            } => write!(
                 f,
-                "handler `{handler}` takes `State<{state}>`, but the bus was not given one: add \
-                 `.state(value)` with a `{state}` to the builder"
+                "handler `{handler}` ({location}) takes `State<{state}>`, but the bus was not \
+                 given one: add `.state(value)` with a `{state}` to the builder"
             ),
             Problem::DuplicateHandlerName { name, locations } => write!(
                 f,

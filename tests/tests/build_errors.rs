@@ -29,7 +29,7 @@ struct Mailer;
 fn needs_db(_: &billing::OrderPlaced, _db: State<Db>) {}
 
 #[handler]
-fn needs_both(_: &shipping::OrderPlaced, _db: State<Db>, _mail: State<Mailer>) {}
+fn needs_both(_: &shipping::OrderPlaced, _db: State<Db>, _mail: State<std::sync::Mutex<Mailer>>) {}
 
 mod a {
     #[events::handler(name = "ship")]
@@ -107,15 +107,18 @@ fn build_lists_every_problem_at_once() {
             },
             Problem::MissingState {
                 handler: "build_errors::needs_both",
-                state: "build_errors::Db"
+                state: "Db",
+                location: format!("{}:31", file!()),
             },
             Problem::MissingState {
                 handler: "build_errors::needs_both",
-                state: "build_errors::Mailer"
+                state: "std::sync::Mutex<Mailer>",
+                location: format!("{}:31", file!()),
             },
             Problem::MissingState {
                 handler: "build_errors::needs_db",
-                state: "build_errors::Db"
+                state: "Db",
+                location: format!("{}:28", file!()),
             },
             Problem::DuplicateHandlerName {
                 name: "ship",
@@ -145,10 +148,11 @@ fn build_lists_every_problem_at_once() {
          `build_errors::billing::OrderPlaced` and `build_errors::shipping::OrderPlaced`; \
          give each its own name or version"
     ));
-    assert!(text.contains(
-        "handler `build_errors::needs_db` takes `State<build_errors::Db>`, but the bus was not \
-         given one: add `.state(value)` with a `build_errors::Db` to the builder"
-    ));
+    assert!(text.contains(&format!(
+        "handler `build_errors::needs_db` ({}:28) takes `State<Db>`, but the bus was not \
+         given one: add `.state(value)` with a `Db` to the builder",
+        file!()
+    )));
     assert!(text.contains("2 handlers are named `ship` (at "), "{text}");
     assert!(
         text.contains("give each a unique `#[handler(name = \"..\")]`"),
@@ -203,11 +207,39 @@ fn a_query_declared_outside_the_scope_may_go_unanswered() {
 
 #[test]
 fn giving_the_state_removes_those_problems() {
-    let err = Bus::builder().state(Db).state(Mailer).build().unwrap_err();
+    let err = Bus::builder()
+        .state(Db)
+        .state(std::sync::Mutex::new(Mailer))
+        .build()
+        .unwrap_err();
     assert!(
         err.problems()
             .iter()
             .all(|p| !matches!(p, Problem::MissingState { .. }))
     );
     assert_eq!(err.problems().len(), 5);
+}
+
+/// Issue 17: `build()?` in `main` prints the error's `Debug`: it is the advice, with the
+/// state type as the handler writes it (not std's `std::sync::poison::mutex::Mutex`) and
+/// the handler's location.
+#[test]
+fn what_main_prints_for_a_build_error_is_the_advice() {
+    let err = Bus::builder().state(Db).build().unwrap_err();
+    let printed = format!("{err:?}");
+    assert_eq!(printed, err.to_string());
+    assert!(
+        printed.contains(&format!(
+            "handler `build_errors::needs_both` ({}:31) takes `State<std::sync::Mutex<Mailer>>`",
+            file!()
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("add `.state(value)` with a `std::sync::Mutex<Mailer>`"),
+        "{printed}"
+    );
+    assert!(!printed.contains("poison"), "{printed}");
+    // The structure is one `{:#?}` away.
+    assert!(format!("{err:#?}").contains("MissingState"));
 }

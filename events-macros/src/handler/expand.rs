@@ -40,8 +40,14 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
         .extractors
         .iter()
         .map(|ty| {
-            quote_spanned! {ty.span()=>
-                || <#ty as __events_p::FromInvocation<'_>>::requirement()
+            let requirement = quote_spanned! {ty.span()=>
+                <#ty as __events_p::FromInvocation<'_>>::requirement()
+            };
+            // `State<T>`'s `T` as the user wrote it, for `build()`'s messages (std's
+            // `type_name` says `std::sync::poison::mutex::Mutex<..>` for `Mutex<..>`).
+            match state_as_written(ty) {
+                Some(written) => quote!(|| __events_p::as_written(#requirement, #written)),
+                None => quote!(|| #requirement),
             }
         })
         .collect();
@@ -268,4 +274,37 @@ pub(crate) fn returns_value(output: &syn::ReturnType) -> bool {
         }
         _ => true,
     }
+}
+
+/// The `T` of a `State<T>` parameter type as written (`Mutex<u64>`), if it is one.
+fn state_as_written(ty: &syn::Type) -> Option<String> {
+    let syn::Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "State" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(inner) => Some(written(inner)),
+        _ => None,
+    }
+}
+
+/// Tokens as a person writes them: `Mutex < u64 >` becomes `Mutex<u64>`, `(A , B)` becomes
+/// `(A, B)`; a space stays only between two words (`dyn Send`, `&'a mut T`).
+fn written(ty: &syn::Type) -> String {
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '\'';
+    let mut out = String::new();
+    for part in quote!(#ty).to_string().split_whitespace() {
+        let joins_words = out.ends_with(word) && part.starts_with(word);
+        if joins_words || out.ends_with(',') {
+            out.push(' ');
+        }
+        out.push_str(part);
+    }
+    out
 }
