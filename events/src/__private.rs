@@ -239,6 +239,20 @@ where
     Box::pin(future)
 }
 
+/// Fails to compile, on the parameter's type, when a handler takes `&T` for a `T` that is
+/// not [`Context`](crate::Context): the usual mistake is state taken by reference.
+pub const fn assert_context_ref<T: IsContext + ?Sized>() {}
+
+/// Implemented by [`Context`](crate::Context) only.
+#[diagnostic::on_unimplemented(
+    message = "a handler cannot take `&{Self}`: the bus passes only `&events::Context` by reference",
+    label = "not `&events::Context`",
+    note = "for state given to the builder with `.state(value)`, write `State<{Self}>` (`events::State`)",
+    note = "after the event (`&E`), a handler takes only `&events::Context` and `events::State<T>` parameters"
+)]
+pub trait IsContext {}
+impl IsContext for crate::Context {}
+
 /// Makes a `#[handler(filter = ..)]` value into a [`Filter`](crate::Filter) for a handler of
 /// `E`; fails to compile, on the user's expression, when it is not one.
 pub fn into_filter<E: HandlerEvent + ?Sized, F: crate::IntoFilter<E>>(filter: F) -> crate::Filter {

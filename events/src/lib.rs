@@ -112,7 +112,8 @@ pub use envelope::{EventId, Meta, MetaValue, Metadata, PublishOptions, is_metada
 pub use event::{AnyEvent, Event, EventInfo, EventKind, Payload, Query, ResponseInfo};
 pub use filter::{Filter, IntoFilter};
 pub use handler::{
-    HandlerError, HandlerInfo, HandlerTimedOut, IntoHandlerResult, IntoResponse, State, StateKey,
+    FromInvocation, HandlerError, HandlerInfo, HandlerTimedOut, IntoHandlerResult, IntoResponse,
+    State, StateKey,
 };
 pub use ingest::{IngestError, IngestLimits, Violation, cloudevents};
 pub use pattern::InvalidPattern;

@@ -36,6 +36,21 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
             }
         })
         .collect();
+    // `&T` parameters: anything but `&Context` is refused with the hint that state is
+    // `State<T>`.
+    let context_checks: Vec<TokenStream> = sig
+        .extractors
+        .iter()
+        .filter_map(|ty| match ty {
+            syn::Type::Reference(r) => {
+                let inner = &r.elem;
+                Some(quote_spanned! {inner.span()=>
+                    __events_p::assert_context_ref::<#inner>();
+                })
+            }
+            _ => None,
+        })
+        .collect();
     let requirements: Vec<TokenStream> = sig
         .extractors
         .iter()
@@ -219,7 +234,7 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
             static __EVENTS_HANDLER: __events_p::HandlerInfo = __events_p::HandlerInfo::__new(
                 __events_p::HandlerSpec {
                     name: #name,
-                    event: { #ev_check; <#ev as __events_p::HandlerEvent>::EVENT },
+                    event: { #ev_check; #(#context_checks)* <#ev as __events_p::HandlerEvent>::EVENT },
                     pattern: #pattern,
                     priority: #priority,
                     call: __events_p::Call::#call_variant(__events_call),
