@@ -192,3 +192,53 @@ async fn emit_timeout_refuses_when_no_room_comes() {
         "{e:?}"
     );
 }
+
+mod follow_up {
+    use super::*;
+    use events::{Context, HandlerError};
+
+    #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "lifecycle.charge")]
+    pub struct Charge;
+
+    #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "lifecycle.charged")]
+    pub struct Charged;
+
+    pub static CHARGED: AtomicUsize = AtomicUsize::new(0);
+
+    /// Fails once; its retry publishes the follow-up event.
+    #[handler(retry(max = 2, backoff = "fixed", base = "100ms", jitter = false))]
+    async fn charge(_: &Charge, ctx: &Context) -> Result<(), HandlerError> {
+        if ctx.attempt() == 1 {
+            return Err(HandlerError::transient("gateway busy"));
+        }
+        ctx.publish(Charged).await?;
+        Ok(())
+    }
+
+    #[handler]
+    fn charged(_: &Charged) {
+        CHARGED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Issue 17: the retries `shutdown` waits for may publish their follow-up events: the flow
+/// completes instead of ending dead-lettered with `Closed`. A new event is still refused.
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_the_retries_it_waits_for_publish_their_child_events() {
+    let bus = Bus::builder()
+        .scope("lifecycle::follow_up")
+        .build()
+        .unwrap();
+    let receipt = bus.publish(follow_up::Charge).await.unwrap();
+    assert_eq!(receipt.retrying().count(), 1);
+    let report = bus.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(follow_up::CHARGED.load(Ordering::SeqCst), 1);
+    assert!(bus.dead_letters(&events::DeadLetterFilter::all()).is_empty());
+    assert!(matches!(
+        bus.publish(follow_up::Charge).await,
+        Err(PublishError::Closed)
+    ));
+}

@@ -363,7 +363,9 @@ impl Bus {
         parent: Option<Lineage>,
         options: O,
     ) -> Result<Meta, PublishError> {
-        self.inner.lifecycle.check(info.name)?;
+        self.inner.lifecycle.check(info.name, || {
+            parent.is_some() || crate::context::current().is_some()
+        })?;
         // Published from inside a handler without its `Context`: still a child.
         let parent = parent.or_else(crate::context::current);
         if let Some(p) = parent {

@@ -28,13 +28,32 @@ impl Lifecycle {
     }
 
     /// `Ok` when events are taken, else the error that refuses an event named `name`.
+    /// While shutdown drains, a child event (`is_child`: published by a handler still
+    /// running, or by a retry shutdown waits for) is taken: its flow may complete.
     #[inline]
-    pub(crate) fn check(&self, name: &'static str) -> Result<(), PublishError> {
+    pub(crate) fn check(
+        &self,
+        name: &'static str,
+        is_child: impl FnOnce() -> bool,
+    ) -> Result<(), PublishError> {
         match self.0.load(Ordering::Relaxed) {
             ENABLED => Ok(()),
-            DISABLED => Err(PublishError::Disabled { name }),
-            _ => Err(PublishError::Closed),
+            state => refusal(state, name, is_child),
         }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn refusal(
+    state: u8,
+    name: &'static str,
+    is_child: impl FnOnce() -> bool,
+) -> Result<(), PublishError> {
+    match state {
+        DISABLED => Err(PublishError::Disabled { name }),
+        SHUT_DOWN if is_child() => Ok(()),
+        _ => Err(PublishError::Closed),
     }
 }
 
@@ -132,9 +151,11 @@ impl Bus {
     /// Stops taking events for good, lets the workers handle what is queued for at most
     /// `deadline`, and reports what was not handled.
     ///
-    /// From the call on, every publish and emit (handlers' child events included) fails with
-    /// [`PublishError::Closed`], and producers waiting for room are released with that
-    /// error. Events still queued at the deadline are taken out and listed in the report;
+    /// From the call on, every new publish and emit fails with [`PublishError::Closed`], and
+    /// producers waiting for room are released with that error. Until the drain ends, the
+    /// child events that handlers still running and the retries it waits for publish
+    /// (`ctx.publish`, or `publish` inside a handler) are taken, so that their flows complete;
+    /// emitting to the closed queue is refused. After the deadline, everything is refused. Events still queued at the deadline are taken out and listed in the report;
     /// handlers already running are not interrupted.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         self.inner.lifecycle.0.store(SHUT_DOWN, Ordering::Release);
