@@ -25,7 +25,7 @@ pub type HandlerResult = Result<(), HandlerError>;
 /// A `State<T>` requirement with `T` named as the handler's code writes it.
 pub fn as_written(key: Option<StateKey>, written: &'static str) -> Option<StateKey> {
     key.map(|mut k| {
-        k.type_name = written;
+        k.written = Some(written);
         k
     })
 }

@@ -200,6 +200,7 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for State<T> {
 pub struct StateKey {
     pub(crate) type_id: TypeId,
     pub(crate) type_name: &'static str,
+    pub(crate) written: Option<&'static str>,
 }
 
 impl StateKey {
@@ -207,11 +208,17 @@ impl StateKey {
         StateKey {
             type_id: TypeId::of::<T>(),
             type_name: std::any::type_name::<T>(),
+            written: None,
         }
     }
-    /// The Rust name of the state's type.
+    /// The Rust name of the state's type (`std::any::type_name`).
     pub fn type_name(&self) -> &'static str {
         self.type_name
+    }
+    /// The state's type as the handler's code writes it (`Mutex<u64>`), for messages; its
+    /// [`type_name`](Self::type_name) when not known.
+    pub fn written(&self) -> &'static str {
+        self.written.unwrap_or(self.type_name)
     }
 }
 

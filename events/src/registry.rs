@@ -119,7 +119,7 @@ impl Registry {
                 if !has_state(key.type_id) {
                     problems.push(Problem::MissingState {
                         handler: h.name,
-                        state: key.type_name,
+                        state: key.written(),
                         location: format!("{}:{}", h.file, h.line),
                     });
                 }

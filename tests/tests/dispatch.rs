@@ -568,6 +568,8 @@ fn the_bus_lists_events_and_handlers() {
     assert!(track.location().0.ends_with("dispatch.rs"));
     let states: Vec<_> = track.states().map(|s| s.type_name()).collect();
     assert_eq!(states, ["dispatch::Log"]);
+    let written: Vec<_> = track.states().map(|s| s.written()).collect();
+    assert_eq!(written, ["Log"], "as the handler writes it");
 
     bus.publish_blocking(catalog::CancelOrder::Fraud(9))
         .unwrap();

@@ -236,7 +236,10 @@ async fn shutdown_lets_the_retries_it_waits_for_publish_their_child_events() {
     let report = bus.shutdown(Duration::from_secs(5)).await;
     assert!(report.is_complete(), "{report:?}");
     assert_eq!(follow_up::CHARGED.load(Ordering::SeqCst), 1);
-    assert!(bus.dead_letters(&events::DeadLetterFilter::all()).is_empty());
+    assert!(
+        bus.dead_letters(&events::DeadLetterFilter::all())
+            .is_empty()
+    );
     assert!(matches!(
         bus.publish(follow_up::Charge).await,
         Err(PublishError::Closed)
