@@ -199,13 +199,13 @@ mod follow_up {
 
     #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
     #[event(name = "lifecycle.charge")]
-    pub struct Charge;
+    pub(crate) struct Charge;
 
     #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
     #[event(name = "lifecycle.charged")]
-    pub struct Charged;
+    pub(crate) struct Charged;
 
-    pub static CHARGED: AtomicUsize = AtomicUsize::new(0);
+    pub(crate) static CHARGED: AtomicUsize = AtomicUsize::new(0);
 
     /// Fails once; its retry publishes the follow-up event.
     #[handler(retry(max = 2, backoff = "fixed", base = "100ms", jitter = false))]
