@@ -192,31 +192,39 @@ async fn tls_with_a_private_authority_and_client_certificates() {
     works(&format!("tls://{url}"), trusted()).await;
 
     // The server's certificate is signed by an authority the client does not trust.
-    let (result, took) = connect(
-        &url,
-        options().client_certificate(file("client.pem"), file("client-key.pem")),
-    )
-    .await;
-    let error = result.expect_err("an untrusted server certificate was accepted");
+    let untrusted = options().client_certificate(file("client.pem"), file("client-key.pem"));
+    let error = fails_promptly(&url, untrusted, "an untrusted server certificate").await;
     assert!(matches!(error, NatsError::Tls { .. }), "{error:?}");
-    assert!(took < PROMPT, "{took:?}");
 
-    // No client certificate for a server that verifies clients: refused, promptly.
-    let (result, took) = connect(&url, options().root_certificates(file("ca.pem"))).await;
-    let error = result.expect_err("a client without a certificate was accepted");
-    assert!(
-        matches!(error, NatsError::Tls { .. } | NatsError::Connect { .. }),
-        "{error:?}"
-    );
-    assert!(took < PROMPT, "{took:?}");
+    // No client certificate for a server that verifies clients; a root certificate file
+    // that does not exist.
+    for (file, what) in [
+        ("ca.pem", "a client without a certificate"),
+        ("missing.pem", "a missing root certificate file"),
+    ] {
+        let error = fails_promptly(
+            &url,
+            options().root_certificates(file_path(&dir, file)),
+            what,
+        )
+        .await;
+        assert!(
+            matches!(error, NatsError::Tls { .. } | NatsError::Connect { .. }),
+            "{what}: {error:?}"
+        );
+    }
+}
 
-    // A certificate file that does not exist is a TLS error naming nothing secret.
-    let (result, _) = connect(&url, options().root_certificates(file("missing.pem"))).await;
-    let error = result.expect_err("a missing root certificate file was accepted");
-    assert!(
-        matches!(error, NatsError::Tls { .. } | NatsError::Connect { .. }),
-        "{error:?}"
-    );
+fn file_path(dir: &tempfile::TempDir, name: &str) -> String {
+    dir.path().join(name).to_str().unwrap().to_owned()
+}
+
+/// A connection refused within [`PROMPT`]: its error.
+async fn fails_promptly(url: &str, options: NatsOptions, what: &str) -> NatsError {
+    let (result, took) = connect(url, options).await;
+    let error = result.expect_err(&format!("{what} was accepted"));
+    assert!(took < PROMPT, "{what}: took {took:?}");
+    error
 }
 
 #[tokio::test]
