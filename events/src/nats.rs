@@ -450,7 +450,8 @@ impl Nats {
     /// Connects (the client reconnects by itself after a server restart once connected),
     /// then creates the stream and the dead-letter stream, or checks that the existing ones
     /// are as `options` says. `url` is `host:port`, `nats://host:port`, `tls://host:port`,
-    /// or several of them separated by commas; `user:password@` in it authenticates (see
+    /// or several of them separated by commas; `user:password@` in it authenticates (a
+    /// user alone is taken as a token; see
     /// [`NatsOptions::user_and_password`] and the other credentials).
     ///
     /// The first connection is not retried: an unreachable server fails within
@@ -462,9 +463,11 @@ impl Nats {
     /// [`NatsError::StreamMismatch`], [`NatsError::JetStream`].
     pub async fn connect(url: &str, options: NatsOptions) -> Result<Nats, NatsError> {
         let shown = without_credentials(url);
+        // The client gets the addresses without their credentials (taken out above), so
+        // that none of its logs can show them.
         let client = connect_options(url, &shown, &options.connection)
             .await?
-            .connect(url)
+            .connect(shown.as_str())
             .await
             .map_err(|e| connect_error(&shown, &e))?;
         Nats::set_up(client, options, shown).await

@@ -48,6 +48,11 @@ async fn works(url: &str, options: NatsOptions) {
     let (nats, took) = connect(url, options).await;
     let nats = nats.unwrap_or_else(|e| panic!("right credentials refused: {e}"));
     assert!(took < PROMPT, "{took:?}");
+    sends_one(nats).await;
+}
+
+/// A bus on `nats` publishes an event (JetStream stores it).
+async fn sends_one(nats: Nats) {
     let bus = Bus::builder()
         .scope(module_path!())
         .transport(nats)
@@ -111,13 +116,7 @@ async fn a_client_connected_by_the_caller() {
         .connect(server.url())
         .await
         .unwrap();
-    let nats = Nats::from_client(client, options()).await.unwrap();
-    let bus = Bus::builder()
-        .scope(module_path!())
-        .transport(nats)
-        .build()
-        .unwrap();
-    bus.publish(Ping { n: 1 }).await.unwrap();
+    sends_one(Nats::from_client(client, options()).await.unwrap()).await;
 }
 
 #[tokio::test]

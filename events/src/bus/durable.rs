@@ -14,8 +14,7 @@ use crate::envelope::Meta;
 use crate::event::{AnyEvent, EventInfo};
 use crate::receipt::Outcome;
 use crate::store::{
-    EventStore, Order, PAGE, Row, StoreError, StoreQuery, StoredDeadLetter, StoredEvent,
-    row_sequence,
+    EventStore, PAGE, Row, StoreError, StoreQuery, StoredDeadLetter, StoredEvent, row_sequence,
 };
 
 /// What [`Bus::recover`] did.
@@ -558,17 +557,15 @@ impl Bus {
         let selection = Arc::new(Selection {
             only: only.map(|o| o.into_iter().collect()),
         });
-        // What the query selects now: events appended meanwhile (by the replayed handlers,
-        // say) are not replayed.
+        // What the query selects now, in either order: events appended meanwhile (by the
+        // replayed handlers, or by other publishers) are neither replayed nor counted.
         let mut page = query;
-        if page.order == Order::OldestFirst {
-            let newest = store
-                .read(&StoreQuery::all().newest_first().limit(1))?
-                .first()
-                .and_then(row_sequence)
-                .unwrap_or(0);
-            page.to_sequence = Some(page.to_sequence.map_or(newest, |s| s.min(newest)));
-        }
+        let newest = store
+            .read(&StoreQuery::all().newest_first().limit(1))?
+            .first()
+            .and_then(row_sequence)
+            .unwrap_or(0);
+        page.to_sequence = Some(page.to_sequence.map_or(newest, |s| s.min(newest)));
         let total = store.count(&page)?;
         let mut left = total;
         let mut done = 0;
