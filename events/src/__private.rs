@@ -12,6 +12,7 @@ pub use crate::event::Payload;
 pub use crate::handler::{
     BoxFuture, Call, FromInvocation, HandlerEvent, IntoHandlerResult, Invocation,
 };
+pub use crate::link::LinkEntry;
 pub use crate::registry::{EventEntry, HandlerEntry};
 
 use crate::event::{Event, EventInfo, Query, ResponseInfo, UpcastInfo};
@@ -296,6 +297,8 @@ pub struct HandlerSpec {
     pub is_async: bool,
     /// `module_path!()` where it is defined.
     pub module: &'static str,
+    /// The function's path: `concat!(module_path!(), "::", ident)`.
+    pub function: &'static str,
     /// `#[handler(concurrency = N)]`.
     pub concurrency: Option<u32>,
     /// `#[handler(timeout = "..")]`, in milliseconds.
@@ -325,6 +328,7 @@ impl HandlerInfo {
             params: spec.params,
             is_async: spec.is_async,
             module: spec.module,
+            function: spec.function,
             concurrency: spec.concurrency,
             timeout_ms: spec.timeout_ms,
             retry: spec.retry,

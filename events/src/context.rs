@@ -24,6 +24,45 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context for calling a handler directly, outside a dispatch: the envelope of a new
+    /// root `E` on `bus` (its id, time and the bus's source), attempt 1. Events the handler
+    /// publishes through it go to `bus` as children of that envelope; a
+    /// [`TestBus`](crate::testing::TestBus) captures them.
+    ///
+    /// ```standalone_crate
+    /// # use events::{Bus, Context, Event, handler};
+    /// # #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// # struct Ping;
+    /// #[handler]
+    /// fn on_ping(_: &Ping, ctx: &Context) -> Result<(), events::HandlerError> {
+    ///     if ctx.attempt() < 3 {
+    ///         return Err(events::HandlerError::transient("not yet"));
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// let bus = Bus::builder().no_handlers().build().unwrap();
+    /// assert!(on_ping(&Ping, &Context::for_test::<Ping>(&bus)).is_err());
+    /// assert!(on_ping(&Ping, &Context::for_test::<Ping>(&bus).with_attempt(3)).is_ok());
+    /// ```
+    ///
+    /// # Panics
+    /// When `bus` is shut down or disabled (it refuses new envelopes).
+    pub fn for_test<E: Event>(bus: &Bus) -> Context {
+        match bus.context::<E>(None, NoOptions) {
+            Ok(ctx) => ctx,
+            Err(e) => panic!("Context::for_test: the bus refuses a new `{}`: {e}", E::NAME),
+        }
+    }
+
+    /// The same context as attempt `attempt` (2 for the first retry), to test a handler's
+    /// retry logic.
+    #[must_use]
+    pub fn with_attempt(mut self, attempt: u32) -> Context {
+        self.attempt = attempt.max(1);
+        self
+    }
+
     /// Which attempt this call is: 1 the first time a handler runs for the event, then 2, 3,
     /// ... for its retries (see [`RetryPolicy`](crate::RetryPolicy)).
     pub fn attempt(&self) -> u32 {

@@ -176,6 +176,30 @@ impl<T: ?Sized> State<T> {
     }
 }
 
+impl<T> State<T> {
+    /// A `State` holding `value`, to call a handler directly (in a unit test, say): the bus
+    /// makes its own from [`BusBuilder::state`](crate::BusBuilder::state).
+    ///
+    /// ```
+    /// # use events::State;
+    /// # struct Ledger { total: std::sync::Mutex<u64> }
+    /// let ledger = State::new(Ledger { total: std::sync::Mutex::new(0) });
+    /// let same = ledger.clone(); // clones share the value
+    /// *same.total.lock().unwrap() += 5;
+    /// assert_eq!(*ledger.total.lock().unwrap(), 5);
+    /// ```
+    pub fn new(value: T) -> State<T> {
+        State(Arc::new(value))
+    }
+}
+
+/// Shares a value already behind an `Arc` (to keep a handle on it in a test).
+impl<T: ?Sized> From<Arc<T>> for State<T> {
+    fn from(value: Arc<T>) -> State<T> {
+        State(value)
+    }
+}
+
 impl<T: ?Sized> Deref for State<T> {
     type Target = T;
     fn deref(&self) -> &T {
@@ -393,6 +417,8 @@ pub struct HandlerInfo {
     pub(crate) params: &'static [fn() -> Option<StateKey>],
     pub(crate) is_async: bool,
     pub(crate) module: &'static str,
+    /// The function's path: `module::ident`.
+    pub(crate) function: &'static str,
     pub(crate) concurrency: Option<u32>,
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) retry: Option<crate::RetryPolicy>,
@@ -466,6 +492,10 @@ impl HandlerInfo {
     /// The module it is defined in, e.g. `my_crate::billing`.
     pub fn module(&self) -> &'static str {
         self.module
+    }
+    /// The function's path, e.g. `my_crate::billing::charge` (the default name).
+    pub fn function(&self) -> &'static str {
+        self.function
     }
     /// Where it is defined: `(file, line)`.
     pub fn location(&self) -> (&'static str, u32) {

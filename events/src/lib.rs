@@ -88,6 +88,7 @@ mod event;
 mod filter;
 mod handler;
 mod ingest;
+mod link;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod observe;
@@ -96,6 +97,7 @@ mod receipt;
 mod registry;
 mod retry;
 pub mod store;
+pub mod testing;
 
 #[doc(hidden)]
 pub mod __private;

@@ -233,12 +233,21 @@ impl Receipt {
             .any(|(_, o)| matches!(o, Outcome::Retrying { .. }))
     }
 
-    /// `true` when every handler is done and none failed: settled
-    /// ([`is_settled`](Self::is_settled)) and nothing [`failed`](Self::failed). `false`
-    /// while a retry is pending, even one that will succeed; to ask only whether something
-    /// failed for good, use `receipt.failed().next().is_none()`.
+    /// `true` when something took the event, every handler is done and none failed: not
+    /// [`is_unhandled`](Self::is_unhandled), settled ([`is_settled`](Self::is_settled)) and
+    /// nothing [`failed`](Self::failed). `false` while a retry is pending, even one that will
+    /// succeed; to ask only whether something failed for good, use
+    /// `receipt.failed().next().is_none()`.
     pub fn is_ok(&self) -> bool {
-        !self.outcomes.exceptions.iter().any(|(_, o)| o.is_failure())
+        !self.outcomes.exceptions.iter().any(|(_, o)| o.is_failure()) && !self.is_unhandled()
+    }
+
+    /// `true` when nothing took the event: no handler or subscription of the bus, and it
+    /// was neither stored nor sent over a transport. Usually the crate with its handlers is
+    /// not linked into the binary: add [`events::link!`](crate::link!) naming it. (A bus
+    /// built with [`no_handlers`](crate::BusBuilder::no_handlers) on purpose gets this too.)
+    pub fn is_unhandled(&self) -> bool {
+        self.sequence == 0 && self.slots().is_empty()
     }
 }
 
@@ -246,6 +255,33 @@ impl Receipt {
 #[inline(never)]
 fn drop_meta(meta: crate::envelope::Meta) {
     drop(meta);
+}
+
+/// What happened, in a line per handler: `order.placed 0190…: 2 handlers` then
+/// `  - billing.charge: delivered`. An unhandled event says why that usually is.
+impl fmt::Display for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` {}", self.name, self.id)?;
+        if self.is_unhandled() {
+            return write!(
+                f,
+                ": no handler or subscription of this bus takes it, and it was neither stored \
+                 nor sent; if its handlers are in a library crate, add \
+                 `events::link!(crate_name);` to the binary"
+            );
+        }
+        let n = self.handler_count();
+        match self.sequence() {
+            Some(s) if n == 0 => return write!(f, ": stored or sent as #{s}; no local handler"),
+            Some(s) => write!(f, " (#{s})")?,
+            None => {}
+        }
+        write!(f, ": {n} handler{}", if n == 1 { "" } else { "s" })?;
+        for o in self.outcomes() {
+            write!(f, "\n  - {}: {}", o.handler, o.outcome)?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Receipt {

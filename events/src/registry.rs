@@ -65,12 +65,13 @@ impl Registry {
     ///
     /// `in_scope` says whether a module is in the bus's scope: a query declared outside it
     /// may be answered by another bus.
+    /// `problems` holds what was found before (the selection's): they are listed first.
     pub(crate) fn check(
         &self,
+        mut problems: Vec<Problem>,
         has_state: impl Fn(TypeId) -> bool,
         in_scope: impl Fn(&str) -> bool,
     ) -> Result<(), BuildError> {
-        let mut problems = Vec::new();
 
         let mut by_key: BTreeMap<(&str, u32), Vec<&EventInfo>> = BTreeMap::new();
         for e in &self.events {
@@ -172,6 +173,23 @@ impl Registry {
     }
 }
 
+/// A [`Problem::LinkedNothing`] for each `events::link!` crate that contributed no handler
+/// and no event type to `registry` (the whole binary's, before any selection).
+pub(crate) fn check_links(registry: &Registry) -> Vec<Problem> {
+    use crate::link::crate_of;
+    crate::link::entries()
+        .into_iter()
+        .filter(|l| {
+            !registry.handlers.iter().any(|h| crate_of(h.module) == l.krate)
+                && !registry.events.iter().any(|e| crate_of(e.type_name) == l.krate)
+        })
+        .map(|l| Problem::LinkedNothing {
+            krate: l.krate,
+            location: format!("{}:{}", l.file, l.line),
+        })
+        .collect()
+}
+
 /// Why [`BusBuilder::build`](crate::BusBuilder::build) failed: every problem found, not just
 /// the first.
 ///
@@ -195,11 +213,6 @@ impl fmt::Debug for BuildError {
 }
 
 impl BuildError {
-    pub(crate) fn one(problem: Problem) -> BuildError {
-        BuildError {
-            problems: vec![problem],
-        }
-    }
     /// The problems, in a stable order.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
@@ -280,6 +293,25 @@ pub enum Problem {
         /// Its response type.
         response: &'static str,
     },
+    /// A crate named by [`events::link!`](crate::link!) contributed no `#[handler]` and no
+    /// event type: its handlers are elsewhere, or it has none.
+    LinkedNothing {
+        /// The crate's name, as written in `link!`.
+        krate: &'static str,
+        /// Where `link!` names it (`file:line`).
+        location: String,
+    },
+    /// A [`BusBuilder::scope`](crate::BusBuilder::scope) or
+    /// [`BusBuilder::handler`](crate::BusBuilder::handler) that selects no `#[handler]` in
+    /// the binary: a typo, or the crate that defines them is not linked.
+    NoMatch {
+        /// `scope` or `handler`.
+        kind: &'static str,
+        /// What was asked for.
+        selector: String,
+        /// What exists that is close (a module, or a handler's name or path), if anything.
+        suggestion: Option<&'static str>,
+    },
     /// A query has more than one handler that answers it.
     SeveralResponders {
         /// The query's name.
@@ -348,9 +380,54 @@ impl fmt::Display for Problem {
             } => write!(
                 f,
                 "query `{query}` (`{type_name}`) has no responder: add a `#[handler]` that takes \
-                 `&{short}` and returns `{response}`",
+                 `&{short}` and returns `{response}`, or, if it is in a library crate, link that \
+                 crate with `events::link!(crate_name);` in the binary",
                 short = type_name.rsplit("::").next().unwrap_or(type_name)
             ),
+            Problem::LinkedNothing { krate, location } => write!(
+                f,
+                "`events::link!({krate})` ({location}) links a crate that has no `#[handler]` and \
+                 no event type; name the crate that defines the handlers, or remove it"
+            ),
+            Problem::NoMatch {
+                kind: "scope",
+                selector,
+                suggestion,
+            } => {
+                write!(
+                    f,
+                    "`.scope(\"{selector}\")` selects no `#[handler]`: no handler is defined in that \
+                     module or below it"
+                )?;
+                match suggestion {
+                    Some(s) => write!(f, "; did you mean `{s}`?"),
+                    None => write!(
+                        f,
+                        "; if its handlers are in a library crate, link it with \
+                         `events::link!(crate_name);`, and for a bus with no handlers use \
+                         `.no_handlers()`"
+                    ),
+                }
+            }
+            Problem::NoMatch {
+                kind,
+                selector,
+                suggestion,
+            } => {
+                write!(
+                    f,
+                    "`.{kind}(\"{selector}\")` selects no `#[handler]`: no handler has that name or \
+                     function path"
+                )?;
+                match suggestion {
+                    Some(s) => write!(f, "; did you mean `{s}`?"),
+                    None => write!(
+                        f,
+                        "; if it is in a library crate, link that crate with \
+                         `events::link!(crate_name);`"
+                    ),
+                }
+            }
             Problem::SeveralResponders { query, handlers } => write!(
                 f,
                 "query `{query}` has {} responders ({}); a query is answered by exactly one \

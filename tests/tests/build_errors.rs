@@ -161,7 +161,8 @@ fn build_lists_every_problem_at_once() {
     assert!(
         text.contains(
             "query `unanswered` (`build_errors::queries::Unanswered`) has no responder: add a \
-             `#[handler]` that takes `&Unanswered` and returns `u32`"
+             `#[handler]` that takes `&Unanswered` and returns `u32`, or, if it is in a library \
+             crate, link that crate with `events::link!(crate_name);` in the binary"
         ),
         "{text}"
     );

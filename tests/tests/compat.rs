@@ -21,7 +21,7 @@ struct Line {
 }
 
 fn bus() -> Bus {
-    Bus::builder().scope("no::handlers").build().unwrap()
+    Bus::builder().no_handlers().build().unwrap()
 }
 
 #[test]

@@ -585,8 +585,19 @@ fn an_event_with_no_handlers_is_delivered_to_nobody() {
     let (bus, _, _) = bus();
     let r = bus.publish_blocking(Lonely).unwrap();
     assert_eq!(r.handler_count(), 0);
-    assert!(r.is_ok());
+    // Nothing took it: not ok, and the receipt says the usual cause.
+    assert!(r.is_unhandled());
+    assert!(!r.is_ok());
+    assert!(r.failed().next().is_none());
+    assert!(r.to_string().contains("events::link!"), "{r}");
     assert_eq!(r.event_name(), "lonely");
+    assert!(bus.unhandled_events().iter().any(|e| e.name() == "lonely"));
+
+    // A subscription takes it: handled, and no longer listed.
+    let _sub = bus.subscribe(|_: &Lonely, _: &events::Context| {});
+    let r = bus.publish_blocking(Lonely).unwrap();
+    assert!(!r.is_unhandled() && r.is_ok(), "{r}");
+    assert!(!bus.unhandled_events().iter().any(|e| e.name() == "lonely"));
 }
 
 mod crowd {
@@ -936,7 +947,7 @@ mod unwinding {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_panicking_task_leaves_no_current_event_behind() {
-    let bus = Bus::builder().scope("no::handlers").build().unwrap();
+    let bus = Bus::builder().no_handlers().build().unwrap();
     let depths = Arc::new(Mutex::new(Vec::new()));
     let d = depths.clone();
     let _later = bus.subscribe(move |_: &unwinding::Later, ctx: &Context| {

@@ -78,7 +78,7 @@ fn bus() -> Bus {
 fn bare() -> Bus {
     Bus::builder()
         .source("shop")
-        .scope("no::handlers")
+        .no_handlers()
         .build()
         .unwrap()
 }

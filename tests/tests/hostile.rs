@@ -57,7 +57,7 @@ fn bus() -> (Bus, Seen, events::Subscription) {
 
 fn bus_with(limits: IngestLimits) -> (Bus, Seen, events::Subscription) {
     let bus = Bus::builder()
-        .scope("no::handlers")
+        .no_handlers()
         .ingest_limits(limits)
         .build()
         .unwrap();
@@ -387,7 +387,7 @@ fn names_from_outside_are_escaped_in_messages() {
 #[test]
 fn a_source_with_a_control_character_is_refused_when_the_bus_is_built() {
     let err = Bus::builder()
-        .scope("no::handlers")
+        .no_handlers()
         .source("checkout\r\nX-Injected: 1")
         .build()
         .unwrap_err();

@@ -48,7 +48,7 @@ fn many_extensions(size: usize) -> Vec<u8> {
 #[test]
 fn peak_memory_is_a_small_multiple_of_the_input() {
     let _profiler = dhat::Profiler::builder().testing().build();
-    let bus = Bus::builder().scope("no::handlers").build().unwrap();
+    let bus = Bus::builder().no_handlers().build().unwrap();
     let size = (1 << 20) - 16;
     for (what, input, cloudevent) in [
         ("[-1,-1,...]", minus_ones(size), false),

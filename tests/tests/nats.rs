@@ -366,13 +366,10 @@ async fn a_stream_with_other_settings_is_an_error_not_a_silent_change() {
     );
     assert!(err.to_string().contains("left unchanged"), "{err}");
     // The blocking API refuses remote events with a clear error.
-    let bus = bus(
-        &server.url(),
-        NatsOptions::new("t6").memory_storage(),
-        "nats::nothing",
-        "only",
-    )
-    .await;
+    let nats = Nats::connect(&server.url(), NatsOptions::new("t6").memory_storage())
+        .await
+        .unwrap();
+    let bus = Bus::builder().no_handlers().transport(nats).build().unwrap();
     let err = bus.publish_blocking(Tick { n: 1 }).unwrap_err();
     assert!(err.to_string().contains("publish with `.await`"), "{err}");
 }

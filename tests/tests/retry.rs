@@ -264,7 +264,7 @@ async fn a_subscription_retries_with_its_own_policy_or_the_bus_default() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     for with_own_policy in [true, false] {
-        let mut builder = Bus::builder().scope("retry::nothing");
+        let mut builder = Bus::builder().no_handlers();
         if !with_own_policy {
             builder = builder.retry(RetryPolicy::fixed(2, Duration::from_millis(50)));
         }
@@ -477,7 +477,7 @@ async fn no_retries_turns_every_retry_off_and_a_default_of_none_does_not() {
 /// receipt says which is which.
 #[tokio::test(start_paused = true)]
 async fn a_receipt_tells_a_pending_retry_from_a_failure_for_good() {
-    let bus = Bus::builder().scope("retry::nothing").build().unwrap();
+    let bus = Bus::builder().no_handlers().build().unwrap();
     let _retrying = bus.subscribe_with(
         events::SubscribeOptions::new()
             .name("retrying")

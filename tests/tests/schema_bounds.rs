@@ -160,7 +160,7 @@ fn values() -> Vec<String> {
 
 #[test]
 fn schemas_and_types_agree_on_every_boundary() {
-    let bus = Bus::builder().scope("no::handlers").build().unwrap();
+    let bus = Bus::builder().no_handlers().build().unwrap();
     let values = values();
     let mut checked = 0;
     let mut mismatches = Vec::new();
@@ -248,7 +248,7 @@ fn integer_schemas_carry_their_range() {
 
 #[test]
 fn whole_numbers_written_as_floats_reach_integer_fields() {
-    let bus = Bus::builder().scope("no::handlers").build().unwrap();
+    let bus = Bus::builder().no_handlers().build().unwrap();
     // JSON Schema counts `1.0` as an integer, so the type takes it too; the value is exact.
     let event = bus.decode_json("b.u64", 1, br#"{"v": 4.2e3}"#).unwrap();
     assert_eq!(event.to_json().unwrap(), serde_json::json!({ "v": 4200 }));
@@ -259,7 +259,7 @@ fn whole_numbers_written_as_floats_reach_integer_fields() {
 
 #[test]
 fn a_number_a_double_cannot_hold_is_refused_not_rounded() {
-    let bus = Bus::builder().scope("no::handlers").build().unwrap();
+    let bus = Bus::builder().no_handlers().build().unwrap();
     // Found by the fuzz test: the fraction is lost to the double, which is then whole.
     for lossy in [
         r#"{"v": 184467440737095510.5615}"#,

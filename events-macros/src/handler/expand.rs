@@ -168,13 +168,14 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
         None => (TokenStream::new(), quote!(::core::option::Option::None)),
     };
 
+    let function = quote!(::core::concat!(
+        ::core::module_path!(),
+        "::",
+        ::core::stringify!(#ident)
+    ));
     let name = match &opts.name {
         Some(n) => quote!(#n),
-        None => quote!(::core::concat!(
-            ::core::module_path!(),
-            "::",
-            ::core::stringify!(#ident)
-        )),
+        None => function.clone(),
     };
     let priority = opts.priority;
     let is_async = sig.is_async;
@@ -242,6 +243,7 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
                     params: &[#(#requirements),*],
                     is_async: #is_async,
                     module: ::core::module_path!(),
+                    function: #function,
                     concurrency: #concurrency,
                     timeout_ms: #timeout_ms,
                     retry: #retry,

@@ -251,11 +251,14 @@ impl Bus {
             }
         }
         if !self.inner.observers.is_empty() {
-            self.inner.observers.published(&ctx.meta);
+            self.observe_dispatch(&ctx.meta, &event);
         }
         let route = self.route(TypeId::of::<E>());
         let mut outcomes = Outcomes::default();
         let slots = self.slots_of(&route, TypeId::of::<E>());
+        if slots.is_empty() {
+            self.taken_by_nothing(&ctx.meta);
+        }
         if spans_on() {
             let span = publish_span(&ctx.meta);
             run(slots, &event, &ctx, &mut outcomes)
@@ -298,11 +301,14 @@ impl Bus {
             self.outbound_blocking(event, &mut ctx.meta)?;
         }
         if !self.inner.observers.is_empty() {
-            self.inner.observers.published(&ctx.meta);
+            self.observe_dispatch(&ctx.meta, event);
         }
         let route = self.route(type_id);
         let mut outcomes = Outcomes::default();
         let slots = self.slots_of(&route, type_id);
+        if slots.is_empty() {
+            self.taken_by_nothing(&ctx.meta);
+        }
         let lineage = ctx.meta.lineage();
         let mut dispatch = || {
             crate::context::sync_scoped(lineage, || run_blocking(slots, event, &ctx, &mut outcomes))
@@ -337,6 +343,38 @@ impl Bus {
     ) -> Result<Meta, PublishError> {
         self.try_meta::<E>(parent, options)
             .map_err(|e| self.refused(E::NAME, e))
+    }
+
+    /// Tells the observers an event was published and is about to be dispatched.
+    #[cold]
+    fn observe_dispatch(&self, meta: &Meta, event: &AnyEvent) {
+        self.inner.observers.published(meta);
+        self.inner.observers.dispatching(meta, event);
+    }
+
+    /// An event that no handler or subscription takes, and that was neither stored nor
+    /// sent: warns once per event type, naming the likely cause (an unlinked crate of
+    /// handlers). The receipt says so too ([`Receipt::is_unhandled`]).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn taken_by_nothing(&self, meta: &Meta) {
+        if meta.sequence().is_some() {
+            return; // stored: replay and recovery may still deliver it
+        }
+        let first = self
+            .inner
+            .unhandled_warned
+            .get(&meta.info.type_id())
+            .is_some_and(|warned| !warned.swap(true, std::sync::atomic::Ordering::Relaxed));
+        if first {
+            tracing::warn!(
+                event = meta.name(),
+                "`{}` was published, but no handler or subscription of this bus takes it; \
+                 if its handlers are in a library crate, add `events::link!(crate_name);` to \
+                 the binary (rustc links a crate only when the code names it)",
+                meta.name()
+            );
+        }
     }
 
     /// Tells the observers an event was refused, and gives the error back.
@@ -421,11 +459,14 @@ impl Bus {
             }
         }
         if !self.inner.observers.is_empty() {
-            self.inner.observers.published(&ctx.meta);
+            self.observe_dispatch(&ctx.meta, &*event);
         }
         let route = self.route(info.type_id());
         let mut outcomes = Outcomes::default();
         let slots = self.slots_of(&route, info.type_id());
+        if slots.is_empty() {
+            self.taken_by_nothing(&ctx.meta);
+        }
         let span = if spans_on() {
             publish_span(&ctx.meta)
         } else {

@@ -23,7 +23,7 @@ impl Lifecycle {
         self.0.load(Ordering::Acquire) == STOPPED
     }
 
-    fn pending_retries(&self) -> usize {
+    pub(crate) fn pending_retries(&self) -> usize {
         self.1.load(Ordering::Acquire)
     }
 
@@ -106,6 +106,17 @@ pub struct Unprocessed {
 }
 
 impl Bus {
+    /// What is still going on: events queued, events a worker is handling, retries waiting
+    /// (or running). All zero: the bus was idle at some moment during the call.
+    pub(crate) fn activity(&self) -> (usize, usize, usize) {
+        let queue = &self.inner.queue;
+        // The queue first: a worker counts an event as running before it leaves the queue,
+        // so an event between the two reads is seen in one of them.
+        let queued = queue.queued();
+        let running = queue.in_flight();
+        (queued, running, self.inner.lifecycle.pending_retries())
+    }
+
     /// Counts one more waiting retry (shutdown waits for it, within its deadline), unless
     /// `max_pending_retries` already wait.
     pub(crate) fn retry_scheduled(&self) -> Option<PendingRetry> {

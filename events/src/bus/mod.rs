@@ -5,6 +5,7 @@ pub(crate) mod durable;
 mod lifecycle;
 mod queue;
 mod request;
+mod select;
 mod subscribe;
 
 use std::any::{Any, TypeId};
@@ -89,6 +90,10 @@ pub(crate) struct Inner {
     pub(crate) no_retries: bool,
     /// The durable handlers, with the event type each takes.
     pub(crate) durable: Vec<(&'static EventInfo, Slot)>,
+    /// Event types no `#[handler]` takes, each with whether the warning that one was
+    /// published into nothing was given.
+    pub(crate) unhandled_warned:
+        HashMap<TypeId, std::sync::atomic::AtomicBool, BuildHasherDefault<TypeIdHasher>>,
 }
 
 impl Drop for Inner {
@@ -216,6 +221,26 @@ impl Bus {
         self.slots(TypeId::of::<E>()).map_or(0, |s| s.len())
     }
 
+    /// The event types linked into the binary that no handler or subscription of this bus
+    /// takes now (queries count as taken by their responder). At start-up, an event you
+    /// expected handled in this list means the crate with its handlers is not linked: add
+    /// [`events::link!`](crate::link!) naming it.
+    pub fn unhandled_events(&self) -> Vec<&'static EventInfo> {
+        let routes = self.inner.routes.load();
+        self.inner
+            .registry
+            .events
+            .iter()
+            .copied()
+            .filter(|e| {
+                // Not `e.type_id()`: with `Any` in scope that is the reference's type id.
+                let type_id = EventInfo::type_id(e);
+                routes.get(&type_id).is_none_or(|s| s.is_empty())
+                    && !self.inner.responders.contains_key(&type_id)
+            })
+            .collect()
+    }
+
     #[inline]
     pub(crate) fn slots(&self, type_id: TypeId) -> Option<Arc<[Slot]>> {
         self.inner.routes.load().get(&type_id).cloned()
@@ -273,7 +298,12 @@ impl fmt::Debug for Bus {
 /// ```
 #[must_use]
 pub struct BusBuilder {
+    /// Whether `scope`, `handler` or `no_handlers` was called: then only what they select
+    /// is taken.
+    selected: bool,
     scopes: Vec<Cow<'static, str>>,
+    /// `handler(..)`: exact names or function paths.
+    named: Vec<Cow<'static, str>>,
     source: Option<Cow<'static, str>>,
     states: HashMap<TypeId, AnyState>,
     max_depth: u32,
@@ -294,7 +324,9 @@ pub struct BusBuilder {
 impl Default for BusBuilder {
     fn default() -> Self {
         BusBuilder {
+            selected: false,
             scopes: Vec::new(),
+            named: Vec::new(),
             source: None,
             states: HashMap::new(),
             max_depth: 64,
@@ -317,7 +349,9 @@ impl Default for BusBuilder {
 impl fmt::Debug for BusBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BusBuilder")
+            .field("selected", &self.selected)
             .field("scopes", &self.scopes)
+            .field("named", &self.named)
             .field("source", &self.source)
             .field("states", &self.states.len())
             .field("max_depth", &self.max_depth)
@@ -347,13 +381,36 @@ impl BusBuilder {
     }
 
     /// Takes only the `#[handler]`s defined in module `prefix` or below it (e.g.
-    /// `"my_app::billing"`, or `module_path!()`); call it again to add modules. Without it the
-    /// bus takes every handler in the binary.
+    /// `"my_app::billing"`, or `module_path!()`); call it again to add modules, and combine
+    /// it with [`handler`](Self::handler). Without either, the bus takes every handler in the
+    /// binary.
     ///
     /// For several buses in one binary: a test suite, or bounded contexts that must not see
-    /// each other's handlers. Handlers outside the scope are neither called nor checked.
+    /// each other's handlers. Handlers outside the selection are neither called nor checked.
+    /// A scope that selects no handler fails [`build`](Self::build)
+    /// ([`Problem::NoMatch`](crate::Problem::NoMatch)): for a bus without handlers, say
+    /// [`no_handlers`](Self::no_handlers).
     pub fn scope(mut self, prefix: impl Into<Cow<'static, str>>) -> Self {
+        self.selected = true;
         self.scopes.push(prefix.into());
+        self
+    }
+
+    /// Takes the one `#[handler]` with this name (`"billing.charge"`) or function path
+    /// (`"my_app::billing::charge"`); call it again to add handlers, and combine it with
+    /// [`scope`](Self::scope). A name that selects no handler fails [`build`](Self::build)
+    /// ([`Problem::NoMatch`](crate::Problem::NoMatch)).
+    pub fn handler(mut self, name_or_path: impl Into<Cow<'static, str>>) -> Self {
+        self.selected = true;
+        self.named.push(name_or_path.into());
+        self
+    }
+
+    /// Takes no `#[handler]` unless [`scope`](Self::scope) or [`handler`](Self::handler)
+    /// select some: a bus for dynamic [subscriptions](Bus::subscribe) only, or for a test
+    /// that publishes into nothing on purpose.
+    pub fn no_handlers(mut self) -> Self {
+        self.selected = true;
         self
     }
 
@@ -475,24 +532,31 @@ impl BusBuilder {
     pub fn build(self) -> Result<Bus, BuildError> {
         crate::envelope::warm_up_clock();
         let mut registry = Registry::collect();
-        if !self.scopes.is_empty() {
-            registry
-                .handlers
-                .retain(|h| self.scopes.iter().any(|s| in_module(h.module, s)));
+        let mut problems = crate::registry::check_links(&registry);
+        if self.selected {
+            problems.extend(select::unmatched(&registry.handlers, &self.scopes, &self.named));
+            registry.handlers.retain(|h| {
+                self.scopes.iter().any(|s| in_module(h.module, s))
+                    || self.named.iter().any(|n| h.name == n || h.function == n)
+            });
         }
         if let Some(source) = self
             .source
             .as_deref()
             .filter(|s| s.chars().any(char::is_control))
         {
-            return Err(BuildError::one(crate::registry::Problem::BadSource {
-                source: crate::ingest::clip(source),
-            }));
+            problems.insert(
+                0,
+                crate::registry::Problem::BadSource {
+                    source: crate::ingest::clip(source),
+                },
+            );
         }
-        let scopes = &self.scopes;
+        let (selected, scopes) = (self.selected, &self.scopes);
         registry.check(
+            problems,
             |t| self.states.contains_key(&t),
-            |module| scopes.is_empty() || scopes.iter().any(|s| in_module(module, s)),
+            |module| !selected || scopes.iter().any(|s| in_module(module, s)),
         )?;
 
         let mut fixed = Routes::default();
@@ -585,6 +649,13 @@ impl BusBuilder {
             fixed.insert(type_id, slots.into());
         }
 
+        let unhandled_warned = registry
+            .events
+            .iter()
+            .map(|e| EventInfo::type_id(e))
+            .filter(|t| !fixed.contains_key(t))
+            .map(|t| (t, std::sync::atomic::AtomicBool::new(false)))
+            .collect();
         let source: &'static str = match self.source {
             Some(Cow::Borrowed(s)) => s,
             Some(Cow::Owned(s)) => Box::leak(s.into_boxed_str()),
@@ -624,6 +695,7 @@ impl BusBuilder {
                 default_retry: self.retry,
                 no_retries: self.no_retries,
                 durable,
+                unhandled_warned,
             }),
         };
         bus.load_dead_letters();
@@ -632,7 +704,7 @@ impl BusBuilder {
 }
 
 /// `module` is `prefix` or a module below it.
-fn in_module(module: &str, prefix: &str) -> bool {
+pub(crate) fn in_module(module: &str, prefix: &str) -> bool {
     let prefix = prefix.trim_end_matches("::");
     module
         .strip_prefix(prefix)

@@ -294,9 +294,16 @@ async fn worker(bus: Weak<Inner>) {
             meta,
             attempt: 1,
         };
+        if !bus.inner.observers.is_empty() {
+            bus.inner.observers.dispatching(&ctx.meta, &*event);
+        }
         let route = bus.route(type_id);
         let mut outcomes = Outcomes::default();
-        let dispatch = run(bus.slots_of(&route, type_id), &*event, &ctx, &mut outcomes);
+        let slots = bus.slots_of(&route, type_id);
+        if slots.is_empty() {
+            bus.taken_by_nothing(&ctx.meta);
+        }
+        let dispatch = run(slots, &*event, &ctx, &mut outcomes);
         match span {
             Some(span) => dispatch.instrument(*span).await,
             None => dispatch.await,

@@ -28,6 +28,14 @@ pub trait Observer: Send + Sync + 'static {
     fn published(&self, meta: &Meta) {
         let _ = meta;
     }
+    /// The event's handlers are about to run, and this is the event itself: for a publish,
+    /// right after [`published`](Self::published); for an emit, when a worker takes it
+    /// from the queue. Not called for retries, [replays](crate::Bus::replay),
+    /// [recovery](crate::Bus::recover) or events sent over a transport. For recorders (the
+    /// [testing kit](crate::testing)'s capture) and audit logs.
+    fn dispatching(&self, meta: &Meta, event: &crate::AnyEvent) {
+        let _ = (meta, event);
+    }
     /// A handler returned `Ok` after `elapsed`.
     fn delivered(&self, meta: &Meta, handler: &str, elapsed: Duration) {
         let _ = (meta, handler, elapsed);
@@ -91,6 +99,9 @@ impl Observers {
     }
     pub(crate) fn published(&self, meta: &Meta) {
         self.0.iter().for_each(|o| o.published(meta));
+    }
+    pub(crate) fn dispatching(&self, meta: &Meta, event: &crate::AnyEvent) {
+        self.0.iter().for_each(|o| o.dispatching(meta, event));
     }
     pub(crate) fn dead_lettered(&self, letter: &crate::DeadLetter) {
         self.0.iter().for_each(|o| o.dead_lettered(letter));

@@ -131,10 +131,11 @@ async fn main() {
 /// Publishes `count` events with no handler on the bus, sixteen publishers at once (so
 /// that commits are shared): a backlog that no durable handler has seen.
 async fn fill(db: &str, count: u64) {
-    let bus = bus(
-        SqliteStore::open_with(db, Synchronous::Normal).unwrap(),
-        "durability_child::nothing",
-    );
+    let bus = Bus::builder()
+        .no_handlers()
+        .store(SqliteStore::open_with(db, Synchronous::Normal).unwrap())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     publish(&bus, count, 16).await;
     bus.store().unwrap().flush().await.unwrap();
     println!("filled {count}");
@@ -157,5 +158,3 @@ async fn publish(bus: &Bus, count: u64, lanes: u64) {
         t.await.unwrap();
     }
 }
-
-mod nothing {}
