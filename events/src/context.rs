@@ -51,7 +51,10 @@ impl Context {
     pub fn for_test<E: Event>(bus: &Bus) -> Context {
         match bus.context::<E>(None, NoOptions) {
             Ok(ctx) => ctx,
-            Err(e) => panic!("Context::for_test: the bus refuses a new `{}`: {e}", E::NAME),
+            Err(e) => panic!(
+                "Context::for_test: the bus refuses a new `{}`: {e}",
+                E::NAME
+            ),
         }
     }
 

@@ -66,9 +66,22 @@
 //!
 //! # Linking
 //!
-//! Handlers are collected with [`inventory`](https://docs.rs/inventory) when the bus is built.
-//! A handler in another crate is found as long as that crate is linked into the binary,
-//! which happens when the binary uses anything from it.
+//! Handlers are collected with [`inventory`](https://docs.rs/inventory) when the bus is built,
+//! from everything linked into the binary. rustc links a dependency only when the code names
+//! something in it, and a crate of handlers is usually named by nothing: name it once with
+//! [`link!`] (`events::link!(billing);` in `main.rs`, or at the top of an integration test).
+//! `build()` then checks that it contributed handlers or events
+//! ([`Problem::LinkedNothing`]). A forgotten `link!` is loud: an event that nothing takes
+//! gets a receipt that is not [`is_ok`](Receipt::is_ok) and names the fix
+//! ([`Receipt::is_unhandled`]), with a warning in the log; [`Bus::unhandled_events`] lists
+//! such events; a query without a responder, and a [`BusBuilder::scope`] or
+//! [`BusBuilder::handler`] that selects nothing, fail `build()` with the same advice.
+//!
+//! # Testing
+//!
+//! [`testing::TestBus`] captures every event a bus dispatches, with typed assertions and a
+//! wait until the bus is idle; [`State::new`] and [`Context::for_test`] call a handler
+//! without a bus. See [`testing`].
 
 #![deny(missing_docs)]
 #![warn(unreachable_pub, rust_2018_idioms)]

@@ -9,8 +9,11 @@
 /// handlers then silently do not exist. Name such crates once, anywhere in the binary (its
 /// `main.rs`, or the top of an integration test file):
 ///
-/// ```ignore
+/// ```no_run
+/// # extern crate serde as billing;
+/// # extern crate serde_json as shipping;
 /// events::link!(billing, shipping);
+/// # fn main() {}
 /// ```
 ///
 /// For each crate this is `use ::billing as _;` (which makes rustc link it) plus a record

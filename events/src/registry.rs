@@ -72,7 +72,6 @@ impl Registry {
         has_state: impl Fn(TypeId) -> bool,
         in_scope: impl Fn(&str) -> bool,
     ) -> Result<(), BuildError> {
-
         let mut by_key: BTreeMap<(&str, u32), Vec<&EventInfo>> = BTreeMap::new();
         for e in &self.events {
             by_key.entry((e.name, e.version)).or_default().push(e);
@@ -180,8 +179,14 @@ pub(crate) fn check_links(registry: &Registry) -> Vec<Problem> {
     crate::link::entries()
         .into_iter()
         .filter(|l| {
-            !registry.handlers.iter().any(|h| crate_of(h.module) == l.krate)
-                && !registry.events.iter().any(|e| crate_of(e.type_name) == l.krate)
+            !registry
+                .handlers
+                .iter()
+                .any(|h| crate_of(h.module) == l.krate)
+                && !registry
+                    .events
+                    .iter()
+                    .any(|e| crate_of(e.type_name) == l.krate)
         })
         .map(|l| Problem::LinkedNothing {
             krate: l.krate,

@@ -43,7 +43,7 @@
 //!   assert on them. Events sent over a transport are handled elsewhere and not captured.
 //! - **Idle.** [`settle`](TestBus::settle) waits until no event is queued or being handled
 //!   by a worker and no retry is waiting, within [`settle_timeout`](TestBus::settle_timeout)
-//!   (5 s by default, on tokio's clock: with `#[tokio::test(start_paused = true)]` retry
+//!   (30 s by default, on tokio's clock: with `#[tokio::test(start_paused = true)]` retry
 //!   delays pass at once). Failing, it panics with what is still pending and everything
 //!   captured.
 //! - **Failures.** [`dead_letters`](TestBus::dead_letters) lists the calls that failed for
@@ -166,11 +166,12 @@ impl TestBus {
         Ok(TestBus {
             bus,
             recorder,
-            settle_timeout: Duration::from_secs(5),
+            settle_timeout: Duration::from_secs(30),
         })
     }
 
-    /// How long [`settle`](Self::settle) waits at most (default 5 s, on tokio's clock).
+    /// How long [`settle`](Self::settle) waits at most: default 30 s, on tokio's clock (a
+    /// paused clock lets retry delays pass at once, so long retry chains cost no real time).
     #[must_use]
     pub fn settle_timeout(mut self, timeout: Duration) -> TestBus {
         self.settle_timeout = timeout;

@@ -76,11 +76,7 @@ fn bus() -> Bus {
 
 /// A bus with no link-time handlers.
 fn bare() -> Bus {
-    Bus::builder()
-        .source("shop")
-        .no_handlers()
-        .build()
-        .unwrap()
+    Bus::builder().source("shop").no_handlers().build().unwrap()
 }
 
 #[test]

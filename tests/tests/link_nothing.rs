@@ -26,9 +26,13 @@ fn a_crate_with_handlers_passes_the_check() {
     events::link!(events_tests);
     let err = Bus::builder().build().unwrap_err();
     assert!(
-        err.problems()
-            .iter()
-            .all(|p| matches!(p, Problem::LinkedNothing { krate: "serde_json", .. })),
+        err.problems().iter().all(|p| matches!(
+            p,
+            Problem::LinkedNothing {
+                krate: "serde_json",
+                ..
+            }
+        )),
         "{err}"
     );
 }

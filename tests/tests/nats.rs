@@ -369,7 +369,11 @@ async fn a_stream_with_other_settings_is_an_error_not_a_silent_change() {
     let nats = Nats::connect(&server.url(), NatsOptions::new("t6").memory_storage())
         .await
         .unwrap();
-    let bus = Bus::builder().no_handlers().transport(nats).build().unwrap();
+    let bus = Bus::builder()
+        .no_handlers()
+        .transport(nats)
+        .build()
+        .unwrap();
     let err = bus.publish_blocking(Tick { n: 1 }).unwrap_err();
     assert!(err.to_string().contains("publish with `.await`"), "{err}");
 }

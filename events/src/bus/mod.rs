@@ -534,7 +534,11 @@ impl BusBuilder {
         let mut registry = Registry::collect();
         let mut problems = crate::registry::check_links(&registry);
         if self.selected {
-            problems.extend(select::unmatched(&registry.handlers, &self.scopes, &self.named));
+            problems.extend(select::unmatched(
+                &registry.handlers,
+                &self.scopes,
+                &self.named,
+            ));
             registry.handlers.retain(|h| {
                 self.scopes.iter().any(|s| in_module(h.module, s))
                     || self.named.iter().any(|n| h.name == n || h.function == n)

@@ -26,14 +26,14 @@ pub(super) fn unmatched(
         }
     }
     for name in named {
-        if !handlers.iter().any(|h| h.name == name || h.function == name) {
+        if !handlers
+            .iter()
+            .any(|h| h.name == name || h.function == name)
+        {
             problems.push(Problem::NoMatch {
                 kind: "handler",
                 selector: crate::ingest::clip(name),
-                suggestion: closest(
-                    name,
-                    handlers.iter().flat_map(|h| [h.name, h.function]),
-                ),
+                suggestion: closest(name, handlers.iter().flat_map(|h| [h.name, h.function])),
             });
         }
     }

@@ -8,7 +8,12 @@ events::link!(link_billing);
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bus = Bus::builder().state(Ledger::default()).build()?;
-    let receipt = bus.publish(OrderPlaced { order_id: 1, total_cents: 995 }).await?;
+    let receipt = bus
+        .publish(OrderPlaced {
+            order_id: 1,
+            total_cents: 995,
+        })
+        .await?;
     println!("{receipt}");
     Ok(())
 }

@@ -36,7 +36,13 @@ async fn an_unlinked_handler_crate_is_reported_with_the_fix() {
     let unhandled: Vec<_> = bus.unhandled_events().iter().map(|e| e.name()).collect();
     assert_eq!(unhandled, ["order.charged", "order.placed"]);
 
-    let receipt = bus.publish(OrderPlaced { order_id: 1, total_cents: 995 }).await.unwrap();
+    let receipt = bus
+        .publish(OrderPlaced {
+            order_id: 1,
+            total_cents: 995,
+        })
+        .await
+        .unwrap();
     assert!(receipt.is_unhandled());
     assert!(!receipt.is_ok(), "an event nothing took is not ok");
     let text = receipt.to_string();
@@ -44,7 +50,12 @@ async fn an_unlinked_handler_crate_is_reported_with_the_fix() {
     assert!(text.contains("events::link!(crate_name);"), "{text}");
 
     // Warned once per event type, with the fix.
-    bus.publish(OrderPlaced { order_id: 2, total_cents: 5 }).await.unwrap();
+    bus.publish(OrderPlaced {
+        order_id: 2,
+        total_cents: 5,
+    })
+    .await
+    .unwrap();
     let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     assert_eq!(logged.matches("WARN").count(), 1, "{logged}");
     assert!(logged.contains("`order.placed` was published"), "{logged}");
@@ -53,7 +64,10 @@ async fn an_unlinked_handler_crate_is_reported_with_the_fix() {
 
 #[test]
 fn selecting_a_handler_of_the_unlinked_crate_fails_the_build_with_the_fix() {
-    let err = Bus::builder().handler("billing.charge").build().unwrap_err();
+    let err = Bus::builder()
+        .handler("billing.charge")
+        .build()
+        .unwrap_err();
     let text = format!("{err:?}"); // what `build()?` in `main` prints
     assert!(
         text.contains("`.handler(\"billing.charge\")` selects no `#[handler]`"),

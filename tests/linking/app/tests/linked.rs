@@ -15,7 +15,13 @@ async fn the_linked_crate_handles_the_event() {
     assert_eq!(bus.handler_names::<OrderPlaced>(), ["billing.charge"]);
     assert!(bus.handlers().iter().any(|h| h.module() == "link_billing"));
 
-    let receipt = bus.publish(OrderPlaced { order_id: 1, total_cents: 995 }).await.unwrap();
+    let receipt = bus
+        .publish(OrderPlaced {
+            order_id: 1,
+            total_cents: 995,
+        })
+        .await
+        .unwrap();
     assert!(receipt.is_ok(), "{receipt}");
     assert_eq!(receipt.delivered(), 1);
     assert_eq!(ledger.charged_cents.load(Ordering::SeqCst), 995);
@@ -31,5 +37,8 @@ fn the_binary_links_it_too() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("1 handler\n  - billing.charge: delivered"), "{text}");
+    assert!(
+        text.contains("1 handler\n  - billing.charge: delivered"),
+        "{text}"
+    );
 }

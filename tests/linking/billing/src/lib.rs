@@ -8,8 +8,17 @@ use events::{Context, HandlerError, State, handler};
 use link_orders::{Ledger, OrderCharged, OrderPlaced};
 
 #[handler(name = "billing.charge")]
-async fn charge(ev: &OrderPlaced, ctx: &Context, ledger: State<Ledger>) -> Result<(), HandlerError> {
-    ledger.charged_cents.fetch_add(ev.total_cents, Ordering::SeqCst);
-    ctx.publish(OrderCharged { order_id: ev.order_id }).await?;
+async fn charge(
+    ev: &OrderPlaced,
+    ctx: &Context,
+    ledger: State<Ledger>,
+) -> Result<(), HandlerError> {
+    ledger
+        .charged_cents
+        .fetch_add(ev.total_cents, Ordering::SeqCst);
+    ctx.publish(OrderCharged {
+        order_id: ev.order_id,
+    })
+    .await?;
     Ok(())
 }

@@ -18,7 +18,13 @@ async fn charging_an_order_books_it_and_announces_it() {
             .shared_state(ledger.clone()),
     )
     .unwrap();
-    let receipt = t.publish(OrderPlaced { order_id: 3, total_cents: 250 }).await.unwrap();
+    let receipt = t
+        .publish(OrderPlaced {
+            order_id: 3,
+            total_cents: 250,
+        })
+        .await
+        .unwrap();
     assert!(receipt.is_ok(), "{receipt}");
     assert_eq!(ledger.charged_cents.load(Ordering::SeqCst), 250);
     t.expect_one::<OrderCharged>(|c| c.order_id == 3);
