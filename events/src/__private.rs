@@ -233,9 +233,14 @@ pub fn respond<Q: Query, R: crate::handler::IntoResponse<Q::Response>>(
 pub const fn assert_handler_event<E: HandlerEvent + ?Sized>() {}
 
 /// Boxes an async handler's future; fails to compile when the future is not `Send`.
+///
+/// rustc reports a non-`Send` future with its own diagnostic and ignores
+/// `#[diagnostic::on_unimplemented]` on the bound, but it prints the line of the bound it
+/// names: the comment on that line is the library's note, shown in that error.
 pub fn box_handler_future<'a, F>(future: F) -> BoxFuture<'a>
 where
-    F: Future<Output = HandlerResult> + Send + 'a,
+    F: Future<Output = HandlerResult> + 'a,
+    F: Send, // an async #[handler] must be `Send`: hold no MutexGuard, RefCell borrow or Rc across `.await`
 {
     Box::pin(future)
 }

@@ -39,7 +39,7 @@
 //! - **Capture.** Every event the bus dispatches (published, emitted when a worker takes it,
 //!   child events, events from [`Bus::publish_json`] and CloudEvents) is kept with its
 //!   [`Meta`], in dispatch order. [`published`](TestBus::published) reads them back as typed
-//!   values, [`expect_one`](TestBus::expect_one) and [`expect_none`](TestBus::expect_none)
+//!   values, [`captured`](TestBus::captured) as JSON, [`expect_one`](TestBus::expect_one) and [`expect_none`](TestBus::expect_none)
 //!   assert on them. Events sent over a transport are handled elsewhere and not captured.
 //! - **Idle.** [`settle`](TestBus::settle) waits until no event is queued or being handled
 //!   by a worker and no retry is waiting, within [`settle_timeout`](TestBus::settle_timeout)
@@ -92,12 +92,14 @@ impl<E> Deref for Published<E> {
     }
 }
 
-/// One captured event of any type.
+/// One captured event of any type: its envelope and its payload as JSON.
 #[derive(Debug, Clone)]
-struct Captured {
-    meta: Meta,
-    /// `None` when the type's `Serialize` failed (the handlers still ran).
-    payload: Option<serde_json::Value>,
+pub struct Captured {
+    /// Its envelope.
+    pub meta: Meta,
+    /// The payload as JSON; `None` when the type's `Serialize` failed (the handlers still
+    /// ran).
+    pub payload: Option<serde_json::Value>,
     type_id: TypeId,
 }
 
@@ -233,7 +235,7 @@ impl TestBus {
     /// When a captured `E` does not read back from its own JSON (a `Serialize` and
     /// `Deserialize` that disagree).
     pub fn published<E: Event>(&self) -> Vec<Published<E>> {
-        self.captured::<E>()
+        self.captured_of::<E>()
             .into_iter()
             .map(|c| {
                 let event = c
@@ -300,17 +302,9 @@ impl TestBus {
         }
     }
 
-    /// How many events of every type were captured.
-    pub fn captured_count(&self) -> usize {
-        lock(&self.recorder.events).len()
-    }
-
-    /// Every captured event's envelope, in dispatch order.
-    pub fn envelopes(&self) -> Vec<Meta> {
-        lock(&self.recorder.events)
-            .iter()
-            .map(|c| c.meta.clone())
-            .collect()
+    /// Every captured event, of any type, in dispatch order.
+    pub fn captured(&self) -> Vec<Captured> {
+        lock(&self.recorder.events).clone()
     }
 
     /// Forgets what was captured (the bus, its dead letters and its store keep theirs).
@@ -344,7 +338,7 @@ impl TestBus {
         self.bus.activity().2
     }
 
-    fn captured<E: Event>(&self) -> Vec<Captured> {
+    fn captured_of<E: Event>(&self) -> Vec<Captured> {
         let type_id = TypeId::of::<E>();
         lock(&self.recorder.events)
             .iter()
@@ -372,7 +366,7 @@ impl fmt::Debug for TestBus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestBus")
             .field("bus", &self.bus)
-            .field("captured", &self.captured_count())
+            .field("captured", &lock(&self.recorder.events).len())
             .field("settle_timeout", &self.settle_timeout)
             .finish()
     }

@@ -3,11 +3,8 @@
 
 #![allow(unreachable_pub, non_snake_case)]
 
-use std::sync::{Arc, Mutex};
-
-use events::{
-    AnyEvent, Bus, Context, Event, EventId, IngestError, Meta, PublishOptions, cloudevents,
-};
+use events::testing::TestBus;
+use events::{Bus, Event, EventId, IngestError, Meta, PublishOptions, cloudevents};
 
 /// The payload of the specification's JSON examples.
 #[derive(Event, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -42,25 +39,15 @@ struct OrderPlacedV1 {
     id: u64,
 }
 
-/// Every envelope a bus delivered, with the payload as JSON.
-type Seen = Arc<Mutex<Vec<(Meta, serde_json::Value)>>>;
+/// A bus without handlers that captures every event it dispatches.
+fn recording_bus() -> TestBus {
+    TestBus::new(Bus::builder().no_handlers().source("receiver")).unwrap()
+}
 
-fn recording_bus() -> (Bus, Seen, Vec<events::Subscription>) {
-    let bus = Bus::builder()
-        .no_handlers()
-        .source("receiver")
-        .build()
-        .unwrap();
-    let seen: Seen = Arc::default();
-    let s = seen.clone();
-    let sub = bus
-        .subscribe_pattern(">", move |ev: &AnyEvent, ctx: &Context| {
-            s.lock()
-                .unwrap()
-                .push((ctx.meta().clone(), ev.to_json().unwrap()));
-        })
-        .unwrap();
-    (bus, seen, vec![sub])
+/// A captured event's envelope and payload.
+fn nth(bus: &TestBus, i: usize) -> (Meta, serde_json::Value) {
+    let c = bus.captured().swap_remove(i);
+    (c.meta, c.payload.unwrap())
 }
 
 /// Section 3.2, "Example event with JSON Object-valued data", verbatim.
@@ -83,13 +70,12 @@ const SPEC_JSON_EXAMPLE: &str = r#"{
 
 #[test]
 fn the_specifications_json_example_is_ingested_with_its_attributes() {
-    let (bus, seen, _subs) = recording_bus();
+    let bus = recording_bus();
     let receipt = bus
         .ingest_cloudevent_blocking(SPEC_JSON_EXAMPLE.as_bytes())
         .unwrap();
     assert_eq!(receipt.event_name(), "com.example.someevent");
-    let seen = seen.lock().unwrap();
-    let (meta, data) = &seen[0];
+    let (meta, data) = &nth(&bus, 0);
     assert_eq!(
         data,
         &serde_json::json!({ "appinfoA": "abc", "appinfoB": 123, "appinfoC": true })
@@ -135,7 +121,7 @@ fn the_specifications_json_example_is_ingested_with_its_attributes() {
 
 #[test]
 fn the_specifications_other_examples_are_refused_with_the_reason() {
-    let (bus, seen, _subs) = recording_bus();
+    let bus = recording_bus();
     // Binary data, and an XML document: not JSON payloads.
     let binary = r#"{
         "specversion" : "1.0", "type" : "com.example.someevent", "source" : "/mycontext",
@@ -178,12 +164,12 @@ fn the_specifications_other_examples_are_refused_with_the_reason() {
         "payload of `com.example.someevent` v1 does not match its schema (1 violation): \
          at /: \"I'm just a string\" is not of type \"object\""
     );
-    assert!(seen.lock().unwrap().is_empty());
+    bus.expect_nothing();
 }
 
 #[test]
 fn required_attributes_and_their_types_are_checked() {
-    let (bus, seen, _subs) = recording_bus();
+    let bus = recording_bus();
     let with = |edit: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
         let mut ce: serde_json::Value = serde_json::from_str(SPEC_JSON_EXAMPLE).unwrap();
         edit(ce.as_object_mut().unwrap());
@@ -248,12 +234,12 @@ fn required_attributes_and_their_types_are_checked() {
             .to_string(),
         "expected a CloudEvent (a JSON object), got an array"
     );
-    assert!(seen.lock().unwrap().is_empty());
+    bus.expect_nothing();
 }
 
 #[tokio::test]
 async fn a_batch_is_checked_whole_before_anything_is_published() {
-    let (bus, seen, _subs) = recording_bus();
+    let bus = recording_bus();
     // Section 4.3's example: the first event carries binary data.
     let spec_batch = r#"[
       {
@@ -280,7 +266,7 @@ async fn a_batch_is_checked_whole_before_anything_is_published() {
         "{err}"
     );
     assert!(
-        seen.lock().unwrap().is_empty(),
+        bus.captured().is_empty(),
         "nothing of a refused batch is published"
     );
 
@@ -299,7 +285,7 @@ async fn a_batch_is_checked_whole_before_anything_is_published() {
         .await
         .unwrap();
     assert_eq!(receipts.len(), 2);
-    let names: Vec<&str> = seen.lock().unwrap().iter().map(|(m, _)| m.name()).collect();
+    let names: Vec<&str> = bus.captured().iter().map(|c| c.meta.name()).collect();
     assert_eq!(
         names,
         ["com.example.someevent", "com.example.someotherevent"]
@@ -315,20 +301,8 @@ async fn a_batch_is_checked_whole_before_anything_is_published() {
 
 #[tokio::test]
 async fn an_envelope_survives_the_round_trip() {
-    // The sender publishes a child event; a handler forwards it as a CloudEvent.
-    let sender = Bus::builder()
-        .no_handlers()
-        .source("checkout")
-        .build()
-        .unwrap();
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let o = out.clone();
-    let _fwd = sender.subscribe(move |ev: &OrderPlaced, ctx: &Context| {
-        o.lock().unwrap().push((
-            ctx.meta().clone(),
-            cloudevents::to_json(ev, ctx.meta()).unwrap(),
-        ));
-    });
+    // The sender publishes an event; what it dispatched is written as a CloudEvent.
+    let sender = TestBus::new(Bus::builder().no_handlers().source("checkout")).unwrap();
     let parent = EventId::new();
     let flow = EventId::new();
     let mut options = PublishOptions::new()
@@ -373,12 +347,16 @@ async fn an_envelope_survives_the_round_trip() {
         );
         assert!(!err.to_string().chars().any(char::is_control), "{err}");
     }
-    assert!(out.lock().unwrap().is_empty(), "nothing was sent");
+    sender.expect_nothing(); // nothing was sent
     sender
         .publish_with(OrderPlaced { order_id: 7 }, options)
         .await
         .unwrap();
-    let (sent, ce) = out.lock().unwrap().pop().unwrap();
+    let placed = sender.expect_one::<OrderPlaced>(|_| true);
+    let (sent, ce) = (
+        &placed.meta,
+        cloudevents::to_json(&placed.event, &placed.meta).unwrap(),
+    );
     assert_eq!(ce["type"], "order.placed");
     assert_eq!(ce["eventversion"], 2);
     assert_eq!(ce["subject"], "order/7");
@@ -389,7 +367,7 @@ async fn an_envelope_survives_the_round_trip() {
     assert_eq!(ce["attempts"], 3, "an integer extension");
     assert_eq!(ce["vip"], true, "a boolean extension");
 
-    let (receiver, seen, _subs) = recording_bus();
+    let receiver = recording_bus();
     let mut with_cause = ce.clone();
     with_cause["causationid"] = parent.to_string().into();
     receiver
@@ -397,8 +375,7 @@ async fn an_envelope_survives_the_round_trip() {
         .await
         .unwrap();
     {
-        let seen = seen.lock().unwrap();
-        let (got, data) = &seen[0];
+        let (got, data) = &nth(&receiver, 0);
         assert_eq!(data, &serde_json::json!({ "order_id": 7 }));
         assert_eq!(got.id(), sent.id());
         assert_eq!(got.time(), sent.time());
@@ -438,22 +415,20 @@ async fn an_envelope_survives_the_round_trip() {
         matches!(&err, IngestError::Invalid { version: 2, .. }),
         "{err}"
     );
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 2);
-    assert_eq!(seen[1].0.version(), 1);
-    assert_eq!(seen[1].1, serde_json::json!({ "id": 3 }));
+    assert_eq!(receiver.captured().len(), 2);
+    let v1 = receiver.expect_one::<OrderPlacedV1>(|_| true);
+    assert_eq!((v1.meta.version(), v1.id), (1, 3));
     let _ = OrderPlacedV1 { id: 0 };
 }
 
 #[test]
 fn a_foreign_dataschema_is_accepted_and_the_event_leaves_with_its_own() {
-    let (bus, seen, _subs) = recording_bus();
+    let bus = recording_bus();
     let mut ce: serde_json::Value = serde_json::from_str(SPEC_JSON_EXAMPLE).unwrap();
     ce["dataschema"] = "https://schemas.example.com/someevent/1.0.json".into();
     bus.ingest_cloudevent_blocking(ce.to_string().as_bytes())
         .unwrap();
-    let seen = seen.lock().unwrap();
-    let (meta, _) = &seen[0];
+    let (meta, _) = &nth(&bus, 0);
     let out = cloudevents::to_json(
         &SomeEvent {
             appinfoA: "abc".into(),
@@ -471,7 +446,7 @@ fn a_foreign_dataschema_is_accepted_and_the_event_leaves_with_its_own() {
 
 #[test]
 fn extensions_of_other_types_are_refused() {
-    let (bus, seen, _subs) = recording_bus();
+    let bus = recording_bus();
     for (value, why) in [
         (serde_json::json!(1.5), "CloudEvents Integer"),
         (serde_json::json!(4_294_967_296_u64), "CloudEvents Integer"),
@@ -486,5 +461,5 @@ fn extensions_of_other_types_are_refused() {
             .to_string();
         assert!(err.contains(why), "{value}: {err}");
     }
-    assert!(seen.lock().unwrap().is_empty());
+    bus.expect_nothing();
 }

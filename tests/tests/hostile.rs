@@ -5,9 +5,8 @@
 
 #![allow(unreachable_pub)]
 
-use std::sync::{Arc, Mutex};
-
-use events::{AnyEvent, Bus, Context, Event, IngestError, IngestLimits, Meta, PublishOptions};
+use events::testing::TestBus;
+use events::{Bus, Event, IngestError, IngestLimits, PublishOptions};
 
 #[derive(Event, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[event(name = "hostile.order")]
@@ -49,26 +48,13 @@ struct Payment {
     pin: u32,
 }
 
-type Seen = Arc<Mutex<Vec<Meta>>>;
-
-fn bus() -> (Bus, Seen, events::Subscription) {
+/// A bus without handlers that captures what it dispatches.
+fn bus() -> TestBus {
     bus_with(IngestLimits::default())
 }
 
-fn bus_with(limits: IngestLimits) -> (Bus, Seen, events::Subscription) {
-    let bus = Bus::builder()
-        .no_handlers()
-        .ingest_limits(limits)
-        .build()
-        .unwrap();
-    let seen: Seen = Arc::default();
-    let s = seen.clone();
-    let sub = bus
-        .subscribe_pattern(">", move |_: &AnyEvent, ctx: &Context| {
-            s.lock().unwrap().push(ctx.meta().clone());
-        })
-        .unwrap();
-    (bus, seen, sub)
+fn bus_with(limits: IngestLimits) -> TestBus {
+    TestBus::new(Bus::builder().no_handlers().ingest_limits(limits)).unwrap()
 }
 
 fn cloudevent(extra: &str) -> String {
@@ -87,7 +73,7 @@ fn shown(e: &IngestError) -> String {
 
 #[test]
 fn outside_input_cannot_set_internal_metadata_keys() {
-    let (bus, seen, _sub) = bus();
+    let bus = bus();
     let victim = "0190f000-0000-7000-8000-000000000001";
     for member in [
         "cloudevents.id",
@@ -106,12 +92,12 @@ fn outside_input_cannot_set_internal_metadata_keys() {
             "{member}: {err}"
         );
     }
-    assert!(seen.lock().unwrap().is_empty(), "nothing was dispatched");
+    bus.expect_nothing(); // nothing was dispatched
 
     // The CloudEvent's own id survives as itself, and only it leaves as the id.
     bus.ingest_cloudevent_blocking(cloudevent("").as_bytes())
         .unwrap();
-    let meta = seen.lock().unwrap()[0].clone();
+    let meta = bus.captured().swap_remove(0).meta;
     let out = events::cloudevents::to_json(&Order { order_id: 7 }, &meta).unwrap();
     assert_eq!(out["id"], "a-1");
 }
@@ -120,7 +106,7 @@ fn outside_input_cannot_set_internal_metadata_keys() {
 
 #[test]
 fn violations_are_capped_and_the_message_is_bounded() {
-    let (bus, seen, _sub) = bus();
+    let bus = bus();
     let defaults = IngestLimits::default();
     let items = |n: usize| {
         let mut body = String::from(r#"{"items":[-1"#);
@@ -175,7 +161,7 @@ fn violations_are_capped_and_the_message_is_bounded() {
     assert!(err.to_string().len() <= defaults.max_error_bytes);
 
     // A small error-byte budget is kept too.
-    let (small, _, _sub2) = bus_with(
+    let small = bus_with(
         IngestLimits::default()
             .max_error_bytes(300)
             .max_violations(100),
@@ -190,12 +176,12 @@ fn violations_are_capped_and_the_message_is_bounded() {
         .unwrap_err()
         .to_string();
     assert!(text.len() <= 300 + 40, "{} bytes: {text}", text.len());
-    assert!(seen.lock().unwrap().is_empty());
+    bus.expect_nothing();
 }
 
 #[test]
 fn extensions_are_limited_in_number_and_size() {
-    let (bus, seen, _sub) = bus();
+    let bus = bus();
     let defaults = IngestLimits::default();
     let many: String = (0..=defaults.max_extensions)
         .map(|i| format!(r#","ext{i}":"v""#))
@@ -228,14 +214,14 @@ fn extensions_are_limited_in_number_and_size() {
         .collect();
     bus.ingest_cloudevent_blocking(cloudevent(&at).as_bytes())
         .unwrap();
-    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(bus.captured().len(), 1);
 }
 
 // 4. Redaction -----------------------------------------------------------------------------
 
 #[test]
 fn no_message_contains_a_redacted_value_whatever_the_input() {
-    let (bus, seen, _sub) = bus();
+    let bus = bus();
     let inputs = [
         // serde refuses what the schema let through: the value is in serde's message.
         r#"{"order_id":1,"card":"SECRETCARD4111","pin":1234}"#,
@@ -268,14 +254,14 @@ fn no_message_contains_a_redacted_value_whatever_the_input() {
             .unwrap_err();
         assert!(!shown(&err).contains("SECRETCARD"), "{input}");
     }
-    assert!(seen.lock().unwrap().is_empty());
+    bus.expect_nothing();
 }
 
 // 5. Envelope values -------------------------------------------------------------------------
 
 #[test]
 fn control_characters_and_overlong_sources_are_refused() {
-    let (bus, seen, _sub) = bus();
+    let bus = bus();
     for source in [
         "/a\\u0000b",
         "/a\\r\\nb",
@@ -309,12 +295,12 @@ fn control_characters_and_overlong_sources_are_refused() {
         )
         .unwrap_err();
     assert!(err.to_string().len() < 1024, "{err}");
-    assert!(seen.lock().unwrap().is_empty());
+    bus.expect_nothing();
 }
 
 #[test]
 fn times_outside_what_an_envelope_holds_are_refused_not_clamped() {
-    let (bus, seen, _sub) = bus();
+    let bus = bus();
     for time in [
         "9999-12-31T23:59:59Z",
         "0001-01-01T00:00:00Z",
@@ -328,12 +314,12 @@ fn times_outside_what_an_envelope_holds_are_refused_not_clamped() {
             "{time}: {err}"
         );
     }
-    assert!(seen.lock().unwrap().is_empty());
+    bus.expect_nothing();
     bus.ingest_cloudevent_blocking(
         cloudevent(r#","time":"2500-01-01T00:00:00.123456789Z""#).as_bytes(),
     )
     .unwrap();
-    let meta = seen.lock().unwrap()[0].clone();
+    let meta = bus.captured().swap_remove(0).meta;
     let out = events::cloudevents::to_json(&Order { order_id: 7 }, &meta).unwrap();
     assert_eq!(
         out["time"], "2500-01-01T00:00:00.123456789Z",
@@ -343,7 +329,7 @@ fn times_outside_what_an_envelope_holds_are_refused_not_clamped() {
 
 #[test]
 fn duplicate_keys_are_refused_everywhere() {
-    let (bus, seen, _sub) = bus();
+    let bus = bus();
     let err = bus
         .publish_json_blocking(
             "hostile.order",
@@ -360,12 +346,12 @@ fn duplicate_keys_are_refused_everywhere() {
     let nested = r#"{"specversion":"1.0","id":"a","source":"/s","type":"hostile.order",
                      "data":{"order_id":1,"order_id":1}}"#;
     assert!(bus.ingest_cloudevent_blocking(nested.as_bytes()).is_err());
-    assert!(seen.lock().unwrap().is_empty());
+    bus.expect_nothing();
 }
 
 #[test]
 fn names_from_outside_are_escaped_in_messages() {
-    let (bus, _seen, _sub) = bus();
+    let bus = bus();
     let name = "order\u{1b}[2J\r\nFAKE LOG LINE\u{0}";
     let err = bus
         .publish_json_blocking(name, 1, b"{}", PublishOptions::new())

@@ -113,7 +113,7 @@ async fn a_flow_is_captured_with_its_envelopes_and_settles() {
     assert_eq!(mailed.meta.causation_id(), Some(charged.meta.id()));
     assert_eq!(mailed.meta.correlation_id(), placed.meta.id());
     // Dispatch order, one line each.
-    let names: Vec<_> = t.envelopes().iter().map(|m| m.name()).collect();
+    let names: Vec<_> = t.captured().iter().map(|c| c.meta.name()).collect();
     assert_eq!(
         names,
         [

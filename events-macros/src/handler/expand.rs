@@ -86,20 +86,28 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
             __events_p::respond::<#ev, #ret_ty>(#call, __out)
         }
     };
+    // The future is spanned on the handler's name: a non-`Send` one is reported there.
+    // Only `async move { }` takes that span: the body's identifiers keep call-site spans
+    // (see above).
+    let future = |result: &TokenStream| {
+        let body = quote! {
+            let __ev = #event_ref;
+            #(#extract)*
+            #result
+        };
+        quote_spanned!(ident.span()=> async move { #body })
+    };
     let (call_fn, call_variant) = if responds && sig.is_async {
         let result = respond(quote!(#ident(__ev, #(#args),*).await));
-        let boxed = quote_spanned!(ident.span()=> __events_p::box_handler_future);
+        let future = future(&result);
+        let boxed = quote_spanned!(ident.span()=> __events_p::box_handler_future(#future));
         (
             quote! {
                 fn __events_call<'a>(
                     __inv: &'a __events_p::Invocation<'a>,
                     __out: &'a mut (dyn ::core::any::Any + ::core::marker::Send),
                 ) -> __events_p::BoxFuture<'a> {
-                    #boxed(async move {
-                        let __ev = #event_ref;
-                        #(#extract)*
-                        #result
-                    })
+                    #boxed
                 }
             },
             quote!(RespondAsync),
@@ -121,17 +129,14 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
         )
     } else if sig.is_async {
         let result = into_result(quote!(#ident(__ev, #(#args),*).await));
-        let boxed = quote_spanned!(ident.span()=> __events_p::box_handler_future);
+        let future = future(&result);
+        let boxed = quote_spanned!(ident.span()=> __events_p::box_handler_future(#future));
         (
             quote! {
                 fn __events_call<'a>(
                     __inv: &'a __events_p::Invocation<'a>,
                 ) -> __events_p::BoxFuture<'a> {
-                    #boxed(async move {
-                        let __ev = #event_ref;
-                        #(#extract)*
-                        #result
-                    })
+                    #boxed
                 }
             },
             quote!(Async),

@@ -18,6 +18,18 @@ fn always<E>(_: &E, _: &events::Meta) -> bool {
 
 event!(Ping, "ping.v", 3, -2, on_ping, always::<Ping>);
 
+// An async handler whose name comes from the macro: the generated future is spanned on it.
+macro_rules! async_handler {
+    ($handler:ident, $ty:ty) => {
+        #[events::handler]
+        async fn $handler(_: &$ty, _: &events::Context) -> Result<(), events::HandlerError> {
+            Ok(())
+        }
+    };
+}
+
+async_handler!(on_ping_later, Ping);
+
 fn main() {
     use events::Event;
     assert_eq!((Ping::NAME, Ping::VERSION, Ping::PRIORITY), ("ping.v", 3, -2));
