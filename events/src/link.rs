@@ -16,7 +16,7 @@
 /// # fn main() {}
 /// ```
 ///
-/// For each crate this is `use ::billing as _;` (which makes rustc link it) plus a record
+/// For each crate this is `use billing as _;` (which makes rustc link it) plus a record
 /// that `build()` checks: a named crate that contributed no handler and no event type is a
 /// [`Problem::LinkedNothing`](crate::Problem::LinkedNothing), naming the line. Forgetting
 /// the line is loud too: an event that nothing in the bus takes gets a receipt that is not
@@ -31,8 +31,10 @@ macro_rules! link {
     ($($krate:ident),+ $(,)?) => {
         $(
             const _: () = {
+                // Not `::$krate`: a path of the user's token alone puts an unknown crate's
+                // error on that token.
                 #[allow(unused_imports)]
-                use ::$krate as _;
+                use $krate as _;
                 $crate::__private::inventory::submit! {
                     $crate::__private::LinkEntry {
                         krate: ::core::stringify!($krate),
@@ -42,6 +44,13 @@ macro_rules! link {
                 }
             };
         )+
+    };
+    ($($other:tt)*) => {
+        ::core::compile_error!(
+            "`events::link!` takes crate names as Rust code spells them, separated by commas: \
+             `events::link!(my_billing, shipping);` (a package `my-billing` is the crate \
+             `my_billing`)"
+        );
     };
 }
 

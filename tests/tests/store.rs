@@ -649,3 +649,25 @@ async fn the_memory_store_supports_catch_up_and_checkpoints_too() {
         3
     );
 }
+
+/// Issue 17: an event with no handler that the store keeps is not "unhandled" (replay and
+/// recovery can still deliver it); without the store it is.
+#[tokio::test]
+async fn a_stored_event_without_handlers_is_not_unhandled() {
+    let stored = Bus::builder()
+        .no_handlers()
+        .store(MemoryStore::new())
+        .build()
+        .unwrap();
+    let receipt = stored.publish(ShipOrder { order: 1 }).await.unwrap();
+    assert_eq!(receipt.handler_count(), 0);
+    assert!(!receipt.is_unhandled() && receipt.is_ok(), "{receipt}");
+    assert!(
+        receipt.to_string().contains("no local handler"),
+        "{receipt}"
+    );
+
+    let plain = Bus::builder().no_handlers().build().unwrap();
+    let receipt = plain.publish(ShipOrder { order: 1 }).await.unwrap();
+    assert!(receipt.is_unhandled() && !receipt.is_ok(), "{receipt}");
+}

@@ -8,4 +8,5 @@ fn ui() {
     t.pass("ui/pass/*.rs");
     t.compile_fail("ui/event/*.rs");
     t.compile_fail("ui/handler/*.rs");
+    t.compile_fail("ui/link/*.rs");
 }
