@@ -9,7 +9,7 @@
 /// handlers then silently do not exist. Name such crates once, anywhere in the binary (its
 /// `main.rs`, or the top of an integration test file):
 ///
-/// ```no_run
+/// ```no_run,standalone_crate
 /// # extern crate serde as billing;
 /// # extern crate serde_json as shipping;
 /// events::link!(billing, shipping);
