@@ -255,10 +255,7 @@ impl Bus {
         }
         let route = self.route(TypeId::of::<E>());
         let mut outcomes = Outcomes::default();
-        let slots = self.slots_of(&route, TypeId::of::<E>());
-        if slots.is_empty() {
-            self.taken_by_nothing(&ctx.meta);
-        }
+        let slots = self.dispatch_slots(&route, TypeId::of::<E>(), &ctx.meta);
         if spans_on() {
             let span = publish_span(&ctx.meta);
             run(slots, &event, &ctx, &mut outcomes)
@@ -305,10 +302,7 @@ impl Bus {
         }
         let route = self.route(type_id);
         let mut outcomes = Outcomes::default();
-        let slots = self.slots_of(&route, type_id);
-        if slots.is_empty() {
-            self.taken_by_nothing(&ctx.meta);
-        }
+        let slots = self.dispatch_slots(&route, type_id, &ctx.meta);
         let lineage = ctx.meta.lineage();
         let mut dispatch = || {
             crate::context::sync_scoped(lineage, || run_blocking(slots, event, &ctx, &mut outcomes))
@@ -463,10 +457,7 @@ impl Bus {
         }
         let route = self.route(info.type_id());
         let mut outcomes = Outcomes::default();
-        let slots = self.slots_of(&route, info.type_id());
-        if slots.is_empty() {
-            self.taken_by_nothing(&ctx.meta);
-        }
+        let slots = self.dispatch_slots(&route, info.type_id(), &ctx.meta);
         let span = if spans_on() {
             publish_span(&ctx.meta)
         } else {

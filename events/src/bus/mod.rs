@@ -275,6 +275,35 @@ impl Bus {
     }
 }
 
+impl Bus {
+    /// [`slots_of`](Self::slots_of) for a new event's dispatch: an event that nothing takes
+    /// is reported ([`taken_by_nothing`](Self::taken_by_nothing)) from the branch that finds
+    /// no handlers, so the common case pays no extra test.
+    #[inline]
+    pub(crate) fn dispatch_slots<'a>(
+        &'a self,
+        route: &'a Route,
+        type_id: TypeId,
+        meta: &crate::Meta,
+    ) -> &'a [Slot] {
+        match route {
+            Route::Snapshot(slots) => {
+                if slots.is_empty() {
+                    self.taken_by_nothing(meta);
+                }
+                slots
+            }
+            Route::Fixed(_) => match self.inner.fixed.get(&type_id) {
+                Some(slots) => slots,
+                None => {
+                    self.taken_by_nothing(meta);
+                    &[]
+                }
+            },
+        }
+    }
+}
+
 impl fmt::Debug for Bus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bus")

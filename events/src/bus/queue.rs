@@ -299,10 +299,7 @@ async fn worker(bus: Weak<Inner>) {
         }
         let route = bus.route(type_id);
         let mut outcomes = Outcomes::default();
-        let slots = bus.slots_of(&route, type_id);
-        if slots.is_empty() {
-            bus.taken_by_nothing(&ctx.meta);
-        }
+        let slots = bus.dispatch_slots(&route, type_id, &ctx.meta);
         let dispatch = run(slots, &*event, &ctx, &mut outcomes);
         match span {
             Some(span) => dispatch.instrument(*span).await,

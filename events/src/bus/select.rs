@@ -46,39 +46,8 @@ fn closest(wanted: &str, candidates: impl Iterator<Item = &'static str>) -> Opti
     let limit = (wanted.chars().count() / 3).clamp(1, 4);
     candidates
         .filter(|c| *c != wanted)
-        .map(|c| (distance(wanted, c), c))
+        .map(|c| (crate::ingest::edit_distance(wanted, c), c))
         .filter(|(d, _)| *d <= limit)
         .min()
         .map(|(_, c)| c)
-}
-
-/// Levenshtein distance, by characters.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::distance;
-
-    #[test]
-    fn edit_distance() {
-        assert_eq!(distance("billing", "billing"), 0);
-        assert_eq!(distance("biling", "billing"), 1);
-        assert_eq!(distance("app::billing", "app::shipping"), 4);
-        assert_eq!(distance("", "abc"), 3);
-    }
 }

@@ -220,8 +220,8 @@ pub(crate) fn clip_to(text: &str, chars: usize) -> String {
     out
 }
 
-/// Levenshtein distance over bytes: names are ASCII.
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance over bytes: names are ASCII (and Rust paths nearly always are).
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {
