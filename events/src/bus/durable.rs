@@ -135,7 +135,7 @@ fn begin_append<'a>(
     meta: &Meta,
 ) -> crate::store::StoreFuture<'a, u64> {
     match event.to_json_text() {
-        Ok(payload) => store.append(StoredEvent::new(meta, payload)),
+        Ok(payload) => store.append(StoredEvent::of(meta, payload)),
         Err(e) => Box::pin(std::future::ready(Err(StoreError::Backend(format!(
             "the payload cannot be serialized: {e}"
         ))))),
@@ -279,7 +279,7 @@ impl Bus {
             return;
         };
         let payload = letter.payload.to_string();
-        let mut event = StoredEvent::new(&letter.meta, payload);
+        let mut event = StoredEvent::of(&letter.meta, payload);
         event.sequence = letter.sequence.unwrap_or(0);
         store.put_dead_letter(StoredDeadLetter {
             id: letter.id,

@@ -231,9 +231,9 @@ impl EventStore for MemoryStore {
 
     fn read(&self, query: &StoreQuery) -> Result<Vec<Row>, StoreError> {
         let state = self.lock();
-        let limit = query.limit.unwrap_or(usize::MAX);
+        let limit = query.parts().limit.unwrap_or(usize::MAX);
         let selected = |e: &&StoredEvent| query.matches(e);
-        Ok(match query.order {
+        Ok(match query.parts().order {
             Order::OldestFirst => state
                 .events
                 .iter()
@@ -255,7 +255,7 @@ impl EventStore for MemoryStore {
     fn count(&self, query: &StoreQuery) -> Result<usize, StoreError> {
         let state = self.lock();
         let n = state.events.iter().filter(|e| query.matches(e)).count();
-        Ok(n.min(query.limit.unwrap_or(usize::MAX)))
+        Ok(n.min(query.parts().limit.unwrap_or(usize::MAX)))
     }
 
     fn undelivered(

@@ -157,8 +157,8 @@ pub(crate) fn row_sequence(row: &Row) -> Option<u64> {
 #[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct StoredEvent {
-    /// Its position in the store's log: 1, 2, 3, ... in the order appends became durable.
-    /// 0 before it is appended.
+    /// Its position in the store's log: increasing from 1 in the order appends became
+    /// durable (a refused append may leave a gap). 0 before it is appended.
     pub sequence: u64,
     /// The event's id.
     pub id: EventId,
@@ -189,8 +189,30 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// An event named `name` with id `id` and everything else empty (sequence 0, version 1,
+    /// kind `notification`, time 0, payload `null`): for a store in another crate, which
+    /// sets the public fields from what it reads back.
+    pub fn new(id: EventId, name: impl Into<String>) -> StoredEvent {
+        StoredEvent {
+            sequence: 0,
+            id,
+            name: name.into(),
+            version: 1,
+            kind: EventKind::Notification.as_str().to_owned(),
+            time: 0,
+            source: String::new(),
+            target: None,
+            correlation_id: id,
+            causation_id: None,
+            depth: 0,
+            priority: 0,
+            metadata: Metadata::new(),
+            payload: "null".to_owned(),
+        }
+    }
+
     /// The stored form of an event's envelope and JSON payload.
-    pub(crate) fn new(meta: &Meta, payload: String) -> StoredEvent {
+    pub(crate) fn of(meta: &Meta, payload: String) -> StoredEvent {
         StoredEvent {
             sequence: 0,
             id: meta.id(),
@@ -277,6 +299,28 @@ pub struct StoredDeadLetter {
     pub last_failure: u64,
 }
 
+impl StoredDeadLetter {
+    /// A dead letter: `event`'s call of `handler` failed for good with `error` (one
+    /// attempt, not permanent, no times: set the public fields for the rest).
+    pub fn new(
+        id: u64,
+        event: StoredEvent,
+        handler: impl Into<String>,
+        error: impl Into<String>,
+    ) -> StoredDeadLetter {
+        StoredDeadLetter {
+            id,
+            event,
+            handler: handler.into(),
+            error: error.into(),
+            permanent: false,
+            attempts: 1,
+            first_failure: 0,
+            last_failure: 0,
+        }
+    }
+}
+
 /// In which order a query returns events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Order {
@@ -313,6 +357,46 @@ pub struct StoreQuery {
     pub(crate) to_sequence: Option<u64>,
     pub(crate) limit: Option<usize>,
     pub(crate) order: Order,
+}
+
+/// What a [`StoreQuery`] selects, read by a store in another crate: every setting, `None`
+/// when it does not narrow. A row is selected when it passes every setting
+/// ([`StoreQuery::matches`]); then `order`, then `limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueryParts<'a> {
+    /// The event with this id.
+    pub id: Option<EventId>,
+    /// A name or a pattern (`order.*`, `order.>`; checked when the query was made): match it
+    /// with [`pattern_matches`].
+    pub name: Option<&'a str>,
+    /// Events of this kind.
+    pub kind: Option<EventKind>,
+    /// Events from this source.
+    pub source: Option<&'a str>,
+    /// Events meant for this target.
+    pub target: Option<&'a str>,
+    /// Events of this flow.
+    pub correlation_id: Option<EventId>,
+    /// Events with `time >= since` (nanoseconds since the Unix epoch, as
+    /// [`StoredEvent::time`]).
+    pub since: Option<u64>,
+    /// Events with `time < until` (nanoseconds since the Unix epoch).
+    pub until: Option<u64>,
+    /// Events with `sequence >= from_sequence`.
+    pub from_sequence: Option<u64>,
+    /// Events with `sequence <= to_sequence`.
+    pub to_sequence: Option<u64>,
+    /// At most this many rows, taken in `order`.
+    pub limit: Option<usize>,
+    /// Oldest or newest first.
+    pub order: Order,
+}
+
+/// Whether the event name `name` matches `pattern` (a name, or `*` for one segment and a
+/// final `>` for the rest), as [`StoreQuery::name`] means it.
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    crate::pattern::matches(pattern, name)
 }
 
 /// Nanoseconds since the Unix epoch; 0 before it.
@@ -396,6 +480,25 @@ impl StoreQuery {
     pub fn newest_first(mut self) -> StoreQuery {
         self.order = Order::NewestFirst;
         self
+    }
+
+    /// What the query selects, for a store that runs queries natively (SQL, say) rather
+    /// than scanning with [`matches`](Self::matches).
+    pub fn parts(&self) -> QueryParts<'_> {
+        QueryParts {
+            id: self.id,
+            name: self.name.as_deref(),
+            kind: self.kind,
+            source: self.source.as_deref(),
+            target: self.target.as_deref(),
+            correlation_id: self.correlation_id,
+            since: self.since,
+            until: self.until,
+            from_sequence: self.from_sequence,
+            to_sequence: self.to_sequence,
+            limit: self.limit,
+            order: self.order,
+        }
     }
 
     /// Moves the query past row `sequence` in its order, for the next page; `false` when

@@ -783,6 +783,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 /// (narrowed in SQL by its literal prefix).
 fn where_clause(query: &StoreQuery) -> (String, Vec<rusqlite::types::Value>, Option<&str>) {
     use rusqlite::types::Value as V;
+    // Through `parts()`, as a store in another crate reads a query.
+    let query = query.parts();
     let mut sql = String::from(" WHERE 1 = 1");
     let mut args: Vec<V> = Vec::new();
     let mut arg = |sql: &mut String, clause: &str, v: V| {
@@ -794,9 +796,9 @@ fn where_clause(query: &StoreQuery) -> (String, Vec<rusqlite::types::Value>, Opt
     }
     // Exact names use the index; patterns narrow by their literal prefix, then match.
     let mut pattern = None;
-    if let Some(name) = &query.name {
+    if let Some(name) = query.name {
         match literal_prefix(name) {
-            None => arg(&mut sql, " AND name = ?", V::Text(name.clone())),
+            None => arg(&mut sql, " AND name = ?", V::Text(name.to_owned())),
             Some(prefix) => {
                 if !prefix.is_empty() {
                     arg(
@@ -806,18 +808,18 @@ fn where_clause(query: &StoreQuery) -> (String, Vec<rusqlite::types::Value>, Opt
                     );
                     arg(&mut sql, "?", V::Text(prefix));
                 }
-                pattern = Some(name.as_str());
+                pattern = Some(name);
             }
         }
     }
     if let Some(kind) = query.kind {
         arg(&mut sql, " AND kind = ?", V::Text(kind.as_str().to_owned()));
     }
-    if let Some(s) = &query.source {
-        arg(&mut sql, " AND source = ?", V::Text(s.clone()));
+    if let Some(s) = query.source {
+        arg(&mut sql, " AND source = ?", V::Text(s.to_owned()));
     }
-    if let Some(t) = &query.target {
-        arg(&mut sql, " AND target = ?", V::Text(t.clone()));
+    if let Some(t) = query.target {
+        arg(&mut sql, " AND target = ?", V::Text(t.to_owned()));
     }
     if let Some(c) = query.correlation_id {
         arg(&mut sql, " AND correlation_id = ?", V::Text(c.to_string()));
@@ -862,6 +864,7 @@ impl EventStore for SqliteStore {
 
     fn read(&self, query: &StoreQuery) -> Result<Vec<Row>, StoreError> {
         let (clause, args, pattern) = where_clause(query);
+        let query = query.parts();
         let mut sql = format!("SELECT {COLUMNS} FROM events{clause}");
         sql.push_str(match query.order {
             Order::OldestFirst => " ORDER BY sequence ASC",
@@ -895,7 +898,7 @@ impl EventStore for SqliteStore {
     fn count(&self, query: &StoreQuery) -> Result<usize, StoreError> {
         let (clause, args, pattern) = where_clause(query);
         let conn = self.read_connection();
-        let limit = query.limit.unwrap_or(usize::MAX);
+        let limit = query.parts().limit.unwrap_or(usize::MAX);
         let Some(pattern) = pattern else {
             let n: i64 = conn
                 .prepare_cached(&format!("SELECT COUNT(*) FROM events{clause}"))

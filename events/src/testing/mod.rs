@@ -52,6 +52,10 @@
 //!   too ([`TestBus`] derefs to it).
 //! - **Handlers without a bus.** A `#[handler]` is still a plain function: call it with
 //!   [`State::new`](crate::State::new) and [`Context::for_test`](crate::Context::for_test).
+//! - **Stores.** [`store`] is the conformance suite every [`EventStore`](crate::store::EventStore)
+//!   passes, run with [`store_conformance!`](crate::store_conformance).
+
+pub mod store;
 
 use std::any::TypeId;
 use std::fmt;

@@ -1,0 +1,401 @@
+//! The store conformance suite: what every [`EventStore`] must do, run against any
+//! implementation with one macro, [`store_conformance!`](crate::store_conformance).
+//!
+//! ```no_run,standalone_crate
+//! // In a store crate's `tests/conformance.rs`: one `#[test]` per case, each on a fresh store.
+//! events::store_conformance!(events::store::MemoryStore::new());
+//! # fn main() {}
+//! ```
+//!
+//! Each case is a public function taking a fresh, empty store, so a failing case can be run
+//! and read alone. They need no tokio runtime of the caller's: the macro runs each on a
+//! current-thread runtime of its own.
+
+// A test suite: a failing case is a panic, by design.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::future::Future;
+
+use crate::envelope::{EventId, MetaValue};
+use crate::event::EventKind;
+use crate::store::{EventStore, StoreError, StoreQuery, StoredDeadLetter, StoredEvent};
+
+/// Every case's name, in the order the macro declares them.
+pub const CASES: &[&str] = &[
+    "appends_are_numbered_in_order_and_read_back_whole",
+    "a_duplicate_id_is_refused_with_the_stored_sequence",
+    "every_query_field_narrows",
+    "order_limit_and_count",
+    "delivery_records_hide_delivered_events_per_handler",
+    "checkpoints_move_up_to_the_first_unfinished_event",
+    "dead_letters_are_kept_listed_and_removed",
+];
+
+/// Runs one case on a current-thread runtime: the macro's test body.
+///
+/// # Panics
+/// When the case fails (an assertion), or no runtime can be made.
+pub fn run<S, F, Fut>(store: S, case: F)
+where
+    F: FnOnce(S) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap_or_else(|e| panic!("store conformance: no tokio runtime: {e}"));
+    runtime.block_on(case(store));
+}
+
+/// A stored event with every field set, distinct per `n`.
+fn event(n: u64, name: &str) -> StoredEvent {
+    let mut e = StoredEvent::new(EventId::new(), name);
+    e.version = 2;
+    e.kind = if n % 2 == 0 {
+        EventKind::Notification
+    } else {
+        EventKind::Command
+    }
+    .as_str()
+    .to_owned();
+    e.time = 1_700_000_000_000_000_000 + n * 1_000_000_000;
+    e.source = format!("source-{}", n % 3);
+    e.target = (n % 2 == 1).then(|| "billing".to_owned());
+    e.depth = (n % 4) as u32;
+    e.priority = n as i32 - 3;
+    e.metadata
+        .insert("text".into(), MetaValue::Text(format!("é{n}\"'")));
+    e.metadata
+        .insert("number".into(), MetaValue::Integer(-(n as i32)));
+    e.metadata
+        .insert("flag".into(), MetaValue::Boolean(n % 2 == 0));
+    e.payload = format!(r#"{{"n":{n},"note":"line\nbreak ✓"}}"#);
+    e
+}
+
+async fn append_all(store: &impl EventStore, events: &[StoredEvent]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for e in events {
+        out.push(store.append(e.clone()).await.expect("append"));
+    }
+    out
+}
+
+fn sequences(store: &impl EventStore, query: StoreQuery) -> Vec<u64> {
+    store
+        .query(&query)
+        .expect("query")
+        .iter()
+        .map(|e| e.sequence)
+        .collect()
+}
+
+/// Sequences increase from 1 in append order, and every field reads back as written.
+pub async fn appends_are_numbered_in_order_and_read_back_whole(store: impl EventStore) {
+    let events: Vec<StoredEvent> = (0..5).map(|n| event(n, "order.placed")).collect();
+    let seqs = append_all(&store, &events).await;
+    assert!(seqs[0] >= 1, "sequences start at 1: {seqs:?}");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "increasing: {seqs:?}");
+    store.flush().await.expect("flush");
+    let read = store.query(&StoreQuery::all()).expect("query");
+    assert_eq!(read.len(), 5);
+    for (want, got) in events.iter().zip(&read) {
+        let mut want = want.clone();
+        want.sequence = got.sequence;
+        assert!(want == *got, "read back differs: {want:?} vs {got:?}");
+        assert_eq!(want.metadata, got.metadata);
+        assert_eq!(want.payload, got.payload);
+    }
+    // The causation and correlation ids of a child.
+    let mut child = event(9, "order.charged");
+    child.correlation_id = read[0].id;
+    child.causation_id = Some(read[0].id);
+    let seq = store.append(child.clone()).await.expect("append child");
+    assert!(seq > seqs[4]);
+    let got = store.query(&StoreQuery::all().id(child.id)).expect("query");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].causation_id, Some(read[0].id));
+    assert_eq!(got[0].correlation_id, read[0].id);
+}
+
+/// A second append of an id is `Duplicate` with the first one's sequence, and stores nothing.
+pub async fn a_duplicate_id_is_refused_with_the_stored_sequence(store: impl EventStore) {
+    let first = event(1, "order.placed");
+    append_all(&store, &[event(0, "order.placed"), first.clone()]).await;
+    let mut again = event(2, "order.other");
+    again.id = first.id;
+    match store.append(again).await {
+        Err(StoreError::Duplicate { id, sequence }) => {
+            assert_eq!((id, sequence), (first.id, 2));
+        }
+        other => panic!("a duplicate id was not refused: {other:?}"),
+    }
+    assert_eq!(store.count(&StoreQuery::all()).expect("count"), 2);
+    // The next append still gets a higher sequence (a refused append may leave a gap).
+    assert!(
+        store
+            .append(event(3, "order.placed"))
+            .await
+            .expect("append")
+            > 2
+    );
+}
+
+/// Each setting of a query narrows by its field, alone and together.
+pub async fn every_query_field_narrows(store: impl EventStore) {
+    let names = [
+        "order.placed",
+        "order.paid",
+        "order.line.added",
+        "invoice.sent",
+        "order.placed",
+        "orders.placed",
+    ];
+    let events: Vec<StoredEvent> = names
+        .iter()
+        .enumerate()
+        .map(|(n, name)| event(n as u64, name))
+        .collect();
+    append_all(&store, &events).await;
+    store.flush().await.expect("flush");
+    let q = StoreQuery::all;
+    assert_eq!(sequences(&store, q().id(events[2].id)), [3], "id");
+    assert_eq!(
+        sequences(&store, q().id(EventId::new())),
+        [0u64; 0],
+        "unknown id"
+    );
+    let name = |p: &str| q().name(p).expect("pattern");
+    assert_eq!(
+        sequences(&store, name("order.placed")),
+        [1, 5],
+        "exact name"
+    );
+    assert_eq!(sequences(&store, name("order.*")), [1, 2, 5], "one segment");
+    assert_eq!(sequences(&store, name("order.>")), [1, 2, 3, 5], "the rest");
+    assert_eq!(
+        sequences(&store, name("*.placed")),
+        [1, 5, 6],
+        "leading wildcard"
+    );
+    assert_eq!(
+        sequences(&store, name(">")),
+        [1, 2, 3, 4, 5, 6],
+        "everything"
+    );
+    assert_eq!(
+        sequences(&store, q().kind(EventKind::Command)),
+        [2, 4, 6],
+        "kind"
+    );
+    assert_eq!(sequences(&store, q().source("source-1")), [2, 5], "source");
+    assert_eq!(
+        sequences(&store, q().target("billing")),
+        [2, 4, 6],
+        "target"
+    );
+    let mut child = event(7, "order.placed");
+    child.correlation_id = events[0].id;
+    store.append(child).await.expect("append");
+    assert_eq!(
+        sequences(&store, q().correlation_id(events[0].id)),
+        [1, 7],
+        "correlation id"
+    );
+    let at = |n: u64| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(event(n, "").time);
+    assert_eq!(
+        sequences(&store, q().since(at(4))),
+        [5, 6, 7],
+        "since (inclusive)"
+    );
+    assert_eq!(
+        sequences(&store, q().until(at(2))),
+        [1, 2],
+        "until (exclusive)"
+    );
+    assert_eq!(
+        sequences(&store, q().from_sequence(6)),
+        [6, 7],
+        "from sequence"
+    );
+    assert_eq!(sequences(&store, q().to_sequence(2)), [1, 2], "to sequence");
+    assert_eq!(
+        sequences(
+            &store,
+            name("order.>")
+                .kind(EventKind::Notification)
+                .from_sequence(2)
+                .to_sequence(6)
+        ),
+        [3, 5],
+        "settings together"
+    );
+}
+
+/// Newest first, limits (after the name pattern, not before), and counts.
+pub async fn order_limit_and_count(store: impl EventStore) {
+    let names = ["a.x", "b.x", "a.y", "b.y", "a.z"];
+    let events: Vec<StoredEvent> = names
+        .iter()
+        .enumerate()
+        .map(|(n, name)| event(n as u64, name))
+        .collect();
+    append_all(&store, &events).await;
+    store.flush().await.expect("flush");
+    let q = StoreQuery::all;
+    assert_eq!(sequences(&store, q().newest_first()), [5, 4, 3, 2, 1]);
+    assert_eq!(sequences(&store, q().limit(2)), [1, 2]);
+    assert_eq!(sequences(&store, q().newest_first().limit(2)), [5, 4]);
+    let a = || q().name("a.*").expect("pattern");
+    assert_eq!(
+        sequences(&store, a().limit(2)),
+        [1, 3],
+        "limit counts matches"
+    );
+    assert_eq!(sequences(&store, a().newest_first().limit(2)), [5, 3]);
+    assert_eq!(sequences(&store, q().limit(0)), [0u64; 0]);
+    assert_eq!(store.count(&q()).expect("count"), 5);
+    assert_eq!(store.count(&a()).expect("count"), 3);
+    assert_eq!(store.count(&a().limit(2)).expect("count"), 2);
+    assert_eq!(store.count(&q().from_sequence(4)).expect("count"), 2);
+    let rows = store.read(&q().newest_first().limit(1)).expect("read");
+    assert!(matches!(rows.as_slice(), [Ok(e)] if e.sequence == 5));
+}
+
+fn undelivered(store: &impl EventStore, handler: &str, event: &str, after: u64) -> Vec<u64> {
+    store
+        .undelivered(handler, event, after, 100)
+        .expect("undelivered")
+        .into_iter()
+        .map(|r| r.expect("row").sequence)
+        .collect()
+}
+
+/// A delivery record hides that event from that handler only; `after` and `limit` page.
+pub async fn delivery_records_hide_delivered_events_per_handler(store: impl EventStore) {
+    let names = ["job", "job", "other", "job", "job"];
+    let events: Vec<StoredEvent> = names
+        .iter()
+        .enumerate()
+        .map(|(n, name)| event(n as u64, name))
+        .collect();
+    append_all(&store, &events).await;
+    store.flush().await.expect("flush");
+    assert_eq!(undelivered(&store, "h", "job", 0), [1, 2, 4, 5]);
+    store.record_delivery("h", 2);
+    store.record_delivery("h", 4);
+    store.flush().await.expect("flush");
+    assert_eq!(undelivered(&store, "h", "job", 0), [1, 5]);
+    assert_eq!(undelivered(&store, "other-handler", "job", 0), [1, 2, 4, 5]);
+    assert_eq!(undelivered(&store, "h", "job", 1), [5], "after");
+    assert_eq!(undelivered(&store, "h", "other", 0), [3], "by event name");
+    let page = store
+        .undelivered("other-handler", "job", 0, 2)
+        .expect("undelivered");
+    assert_eq!(page.len(), 2, "limit");
+    // Recording twice is harmless.
+    store.record_delivery("h", 2);
+    store.flush().await.expect("flush");
+    assert_eq!(undelivered(&store, "h", "job", 0), [1, 5]);
+}
+
+/// A checkpoint moves to just before the first unfinished event, and hides what is below.
+pub async fn checkpoints_move_up_to_the_first_unfinished_event(store: impl EventStore) {
+    let events: Vec<StoredEvent> = (0..5).map(|n| event(n, "job")).collect();
+    append_all(&store, &events).await;
+    for s in [1, 2, 4] {
+        store.record_delivery("h", s);
+    }
+    store.flush().await.expect("flush");
+    let checkpoint = store.checkpoint("h", "job").await.expect("checkpoint");
+    assert_eq!(checkpoint, 2, "1 and 2 done, 3 not");
+    assert_eq!(undelivered(&store, "h", "job", 0), [3, 5]);
+    store.record_delivery("h", 3);
+    store.record_delivery("h", 5);
+    store.flush().await.expect("flush");
+    assert_eq!(store.checkpoint("h", "job").await.expect("checkpoint"), 5);
+    assert_eq!(undelivered(&store, "h", "job", 0), [0u64; 0]);
+    // A new event after the checkpoint is undelivered; other handlers keep their own.
+    store.append(event(6, "job")).await.expect("append");
+    store.flush().await.expect("flush");
+    assert_eq!(undelivered(&store, "h", "job", 0), [6]);
+    assert_eq!(undelivered(&store, "g", "job", 0), [1, 2, 3, 4, 5, 6]);
+}
+
+/// Dead letters: kept with their event, listed newest `limit` oldest first, removed by id;
+/// the highest id ever kept outlives removal.
+pub async fn dead_letters_are_kept_listed_and_removed(store: impl EventStore) {
+    for id in 1..=3 {
+        let mut letter = StoredDeadLetter::new(
+            id,
+            event(id, "job"),
+            "billing.charge",
+            format!("declined {id}"),
+        );
+        letter.permanent = id == 2;
+        letter.attempts = id as u32;
+        letter.first_failure = 10 * id;
+        letter.last_failure = 10 * id + 5;
+        store.put_dead_letter(letter);
+    }
+    store.flush().await.expect("flush");
+    let all = store.dead_letters(10).expect("dead letters");
+    let ids: Vec<u64> = all.iter().map(|l| l.id).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    let second = &all[1];
+    assert_eq!(second.handler, "billing.charge");
+    assert_eq!(second.error, "declined 2");
+    assert!(second.permanent);
+    assert_eq!(
+        (second.attempts, second.first_failure, second.last_failure),
+        (2, 20, 25)
+    );
+    assert_eq!(second.event.payload, event(2, "job").payload);
+    let newest: Vec<u64> = store
+        .dead_letters(2)
+        .expect("dead letters")
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(newest, [2, 3], "the newest two, oldest first");
+    store.remove_dead_letter(3);
+    store.flush().await.expect("flush");
+    let ids: Vec<u64> = store
+        .dead_letters(10)
+        .expect("dead letters")
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(ids, [1, 2]);
+    assert_eq!(store.last_dead_letter_id().expect("last id"), 3);
+}
+
+/// Runs the store conformance suite ([`events::testing::store`](crate::testing::store)):
+/// one `#[test]` per case, each on a fresh store made by the expression given.
+///
+/// ```no_run,standalone_crate
+/// events::store_conformance!(events::store::MemoryStore::new());
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr $(,)?) => {
+        $crate::store_conformance!(@cases $make;
+            appends_are_numbered_in_order_and_read_back_whole,
+            a_duplicate_id_is_refused_with_the_stored_sequence,
+            every_query_field_narrows,
+            order_limit_and_count,
+            delivery_records_hide_delivered_events_per_handler,
+            checkpoints_move_up_to_the_first_unfinished_event,
+            dead_letters_are_kept_listed_and_removed,
+        );
+    };
+    (@cases $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::testing::store::run($make, $crate::testing::store::$case);
+            }
+        )+
+    };
+}
