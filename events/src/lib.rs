@@ -108,7 +108,7 @@ pub mod observe;
 mod pattern;
 mod receipt;
 mod registry;
-mod retry;
+pub mod retry;
 pub mod store;
 pub mod testing;
 

@@ -1364,26 +1364,13 @@ async fn handle(
             } else {
                 call.await
             };
-            let fate = match &outcome {
-                Outcome::Delivered | Outcome::Filtered | Outcome::Paused => Fate::Ack,
-                Outcome::Failed(e) if e.is_transient() => match slot.retry {
-                    Some(policy) if attempt <= policy.max_retries() => {
-                        Fate::Nak(policy.jittered_delay(attempt))
-                    }
-                    _ => Fate::Term {
-                        error: e.to_string(),
-                        permanent: false,
-                    },
-                },
-                Outcome::Failed(e) => Fate::Term {
-                    error: e.to_string(),
-                    permanent: true,
-                },
-                Outcome::Panicked(m) => Fate::Term {
-                    error: format!("panicked: {m}"),
-                    permanent: true,
-                },
-                // Not produced by a single call: nothing is scheduled or skipped here.
+            // The same decision as in process: retried (here by the broker, after the
+            // delay) or dead-lettered.
+            let fate = match crate::retry::fate(&outcome, slot.retry, attempt) {
+                crate::retry::Fate::Retry { after, .. } => Fate::Nak(after),
+                crate::retry::Fate::DeadLetter { error, permanent } => {
+                    Fate::Term { error, permanent }
+                }
                 _ => Fate::Ack,
             };
             if let Fate::Term { error, permanent } = &fate {

@@ -174,3 +174,76 @@ mod tests {
         }
     }
 }
+
+/// What becomes of one handler call, decided in one place for the in-process path and every
+/// transport ([`fate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fate {
+    /// Done: delivered, filtered out, paused or skipped. A transport acknowledges it.
+    Done,
+    /// Run again after `after` as attempt `attempt`. In process, a task waits and runs it;
+    /// a transport asks its broker to redeliver after the delay (a NAK with a delay).
+    Retry {
+        /// The delay, jittered if the policy says so.
+        after: Duration,
+        /// The next attempt's number (2 for the first retry).
+        attempt: u32,
+    },
+    /// Failed for good: dead-letter the call with `error`. A transport terminates the
+    /// message (it is not redelivered).
+    DeadLetter {
+        /// The error or panic, as the dead letter shows it.
+        error: String,
+        /// A permanent error or a panic, rather than retries running out (or none allowed).
+        permanent: bool,
+    },
+}
+
+/// The fate of a call that ended with `outcome` on attempt `attempt` (1 for the first),
+/// under the handler's retry policy, if it has one: a transient failure is retried while
+/// `attempt <= policy.max_retries()`; a permanent failure, a panic, or a transient one with
+/// no retry left is dead-lettered.
+///
+/// ```
+/// # use std::time::Duration;
+/// use events::retry::{Fate, fate};
+/// use events::{HandlerError, Outcome, RetryPolicy};
+///
+/// let policy = Some(RetryPolicy::fixed(2, Duration::from_secs(1)).jitter(false));
+/// let timeout = || Outcome::Failed(HandlerError::transient("timeout"));
+/// assert_eq!(fate(&timeout(), policy, 1), Fate::Retry { after: Duration::from_secs(1), attempt: 2 });
+/// assert!(matches!(fate(&timeout(), policy, 3), Fate::DeadLetter { permanent: false, .. }));
+/// assert!(matches!(fate(&Outcome::Panicked("boom".into()), policy, 1), Fate::DeadLetter { permanent: true, .. }));
+/// assert_eq!(fate(&Outcome::Delivered, policy, 1), Fate::Done);
+/// ```
+pub fn fate(outcome: &crate::Outcome, policy: Option<RetryPolicy>, attempt: u32) -> Fate {
+    use crate::Outcome;
+    match outcome {
+        Outcome::Failed(e) if e.is_transient() => match policy {
+            Some(policy) if attempt <= policy.max_retries() => Fate::Retry {
+                after: policy.jittered_delay(attempt),
+                attempt: attempt + 1,
+            },
+            _ => dead_letter(outcome).unwrap_or(Fate::Done),
+        },
+        _ => dead_letter(outcome).unwrap_or(Fate::Done),
+    }
+}
+
+/// `Some(DeadLetter)` when `outcome` is a failure that is final as it stands: a failure
+/// (transient ones included: no retry is pending for it) or a panic.
+pub(crate) fn dead_letter(outcome: &crate::Outcome) -> Option<Fate> {
+    use crate::Outcome;
+    match outcome {
+        Outcome::Failed(e) => Some(Fate::DeadLetter {
+            error: e.to_string(),
+            permanent: !e.is_transient(),
+        }),
+        Outcome::Panicked(m) => Some(Fate::DeadLetter {
+            error: format!("panicked: {m}"),
+            permanent: true,
+        }),
+        _ => None,
+    }
+}

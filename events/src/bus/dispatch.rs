@@ -2,6 +2,7 @@
 //! record what happened. No JSON, no lock; nothing allocated per handler for sync handlers,
 //! only the boxed future for async ones.
 
+use crate::retry::Fate;
 use std::any::{Any, TypeId};
 use std::future::poll_fn;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -966,30 +967,16 @@ pub(crate) fn settle(
             .observers
             .handled(&ctx.meta, slot.name(), &outcome, start.elapsed());
     }
+    // Only failures have a fate to decide: success stays on the fast path.
     let outcome = match (outcome, payload) {
-        (Outcome::Failed(error), Some(payload)) if error.is_transient() && slot.retry.is_some() => {
-            schedule_retry(slot, payload, ctx, error)
+        (Outcome::Failed(error), Some(payload)) if error.is_transient() => {
+            settle_failure(slot, payload, ctx, Outcome::Failed(error))
+        }
+        (outcome @ (Outcome::Failed(_) | Outcome::Panicked(_)), Some(payload)) => {
+            settle_failure(slot, payload, ctx, outcome)
         }
         (outcome, _) => outcome,
     };
-    // Failed for good: a permanent error, a panic, or no retry left.
-    if let Some(payload) = payload {
-        let (error, permanent) = match &outcome {
-            Outcome::Failed(e) => (e.to_string(), !e.is_transient()),
-            Outcome::Panicked(m) => (format!("panicked: {m}"), true),
-            _ => (String::new(), false),
-        };
-        if outcome.is_failure()
-            && !matches!(outcome, Outcome::Retrying { .. })
-            && !matches!(slot.target, Target::Upcast { .. })
-        {
-            let json = payload
-                .to_json()
-                .unwrap_or_else(|e| serde_json::Value::String(format!("unserializable: {e}")));
-            ctx.bus
-                .dead_letter(ctx, slot.name(), json, error, permanent);
-        }
-    }
     outcomes.record(index, slot, &ctx.meta, outcome);
 }
 
@@ -1005,18 +992,46 @@ pub(crate) async fn run_one(slot: &Slot, payload: &AnyEvent, ctx: &Context) {
     .await;
 }
 
-/// Runs `slot` again for this event after its policy's delay, on a task of its own, if the
-/// policy has retries left and there is a runtime to run it on; the outcome says what was
-/// decided. The event is copied through its JSON form, as the publisher's value is gone by
-/// then.
+/// A failed call's fate ([`crate::retry::fate`], the one decision transports use too): a
+/// retry scheduled, or a dead letter (an upcast step's failure is its handler's, dead-lettered
+/// there). Returns the outcome the receipt shows.
 #[cold]
-fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: HandlerError) -> Outcome {
-    let Some(policy) = slot.retry else {
-        return Outcome::Failed(error);
+#[inline(never)]
+fn settle_failure(slot: &Slot, payload: &AnyEvent, ctx: &Context, outcome: Outcome) -> Outcome {
+    let outcome = match (
+        crate::retry::fate(&outcome, slot.retry, ctx.attempt),
+        outcome,
+    ) {
+        (Fate::Retry { after, attempt }, Outcome::Failed(error)) => {
+            schedule_retry(slot, payload, ctx, error, after, attempt)
+        }
+        (_, outcome) => outcome,
     };
-    if ctx.attempt > policy.max_retries() {
-        return Outcome::Failed(error);
+    if let Some(Fate::DeadLetter { error, permanent }) = crate::retry::dead_letter(&outcome) {
+        if !matches!(slot.target, Target::Upcast { .. }) {
+            let json = payload
+                .to_json()
+                .unwrap_or_else(|e| serde_json::Value::String(format!("unserializable: {e}")));
+            ctx.bus
+                .dead_letter(ctx, slot.name(), json, error, permanent);
+        }
     }
+    outcome
+}
+
+/// Runs `slot` again for this event after `after`, as attempt `attempt`, on a task of its
+/// own, if there is a runtime to run it on and room among the pending retries; the outcome
+/// says what was decided. The event is copied through its JSON form, as the publisher's
+/// value is gone by then.
+#[cold]
+fn schedule_retry(
+    slot: &Slot,
+    payload: &AnyEvent,
+    ctx: &Context,
+    error: HandlerError,
+    after: std::time::Duration,
+    attempt: u32,
+) -> Outcome {
     let (Ok(runtime), Ok(json)) = (tokio::runtime::Handle::try_current(), payload.to_json()) else {
         return Outcome::Failed(error);
     };
@@ -1027,8 +1042,6 @@ fn schedule_retry(slot: &Slot, payload: &AnyEvent, ctx: &Context, error: Handler
             ctx.bus.inner.max_pending_retries
         )));
     };
-    let after = policy.jittered_delay(ctx.attempt);
-    let attempt = ctx.attempt + 1;
     let error_text = error.to_string();
     let (slot, meta, decode) = (slot.clone(), ctx.meta.clone(), ctx.meta.info.decode);
     runtime.spawn(async move {
