@@ -1,0 +1,862 @@
+//! [`PostgresStore`]: an [`EventStore`] on PostgreSQL, written only against the public store
+//! seam of `events` (`EventStore`, `StoredEvent`, `StoreQuery::parts`).
+//!
+//! ```no_run
+//! use events_postgres::{PostgresOptions, PostgresStore};
+//!
+//! let store = PostgresStore::connect(
+//!     "host=127.0.0.1 user=postgres dbname=app",
+//!     PostgresOptions::new().schema("orders"),
+//! )?;
+//! let bus = events::Bus::builder().store(store).build()?;
+//! # let _ = bus;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - **Ordering.** Appends are serialized across every process that shares the database: a
+//!   commit takes a transaction-level advisory lock, reads the highest sequence and numbers
+//!   its events after it. Sequences therefore commit in order, and a reader that follows the
+//!   log by sequence never skips an event that commits later with a lower number (the
+//!   classic failure of `SERIAL` columns under concurrent writers).
+//! - **Group commit.** One thread owns the write connection and commits everything that
+//!   arrived while the previous commit ran in one transaction.
+//! - **Migrations.** Versioned in `events_schema`, run under an advisory lock (two processes
+//!   starting at once migrate once); a schema written by a newer version is refused with
+//!   [`StoreError::TooNew`] and left unchanged.
+//! - **Reads** run on a second connection, owned by a thread of its own: the store's
+//!   synchronous reads work from inside an async runtime.
+//!
+//! Not yet: claims that keep two processes from both recovering one durable handler's
+//! deliveries; until then, run [`Bus::recover`](events::Bus::recover) in one process.
+
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use events::EventId;
+use events::store::{
+    EventStore, Order, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter, StoredEvent,
+};
+use postgres::types::ToSql;
+use postgres::{Client, NoTls};
+use tokio::sync::oneshot;
+
+/// The schema, one migration per version; `events_schema` says how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: the event log, delivery records, checkpoints, dead letters. `time` is nanoseconds
+    // since the Unix epoch stored order-preservingly in a signed column (see `time_key`).
+    "CREATE TABLE events (
+        sequence BIGINT PRIMARY KEY,
+        id UUID NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        time BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        target TEXT,
+        correlation_id UUID NOT NULL,
+        causation_id UUID,
+        depth INTEGER NOT NULL,
+        priority INTEGER NOT NULL,
+        metadata TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX events_by_name ON events (name, sequence);
+    CREATE INDEX events_by_correlation ON events (correlation_id, sequence);
+    CREATE INDEX events_by_time ON events (time);
+    CREATE TABLE deliveries (
+        handler TEXT NOT NULL,
+        sequence BIGINT NOT NULL,
+        PRIMARY KEY (handler, sequence)
+    );
+    CREATE TABLE checkpoints (
+        handler TEXT NOT NULL,
+        event TEXT NOT NULL,
+        sequence BIGINT NOT NULL,
+        PRIMARY KEY (handler, event)
+    );
+    CREATE TABLE dead_letters (
+        id BIGINT PRIMARY KEY,
+        letter TEXT NOT NULL
+    );
+    CREATE TABLE store_counters (
+        key TEXT PRIMARY KEY,
+        value BIGINT NOT NULL
+    );",
+];
+
+/// The advisory lock keys: appends, and migrations.
+const APPEND_LOCK: i64 = 0x6576_656e_7473_0001;
+const MIGRATE_LOCK: i64 = 0x6576_656e_7473_0002;
+
+/// The most writes one transaction takes: a bound on one commit's latency.
+const MAX_BATCH: usize = 4096;
+
+/// How a [`PostgresStore`] is set up.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct PostgresOptions {
+    schema: Option<String>,
+    temporary: bool,
+}
+
+impl PostgresOptions {
+    /// The defaults: the connection's own `search_path`.
+    pub fn new() -> PostgresOptions {
+        PostgresOptions::default()
+    }
+
+    /// Keeps the store's tables in schema `name` (created when missing): one database can
+    /// hold several stores. Lower-case letters, digits and `_`, not starting with a digit.
+    pub fn schema(mut self, name: impl Into<String>) -> PostgresOptions {
+        self.schema = Some(name.into());
+        self
+    }
+
+    /// Drops the [`schema`](Self::schema) (with everything in it) when the store is
+    /// dropped: a store of a test's own. Without a schema it does nothing.
+    pub fn temporary(mut self) -> PostgresOptions {
+        self.temporary = true;
+        self
+    }
+}
+
+/// An [`EventStore`] on PostgreSQL. See the [crate docs](crate).
+pub struct PostgresStore {
+    writer: Mutex<Option<mpsc::Sender<Command>>>,
+    reader: Mutex<Option<mpsc::Sender<Read>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Command {
+    Append(Box<StoredEvent>, Reply<u64>),
+    Delivered(String, u64),
+    Checkpoint(String, String, Reply<u64>),
+    PutDeadLetter(Box<StoredDeadLetter>),
+    RemoveDeadLetter(u64),
+    Flush(Reply<()>),
+}
+
+/// A read, run on the reader's connection.
+type Read = Box<dyn FnOnce(&mut Client) + Send>;
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl PostgresStore {
+    /// Connects twice (a writer and a reader) with a libpq-style `config`
+    /// (`host=127.0.0.1 user=postgres dbname=app`, or a `postgresql://` URL), creates the
+    /// schema when asked, and migrates.
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] when a connection or a migration fails (a failed migration is
+    /// rolled back); [`StoreError::TooNew`] when the schema was written by a newer version.
+    pub fn connect(config: &str, options: PostgresOptions) -> Result<PostgresStore, StoreError> {
+        let open = |reason: String| StoreError::Open {
+            path: redact(config),
+            reason,
+        };
+        if let Some(schema) = &options.schema {
+            let valid = schema
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && schema
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && schema.len() <= 63;
+            if !valid {
+                return Err(open(format!(
+                    "schema name {schema:?} is not lower-case letters, digits and `_`"
+                )));
+            }
+        }
+        let connect = || -> Result<Client, StoreError> {
+            let mut client = Client::connect(config, NoTls).map_err(|e| open(e.to_string()))?;
+            if let Some(schema) = &options.schema {
+                client
+                    .batch_execute(&format!(
+                        "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
+                    ))
+                    .map_err(|e| open(e.to_string()))?;
+            }
+            Ok(client)
+        };
+        let mut writer = connect()?;
+        migrate(&mut writer).map_err(|e| match e {
+            StoreError::TooNew { found, known, .. } => StoreError::TooNew {
+                path: redact(config),
+                found,
+                known,
+            },
+            other => open(other.to_string()),
+        })?;
+        let mut reader = connect()?;
+        let temporary = options.schema.clone().filter(|_| options.temporary);
+        let (wtx, wrx) = mpsc::channel::<Command>();
+        let (rtx, rrx) = mpsc::channel::<Read>();
+        let write_thread = std::thread::Builder::new()
+            .name("events-postgres-writer".into())
+            .spawn(move || {
+                write_loop(&mut writer, &wrx);
+                if let Some(schema) = temporary {
+                    if let Err(e) =
+                        writer.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    {
+                        tracing::warn!(schema, error = %e, "a temporary store's schema was not dropped");
+                    }
+                }
+            })
+            .map_err(|e| open(e.to_string()))?;
+        let read_thread = std::thread::Builder::new()
+            .name("events-postgres-reader".into())
+            .spawn(move || {
+                while let Ok(read) = rrx.recv() {
+                    read(&mut reader);
+                }
+            })
+            .map_err(|e| open(e.to_string()))?;
+        Ok(PostgresStore {
+            writer: Mutex::new(Some(wtx)),
+            reader: Mutex::new(Some(rtx)),
+            threads: Mutex::new(vec![write_thread, read_thread]),
+        })
+    }
+
+    fn send(&self, command: Command) -> Result<(), StoreError> {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        match &*writer {
+            Some(tx) => tx.send(command).map_err(|_| StoreError::Closed),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    fn ask<T: Send + 'static>(&self, make: impl FnOnce(Reply<T>) -> Command) -> StoreFuture<'_, T> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send(make(tx));
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    /// Runs `read` on the reader's connection and waits for its result.
+    fn read_with<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        {
+            let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(reader) = &*reader else {
+                return Err(StoreError::Closed);
+            };
+            reader
+                .send(Box::new(move |client: &mut Client| {
+                    let _ = tx.send(read(client));
+                }))
+                .map_err(|_| StoreError::Closed)?;
+        }
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Closing the channels ends the threads once they have done what was sent.
+        self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for t in self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The configuration as errors show it: a password is not repeated.
+fn redact(config: &str) -> String {
+    if let Some((scheme, rest)) = config.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            let user = userinfo.split(':').next().unwrap_or("");
+            return format!("{scheme}://{user}@{host}");
+        }
+        return config.to_owned();
+    }
+    config
+        .split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction().map_err(backend)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+        .map_err(backend)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS events_schema (version INTEGER NOT NULL)")
+        .map_err(backend)?;
+    let found: Option<i32> = tx
+        .query_opt("SELECT version FROM events_schema", &[])
+        .map_err(backend)?
+        .map(|r| r.get(0));
+    let found = i64::from(found.unwrap_or(0));
+    let known = MIGRATIONS.len() as i64;
+    if found > known {
+        return Err(StoreError::TooNew {
+            path: String::new(),
+            found,
+            known,
+        });
+    }
+    for migration in &MIGRATIONS[found as usize..] {
+        tx.batch_execute(migration).map_err(backend)?;
+    }
+    if found == 0 {
+        tx.execute(
+            "INSERT INTO events_schema (version) VALUES ($1)",
+            &[&(known as i32)],
+        )
+        .map_err(backend)?;
+    } else if found < known {
+        tx.execute("UPDATE events_schema SET version = $1", &[&(known as i32)])
+            .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
+/// `time` (nanoseconds, unsigned) as a signed column value that sorts the same way.
+fn time_key(nanos: u64) -> i64 {
+    (nanos ^ (1 << 63)) as i64
+}
+
+fn time_of_key(key: i64) -> u64 {
+    (key as u64) ^ (1 << 63)
+}
+
+fn sql_count(n: u64) -> i64 {
+    n.min(i64::MAX as u64) as i64
+}
+
+/// Who waits for a command's result, told once the transaction commits (or fails).
+enum Waiter {
+    Value(Reply<u64>),
+    Done(Reply<()>),
+    Nobody,
+}
+
+impl Waiter {
+    fn tell(self, result: Result<u64, StoreError>) {
+        match self {
+            Waiter::Value(tx) => drop(tx.send(result)),
+            Waiter::Done(tx) => drop(tx.send(result.map(|_| ()))),
+            Waiter::Nobody => {}
+        }
+    }
+}
+
+fn write_loop(client: &mut Client, commands: &mpsc::Receiver<Command>) {
+    while let Ok(first) = commands.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match commands.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        let committed = commit(client, batch, &mut results);
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "an event store commit failed; nothing of it was stored");
+        }
+        for (waiter, result) in results {
+            match &committed {
+                Ok(()) => waiter.tell(result),
+                Err(e) => waiter.tell(Err(e.clone())),
+            }
+        }
+    }
+}
+
+/// Applies `batch` in one transaction; every command's waiter lands in `results` with its
+/// own result, which stands only if the transaction commits.
+fn commit(
+    client: &mut Client,
+    batch: Vec<Command>,
+    results: &mut Vec<(Waiter, Result<u64, StoreError>)>,
+) -> Result<(), StoreError> {
+    let mut commands = batch.into_iter();
+    let mut tx = match client.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            results.extend(commands.map(|c| (waiter_of(c), Ok(0))));
+            return Err(backend(e));
+        }
+    };
+    let mut last = None;
+    while let Some(command) = commands.next() {
+        let (waiter, applied) = apply(&mut tx, command, &mut last);
+        match applied {
+            Ok(result) => results.push((waiter, result)),
+            Err(e) => {
+                results.push((waiter, Ok(0)));
+                results.extend(commands.map(|c| (waiter_of(c), Ok(0))));
+                return Err(e);
+            }
+        }
+    }
+    tx.commit().map_err(backend)
+}
+
+fn waiter_of(command: Command) -> Waiter {
+    match command {
+        Command::Append(_, reply) | Command::Checkpoint(_, _, reply) => Waiter::Value(reply),
+        Command::Flush(reply) => Waiter::Done(reply),
+        _ => Waiter::Nobody,
+    }
+}
+
+/// One command in the open transaction: the outer `Err` fails the whole transaction, the
+/// inner one is the command's own answer (a duplicate id). `last` is the highest sequence,
+/// read once the append lock is held.
+fn apply(
+    tx: &mut postgres::Transaction<'_>,
+    command: Command,
+    last: &mut Option<i64>,
+) -> (Waiter, Result<Result<u64, StoreError>, StoreError>) {
+    match command {
+        Command::Append(event, reply) => (Waiter::Value(reply), append(tx, &event, last)),
+        Command::Delivered(handler, sequence) => (
+            Waiter::Nobody,
+            tx.execute(
+                "INSERT INTO deliveries (handler, sequence) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+                &[&handler, &sql_count(sequence)],
+            )
+            .map(|_| Ok(0))
+            .map_err(backend),
+        ),
+        Command::Checkpoint(handler, event, reply) => (
+            Waiter::Value(reply),
+            checkpoint(tx, &handler, &event).map(Ok),
+        ),
+        Command::PutDeadLetter(letter) => (Waiter::Nobody, put_dead_letter(tx, &letter).map(Ok)),
+        Command::RemoveDeadLetter(id) => (
+            Waiter::Nobody,
+            tx.execute("DELETE FROM dead_letters WHERE id = $1", &[&sql_count(id)])
+                .map(|_| Ok(0))
+                .map_err(backend),
+        ),
+        Command::Flush(reply) => (Waiter::Done(reply), Ok(Ok(0))),
+    }
+}
+
+fn append(
+    tx: &mut postgres::Transaction<'_>,
+    event: &StoredEvent,
+    last: &mut Option<i64>,
+) -> Result<Result<u64, StoreError>, StoreError> {
+    let previous = match *last {
+        Some(n) => n,
+        None => {
+            // Held until commit: appends from every process commit in sequence order.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
+                .map_err(backend)?;
+            tx.query_one("SELECT COALESCE(MAX(sequence), 0) FROM events", &[])
+                .map_err(backend)?
+                .get::<_, i64>(0)
+        }
+    };
+    *last = Some(previous);
+    let existing = tx
+        .query_opt(
+            "SELECT sequence FROM events WHERE id = $1",
+            &[&uuid::Uuid::from(event.id)],
+        )
+        .map_err(backend)?;
+    if let Some(row) = existing {
+        return Ok(Err(StoreError::Duplicate {
+            id: event.id,
+            sequence: row.get::<_, i64>(0) as u64,
+        }));
+    }
+    let sequence = previous + 1;
+    insert(tx, sequence, event)?;
+    *last = Some(sequence);
+    Ok(Ok(sequence as u64))
+}
+
+fn put_dead_letter(
+    tx: &mut postgres::Transaction<'_>,
+    letter: &StoredDeadLetter,
+) -> Result<u64, StoreError> {
+    let json = serde_json::to_string(letter).map_err(backend)?;
+    let id = sql_count(letter.id);
+    tx.execute(
+        "INSERT INTO dead_letters (id, letter) VALUES ($1, $2)
+         ON CONFLICT (id) DO UPDATE SET letter = excluded.letter",
+        &[&id, &json],
+    )
+    .map_err(backend)?;
+    tx.execute(
+        "INSERT INTO store_counters (key, value) VALUES ('last_dead_letter_id', $1)
+         ON CONFLICT (key) DO UPDATE SET value = GREATEST(store_counters.value, excluded.value)",
+        &[&id],
+    )
+    .map_err(backend)?;
+    Ok(0)
+}
+
+fn insert(
+    tx: &mut postgres::Transaction<'_>,
+    sequence: i64,
+    e: &StoredEvent,
+) -> Result<(), StoreError> {
+    let metadata = serde_json::to_string(&e.metadata).map_err(backend)?;
+    let params: [&(dyn ToSql + Sync); 14] = [
+        &sequence,
+        &uuid::Uuid::from(e.id),
+        &e.name,
+        &(e.version as i32),
+        &e.kind,
+        &time_key(e.time),
+        &e.source,
+        &e.target,
+        &uuid::Uuid::from(e.correlation_id),
+        &e.causation_id.map(uuid::Uuid::from),
+        &(e.depth as i32),
+        &e.priority,
+        &metadata,
+        &e.payload,
+    ];
+    tx.execute(
+        "INSERT INTO events (sequence, id, name, version, kind, time, source, target,
+                             correlation_id, causation_id, depth, priority, metadata, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        &params,
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn checkpoint(
+    tx: &mut postgres::Transaction<'_>,
+    handler: &str,
+    event: &str,
+) -> Result<u64, StoreError> {
+    let old: i64 = tx
+        .query_opt(
+            "SELECT sequence FROM checkpoints WHERE handler = $1 AND event = $2",
+            &[&handler, &event],
+        )
+        .map_err(backend)?
+        .map_or(0, |r| r.get(0));
+    let first_missing: Option<i64> = tx
+        .query_one(
+            "SELECT MIN(e.sequence) FROM events e
+             WHERE e.name = $2 AND e.sequence > $3
+               AND NOT EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.handler = $1 AND d.sequence = e.sequence)",
+            &[&handler, &event, &old],
+        )
+        .map_err(backend)?
+        .get(0);
+    let last: i64 = tx
+        .query_one("SELECT COALESCE(MAX(sequence), 0) FROM events", &[])
+        .map_err(backend)?
+        .get(0);
+    let new = first_missing.map_or(last, |s| s - 1).max(old);
+    tx.execute(
+        "INSERT INTO checkpoints (handler, event, sequence) VALUES ($1, $2, $3)
+         ON CONFLICT (handler, event) DO UPDATE SET sequence = excluded.sequence",
+        &[&handler, &event, &new],
+    )
+    .map_err(backend)?;
+    tx.execute(
+        "DELETE FROM deliveries WHERE handler = $1 AND sequence <= $2",
+        &[&handler, &new],
+    )
+    .map_err(backend)?;
+    Ok(new as u64)
+}
+
+const COLUMNS: &str = "sequence, id, name, version, kind, time, source, target, correlation_id, \
+                       causation_id, depth, priority, metadata, payload";
+
+/// One row as a stored event, or `Corrupt` naming its sequence.
+fn row(r: &postgres::Row) -> Row {
+    let sequence: i64 = r.try_get(0).map_err(backend)?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        sequence: sequence as u64,
+        reason,
+    };
+    let read = || -> Result<StoredEvent, String> {
+        let id: uuid::Uuid = r.try_get(1).map_err(|e| e.to_string())?;
+        let name: String = r.try_get(2).map_err(|e| e.to_string())?;
+        let mut e = StoredEvent::new(EventId::from(id), name);
+        e.sequence = sequence as u64;
+        e.version = r.try_get::<_, i32>(3).map_err(|e| e.to_string())? as u32;
+        e.kind = r.try_get(4).map_err(|e| e.to_string())?;
+        e.time = time_of_key(r.try_get(5).map_err(|e| e.to_string())?);
+        e.source = r.try_get(6).map_err(|e| e.to_string())?;
+        e.target = r.try_get(7).map_err(|e| e.to_string())?;
+        e.correlation_id = EventId::from(r.try_get::<_, uuid::Uuid>(8).map_err(|e| e.to_string())?);
+        e.causation_id = r
+            .try_get::<_, Option<uuid::Uuid>>(9)
+            .map_err(|e| e.to_string())?
+            .map(EventId::from);
+        e.depth = r.try_get::<_, i32>(10).map_err(|e| e.to_string())? as u32;
+        e.priority = r.try_get(11).map_err(|e| e.to_string())?;
+        let metadata: String = r.try_get(12).map_err(|e| e.to_string())?;
+        e.metadata = serde_json::from_str(&metadata).map_err(|e| format!("metadata: {e}"))?;
+        e.payload = r.try_get(13).map_err(|e| e.to_string())?;
+        Ok(e)
+    };
+    read().map_err(corrupt)
+}
+
+/// The `WHERE` clause of `query`, its parameters, and the name pattern to match in Rust
+/// (narrowed in SQL by its literal prefix).
+fn where_clause(query: &StoreQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>, Option<String>) {
+    let q = query.parts();
+    let mut sql = String::from(" WHERE TRUE");
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
+        params.push(v);
+        sql.push_str(&clause.replace('?', &format!("${}", params.len())));
+    };
+    if let Some(id) = q.id {
+        arg(&mut sql, " AND id = ?", Box::new(uuid::Uuid::from(id)));
+    }
+    let mut pattern = None;
+    if let Some(name) = q.name {
+        if name.split('.').any(|s| s == "*" || s == ">") {
+            let prefix: String = name
+                .split('.')
+                .take_while(|s| *s != "*" && *s != ">")
+                .map(|s| format!("{s}."))
+                .collect();
+            if !prefix.is_empty() {
+                let like = prefix
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                arg(&mut sql, " AND name LIKE ?", Box::new(format!("{like}%")));
+            }
+            pattern = Some(name.to_owned());
+        } else {
+            arg(&mut sql, " AND name = ?", Box::new(name.to_owned()));
+        }
+    }
+    if let Some(kind) = q.kind {
+        arg(
+            &mut sql,
+            " AND kind = ?",
+            Box::new(kind.as_str().to_owned()),
+        );
+    }
+    if let Some(s) = q.source {
+        arg(&mut sql, " AND source = ?", Box::new(s.to_owned()));
+    }
+    if let Some(t) = q.target {
+        arg(&mut sql, " AND target = ?", Box::new(t.to_owned()));
+    }
+    if let Some(c) = q.correlation_id {
+        arg(
+            &mut sql,
+            " AND correlation_id = ?",
+            Box::new(uuid::Uuid::from(c)),
+        );
+    }
+    if let Some(t) = q.since {
+        arg(&mut sql, " AND time >= ?", Box::new(time_key(t)));
+    }
+    if let Some(t) = q.until {
+        arg(&mut sql, " AND time < ?", Box::new(time_key(t)));
+    }
+    if let Some(s) = q.from_sequence {
+        arg(&mut sql, " AND sequence >= ?", Box::new(sql_count(s)));
+    }
+    if let Some(s) = q.to_sequence {
+        arg(&mut sql, " AND sequence <= ?", Box::new(sql_count(s)));
+    }
+    (sql, params, pattern)
+}
+
+fn params_of(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()
+}
+
+impl EventStore for PostgresStore {
+    fn append(&self, event: StoredEvent) -> StoreFuture<'_, u64> {
+        self.ask(|reply| Command::Append(Box::new(event), reply))
+    }
+
+    fn record_delivery(&self, handler: &str, sequence: u64) {
+        // A record lost with a stopped writer costs one more delivery after recovery.
+        let _ = self.send(Command::Delivered(handler.to_owned(), sequence));
+    }
+
+    fn read(&self, query: &StoreQuery) -> Result<Vec<Row>, StoreError> {
+        let (clause, params, pattern) = where_clause(query);
+        let parts = query.parts();
+        let mut sql = format!("SELECT {COLUMNS} FROM events{clause}");
+        sql.push_str(match parts.order {
+            Order::NewestFirst => " ORDER BY sequence DESC",
+            _ => " ORDER BY sequence ASC",
+        });
+        let limit = parts.limit;
+        if let (Some(limit), None) = (limit, &pattern) {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        self.read_with(move |client| {
+            let rows = client.query(&sql, &params_of(&params)).map_err(backend)?;
+            let mut out = Vec::new();
+            for r in &rows {
+                let row = row(r);
+                if let (Some(p), Ok(event)) = (&pattern, &row) {
+                    if !events::store::pattern_matches(p, &event.name) {
+                        continue;
+                    }
+                }
+                if limit.is_some_and(|l| out.len() >= l) {
+                    break;
+                }
+                out.push(row);
+            }
+            Ok(out)
+        })
+    }
+
+    fn undelivered(
+        &self,
+        handler: &str,
+        event: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        let (handler, event) = (handler.to_owned(), event.to_owned());
+        self.read_with(move |client| {
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT {COLUMNS} FROM events e
+                         WHERE e.name = $2
+                           AND e.sequence > GREATEST($3, COALESCE(
+                               (SELECT sequence FROM checkpoints
+                                WHERE handler = $1 AND event = $2), 0))
+                           AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                           WHERE d.handler = $1 AND d.sequence = e.sequence)
+                         ORDER BY e.sequence ASC
+                         LIMIT $4"
+                    ),
+                    &[
+                        &handler,
+                        &event,
+                        &sql_count(after),
+                        &sql_count(limit as u64),
+                    ],
+                )
+                .map_err(backend)?;
+            Ok(rows.iter().map(row).collect())
+        })
+    }
+
+    fn checkpoint<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, u64> {
+        self.ask(|reply| Command::Checkpoint(handler.to_owned(), event.to_owned(), reply))
+    }
+
+    fn put_dead_letter(&self, letter: StoredDeadLetter) {
+        if self.send(Command::PutDeadLetter(Box::new(letter))).is_err() {
+            tracing::error!("the event store's writer has stopped: a dead letter was not stored");
+        }
+    }
+
+    fn remove_dead_letter(&self, id: u64) {
+        let _ = self.send(Command::RemoveDeadLetter(id));
+    }
+
+    fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>, StoreError> {
+        self.read_with(move |client| {
+            let rows = client
+                .query(
+                    "SELECT id, letter FROM
+                       (SELECT id, letter FROM dead_letters ORDER BY id DESC LIMIT $1) d
+                     ORDER BY id",
+                    &[&sql_count(limit as u64)],
+                )
+                .map_err(backend)?;
+            let mut letters = Vec::new();
+            for r in &rows {
+                let id: i64 = r.get(0);
+                match serde_json::from_str::<StoredDeadLetter>(r.get(1)) {
+                    Ok(letter) => letters.push(letter),
+                    Err(e) => tracing::error!(id, error = %e, "a stored dead letter is unreadable"),
+                }
+            }
+            Ok(letters)
+        })
+    }
+
+    fn last_dead_letter_id(&self) -> Result<u64, StoreError> {
+        self.read_with(|client| {
+            Ok(client
+                .query_opt(
+                    "SELECT value FROM store_counters WHERE key = 'last_dead_letter_id'",
+                    &[],
+                )
+                .map_err(backend)?
+                .map_or(0, |r| r.get::<_, i64>(0) as u64))
+        })
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        self.ask(Command::Flush)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{redact, time_key, time_of_key};
+
+    #[test]
+    fn time_keys_sort_as_the_times_do() {
+        let times = [0, 1, 1 << 62, (1 << 63) - 1, 1 << 63, u64::MAX];
+        for pair in times.windows(2) {
+            assert!(time_key(pair[0]) < time_key(pair[1]), "{pair:?}");
+        }
+        for t in times {
+            assert_eq!(time_of_key(time_key(t)), t);
+        }
+    }
+
+    #[test]
+    fn passwords_are_not_repeated() {
+        assert_eq!(
+            redact("host=db user=app password=hunter2 dbname=x"),
+            "host=db user=app password=*** dbname=x"
+        );
+        assert_eq!(
+            redact("postgresql://app:hunter2@db:5432/x"),
+            "postgresql://app@db:5432/x"
+        );
+    }
+}
