@@ -148,8 +148,17 @@ enum Command {
 /// A read, run on the reader's connection.
 type Read = Box<dyn FnOnce(&mut Client) + Send>;
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// The error and its causes: a `postgres::Error` says only "db error", its source says what
+/// the server said.
+fn backend(e: impl std::error::Error) -> StoreError {
+    let mut reason = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    StoreError::Backend(reason)
 }
 
 impl PostgresStore {
