@@ -26,8 +26,12 @@
 //! - **Reads** run on a second connection, owned by a thread of its own: the store's
 //!   synchronous reads work from inside an async runtime.
 //!
-//! Not yet: claims that keep two processes from both recovering one durable handler's
-//! deliveries; until then, run [`Bus::recover`](events::Bus::recover) in one process.
+//! - **Recovery in one process at a time.** [`Bus::recover`](events::Bus::recover) reads a
+//!   durable handler's undelivered events under a session advisory lock for that handler,
+//!   given back when it moves the handler's checkpoint (the end of recovery) or when the
+//!   process's connection closes: two processes recovering at once never both deliver one
+//!   stored event to one durable handler; the second skips that handler (logged at `INFO`)
+//!   and what is left undelivered goes to the next `recover()` that takes the lock.
 
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -123,6 +127,8 @@ impl PostgresOptions {
 
 /// An [`EventStore`] on PostgreSQL. See the [crate docs](crate).
 pub struct PostgresStore {
+    /// The `(handler, event)` pairs whose recovery lock this store's reader session holds.
+    recovering: std::sync::Arc<Mutex<std::collections::HashSet<(String, String)>>>,
     writer: Mutex<Option<mpsc::Sender<Command>>>,
     reader: Mutex<Option<mpsc::Sender<Read>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -235,6 +241,7 @@ impl PostgresStore {
             })
             .map_err(|e| open(e.to_string()))?;
         Ok(PostgresStore {
+            recovering: std::sync::Arc::default(),
             writer: Mutex::new(Some(wtx)),
             reader: Mutex::new(Some(rtx)),
             threads: Mutex::new(vec![write_thread, read_thread]),
@@ -350,6 +357,11 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
             .map_err(backend)?;
     }
     tx.commit().map_err(backend)
+}
+
+/// The text whose hash is the advisory lock of recovering `handler` for `event`.
+fn recovery_key(handler: &str, event: &str) -> String {
+    format!("events.recover\u{1f}{handler}\u{1f}{event}")
 }
 
 /// `time` (nanoseconds, unsigned) as a signed column value that sorts the same way.
@@ -763,7 +775,37 @@ impl EventStore for PostgresStore {
         limit: usize,
     ) -> Result<Vec<Row>, StoreError> {
         let (handler, event) = (handler.to_owned(), event.to_owned());
+        let recovering = std::sync::Arc::clone(&self.recovering);
         self.read_with(move |client| {
+            // One process at a time recovers a durable handler: the first to ask takes a
+            // session lock, given back by `checkpoint` (the end of `recover`) or when the
+            // process's connection closes (a crash).
+            let key = (handler.clone(), event.clone());
+            let held = recovering
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&key);
+            if !held {
+                let taken: bool = client
+                    .query_one(
+                        "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                        &[&recovery_key(&handler, &event)],
+                    )
+                    .map_err(backend)?
+                    .get(0);
+                if !taken {
+                    tracing::info!(
+                        handler,
+                        event,
+                        "another process is recovering this durable handler; skipped here"
+                    );
+                    return Ok(Vec::new());
+                }
+                recovering
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key);
+            }
             let rows = client
                 .query(
                     &format!(
@@ -790,7 +832,31 @@ impl EventStore for PostgresStore {
     }
 
     fn checkpoint<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, u64> {
-        self.ask(|reply| Command::Checkpoint(handler.to_owned(), event.to_owned(), reply))
+        let checkpoint =
+            self.ask(|reply| Command::Checkpoint(handler.to_owned(), event.to_owned(), reply));
+        Box::pin(async move {
+            let result = checkpoint.await;
+            // Recovery of this handler is over here: give its lock back.
+            let key = (handler.to_owned(), event.to_owned());
+            let held = self
+                .recovering
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            if held {
+                let lock = recovery_key(handler, event);
+                self.read_with(move |client| {
+                    client
+                        .execute(
+                            "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+                            &[&lock],
+                        )
+                        .map(|_| ())
+                        .map_err(backend)
+                })?;
+            }
+            result
+        })
     }
 
     fn put_dead_letter(&self, letter: StoredDeadLetter) {
