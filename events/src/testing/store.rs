@@ -81,6 +81,18 @@ async fn append_all(store: &impl EventStore, events: &[StoredEvent]) -> Vec<u64>
     out
 }
 
+/// Appends one event per name (the `n`th made by `event(n, name)`), flushed.
+async fn stored(store: &impl EventStore, names: &[&str]) -> Vec<StoredEvent> {
+    let events: Vec<StoredEvent> = names
+        .iter()
+        .enumerate()
+        .map(|(n, name)| event(n as u64, name))
+        .collect();
+    append_all(store, &events).await;
+    store.flush().await.expect("flush");
+    events
+}
+
 fn sequences(store: &impl EventStore, query: StoreQuery) -> Vec<u64> {
     store
         .query(&query)
@@ -151,13 +163,7 @@ pub async fn every_query_field_narrows(store: impl EventStore) {
         "order.placed",
         "orders.placed",
     ];
-    let events: Vec<StoredEvent> = names
-        .iter()
-        .enumerate()
-        .map(|(n, name)| event(n as u64, name))
-        .collect();
-    append_all(&store, &events).await;
-    store.flush().await.expect("flush");
+    let events = stored(&store, &names).await;
     let q = StoreQuery::all;
     assert_eq!(sequences(&store, q().id(events[2].id)), [3], "id");
     assert_eq!(
@@ -235,13 +241,7 @@ pub async fn every_query_field_narrows(store: impl EventStore) {
 /// Newest first, limits (after the name pattern, not before), and counts.
 pub async fn order_limit_and_count(store: impl EventStore) {
     let names = ["a.x", "b.x", "a.y", "b.y", "a.z"];
-    let events: Vec<StoredEvent> = names
-        .iter()
-        .enumerate()
-        .map(|(n, name)| event(n as u64, name))
-        .collect();
-    append_all(&store, &events).await;
-    store.flush().await.expect("flush");
+    stored(&store, &names).await;
     let q = StoreQuery::all;
     assert_eq!(sequences(&store, q().newest_first()), [5, 4, 3, 2, 1]);
     assert_eq!(sequences(&store, q().limit(2)), [1, 2]);
@@ -274,13 +274,7 @@ fn undelivered(store: &impl EventStore, handler: &str, event: &str, after: u64) 
 /// A delivery record hides that event from that handler only; `after` and `limit` page.
 pub async fn delivery_records_hide_delivered_events_per_handler(store: impl EventStore) {
     let names = ["job", "job", "other", "job", "job"];
-    let events: Vec<StoredEvent> = names
-        .iter()
-        .enumerate()
-        .map(|(n, name)| event(n as u64, name))
-        .collect();
-    append_all(&store, &events).await;
-    store.flush().await.expect("flush");
+    stored(&store, &names).await;
     assert_eq!(undelivered(&store, "h", "job", 0), [1, 2, 4, 5]);
     store.record_delivery("h", 2);
     store.record_delivery("h", 4);
