@@ -969,9 +969,6 @@ pub(crate) fn settle(
     }
     // Only failures have a fate to decide: success stays on the fast path.
     let outcome = match (outcome, payload) {
-        (Outcome::Failed(error), Some(payload)) if error.is_transient() => {
-            settle_failure(slot, payload, ctx, Outcome::Failed(error))
-        }
         (outcome @ (Outcome::Failed(_) | Outcome::Panicked(_)), Some(payload)) => {
             settle_failure(slot, payload, ctx, outcome)
         }
