@@ -749,10 +749,16 @@ impl EventStore for PostgresStore {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
         self.read_with(move |client| {
-            let rows = client.query(&sql, &params_of(&params)).map_err(backend)?;
+            // Streamed, and left at the limit: a name pattern filters in Rust, so a page of a
+            // pattern query must not load every row its prefix selects.
+            let mut rows = client
+                .query_raw(&sql, params_of(&params))
+                .map_err(backend)?;
             let mut out = Vec::new();
-            for r in &rows {
-                let row = row(r);
+            while let Some(r) =
+                postgres::fallible_iterator::FallibleIterator::next(&mut rows).map_err(backend)?
+            {
+                let row = row(&r);
                 if let (Some(p), Ok(event)) = (&pattern, &row) {
                     if !events::store::pattern_matches(p, &event.name) {
                         continue;

@@ -345,22 +345,14 @@ pub async fn dead_letters_are_kept_listed_and_removed(store: impl EventStore) {
         (2, 20, 25)
     );
     assert_eq!(second.event.payload, event(2, "job").payload);
-    let newest: Vec<u64> = store
-        .dead_letters(2)
-        .expect("dead letters")
-        .iter()
-        .map(|l| l.id)
-        .collect();
-    assert_eq!(newest, [2, 3], "the newest two, oldest first");
+    let ids = |limit| -> Vec<u64> {
+        let letters = store.dead_letters(limit).expect("dead letters");
+        letters.iter().map(|l| l.id).collect()
+    };
+    assert_eq!(ids(2), [2, 3], "the newest two, oldest first");
     store.remove_dead_letter(3);
     store.flush().await.expect("flush");
-    let ids: Vec<u64> = store
-        .dead_letters(10)
-        .expect("dead letters")
-        .iter()
-        .map(|l| l.id)
-        .collect();
-    assert_eq!(ids, [1, 2]);
+    assert_eq!(ids(10), [1, 2]);
     assert_eq!(store.last_dead_letter_id().expect("last id"), 3);
 }
 
