@@ -84,63 +84,20 @@
 //! without a bus. See [`testing`].
 
 #![deny(missing_docs)]
-#![warn(unreachable_pub, rust_2018_idioms)]
 #![forbid(unsafe_code)]
-// Nothing user input reaches may panic; tests may.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod bus;
-pub mod compat;
-mod context;
-mod dead_letter;
-mod dedup;
-#[cfg(feature = "docs")]
-pub mod docs;
-mod envelope;
-mod event;
-mod filter;
-mod handler;
-mod ingest;
-mod link;
+pub use events_core::*;
+
+/// Event stores: the history of published events, delivery records and durable dead
+/// letters ([`store::EventStore`]); with feature `sqlite`, [`store::SqliteStore`].
+pub mod store {
+    pub use events_core::store::*;
+    #[cfg(feature = "sqlite")]
+    pub use events_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+}
+
 #[cfg(feature = "nats")]
-pub mod nats;
-pub mod observe;
-mod pattern;
-mod receipt;
-mod registry;
-pub mod retry;
-pub mod store;
-pub mod testing;
+pub use events_nats as nats;
 
-#[doc(hidden)]
-pub mod __private;
-
-pub use bus::{
-    Bus, BusBuilder, PublishError, Recovery, Replay, ReplayError, ReplayProgress, ReplayReport,
-    Request, RequestError, ShutdownReport, SubscribeOptions, Subscription, SubscriptionInfo,
-    Unprocessed,
-};
-pub use context::{Context, spawn};
-pub use dead_letter::{DeadLetter, DeadLetterFilter};
-pub use dedup::Deduplicator;
-pub use envelope::{EventId, Meta, MetaValue, Metadata, PublishOptions, is_metadata_key};
-pub use event::{AnyEvent, Event, EventInfo, EventKind, Payload, Query, ResponseInfo};
-pub use filter::{Filter, IntoFilter};
-pub use handler::{
-    FromInvocation, HandlerError, HandlerInfo, HandlerTimedOut, IntoHandlerResult, IntoResponse,
-    State, StateKey,
-};
-pub use ingest::{IngestError, IngestLimits, Violation, cloudevents};
-pub use pattern::InvalidPattern;
-pub use receipt::{HandlerOutcome, Outcome, Receipt};
-pub use registry::{BuildError, Problem};
-pub use retry::RetryPolicy;
-
-/// Derives [`Event`]. See [`Event`] for the `#[event(..)]` keys.
-#[cfg(feature = "macros")]
-pub use events_macros::Event;
-
-/// Registers a function as an event handler. See the [crate docs](crate#handler-signatures)
-/// for the signature rules and options.
-#[cfg(feature = "macros")]
-pub use events_macros::handler;
+#[cfg(feature = "postgres")]
+pub use events_postgres as postgres;

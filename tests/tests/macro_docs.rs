@@ -85,7 +85,7 @@ fn every_event_key_is_in_the_event_docs() {
             "the parser lost `{expected}`: {keys:?}"
         );
     }
-    let docs = docs(include_str!("../../events/src/event.rs"), "///");
+    let docs = docs(include_str!("../../events-core/src/event.rs"), "///");
     let missing = undocumented(&keys, &docs);
     assert!(
         missing.is_empty(),

@@ -18,7 +18,7 @@ mod sqlite {
 /// The macro declares every case the suite has.
 #[test]
 fn the_macro_runs_every_case() {
-    let source = include_str!("../../events/src/testing/store.rs");
+    let source = include_str!("../../events-core/src/testing/store.rs");
     let body = source.split("(@cases $make;").nth(1).unwrap();
     let declared: Vec<&str> = body
         .split(");")

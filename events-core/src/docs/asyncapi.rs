@@ -10,46 +10,43 @@ use serde_json::{Map, Value, json};
 use super::{DocEvent, DocsError, Options, model};
 use crate::bus::Bus;
 
-/// What the document says of the wire: from the bus's NATS transport.
+/// What the document says of the wire: from the bus's transport ([`Transport::wire`]).
+///
+/// [`Transport::wire`]: crate::transport::Transport::wire
 struct Wire {
     host: String,
+    protocol: &'static str,
     prefix: String,
     stream: String,
     binary: bool,
     local: Vec<&'static str>,
+    transport: std::sync::Arc<dyn crate::transport::Transport>,
 }
 
-#[cfg(feature = "nats")]
 fn wire(bus: &Bus, events: &[DocEvent]) -> Option<Wire> {
     let t = bus.inner.transport.as_ref()?;
-    let host = t.url.split("://").last().unwrap_or(&t.url).to_owned();
+    let w = t.wire()?;
     Some(Wire {
-        host,
-        prefix: t.options.prefix_name().to_owned(),
-        stream: t.options.stream_name().to_owned(),
-        binary: t.options.mode() == crate::nats::ContentMode::Binary,
+        host: w.host,
+        protocol: w.protocol,
+        prefix: w.prefix,
+        stream: w.stream,
+        binary: w.binary,
         local: events
             .iter()
             .map(|e| e.name)
             .filter(|n| t.is_local(n))
             .collect(),
+        transport: std::sync::Arc::clone(t),
     })
-}
-
-#[cfg(not(feature = "nats"))]
-fn wire(_: &Bus, _: &[DocEvent]) -> Option<Wire> {
-    None
 }
 
 impl Wire {
     fn subject(&self, name: &str) -> String {
-        format!("{}.{name}", self.prefix)
+        self.transport.address(name)
     }
     fn consumer(&self, handler: &str) -> String {
-        #[cfg(feature = "nats")]
-        return crate::nats::consumer_name(handler);
-        #[cfg(not(feature = "nats"))]
-        handler.to_owned()
+        self.transport.consumer_name(handler)
     }
 }
 
@@ -191,9 +188,9 @@ pub fn asyncapi(bus: &Bus, options: &Options) -> Result<Value, DocsError> {
     });
     if let Some(w) = &wire {
         doc["servers"] = json!({
-            "nats": {
+            w.protocol: {
                 "host": w.host,
-                "protocol": "nats",
+                "protocol": w.protocol,
                 "description": format!(
                     "NATS JetStream: stream `{}` holds subjects `{}.>`; dead letters go to \
                      stream `{}_DLQ`, subjects `{}-dlq.>`.",

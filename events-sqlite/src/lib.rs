@@ -11,10 +11,10 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::{
+use events::EventId;
+use events::store::{
     EventStore, Order, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter, StoredEvent,
 };
-use crate::envelope::EventId;
 
 /// How hard SQLite works to make a commit survive (its `synchronous` setting).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -364,7 +364,7 @@ fn quick_check(conn: &Connection, path: &str) -> Result<(), StoreError> {
     if problems.len() == 1 && problems[0] == "ok" {
         return Ok(());
     }
-    Err(damaged(crate::ingest::clip_to(&problems.join("; "), 1024)))
+    Err(damaged(events::text::clip(&problems.join("; "), 1024)))
 }
 
 /// The high-water mark: the last sequence the store acknowledged, in `<file>-hwm`, written
@@ -746,7 +746,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     let sequence: i64 = r.get(0)?;
     let corrupt = |reason: String| StoreError::Corrupt {
         sequence: sequence as u64,
-        reason: crate::ingest::clip(&reason),
+        reason: events::text::clip(&reason, 80),
     };
     let column = |e: rusqlite::Error| corrupt(e.to_string());
     let parse_id = |s: &str| {
@@ -758,23 +758,21 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         let correlation: String = r.get(8).map_err(column)?;
         let causation: Option<String> = r.get(9).map_err(column)?;
         let metadata: String = r.get(12).map_err(column)?;
-        Ok(StoredEvent {
-            sequence: sequence as u64,
-            id: parse_id(&id)?,
-            name: r.get(2).map_err(column)?,
-            version: r.get(3).map_err(column)?,
-            kind: r.get(4).map_err(column)?,
-            time: r.get::<_, i64>(5).map_err(column)? as u64,
-            source: r.get(6).map_err(column)?,
-            target: r.get(7).map_err(column)?,
-            correlation_id: parse_id(&correlation)?,
-            causation_id: causation.as_deref().map(parse_id).transpose()?,
-            depth: r.get(10).map_err(column)?,
-            priority: r.get(11).map_err(column)?,
-            metadata: serde_json::from_str(&metadata)
-                .map_err(|e| corrupt(format!("bad metadata: {e}")))?,
-            payload: r.get(13).map_err(column)?,
-        })
+        let mut e = StoredEvent::new(parse_id(&id)?, r.get::<_, String>(2).map_err(column)?);
+        e.sequence = sequence as u64;
+        e.version = r.get(3).map_err(column)?;
+        e.kind = r.get(4).map_err(column)?;
+        e.time = r.get::<_, i64>(5).map_err(column)? as u64;
+        e.source = r.get(6).map_err(column)?;
+        e.target = r.get(7).map_err(column)?;
+        e.correlation_id = parse_id(&correlation)?;
+        e.causation_id = causation.as_deref().map(parse_id).transpose()?;
+        e.depth = r.get(10).map_err(column)?;
+        e.priority = r.get(11).map_err(column)?;
+        e.metadata =
+            serde_json::from_str(&metadata).map_err(|e| corrupt(format!("bad metadata: {e}")))?;
+        e.payload = r.get(13).map_err(column)?;
+        Ok(e)
     })();
     Ok(event)
 }
@@ -883,7 +881,7 @@ impl EventStore for SqliteStore {
             let row = r.map_err(backend)?;
             // A corrupt row whose name cannot be read is kept: the caller hears of it.
             if let (Some(p), Ok(event)) = (pattern, &row) {
-                if !crate::pattern::matches(p, &event.name) {
+                if !events::store::pattern_matches(p, &event.name) {
                     continue;
                 }
             }
@@ -916,7 +914,7 @@ impl EventStore for SqliteStore {
         let mut n = 0;
         while let Some(r) = rows.next().map_err(backend)? {
             let matched = match r.get_ref(0).map_err(backend)?.as_str() {
-                Ok(name) => crate::pattern::matches(pattern, name),
+                Ok(name) => events::store::pattern_matches(pattern, name),
                 Err(_) => true, // unreadable: counted, as `read` returns it
             };
             n += usize::from(matched);
@@ -999,7 +997,7 @@ impl EventStore for SqliteStore {
             {
                 Ok(letter) => letters.push(letter),
                 Err(reason) => tracing::error!(
-                    dead_letter = id, reason = %crate::ingest::clip(&reason),
+                    dead_letter = id, reason = %events::text::clip(&reason, 80),
                     "a stored dead letter is unreadable; it stays in the store"
                 ),
             }

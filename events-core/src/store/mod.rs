@@ -23,8 +23,6 @@
 //! Implement [`EventStore`] for another backend.
 
 mod memory;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 
 use std::fmt;
 use std::future::Future;
@@ -34,8 +32,6 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use memory::MemoryStore;
-#[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::envelope::{EventId, Meta, Metadata};
 use crate::event::EventKind;

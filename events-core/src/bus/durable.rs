@@ -211,8 +211,7 @@ impl Bus {
                 let sequence = match begin_append(&**store, event, meta).await {
                     Ok(sequence) => sequence,
                     // A remote event published again with its id after `Unconfirmed`: the
-                    // store has it, and JetStream stores the send once.
-                    #[cfg(feature = "nats")]
+                    // store has it, and the broker stores the send once.
                     Err(StoreError::Duplicate { sequence, .. }) if self.is_remote(meta.name()) => {
                         sequence
                     }
@@ -223,11 +222,51 @@ impl Bus {
                 };
                 meta.set_sequence(sequence);
             }
-            #[cfg(feature = "nats")]
             if self.is_remote(meta.name()) {
                 return self.send_remote(event, meta).await.map(Some);
             }
             Ok(None)
+        })
+    }
+
+    /// With a transport, whether events named `name` leave the process.
+    pub(crate) fn is_remote(&self, name: &str) -> bool {
+        self.inner
+            .transport
+            .as_ref()
+            .is_some_and(|t| !t.is_local(name))
+    }
+
+    /// Sends an event through the transport; resolves with the broker's sequence.
+    #[cold]
+    #[inline(never)]
+    fn send_remote<'a>(
+        &'a self,
+        event: &'a AnyEvent,
+        meta: &'a Meta,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, PublishError>> + Send + 'a>> {
+        Box::pin(async move {
+            let name = meta.name();
+            let Some(transport) = &self.inner.transport else {
+                return Err(PublishError::Transport {
+                    name,
+                    reason: "the bus has no transport".into(),
+                });
+            };
+            let message = crate::transport::Outgoing::new(event, meta);
+            transport.send(message).await.map_err(|e| {
+                let error = match e {
+                    crate::transport::SendError::NotSent(reason) => {
+                        PublishError::Transport { name, reason }
+                    }
+                    crate::transport::SendError::Unconfirmed(reason) => PublishError::Unconfirmed {
+                        name,
+                        id: meta.id(),
+                        reason,
+                    },
+                };
+                self.refused(name, error)
+            })
         })
     }
 
@@ -240,16 +279,15 @@ impl Bus {
         event: &AnyEvent,
         meta: &mut Meta,
     ) -> Result<(), PublishError> {
-        #[cfg(feature = "nats")]
         if self.is_remote(meta.name()) {
             let name = meta.name();
             return Err(self.refused(
                 name,
                 PublishError::Transport {
                     name,
-                    reason: "the blocking API cannot wait for JetStream's acknowledgement; \
-                             publish with `.await`, or make the event local \
-                             (`NatsOptions::local`)"
+                    reason: "the blocking API cannot wait for the broker's acknowledgement; \
+                             publish with `.await`, or make the event local on the transport \
+                             (NATS: `NatsOptions::local`)"
                         .into(),
                 },
             ));

@@ -202,22 +202,9 @@ pub(crate) fn clip(text: &str) -> String {
     clip_to(text, 80)
 }
 
-/// `text` from outside with control characters escaped, cut to `chars` characters: safe in
-/// a log line, a header or a terminal.
+/// [`crate::text::clip`]: safe in a log line, a header or a terminal.
 pub(crate) fn clip_to(text: &str, chars: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(chars * 4));
-    for (i, c) in text.chars().enumerate() {
-        if i == chars {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::text::clip(text, chars)
 }
 
 /// Levenshtein distance over bytes: names are ASCII (and Rust paths nearly always are).

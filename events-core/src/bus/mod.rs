@@ -1,5 +1,6 @@
 //! The [`Bus`]: built once from the registry, then publishes events to their handlers.
 
+mod consume;
 mod dispatch;
 pub(crate) mod durable;
 mod lifecycle;
@@ -17,9 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+pub use consume::Consumers;
 pub use dispatch::PublishError;
 pub(crate) use dispatch::{Outcomes, run_one};
-#[cfg(feature = "nats")]
 pub(crate) use dispatch::{call_once, spans_on};
 pub use durable::{Recovery, Replay, ReplayError, ReplayProgress, ReplayReport};
 pub use lifecycle::{ShutdownReport, Unprocessed};
@@ -77,9 +78,8 @@ pub(crate) struct Inner {
     pub(crate) observers: crate::observe::Observers,
     /// Where events are appended before their handlers run, if anywhere.
     pub(crate) store: Option<Arc<dyn crate::store::EventStore>>,
-    /// Where events go when they leave the process (NATS), if anywhere.
-    #[cfg(feature = "nats")]
-    pub(crate) transport: Option<Arc<crate::nats::Transport>>,
+    /// Where events go when they leave the process, if anywhere.
+    pub(crate) transport: Option<Arc<dyn crate::transport::Transport>>,
     /// A store or a transport: the cold path of a publish.
     pub(crate) outbound: bool,
     /// How many retries may wait at once; past it, failures are dead-lettered.
@@ -346,8 +346,7 @@ pub struct BusBuilder {
     max_pending_retries: usize,
     observers: Vec<Arc<dyn crate::observe::Observer>>,
     store: Option<Arc<dyn crate::store::EventStore>>,
-    #[cfg(feature = "nats")]
-    transport: Option<Arc<crate::nats::Transport>>,
+    transport: Option<Arc<dyn crate::transport::Transport>>,
 }
 
 impl Default for BusBuilder {
@@ -369,7 +368,6 @@ impl Default for BusBuilder {
             max_pending_retries: 100_000,
             observers: Vec::new(),
             store: None,
-            #[cfg(feature = "nats")]
             transport: None,
         }
     }
@@ -536,11 +534,11 @@ impl BusBuilder {
         self
     }
 
-    /// Sends events over NATS JetStream and lets [`Bus::consume`] run this process's share
-    /// of the handlers (feature `nats`; see [`crate::nats`]).
-    #[cfg(feature = "nats")]
-    pub fn transport(mut self, nats: crate::nats::Nats) -> Self {
-        self.transport = Some(nats.inner);
+    /// Sends events that are not local through `transport` (NATS JetStream with feature
+    /// `nats`, or any [`Transport`](crate::transport::Transport)) and lets
+    /// [`Bus::consume`] run this process's share of the handlers.
+    pub fn transport(mut self, transport: impl crate::transport::Transport) -> Self {
+        self.transport = Some(Arc::new(transport));
         self
     }
 
@@ -718,12 +716,8 @@ impl BusBuilder {
                 queue: Arc::new(queue::Queue::new(self.queue_capacity, workers, &priorities)),
                 lifecycle: lifecycle::Lifecycle::default(),
                 observers: crate::observe::Observers(self.observers.into()),
-                #[cfg(feature = "nats")]
                 outbound: self.store.is_some() || self.transport.is_some(),
-                #[cfg(not(feature = "nats"))]
-                outbound: self.store.is_some(),
                 store: self.store,
-                #[cfg(feature = "nats")]
                 transport: self.transport,
                 default_retry: self.retry,
                 no_retries: self.no_retries,

@@ -386,7 +386,6 @@ impl Bus {
     /// A CloudEvent in structured mode (`attributes` is `None`: `body` is the whole event)
     /// or binary mode (`attributes` from headers, values as text; `body` is the data): its
     /// event and publish options.
-    #[cfg(feature = "nats")]
     pub(crate) fn decode_cloudevent_parts(
         &self,
         attributes: Option<Map<String, Value>>,

@@ -15,14 +15,14 @@
 //! | wire format | CloudEvents 1.0 JSON, structured mode: the whole envelope (id, source, time, correlation and causation ids, metadata as extensions) travels in the body, so one parser (the ingest path) reads it; `Nats-Msg-Id` (the event id) and `traceparent` (when the event has one) are headers too |
 //! | subject | `<prefix>.<event name>`, e.g. `shop.order.placed` |
 //! | stream | one per prefix (`NatsOptions::stream`, default the prefix in capitals), subjects `<prefix>.>`, created at connect or checked: a different existing stream is an error, never changed; dead letters go to a second stream, `<STREAM>_DLQ`, subjects `<prefix>-dlq.>` |
-//! | publish | resolves once JetStream has stored the event (its ack); a second publish of one event id within the duplicate window is stored once; no ack within [`NatsOptions::publish_timeout`] is [`PublishError::Unconfirmed`] (it may have been stored: publish it again with its id) |
+//! | publish | resolves once JetStream has stored the event (its ack); a second publish of one event id within the duplicate window is stored once; no ack within [`NatsOptions::publish_timeout`] is [`PublishError::Unconfirmed`](events::PublishError::Unconfirmed) (it may have been stored: publish it again with its id) |
 //! | connection | credentials ([`NatsOptions::user_and_password`] or in the URL, [`token`](NatsOptions::token), [`nkey`](NatsOptions::nkey), [`credentials_file`](NatsOptions::credentials_file)) and TLS ([`root_certificates`](NatsOptions::root_certificates), [`client_certificate`](NatsOptions::client_certificate), [`require_tls`](NatsOptions::require_tls)); refused credentials are [`NatsError::Auth`] at once, an unreachable server [`NatsError::Connect`] within [`connect_timeout`](NatsOptions::connect_timeout) |
 //! | consumers | one durable pull consumer per handler, named after it: processes running the same handler share its messages (competing consumers), different handlers each get every event |
 //! | received messages | go through the ingest path (size and depth limits, JSON Schema, upcasting): a foreign or malformed message is terminated and dead-lettered with the reason; it never stops the consumer |
 //! | fates | success or filtered: ack; transient error: nak with the retry policy's delay, until `max_deliver` (the policy's retries + 1); permanent error, panic, or retries exhausted: term and dead letter; long handlers send in-progress every half `ack_wait` |
 //! | local events | `NatsOptions::local::<E>()`: published and handled in this process only, no network |
 //!
-//! Requests ([`Bus::request`](crate::Bus::request)) stay in the process. The blocking API
+//! Requests ([`Bus::request`](events::Bus::request)) stay in the process. The blocking API
 //! cannot wait for JetStream's ack and refuses events that would go over NATS.
 
 use std::collections::HashSet;
@@ -31,14 +31,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use events::Event;
+use events::text::{clip, decode_header_value, header_value, readable_header_value};
+use events::transport::{
+    BoxFuture, Consumer, ConsumerSpec, Delivery, Outgoing, SendError, Settle, Transport,
+    TransportError, Wire,
+};
 use futures_util::StreamExt;
 
-use crate::bus::{Bus, PublishError, Slot, Target};
-use crate::context::Context;
-use crate::envelope::Meta;
-use crate::event::{AnyEvent, Event};
-use crate::handler::Call;
-use crate::receipt::Outcome;
+pub use events::transport::Consumers;
 
 /// When the stream lets go of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,18 +135,15 @@ impl std::fmt::Debug for Connection {
 
 impl NatsOptions {
     /// The subject prefix (for the AsyncAPI document).
-    #[cfg_attr(not(feature = "docs"), allow(dead_code))]
-    pub(crate) fn prefix_name(&self) -> &str {
+    fn prefix_name(&self) -> &str {
         &self.prefix
     }
     /// The stream's name.
-    #[cfg_attr(not(feature = "docs"), allow(dead_code))]
-    pub(crate) fn stream_name(&self) -> &str {
+    fn stream_name(&self) -> &str {
         &self.stream
     }
     /// How sent events are laid out.
-    #[cfg_attr(not(feature = "docs"), allow(dead_code))]
-    pub(crate) fn mode(&self) -> ContentMode {
+    fn mode(&self) -> ContentMode {
         self.mode
     }
     /// Subjects `<prefix>.<event name>` in stream `<PREFIX>` (the prefix in capitals, `.`
@@ -242,7 +240,7 @@ impl NatsOptions {
         self.mode = mode;
         self
     }
-    /// Whether [`Bus::consume`](crate::Bus::consume) also watches for messages that no
+    /// Whether [`Bus::consume`](events::Bus::consume) also watches for messages that no
     /// consumer of the stream takes (an unknown type on its own subject), and reports them to
     /// the log and the dead-letter stream (`<prefix>-dlq.unrouted`: the subject's newest
     /// message, with the count waiting) (default on). Every 2 s it asks JetStream for the
@@ -321,7 +319,7 @@ impl NatsOptions {
         self
     }
     /// How long a publish waits for JetStream's ack (default 5 s) before it returns
-    /// [`PublishError::Unconfirmed`]: the event may have been stored.
+    /// [`PublishError::Unconfirmed`](events::PublishError::Unconfirmed): the event may have been stored.
     pub fn publish_timeout(mut self, timeout: Duration) -> NatsOptions {
         self.connection.publish_timeout = timeout;
         self
@@ -418,16 +416,13 @@ pub enum NatsError {
         /// What the server said.
         reason: String,
     },
-    /// The bus has no NATS transport.
-    #[error("the bus has no NATS transport: build it with `BusBuilder::transport`")]
-    NoTransport,
 }
 
 /// A connection to NATS with its stream set up: give it to
-/// [`BusBuilder::transport`](crate::BusBuilder::transport).
+/// [`BusBuilder::transport`](events::BusBuilder::transport).
 #[derive(Clone)]
 pub struct Nats {
-    pub(crate) inner: Arc<Transport>,
+    inner: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Nats {
@@ -438,12 +433,12 @@ impl std::fmt::Debug for Nats {
     }
 }
 
-pub(crate) struct Transport {
+struct Shared {
     js: jetstream::Context,
-    pub(crate) options: NatsOptions,
-    /// The address given to [`Nats::connect`] (for the AsyncAPI document).
-    #[cfg_attr(not(feature = "docs"), allow(dead_code))]
-    pub(crate) url: String,
+    options: NatsOptions,
+    /// The address given to [`Nats::connect`], without credentials (for the AsyncAPI
+    /// document).
+    url: String,
 }
 
 impl Nats {
@@ -502,7 +497,7 @@ impl Nats {
         ensure_stream(&js, options.stream_config()).await?;
         ensure_stream(&js, options.dead_letter_config()).await?;
         Ok(Nats {
-            inner: Arc::new(Transport {
+            inner: Arc::new(Shared {
                 js,
                 options,
                 url: shown,
@@ -627,7 +622,7 @@ fn percent_decode(s: &str) -> String {
 
 /// `url` with the `user:password@` of each address removed: what errors, logs and the
 /// AsyncAPI document show.
-pub(crate) fn without_credentials(url: &str) -> String {
+fn without_credentials(url: &str) -> String {
     url.split(',')
         .map(|server| {
             let server = server.trim();
@@ -716,30 +711,24 @@ async fn ensure_stream(js: &jetstream::Context, want: stream::Config) -> Result<
     }
 }
 
-/// Why a send failed: it certainly did not reach the stream, or nobody knows.
-enum SendError {
-    NotSent(String),
-    Unconfirmed(String),
-}
-
-impl Transport {
-    pub(crate) fn is_local(&self, name: &str) -> bool {
+impl Shared {
+    fn is_local(&self, name: &str) -> bool {
         self.options.local.contains(name)
     }
 
-    pub(crate) fn subject(&self, name: &str) -> String {
+    fn subject(&self, name: &str) -> String {
         format!("{}.{name}", self.options.prefix)
     }
 
     /// Sends the event as a CloudEvent and waits for JetStream's ack: its stream sequence.
-    async fn send(&self, event: &AnyEvent, meta: &Meta) -> Result<u64, SendError> {
+    async fn send(&self, message: Outgoing<'_>) -> Result<u64, SendError> {
         use jetstream::context::PublishErrorKind as K;
-        let (headers, body) = encode(event, meta, self.options.mode)
+        let (headers, body) = encode(&message, self.options.mode)
             .map_err(|e| SendError::NotSent(format!("the event cannot be serialized: {e}")))?;
         // Until the client has the message, nothing left this process.
         let ack = self
             .js
-            .publish_with_headers(self.subject(meta.name()), headers, body.into())
+            .publish_with_headers(self.subject(message.name()), headers, body.into())
             .await
             .map_err(|e| SendError::NotSent(e.to_string()))?;
         match ack.await {
@@ -755,6 +744,105 @@ impl Transport {
     }
 }
 
+impl Transport for Nats {
+    fn is_local(&self, name: &str) -> bool {
+        self.inner.is_local(name)
+    }
+
+    fn send<'a>(&'a self, message: Outgoing<'a>) -> BoxFuture<'a, Result<u64, SendError>> {
+        Box::pin(self.inner.send(message))
+    }
+
+    fn consumer<'a>(
+        &'a self,
+        spec: ConsumerSpec,
+    ) -> BoxFuture<'a, Result<Box<dyn Consumer>, TransportError>> {
+        Box::pin(async move {
+            let shared = &self.inner;
+            let stream = shared
+                .js
+                .get_stream(&shared.options.stream)
+                .await
+                .map_err(|e| TransportError::Refused {
+                    what: format!("stream `{}`", shared.options.stream),
+                    reason: e.to_string(),
+                })?;
+            let filter = match &spec.selects {
+                events::transport::Selects::Event(name) => shared.subject(name),
+                events::transport::Selects::Pattern(pattern) => shared.subject(pattern),
+                other => {
+                    return Err(TransportError::Refused {
+                        what: format!("a consumer of `{}`", spec.handler),
+                        reason: format!("selection {other:?} is not supported"),
+                    });
+                }
+            };
+            let name = consumer_name(spec.handler);
+            let config = pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: filter,
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: shared.options.ack_wait,
+                max_deliver: spec.max_deliver.map_or(-1, i64::from),
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            };
+            let consumer = stream
+                .get_or_create_consumer(&name, config)
+                .await
+                .map_err(|e| TransportError::Refused {
+                    what: format!("consumer `{name}` of handler `{}`", spec.handler),
+                    reason: e.to_string(),
+                })?;
+            Ok(Box::new(NatsConsumer {
+                shared: Arc::clone(shared),
+                consumer,
+                handler: spec.handler,
+                messages: None,
+            }) as Box<dyn Consumer>)
+        })
+    }
+
+    fn address(&self, name: &str) -> String {
+        self.inner.subject(name)
+    }
+
+    fn consumer_name(&self, handler: &str) -> String {
+        consumer_name(handler)
+    }
+
+    fn watch(&self) -> Option<BoxFuture<'static, ()>> {
+        let shared = Arc::clone(&self.inner);
+        shared.options.report_unrouted.then(|| {
+            Box::pin(async move {
+                let stream = loop {
+                    match shared.js.get_stream(&shared.options.stream).await {
+                        Ok(stream) => break stream,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot look at the stream; retrying");
+                            tokio::time::sleep(UNROUTED_EVERY).await;
+                        }
+                    }
+                };
+                unrouted_loop(shared, stream).await;
+            }) as BoxFuture<'static, ()>
+        })
+    }
+
+    fn wire(&self) -> Option<Wire> {
+        let o = &self.inner.options;
+        let url = &self.inner.url;
+        let host = url.split("://").last().unwrap_or(url);
+        Some(Wire::new(
+            "nats",
+            host,
+            o.prefix_name(),
+            o.stream_name(),
+            o.mode() == ContentMode::Binary,
+        ))
+    }
+}
+
 /// The media type of a structured-mode message.
 const STRUCTURED: &str = "application/cloudevents+json";
 /// Where binary mode puts each attribute: `ce-<name>`.
@@ -764,83 +852,29 @@ const CE_PREFIX: &str = "ce-";
 /// here, from the envelope, and is either fixed, an id, a checked `traceparent`, or
 /// percent-encoded ([`header_value`]): nothing from outside reaches a header raw.
 fn encode(
-    event: &AnyEvent,
-    meta: &Meta,
+    message: &Outgoing<'_>,
     mode: ContentMode,
 ) -> Result<(async_nats::HeaderMap, Vec<u8>), serde_json::Error> {
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        async_nats::header::NATS_MESSAGE_ID,
-        meta.id().to_string().as_str(),
-    );
-    headers.insert("traceparent", traceparent(meta).as_str());
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, message.id().as_str());
+    headers.insert("traceparent", message.traceparent().as_str());
     let body = match mode {
         ContentMode::Structured => {
             headers.insert("Content-Type", STRUCTURED);
-            serde_json::to_vec(&crate::cloudevents::to_json(event, meta)?)?
+            message.structured()?
         }
         ContentMode::Binary => {
             headers.insert("Content-Type", "application/json");
-            for (name, value) in crate::cloudevents::attributes(meta) {
-                let text = match value {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
+            for (name, text) in message.attributes() {
                 headers.insert(
                     format!("{CE_PREFIX}{name}").as_str(),
                     header_value(&text).as_str(),
                 );
             }
-            serde_json::to_vec(&event.to_json()?)?
+            message.data()?
         }
     };
     Ok((headers, body))
-}
-
-/// A header value as the CloudEvents bindings encode one: space, `"`, `%` and every byte
-/// outside printable ASCII percent-encoded (UTF-8), so no value can end a header line.
-pub(crate) fn header_value(text: &str) -> String {
-    percent_encode(text, |b| {
-        (0x21..0x7f).contains(&b) && b != b'"' && b != b'%'
-    })
-}
-
-/// `text` with every byte `keep` refuses as `%XX`.
-fn percent_encode(text: &str, keep: fn(u8) -> bool) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if keep(b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-/// A diagnostic header value (`Events-Error`): readable, with `%`, control characters and
-/// every byte outside ASCII percent-encoded, so no value can end a header line.
-fn readable_header_value(text: &str) -> String {
-    percent_encode(text, |b| (0x20..0x7f).contains(&b) && b != b'%')
-}
-
-/// The text of a percent-encoded header value, or `None` if it does not decode to UTF-8.
-fn decode_header_value(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// How a received message is laid out: structured when its `Content-Type` is a CloudEvents
@@ -870,14 +904,11 @@ fn received_attributes(
             if values.len() > 1 || ce.contains_key(attribute) {
                 return Err(format!(
                     "header `{}` is given more than once",
-                    crate::ingest::clip(name)
+                    clip(name, 80)
                 ));
             }
             let text = decode_header_value(value.as_str()).ok_or_else(|| {
-                format!(
-                    "header `{}` is not percent-encoded UTF-8",
-                    crate::ingest::clip(name)
-                )
+                format!("header `{}` is not percent-encoded UTF-8", clip(name, 80))
             })?;
             ce.insert(attribute.to_owned(), text.into());
         }
@@ -903,173 +934,44 @@ fn received_attributes(
     }
 }
 
-/// The W3C trace context sent with an event: its own `traceparent` metadata if it is valid
-/// W3C trace context, else one made from the envelope: trace id = the correlation id (so a
-/// whole flow is one trace, across processes), parent id = the random half of the event id.
-fn traceparent(meta: &Meta) -> String {
-    if let Some(tp) = meta
-        .metadata()
-        .get("traceparent")
-        .and_then(crate::MetaValue::as_str)
-    {
-        if crate::cloudevents::is_traceparent(tp) {
-            return tp.to_owned();
-        }
-    }
-    let trace = meta.correlation_id().as_uuid().simple().to_string();
-    let id = meta.id().as_uuid().simple().to_string();
-    format!("00-{trace}-{}-01", &id[16..])
+/// A handler's durable pull consumer: batches of up to `prefetch` messages.
+struct NatsConsumer {
+    shared: Arc<Shared>,
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    handler: &'static str,
+    messages: Option<pull::Stream>,
 }
 
-impl Bus {
-    /// With a NATS transport, whether events named `name` go over NATS.
-    pub(crate) fn is_remote(&self, name: &str) -> bool {
-        self.inner
-            .transport
-            .as_ref()
-            .is_some_and(|t| !t.is_local(name))
-    }
-
-    /// Sends an event over NATS; resolves with its stream sequence.
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn send_remote<'a>(
-        &'a self,
-        event: &'a AnyEvent,
-        meta: &'a Meta,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, PublishError>> + Send + 'a>>
-    {
+impl Consumer for NatsConsumer {
+    fn next(&mut self) -> BoxFuture<'_, Option<Box<dyn Delivery>>> {
         Box::pin(async move {
-            let name = meta.name();
-            let Some(transport) = &self.inner.transport else {
-                return Err(PublishError::Transport {
-                    name,
-                    reason: "the bus has no transport".into(),
-                });
-            };
-            transport.send(event, meta).await.map_err(|e| {
-                let error = match e {
-                    SendError::NotSent(reason) => PublishError::Transport { name, reason },
-                    SendError::Unconfirmed(reason) => PublishError::Unconfirmed {
-                        name,
-                        id: meta.id(),
-                        reason,
-                    },
+            loop {
+                let messages = match &mut self.messages {
+                    Some(messages) => messages,
+                    None => self.messages.insert(
+                        next_batch(&self.consumer, self.shared.options.prefetch, self.handler)
+                            .await,
+                    ),
                 };
-                self.refused(name, error)
-            })
-        })
-    }
-
-    /// Starts this process's consumers: one durable pull consumer per `#[handler]` (except
-    /// responders and handlers of local events), shared with every other process that runs
-    /// the same handler. They run until the returned [`Consumers`] is dropped or stopped.
-    ///
-    /// # Errors
-    /// [`NatsError::NoTransport`], or JetStream refused to create a consumer.
-    pub async fn consume(&self) -> Result<Consumers, NatsError> {
-        let Some(transport) = self.inner.transport.clone() else {
-            return Err(NatsError::NoTransport);
-        };
-        let stream = transport
-            .js
-            .get_stream(&transport.options.stream)
-            .await
-            .map_err(|e| NatsError::JetStream {
-                what: format!("stream `{}`", transport.options.stream),
-                reason: e.to_string(),
-            })?;
-        let mut tasks = Vec::new();
-        let mut seen = HashSet::new();
-        for &handler in self.handlers() {
-            if handler.is_responder() || !seen.insert(handler.name()) {
-                continue;
-            }
-            let (filter, slot) = match handler.event() {
-                Some(info) => {
-                    if transport.is_local(info.name) {
-                        continue;
+                match messages.next().await {
+                    Some(Ok(message)) => {
+                        return Some(
+                            Box::new(NatsDelivery::new(&self.shared, message)) as Box<dyn Delivery>
+                        );
                     }
-                    let Some(slot) = self.link_slot(info.type_id(), handler.name()) else {
-                        continue;
-                    };
-                    (transport.subject(info.name), slot)
+                    Some(Err(e)) => {
+                        tracing::warn!(handler = self.handler, error = %e, "pulling messages failed");
+                        self.messages = None;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    None => {
+                        self.messages = None;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
-                None => {
-                    let pattern = handler.pattern().unwrap_or(">");
-                    let Some(slot) = self.any_slot(handler.name()) else {
-                        continue;
-                    };
-                    (transport.subject(pattern), slot)
-                }
-            };
-            let name = consumer_name(handler.name());
-            let max_deliver = slot
-                .retry
-                .map_or(-1, |p| i64::from(p.max_retries().saturating_add(1)));
-            let what = format!("consumer `{name}` of handler `{}`", handler.name());
-            let consumer = durable(&stream, &transport, name, filter, max_deliver, what).await?;
-            let bus = self.clone();
-            let transport = Arc::clone(&transport);
-            let limit = handler.concurrency().map_or(1, |n| n.max(1) as usize);
-            tasks.push(tokio::spawn(async move {
-                consume_loop(bus, transport, consumer, slot, handler.event(), limit).await;
-            }));
-        }
-        let watcher = transport
-            .options
-            .report_unrouted
-            .then(|| tokio::spawn(unrouted_loop(Arc::clone(&transport), stream)));
-        Ok(Consumers { tasks, watcher })
-    }
-
-    /// The link-time slot of handler `name` in the route of type `type_id`.
-    fn link_slot(&self, type_id: std::any::TypeId, name: &str) -> Option<Slot> {
-        self.inner
-            .fixed
-            .get(&type_id)
-            .and_then(|slots| slots.iter().find(|s| s.name() == name).cloned())
-    }
-
-    /// A wildcard handler's slot (the same in every route it joined).
-    fn any_slot(&self, name: &str) -> Option<Slot> {
-        self.inner
-            .fixed
-            .values()
-            .flat_map(|slots| slots.iter())
-            .find(|s| {
-                s.name() == name
-                    && matches!(s.target, Target::Handler(Call::Sync(_) | Call::Async(_)))
-            })
-            .cloned()
-    }
-}
-
-/// The durable pull consumer `name` of `stream` on subjects `filter`, made if missing.
-async fn durable(
-    stream: &jetstream::stream::Stream,
-    transport: &Transport,
-    name: String,
-    filter: String,
-    max_deliver: i64,
-    what: String,
-) -> Result<jetstream::consumer::Consumer<pull::Config>, NatsError> {
-    let config = pull::Config {
-        durable_name: Some(name.clone()),
-        filter_subject: filter,
-        ack_policy: jetstream::consumer::AckPolicy::Explicit,
-        ack_wait: transport.options.ack_wait,
-        max_deliver,
-        deliver_policy: jetstream::consumer::DeliverPolicy::All,
-        ..Default::default()
-    };
-    stream
-        .get_or_create_consumer(&name, config)
-        .await
-        .map_err(|e| NatsError::JetStream {
-            what,
-            reason: e.to_string(),
+            }
         })
+    }
 }
 
 /// The next batch of `consumer`'s messages; retries (logging why) until the server answers.
@@ -1094,9 +996,91 @@ async fn next_batch(
     }
 }
 
+/// One JetStream message, with its layout read once.
+struct NatsDelivery {
+    shared: Arc<Shared>,
+    message: jetstream::Message,
+    attempt: u32,
+    traceparent: Option<String>,
+}
+
+impl NatsDelivery {
+    fn new(shared: &Arc<Shared>, message: jetstream::Message) -> NatsDelivery {
+        let attempt = message
+            .info()
+            .map_or(1, |i| u32::try_from(i.delivered).unwrap_or(u32::MAX).max(1));
+        let traceparent = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("traceparent"))
+            .map(|v| v.to_string());
+        NatsDelivery {
+            shared: Arc::clone(shared),
+            message,
+            attempt,
+            traceparent,
+        }
+    }
+}
+
+impl Delivery for NatsDelivery {
+    fn address(&self) -> &str {
+        self.message.subject.as_str()
+    }
+
+    fn routed_name(&self) -> Option<&str> {
+        self.message
+            .subject
+            .as_str()
+            .strip_prefix(self.shared.options.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+    }
+
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    fn attributes(&self) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+        received_attributes(self.message.headers.as_ref())
+    }
+
+    fn body(&self) -> &[u8] {
+        &self.message.payload
+    }
+
+    fn traceparent(&self) -> Option<&str> {
+        self.traceparent.as_deref()
+    }
+
+    fn progress_every(&self) -> Option<Duration> {
+        Some(self.shared.options.ack_wait / 2)
+    }
+
+    fn progress(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = self.message.ack_with(AckKind::Progress).await;
+        })
+    }
+
+    fn settle(self: Box<Self>, how: Settle) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async move {
+            let kind = match how {
+                Settle::Nak { after } => AckKind::Nak(Some(after)),
+                Settle::Terminate { handler, reason } => {
+                    dead_letter_raw(&self.shared, &handler, &self.message.payload, &reason, None)
+                        .await;
+                    AckKind::Term
+                }
+                _ => AckKind::Ack,
+            };
+            self.message.ack_with(kind).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// A JetStream consumer name for a handler: its name with anything but letters, digits,
 /// `-` and `_` as `_`.
-pub(crate) fn consumer_name(handler: &str) -> String {
+fn consumer_name(handler: &str) -> String {
     handler
         .chars()
         .map(|c| {
@@ -1107,80 +1091,6 @@ pub(crate) fn consumer_name(handler: &str) -> String {
             }
         })
         .collect()
-}
-
-/// This process's consumers; dropping it (or [`stop`](Self::stop)) stops them. Messages
-/// being handled then are redelivered by the server after their ack wait.
-#[derive(Debug)]
-pub struct Consumers {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// The unrouted watcher ([`NatsOptions::report_unrouted`]).
-    watcher: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Consumers {
-    /// How many handler consumers run (the unrouted watcher is not counted).
-    pub fn len(&self) -> usize {
-        self.tasks.len()
-    }
-    /// Whether none runs (no handler takes a remote event).
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
-    /// Stops them.
-    pub fn stop(self) {}
-}
-
-impl Drop for Consumers {
-    fn drop(&mut self) {
-        for t in self.tasks.iter().chain(&self.watcher) {
-            t.abort();
-        }
-    }
-}
-
-/// Pulls and handles messages until stopped: one at a time, in stream order, or up to
-/// `limit` at once for a handler with `concurrency = limit`. Reconnects are the client's.
-async fn consume_loop(
-    bus: Bus,
-    transport: Arc<Transport>,
-    consumer: jetstream::consumer::Consumer<pull::Config>,
-    slot: Slot,
-    typed: Option<&'static crate::EventInfo>,
-    limit: usize,
-) {
-    let slot = Arc::new(slot);
-    let permits = Arc::new(tokio::sync::Semaphore::new(limit));
-    // Aborted with this task: calls in flight stop with the consumer, and the server
-    // redelivers their messages after the ack wait.
-    let mut running = tokio::task::JoinSet::new();
-    loop {
-        let mut messages = next_batch(&consumer, transport.options.prefetch, slot.name()).await;
-        while let Some(next) = messages.next().await {
-            match next {
-                Ok(message) if limit == 1 => {
-                    handle(&bus, &transport, &slot, typed, message).await;
-                }
-                Ok(message) => {
-                    let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                        return;
-                    };
-                    while running.try_join_next().is_some() {}
-                    let (bus, transport, slot) =
-                        (bus.clone(), Arc::clone(&transport), Arc::clone(&slot));
-                    running.spawn(async move {
-                        handle(&bus, &transport, &slot, typed, message).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(handler = slot.name(), error = %e, "pulling messages failed");
-                    break;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// How often the unrouted watch looks at the stream's subjects.
@@ -1209,7 +1119,7 @@ fn subject_matches(filter: &str, subject: &str) -> bool {
 /// have come; the report's `Nats-Msg-Id` is the subject and count, so processes watching the
 /// same stream report it once. Nothing is read per message: the watch costs one request
 /// per look, whatever the traffic. The messages stay in the stream for a consumer made later.
-async fn unrouted_loop(transport: Arc<Transport>, mut stream: jetstream::stream::Stream) {
+async fn unrouted_loop(transport: Arc<Shared>, mut stream: jetstream::stream::Stream) {
     let mut reported: std::collections::HashMap<String, usize> = Default::default();
     loop {
         let filters = consumer_filters(&mut stream).await;
@@ -1247,12 +1157,12 @@ async fn unrouted_loop(transport: Arc<Transport>, mut stream: jetstream::stream:
 
 /// Logs an unrouted subject and sends its newest message to `<prefix>-dlq.unrouted`.
 async fn report_unrouted(
-    transport: &Transport,
+    transport: &Shared,
     stream: &mut jetstream::stream::Stream,
     subject: &str,
     count: usize,
 ) {
-    let shown = crate::ingest::clip(subject);
+    let shown = clip(subject, 80);
     let reason = format!(
         "no consumer of stream `{}` takes subject `{shown}`: no process runs a handler for it \
          ({count} message{} waiting)",
@@ -1283,139 +1193,10 @@ async fn consumer_filters(stream: &mut jetstream::stream::Stream) -> Vec<String>
     filters
 }
 
-/// What to tell JetStream about one message.
-enum Fate {
-    Ack,
-    Nak(Duration),
-    Term { error: String, permanent: bool },
-}
-
-/// Handles one message for one handler and settles it with JetStream.
-async fn handle(
-    bus: &Bus,
-    transport: &Transport,
-    slot: &Slot,
-    typed: Option<&'static crate::EventInfo>,
-    message: jetstream::Message,
-) {
-    let attempt = message
-        .info()
-        .map_or(1, |i| u32::try_from(i.delivered).unwrap_or(u32::MAX).max(1));
-    let decoded = bus
-        .decode_remote(
-            message.subject.as_str(),
-            message.headers.as_ref(),
-            &message.payload,
-            typed,
-        )
-        .and_then(|(event, info, options)| {
-            match bus.try_meta_of(info, None, options) {
-                Ok(meta) => Ok(Ok((event, meta))),
-                // A disabled or closing bus takes the message later, or another process does.
-                Err(e @ (PublishError::Disabled { .. } | PublishError::Closed)) => Ok(Err(e)),
-                Err(e) => Err(e.to_string()),
-            }
-        });
-    let fate = match decoded {
-        Ok(Err(refused)) => {
-            tracing::debug!(handler = slot.name(), %refused, "message left for later");
-            Fate::Nak(Duration::from_secs(1))
-        }
-        Err(reason) => {
-            tracing::error!(
-                handler = slot.name(), subject = %message.subject, %reason,
-                "a message was refused and terminated"
-            );
-            dead_letter_raw(transport, slot.name(), &message.payload, &reason, None).await;
-            Fate::Term {
-                error: reason,
-                permanent: true,
-            }
-        }
-        Ok(Ok((event, meta))) => {
-            let ctx = Context {
-                bus: bus.clone(),
-                meta,
-                attempt,
-            };
-            let call = with_progress(
-                &message,
-                transport.options.ack_wait / 2,
-                crate::bus::call_once(slot, &*event, &ctx),
-            );
-            let outcome = if crate::bus::spans_on() {
-                // The handler span is its child; `traceparent` ties it to the publisher.
-                let traceparent = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("traceparent"))
-                    .map(|v| v.to_string())
-                    .unwrap_or_default();
-                let span = tracing::debug_span!(
-                    "receive",
-                    handler = slot.name(),
-                    event = ctx.meta.name(),
-                    event_id = %ctx.meta.id(),
-                    correlation_id = %ctx.meta.correlation_id(),
-                    traceparent = %traceparent,
-                    attempt,
-                );
-                tracing::Instrument::instrument(call, span).await
-            } else {
-                call.await
-            };
-            // The same decision as in process: retried (here by the broker, after the
-            // delay) or dead-lettered.
-            let fate = match crate::retry::fate(&outcome, slot.retry, attempt) {
-                crate::retry::Fate::Retry { after, .. } => Fate::Nak(after),
-                crate::retry::Fate::DeadLetter { error, permanent } => {
-                    Fate::Term { error, permanent }
-                }
-                _ => Fate::Ack,
-            };
-            if let Fate::Term { error, permanent } = &fate {
-                let json = event
-                    .to_json()
-                    .unwrap_or_else(|e| serde_json::Value::String(format!("unserializable: {e}")));
-                bus.dead_letter(&ctx, slot.name(), json, error.clone(), *permanent);
-                dead_letter_raw(transport, slot.name(), &message.payload, error, None).await;
-            }
-            fate
-        }
-    };
-    let kind = match fate {
-        Fate::Ack => AckKind::Ack,
-        Fate::Nak(after) => AckKind::Nak(Some(after)),
-        Fate::Term { .. } => AckKind::Term,
-    };
-    if let Err(e) = message.ack_with(kind).await {
-        tracing::warn!(handler = slot.name(), error = %e, "acknowledging a message failed; the server will redeliver it");
-    }
-}
-
-/// Runs `call`, telling the server every `every` that the message is still being worked on.
-async fn with_progress<F: std::future::Future<Output = Outcome>>(
-    message: &jetstream::Message,
-    every: Duration,
-    call: F,
-) -> Outcome {
-    let mut call = std::pin::pin!(call);
-    let every = every.max(Duration::from_millis(100));
-    loop {
-        let tick = tokio::time::sleep(every);
-        match futures_util::future::select(call.as_mut(), std::pin::pin!(tick)).await {
-            futures_util::future::Either::Left((outcome, _)) => return outcome,
-            futures_util::future::Either::Right(((), _)) => {
-                let _ = message.ack_with(AckKind::Progress).await;
-            }
-        }
-    }
-}
-
 /// Publishes a refused or failed message to the dead-letter stream, with the reason.
 /// `id`, when given, is the dead letter's `Nats-Msg-Id`: one id is stored once.
 async fn dead_letter_raw(
-    transport: &Transport,
+    transport: &Shared,
     handler: &str,
     payload: &[u8],
     reason: &str,
@@ -1430,7 +1211,7 @@ async fn dead_letter_raw(
     headers.insert("Events-Handler", readable_header_value(handler).as_str());
     headers.insert(
         "Events-Error",
-        readable_header_value(&crate::ingest::clip_to(reason, 300)).as_str(),
+        readable_header_value(&clip(reason, 300)).as_str(),
     );
     if let Some(id) = id {
         headers.insert(
@@ -1451,54 +1232,6 @@ async fn dead_letter_raw(
     }
 }
 
-impl Bus {
-    /// A received message as the handler's event type, through the ingest path (limits,
-    /// schema, upcasting), with the options that give it its envelope as published.
-    #[allow(clippy::type_complexity)]
-    fn decode_remote(
-        &self,
-        subject: &str,
-        headers: Option<&async_nats::HeaderMap>,
-        body: &[u8],
-        typed: Option<&'static crate::EventInfo>,
-    ) -> Result<
-        (
-            Box<AnyEvent>,
-            &'static crate::EventInfo,
-            crate::PublishOptions,
-        ),
-        String,
-    > {
-        let attributes = received_attributes(headers)?;
-        let (event, options) = self
-            .decode_cloudevent_parts(attributes, body)
-            .map_err(|e| e.to_string())?;
-        // The subject says which consumers see the message: it must be the type's own.
-        if let Some(transport) = &self.inner.transport {
-            let name = event.info().name;
-            let own = subject
-                .strip_prefix(transport.options.prefix.as_str())
-                .and_then(|rest| rest.strip_prefix('.'))
-                == Some(name);
-            if !own {
-                return Err(format!(
-                    "the message on subject `{}` is a `{name}` event, which travels on `{}`",
-                    crate::ingest::clip(subject),
-                    transport.subject(name)
-                ));
-            }
-        }
-        let (event, info) = match typed {
-            Some(target) => self.upcast_to(event, target)?,
-            None => {
-                let info = event.info();
-                (event, info)
-            }
-        };
-        Ok((event, info, options))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1512,18 +1245,5 @@ mod tests {
         assert!(!subject_matches("shop.order.placed", "shop.order"));
         assert!(!subject_matches("shop.>", "shop"));
         assert!(subject_matches(">", "a"));
-    }
-
-    #[test]
-    fn header_values_cannot_break_a_line_and_decode_back() {
-        let hostile = "00-ab\r\nNats-Msg-Id: 1 \"%é";
-        let encoded = header_value(hostile);
-        assert!(
-            encoded.bytes().all(|b| (0x21..0x7f).contains(&b)),
-            "{encoded}"
-        );
-        assert_eq!(decode_header_value(&encoded).as_deref(), Some(hostile));
-        assert_eq!(decode_header_value("%zz"), None);
-        assert_eq!(decode_header_value("%C3"), None, "not UTF-8");
     }
 }

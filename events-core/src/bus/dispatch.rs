@@ -710,8 +710,8 @@ async fn call_limited_traced(
 }
 
 /// Calls one slot once, without settling: no retry is scheduled and nothing is
-/// dead-lettered; the caller decides (the NATS consumer acknowledges, naks or terminates).
-#[cfg(feature = "nats")]
+/// dead-lettered; the caller decides (a transport's consumer acknowledges, naks or
+/// terminates).
 pub(crate) async fn call_once(slot: &Slot, payload: &AnyEvent, ctx: &Context) -> Outcome {
     let inv = Invocation {
         event: payload.as_any(),

@@ -1,0 +1,70 @@
+//! The core of [`events`](https://docs.rs/events): the model, the bus, the store and
+//! transport seams, the in-memory store and loopback transport, and the testing kit.
+//!
+//! Applications depend on `events`, which re-exports all of this with the adapters
+//! (`events-sqlite`, `events-nats`, `events-postgres`) behind its features. An adapter
+//! depends on this crate alone, and only on its public API: [`store::EventStore`] and
+//! [`transport::Transport`] are the seams, [`testing::store`] and [`testing::transport`] the
+//! conformance suites an adapter runs with one macro.
+
+#![deny(missing_docs)]
+#![warn(unreachable_pub, rust_2018_idioms)]
+#![forbid(unsafe_code)]
+// Nothing user input reaches may panic; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod bus;
+pub mod compat;
+mod context;
+mod dead_letter;
+mod dedup;
+#[cfg(feature = "docs")]
+pub mod docs;
+mod envelope;
+mod event;
+mod filter;
+mod handler;
+mod ingest;
+mod link;
+pub mod observe;
+mod pattern;
+mod receipt;
+mod registry;
+pub mod retry;
+pub mod store;
+pub mod testing;
+pub mod text;
+pub mod transport;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use bus::{
+    Bus, BusBuilder, PublishError, Recovery, Replay, ReplayError, ReplayProgress, ReplayReport,
+    Request, RequestError, ShutdownReport, SubscribeOptions, Subscription, SubscriptionInfo,
+    Unprocessed,
+};
+pub use context::{Context, spawn};
+pub use dead_letter::{DeadLetter, DeadLetterFilter};
+pub use dedup::Deduplicator;
+pub use envelope::{EventId, Meta, MetaValue, Metadata, PublishOptions, is_metadata_key};
+pub use event::{AnyEvent, Event, EventInfo, EventKind, Payload, Query, ResponseInfo};
+pub use filter::{Filter, IntoFilter};
+pub use handler::{
+    FromInvocation, HandlerError, HandlerInfo, HandlerTimedOut, IntoHandlerResult, IntoResponse,
+    State, StateKey,
+};
+pub use ingest::{IngestError, IngestLimits, Violation, cloudevents};
+pub use pattern::InvalidPattern;
+pub use receipt::{HandlerOutcome, Outcome, Receipt};
+pub use registry::{BuildError, Problem};
+pub use retry::RetryPolicy;
+
+/// Derives [`Event`]. See [`Event`] for the `#[event(..)]` keys.
+#[cfg(feature = "macros")]
+pub use events_macros::Event;
+
+/// Registers a function as an event handler. See the [crate docs](crate#handler-signatures)
+/// for the signature rules and options.
+#[cfg(feature = "macros")]
+pub use events_macros::handler;
