@@ -56,6 +56,7 @@
 //!   passes, run with [`store_conformance!`](crate::store_conformance).
 
 pub mod store;
+pub mod transport;
 
 use std::any::TypeId;
 use std::fmt;
