@@ -13,7 +13,7 @@ pub use crate::handler::{
     BoxFuture, Call, FromInvocation, HandlerEvent, IntoHandlerResult, Invocation,
 };
 pub use crate::link::LinkEntry;
-pub use crate::registry::{EventEntry, HandlerEntry};
+pub use crate::registry::{EventEntry, HandlerEntry, PublishValue};
 
 use crate::event::{Event, EventInfo, Query, ResponseInfo, UpcastInfo};
 pub use crate::handler::{HandlerInfo, StateKey};
@@ -130,7 +130,6 @@ pub const fn event_info<E: Event>(
         validator: OnceLock::new(),
         upcast,
         redacted: E::REDACTED,
-        publish_value: publish_value::<E>,
     }
 }
 
@@ -179,8 +178,9 @@ const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
-/// Deserializes a checked `E` and publishes it on the typed path.
-fn publish_value<E: Event>(
+/// Deserializes a checked `E` and publishes it on the typed path: the second half of
+/// [`EventEntry`](crate::registry::EventEntry).
+pub fn publish_value<E: Event>(
     bus: &crate::Bus,
     value: serde_json::Value,
     whole_floats: bool,

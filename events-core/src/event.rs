@@ -176,16 +176,18 @@ pub struct EventInfo {
     /// Deserializes a payload already checked against the schema.
     /// Deserializes a payload; the flag says whether it may hold whole numbers written as
     /// floats (`true` when not known).
-    pub(crate) decode: fn(serde_json::Value, bool) -> Result<Box<AnyEvent>, crate::IngestError>,
+    pub(crate) decode:
+        fn(serde_json::Value, bool) -> Result<Box<AnyEvent>, crate::error::IngestError>,
     /// The schema's compiled validator, made on first use.
-    pub(crate) validator: crate::ingest::ValidatorCell,
+    pub(crate) validator: ValidatorCell,
     /// `#[event(upcast_from = ..)]`.
     pub(crate) upcast: Option<UpcastInfo>,
     /// The JSON keys of the `#[event(redact)]` fields.
     pub(crate) redacted: &'static [&'static str],
-    /// Deserializes a checked payload and publishes it on the typed path, without a runtime.
-    pub(crate) publish_value: crate::ingest::PublishValue,
 }
+
+/// The compiled validator of one event type, made on first use and kept for the process.
+pub(crate) type ValidatorCell = std::sync::OnceLock<Result<jsonschema::Validator, String>>;
 
 /// How an event's previous version becomes this one: `#[event(upcast_from = OrderPlacedV1)]`.
 #[derive(Debug)]

@@ -2,112 +2,16 @@
 //! return, and their entry in the registry ([`HandlerInfo`]).
 
 use std::any::{Any, TypeId};
-use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use crate::error::{HandlerError, HandlerTimedOut};
+
 use crate::context::Context;
 use crate::event::{EventInfo, Payload};
-
-/// A handler's failure.
-///
-/// Any error converts into it with `?`: every `std::error::Error + Send + Sync + 'static`
-/// (so `thiserror` types), `anyhow::Error`, `String` and `&str`. A converted error is
-/// *transient* (worth retrying); say [`HandlerError::permanent`] for one that is not.
-///
-/// Like `anyhow::Error`, `HandlerError` does not itself implement `std::error::Error`: that is
-/// what lets every error convert into it. Reach the original with
-/// [`HandlerError::downcast_ref`] or [`HandlerError::as_error`].
-pub struct HandlerError(Box<Failure>);
-
-/// Boxed so that `Result<(), HandlerError>` is one pointer, returned in a register: the
-/// success path of every handler call is checked without a trip through memory.
-struct Failure {
-    permanent: bool,
-    error: Box<dyn StdError + Send + Sync + 'static>,
-}
-
-impl HandlerError {
-    /// A failure that may succeed when tried again (a timeout, a busy database).
-    pub fn transient(error: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
-        HandlerError(Box::new(Failure {
-            permanent: false,
-            error: error.into(),
-        }))
-    }
-
-    /// A failure that will fail again the same way (a rejected payload, a broken invariant).
-    pub fn permanent(error: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
-        HandlerError(Box::new(Failure {
-            permanent: true,
-            error: error.into(),
-        }))
-    }
-
-    /// Whether retrying may help.
-    pub fn is_transient(&self) -> bool {
-        !self.0.permanent
-    }
-
-    /// The underlying error.
-    pub fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
-        &*self.0.error
-    }
-
-    /// The underlying error, if it is a `T`.
-    pub fn downcast_ref<T: StdError + 'static>(&self) -> Option<&T> {
-        self.0.error.downcast_ref::<T>()
-    }
-}
-
-impl<E> From<E> for HandlerError
-where
-    E: Into<Box<dyn StdError + Send + Sync + 'static>>,
-{
-    fn from(error: E) -> Self {
-        HandlerError::transient(error)
-    }
-}
-
-impl fmt::Display for HandlerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0.error, f)?;
-        let mut source = self.0.error.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for HandlerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HandlerError")
-            .field("transient", &!self.0.permanent)
-            .field("error", &self.0.error)
-            .finish()
-    }
-}
-
-/// The error of a handler call that ran past its `#[handler(timeout = "..")]`. Transient:
-/// the call may succeed when tried again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HandlerTimedOut {
-    /// The handler's timeout.
-    pub after: std::time::Duration,
-}
-
-impl fmt::Display for HandlerTimedOut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "handler timed out after {:?}", self.after)
-    }
-}
-
-impl StdError for HandlerTimedOut {}
 
 /// What a handler returns: `()` or `Result<(), E>` where `E: Into<HandlerError>`.
 #[diagnostic::on_unimplemented(

@@ -21,12 +21,16 @@ mod dedup;
 #[cfg(feature = "docs")]
 pub mod docs;
 mod envelope;
+mod error;
 mod event;
 mod filter;
 mod handler;
+mod ids;
 mod ingest;
 mod link;
 pub mod observe;
+mod options;
+mod outcome;
 mod pattern;
 mod receipt;
 mod registry;
@@ -35,6 +39,7 @@ pub mod store;
 pub mod testing;
 pub mod text;
 pub mod transport;
+mod wire;
 
 #[doc(hidden)]
 pub mod __private;
@@ -47,14 +52,16 @@ pub use bus::{
 pub use context::{Context, spawn};
 pub use dead_letter::{DeadLetter, DeadLetterFilter};
 pub use dedup::Deduplicator;
-pub use envelope::{EventId, Meta, MetaValue, Metadata, PublishOptions, is_metadata_key};
+pub use envelope::Meta;
 pub use event::{AnyEvent, Event, EventInfo, EventKind, Payload, Query, ResponseInfo};
 pub use filter::{Filter, IntoFilter};
 pub use handler::{
     FromInvocation, HandlerError, HandlerInfo, HandlerTimedOut, IntoHandlerResult, IntoResponse,
     State, StateKey,
 };
+pub use ids::EventId;
 pub use ingest::{IngestError, IngestLimits, Violation, cloudevents};
+pub use options::{MetaValue, Metadata, PublishOptions, is_metadata_key};
 pub use pattern::InvalidPattern;
 pub use receipt::{HandlerOutcome, Outcome, Receipt};
 pub use registry::{BuildError, Problem};

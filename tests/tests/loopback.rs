@@ -109,7 +109,10 @@ async fn two_buses_on_one_loopback_fan_out_share_work_and_settle_failures() {
     assert_eq!(dead, 1);
     let at_broker = broker.dead_letters();
     assert_eq!(at_broker.len(), 1, "{at_broker:?}");
-    assert!(at_broker[0].reason.contains("card declined"), "{at_broker:?}");
+    assert!(
+        at_broker[0].reason.contains("card declined"),
+        "{at_broker:?}"
+    );
 
     // A local event runs here and never reaches the broker.
     let sent = broker.messages().len();
@@ -152,5 +155,8 @@ async fn a_foreign_message_that_fails_the_schema_is_terminated_and_blocks_nothin
             .any(|d| d.handler.ends_with("audit") && d.reason.contains("schema")),
         "{dead:?}"
     );
-    assert!(dead.iter().any(|d| d.reason.contains("travels on")), "{dead:?}");
+    assert!(
+        dead.iter().any(|d| d.reason.contains("travels on")),
+        "{dead:?}"
+    );
 }

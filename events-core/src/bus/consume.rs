@@ -11,7 +11,9 @@ use crate::context::Context;
 use crate::event::{AnyEvent, EventInfo};
 use crate::handler::Call;
 use crate::receipt::Outcome;
-use crate::transport::{ConsumerSpec, Delivery, Selects, Settle, Transport, TransportError};
+use crate::transport::{
+    ConsumerSpec, Consumers, Delivery, Selects, Settle, Transport, TransportError,
+};
 
 impl Bus {
     /// Starts this process's consumers: one per `#[handler]` (except responders and
@@ -73,7 +75,7 @@ impl Bus {
             )));
         }
         let watcher = transport.watch().map(tokio::spawn);
-        Ok(Consumers { tasks, watcher })
+        Ok(Consumers::new(tasks, watcher))
     }
 
     /// The link-time slot of handler `name` in the route of type `type_id`.
@@ -127,36 +129,6 @@ impl Bus {
             }
         };
         Ok((event, info, options))
-    }
-}
-
-/// This process's consumers; dropping it (or [`stop`](Self::stop)) stops them. Messages
-/// being handled then are delivered again by the broker (NATS: after their ack wait).
-#[derive(Debug)]
-pub struct Consumers {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// The transport's watch task ([`Transport::watch`]).
-    watcher: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Consumers {
-    /// How many handler consumers run (the transport's watch task is not counted).
-    pub fn len(&self) -> usize {
-        self.tasks.len()
-    }
-    /// Whether none runs (no handler takes a remote event).
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
-    /// Stops them.
-    pub fn stop(self) {}
-}
-
-impl Drop for Consumers {
-    fn drop(&mut self) {
-        for t in self.tasks.iter().chain(&self.watcher) {
-            t.abort();
-        }
     }
 }
 

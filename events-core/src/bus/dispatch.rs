@@ -11,109 +11,14 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
+pub use crate::error::PublishError;
+
 use super::{Bus, Slot, Target};
 use crate::context::Context;
 use crate::envelope::{Lineage, Meta, NoOptions, Options, PublishOptions};
 use crate::event::{AnyEvent, Event, Payload};
 use crate::handler::{Call, HandlerError, Invocation};
 use crate::receipt::{Outcome, Receipt};
-
-/// Why an event could not be published. No handler ran.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PublishError {
-    /// The event is too many generations below its root event.
-    #[error(
-        "event `{name}` would be {depth} generations below its root event (limit {limit}): \
-         a handler probably publishes the event that triggers it; raise the limit with \
-         `BusBuilder::max_depth` if the chain is intended"
-    )]
-    TooDeep {
-        /// The event's name.
-        name: &'static str,
-        /// Its depth.
-        depth: u32,
-        /// The bus's limit.
-        limit: u32,
-    },
-    /// [`Bus::try_emit`] found the queue full; the event was not queued.
-    #[error(
-        "event `{name}` was not queued: the queue is full ({capacity} events); emit with \
-         `.emit(..).await` to wait for room, or raise `BusBuilder::queue_capacity`"
-    )]
-    QueueFull {
-        /// The event's name.
-        name: &'static str,
-        /// The queue's capacity.
-        capacity: usize,
-    },
-    /// Emitting needs a tokio runtime to run the workers on.
-    #[error("`emit` needs a tokio runtime for its workers: call it from inside one")]
-    NoRuntime,
-    /// The event's `expires_at` had passed when it was published.
-    #[error("event `{name}` had already expired when it was published")]
-    Expired {
-        /// The event's name.
-        name: &'static str,
-    },
-    /// The bus is disabled ([`Bus::disable`]); the event was refused.
-    #[error("event `{name}` was refused: the bus is disabled; `Bus::enable` takes events again")]
-    Disabled {
-        /// The event's name.
-        name: &'static str,
-    },
-    /// The bus was shut down ([`Bus::shutdown`]) and takes no more events.
-    #[error("the bus was shut down and takes no more events")]
-    Closed,
-    /// The event was not sent over the bus's transport (NATS); no handler ran.
-    #[error("event `{name}` was not sent: {reason}")]
-    Transport {
-        /// The event's name.
-        name: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// The event was sent over the transport, but its storage was not confirmed: no ack
-    /// within `NatsOptions::publish_timeout` (feature `nats`), or
-    /// the connection broke while waiting. It may have been stored, and then it is
-    /// delivered. Publishing it again with the same id
-    /// ([`PublishOptions::id`](crate::PublishOptions::id)`(id)`) is the safe retry: JetStream
-    /// stores an id once within its duplicate window, and a bus store that already has it
-    /// lets it through. A new event (a new id) would be a duplicate nobody can catch.
-    #[error(
-        "event `{name}` ({id}) was sent but not confirmed, so it may have been stored: \
-         {reason}; to retry, publish it again with the same id (`PublishOptions::id`)"
-    )]
-    Unconfirmed {
-        /// The event's name.
-        name: &'static str,
-        /// The event's id: the one to publish it again with.
-        id: crate::envelope::EventId,
-        /// What the transport said.
-        reason: String,
-    },
-    /// A metadata entry (or the source) cannot travel as a CloudEvents attribute: its key is
-    /// not an extension name (see [`is_metadata_key`](crate::is_metadata_key)), or its text
-    /// holds a control character. The event was not published.
-    #[error("event `{name}` was not published: metadata `{key}`: {reason}")]
-    BadMetadata {
-        /// The event's name.
-        name: &'static str,
-        /// The key, or `source` (control characters escaped, clipped).
-        key: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The bus's store did not take the event; no handler ran.
-    #[error("event `{name}` was not stored, so it was not published: {source}")]
-    Store {
-        /// The event's name.
-        name: &'static str,
-        /// What the store said.
-        #[source]
-        source: crate::store::StoreError,
-    },
-}
 
 /// Every metadata entry and the source must travel as CloudEvents attributes: none is
 /// dropped on the way out, and none is sent that a receiving bus would refuse.
@@ -145,7 +50,7 @@ fn check_options(name: &'static str, extra: &crate::envelope::Extra) -> Result<(
                            may not";
     let has_control = |text: &str| text.chars().any(char::is_control);
     for (key, value) in &extra.metadata {
-        if !crate::envelope::is_metadata_key(key) && key != crate::cloudevents::ORIGINAL_ID {
+        if !crate::options::is_metadata_key(key) && key != crate::cloudevents::ORIGINAL_ID {
             return Err(bad_envelope(
                 name,
                 key,

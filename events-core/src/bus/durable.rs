@@ -1,7 +1,6 @@
 //! The bus with a store: appending before dispatch, delivery records of durable handlers,
 //! recovery after a crash, replay, and durable dead letters.
 
-use std::collections::HashSet;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use super::dispatch::{Outcomes, run, run_one};
 use super::{Bus, PublishError, Slot, Target};
 use crate::context::Context;
 use crate::dead_letter::DeadLetter;
-use crate::envelope::Meta;
+use crate::envelope::{Meta, Selection};
 use crate::event::{AnyEvent, EventInfo};
 use crate::receipt::Outcome;
 use crate::store::{
@@ -102,13 +101,6 @@ pub enum ReplayError {
     /// A handler named in [`Replay::only`] is `#[handler(replay = false)]`.
     #[error("handler `{0}` is `#[handler(replay = false)]`: replay never delivers to it")]
     NotReplayable(String),
-}
-
-/// Which handlers a replay delivers to: those that allow replay, and of those only the
-/// chosen ones if any were chosen. Upcast steps are followed.
-#[derive(Debug)]
-pub(crate) struct Selection {
-    only: Option<HashSet<String>>,
 }
 
 impl Selection {
@@ -713,5 +705,34 @@ impl<'a> IntoFuture for Replay<'a> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.bus.run_replay(self.query, self.only, self.progress))
+    }
+}
+
+impl Meta {
+    /// The envelope of a stored event, as it was published; `info` is the type it is
+    /// decoded as (the stored version's, or a later one's after upcasting).
+    pub(crate) fn restore(
+        info: &'static EventInfo,
+        source: &'static str,
+        stored: &StoredEvent,
+    ) -> Meta {
+        Meta {
+            id: stored.id,
+            time: stored.time,
+            info,
+            source,
+            extra: Some(Box::new(crate::envelope::Extra {
+                correlation_id: stored.correlation_id,
+                causation_id: stored.causation_id,
+                depth: stored.depth,
+                source: Some(stored.source.as_str().into()),
+                target: stored.target.as_deref().map(Into::into),
+                metadata: stored.metadata.clone(),
+                priority: Some(stored.priority),
+                expires_at: None,
+                sequence: stored.sequence,
+                replay: None,
+            })),
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! The [`Bus`]: built once from the registry, then publishes events to their handlers.
 
 mod consume;
+mod dead_letters;
 mod dispatch;
 pub(crate) mod durable;
+mod ingest;
 mod lifecycle;
 mod queue;
 mod request;
@@ -18,7 +20,6 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-pub use consume::Consumers;
 pub use dispatch::PublishError;
 pub(crate) use dispatch::{Outcomes, run_one};
 pub(crate) use dispatch::{call_once, spans_on};
@@ -51,7 +52,7 @@ pub(crate) struct Inner {
     pub(crate) source: &'static str,
     pub(crate) max_depth: u32,
     /// Handler calls that failed for good.
-    pub(crate) dead_letters: crate::dead_letter::Queue,
+    pub(crate) dead_letters: dead_letters::Queue,
     /// Event types by name and version, for input from outside.
     pub(crate) catalog: crate::ingest::Catalog,
     /// How much outside JSON is accepted.
@@ -708,7 +709,7 @@ impl BusBuilder {
                 request_timeout: self.request_timeout,
                 catalog,
                 ingest_limits: self.ingest_limits,
-                dead_letters: crate::dead_letter::Queue::new(self.dead_letter_capacity),
+                dead_letters: dead_letters::Queue::new(self.dead_letter_capacity),
                 max_pending_retries: self.max_pending_retries,
                 dynamic: Mutex::new(Vec::new()),
                 next_sub: std::sync::atomic::AtomicU64::new(1),
@@ -727,6 +728,12 @@ impl BusBuilder {
         };
         bus.load_dead_letters();
         Ok(bus)
+    }
+}
+
+impl crate::observe::QueueDepth for Bus {
+    fn queue_depth(&self) -> usize {
+        self.queue_len()
     }
 }
 

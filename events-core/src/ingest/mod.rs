@@ -3,18 +3,13 @@
 //! passes.
 
 pub mod cloudevents;
-mod error;
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::sync::OnceLock;
 
-pub use error::{IngestError, Violation};
+pub use crate::error::{IngestError, Violation};
 
-use crate::bus::Bus;
-use crate::envelope::PublishOptions;
 use crate::event::{AnyEvent, Event, EventInfo};
-use crate::receipt::Receipt;
 
 /// How much outside input the bus accepts, and how much of it an error message may show:
 /// [`BusBuilder::ingest_limits`](crate::BusBuilder::ingest_limits).
@@ -94,14 +89,6 @@ impl IngestLimits {
         self
     }
 }
-
-/// Deserializes a checked payload as its type and publishes it (`publish_blocking`); the
-/// flag says whether the payload may hold whole numbers written as floats ([`parse`]).
-pub(crate) type PublishValue =
-    fn(&Bus, serde_json::Value, bool, Option<PublishOptions>) -> Result<Receipt, IngestError>;
-
-/// The compiled validator of one event type, made on first use and kept for the process.
-pub(crate) type ValidatorCell = OnceLock<Result<jsonschema::Validator, String>>;
 
 /// Every event type by name, then version.
 pub(crate) struct Catalog {
@@ -603,7 +590,7 @@ fn shows_redacted(info: &EventInfo, path: &str) -> bool {
 /// Checks `value` against `info`'s schema (compiled once per process): at most
 /// `limits.max_violations` violations described, within `limits.max_error_bytes`, the rest
 /// counted.
-fn validate(
+pub(crate) fn validate(
     info: &'static EventInfo,
     value: &serde_json::Value,
     limits: IngestLimits,
@@ -708,104 +695,6 @@ fn more_values_than(value: &serde_json::Value, limit: usize) -> bool {
     }
     let mut left = limit;
     count(value, &mut left)
-}
-
-impl Bus {
-    /// Checks JSON from outside against the schema of event `name` at `version`, then
-    /// deserializes it and publishes it like [`publish_with`](Self::publish_with).
-    ///
-    /// In order: the name and version, the size and nesting limits
-    /// ([`BusBuilder::ingest_limits`](crate::BusBuilder::ingest_limits)), well-formed JSON, the JSON Schema (every violation is reported),
-    /// deserialization. Any failure is an [`IngestError`], nothing is dispatched, and the
-    /// observers are told ([`Observer::invalid`](crate::observe::Observer::invalid)).
-    ///
-    /// ```standalone_crate
-    /// # use events::{Bus, Event, IngestError, PublishOptions};
-    /// #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-    /// #[event(name = "order.placed")]
-    /// struct OrderPlaced { order_id: u64 }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let bus = Bus::builder().build()?;
-    /// let body = br#"{ "order_id": 7 }"#;
-    /// bus.publish_json("order.placed", 1, body, PublishOptions::new()).await?;
-    ///
-    /// let err = bus.publish_json("order.placed", 1, br#"{ "order_id": "7" }"#, PublishOptions::new()).await.unwrap_err();
-    /// assert!(matches!(err, IngestError::Invalid { .. }));
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// [`IngestError`]; see its variants.
-    pub async fn publish_json(
-        &self,
-        name: &str,
-        version: u32,
-        json: &[u8],
-        options: PublishOptions,
-    ) -> Result<Receipt, IngestError> {
-        let payload = self.decode_json(name, version, json)?;
-        self.publish_any(payload, options).await.map_err(Into::into)
-    }
-
-    /// [`publish_json`](Self::publish_json) without a runtime: runs the synchronous handlers
-    /// only, as [`publish_blocking`](Self::publish_blocking).
-    ///
-    /// # Errors
-    /// As [`publish_json`](Self::publish_json).
-    pub fn publish_json_blocking(
-        &self,
-        name: &str,
-        version: u32,
-        json: &[u8],
-        options: PublishOptions,
-    ) -> Result<Receipt, IngestError> {
-        // The typed path: no boxed payload, the event's own `publish_blocking`.
-        let info = self.find_event(name, version)?;
-        let (value, whole_floats) = parse(json, self.inner.ingest_limits)
-            .and_then(|parsed| validate(info, &parsed.0, self.inner.ingest_limits).map(|()| parsed))
-            .map_err(|e| self.invalid(Some(info.name), e))?;
-        let options = (!options.is_empty()).then_some(options);
-        (info.publish_value)(self, value, whole_floats, options).map_err(|e| match e {
-            IngestError::Publish(_) => e, // told to the observers as a refusal already
-            e => self.invalid(Some(info.name), e),
-        })
-    }
-
-    /// Every check of [`publish_json`](Self::publish_json), and the typed event, without
-    /// publishing it: for a request handler that answers 400 before queuing work.
-    ///
-    /// # Errors
-    /// As [`publish_json`](Self::publish_json).
-    pub fn decode_json(
-        &self,
-        name: &str,
-        version: u32,
-        json: &[u8],
-    ) -> Result<Box<AnyEvent>, IngestError> {
-        let info = self.find_event(name, version)?;
-        parse(json, self.inner.ingest_limits)
-            .and_then(|(value, whole_floats)| {
-                decode(info, value, whole_floats, self.inner.ingest_limits)
-            })
-            .map_err(|e| self.invalid(Some(info.name), e))
-    }
-
-    /// The event type `name` at `version`; the observers hear of a miss.
-    fn find_event(&self, name: &str, version: u32) -> Result<&'static EventInfo, IngestError> {
-        self.inner
-            .catalog
-            .find(name, version)
-            .map_err(|e| self.invalid(e.event(), e))
-    }
-
-    /// Tells the observers about refused input for `event` (when known), and gives the
-    /// error back.
-    #[cold]
-    pub(crate) fn invalid(&self, event: Option<&'static str>, error: IngestError) -> IngestError {
-        self.inner.observers.invalid(event, &error);
-        error
-    }
 }
 
 #[cfg(test)]

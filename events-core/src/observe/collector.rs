@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::Observer;
 use crate::envelope::{EventId, Meta};
-use crate::receipt::Outcome;
+use crate::outcome::Outcome;
 
 /// One failure kept by an [`ErrorCollector`].
 #[derive(Debug, Clone, PartialEq, Eq)]

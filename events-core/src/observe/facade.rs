@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::Observer;
-use crate::bus::PublishError;
 use crate::envelope::Meta;
-use crate::receipt::Outcome;
+use crate::error::PublishError;
+use crate::outcome::Outcome;
 
 /// Emits through the [`metrics`](https://docs.rs/metrics) facade, so any recorder
 /// (Prometheus, StatsD, ...) exports them:
@@ -48,7 +48,7 @@ impl Observer for MetricsFacade {
     fn rejected(&self, event: &'static str, _error: &PublishError) {
         metrics::counter!("events_rejected_total", "event" => event).increment(1);
     }
-    fn invalid(&self, event: Option<&'static str>, _error: &crate::IngestError) {
+    fn invalid(&self, event: Option<&'static str>, _error: &crate::error::IngestError) {
         let event = event.unwrap_or("");
         metrics::counter!("events_invalid_total", "event" => event).increment(1);
     }

@@ -7,10 +7,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::Observer;
-use crate::bus::{Bus, PublishError};
 use crate::envelope::Meta;
-use crate::ingest::IngestError;
-use crate::receipt::Outcome;
+use crate::error::IngestError;
+use crate::error::PublishError;
+use crate::outcome::Outcome;
 
 /// Histogram buckets: bucket `i` counts durations below `2^(i + 7)` ns (128 ns ... ~1 s);
 /// the last one counts the rest.
@@ -217,14 +217,21 @@ pub struct MetricsSnapshot {
     pub invalid_inputs: u64,
 }
 
+/// What has a queue whose depth a [`MetricsSnapshot`] reports: [`Bus`](crate::Bus).
+pub trait QueueDepth {
+    /// Events waiting in the queue now.
+    fn queue_depth(&self) -> usize;
+}
+
 impl Metrics {
     /// A new, empty store.
     pub fn new() -> Metrics {
         Metrics::default()
     }
 
-    /// The counts now, with `bus`'s queue depth.
-    pub fn snapshot(&self, bus: &Bus) -> MetricsSnapshot {
+    /// The counts now, with `bus`'s queue depth (a [`Bus`](crate::Bus), or anything else
+    /// that says how deep its queue is).
+    pub fn snapshot(&self, bus: &impl QueueDepth) -> MetricsSnapshot {
         let events = self.inner.events.read().unwrap_or_else(|p| p.into_inner());
         let handlers = self
             .inner
@@ -277,7 +284,7 @@ impl Metrics {
                     )
                 })
                 .collect(),
-            queue_depth: bus.queue_len(),
+            queue_depth: bus.queue_depth(),
             invalid_inputs: self.inner.invalid_inputs.load(Relaxed),
         }
     }

@@ -14,12 +14,14 @@ use std::time::Duration;
 pub use collector::{CollectedError, ErrorCollector};
 #[cfg(feature = "metrics")]
 pub use facade::MetricsFacade;
-pub use metrics::{EventStats, HandlerStats, LatencyHistogram, Metrics, MetricsSnapshot};
+pub use metrics::{
+    EventStats, HandlerStats, LatencyHistogram, Metrics, MetricsSnapshot, QueueDepth,
+};
 
-use crate::bus::PublishError;
 use crate::envelope::Meta;
-use crate::ingest::IngestError;
-use crate::receipt::Outcome;
+use crate::error::IngestError;
+use crate::error::PublishError;
+use crate::outcome::Outcome;
 
 /// Told about each event's lifecycle. Every method does nothing by default; implement the
 /// ones you need. Methods are called on the thread that handles the event: keep them quick.
@@ -33,7 +35,7 @@ pub trait Observer: Send + Sync + 'static {
     /// from the queue. Not called for retries, [replays](crate::Bus::replay),
     /// [recovery](crate::Bus::recover) or events sent over a transport. For recorders (the
     /// [testing kit](crate::testing)'s capture) and audit logs.
-    fn dispatching(&self, meta: &Meta, event: &crate::AnyEvent) {
+    fn dispatching(&self, meta: &Meta, event: &crate::event::AnyEvent) {
         let _ = (meta, event);
     }
     /// A handler returned `Ok` after `elapsed`.
@@ -54,7 +56,7 @@ pub trait Observer: Send + Sync + 'static {
         let _ = (event, error);
     }
     /// A handler call failed for good and went to the dead-letter queue.
-    fn dead_lettered(&self, letter: &crate::DeadLetter) {
+    fn dead_lettered(&self, letter: &crate::dead_letter::DeadLetter) {
         let _ = letter;
     }
     /// Input from outside the process (JSON, CloudEvents) was refused: unknown event,
@@ -100,10 +102,10 @@ impl Observers {
     pub(crate) fn published(&self, meta: &Meta) {
         self.0.iter().for_each(|o| o.published(meta));
     }
-    pub(crate) fn dispatching(&self, meta: &Meta, event: &crate::AnyEvent) {
+    pub(crate) fn dispatching(&self, meta: &Meta, event: &crate::event::AnyEvent) {
         self.0.iter().for_each(|o| o.dispatching(meta, event));
     }
-    pub(crate) fn dead_lettered(&self, letter: &crate::DeadLetter) {
+    pub(crate) fn dead_lettered(&self, letter: &crate::dead_letter::DeadLetter) {
         self.0.iter().for_each(|o| o.dead_lettered(letter));
     }
     pub(crate) fn invalid(&self, event: Option<&'static str>, error: &IngestError) {

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use crate::error::StoreError;
 pub use memory::MemoryStore;
 
 use crate::envelope::{EventId, Meta, Metadata};
@@ -39,103 +40,6 @@ use crate::pattern::InvalidPattern;
 
 /// What a store's asynchronous operations return.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// A store operation that failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The backend (SQLite, the file system) reported an error.
-    #[error("event store error: {0}")]
-    Backend(String),
-    /// The store could not be opened: the file is not a SQLite database (it is left
-    /// unchanged), cannot be created or read, or could not be migrated (a migration that
-    /// fails is rolled back).
-    #[error("cannot open the event store `{path}`: {reason}")]
-    Open {
-        /// The store's file.
-        path: String,
-        /// What SQLite or the file system said.
-        reason: String,
-    },
-    /// The store file was written by a newer version of `events`, with a schema this one
-    /// does not know; it was not changed.
-    #[error(
-        "the event store `{path}` has schema version {found}, newer than this version of \
-         `events` knows ({known}); it was left unchanged: upgrade `events` to open it"
-    )]
-    TooNew {
-        /// The store's file.
-        path: String,
-        /// Its schema version.
-        found: i64,
-        /// The newest this version knows.
-        known: i64,
-    },
-    /// The store's writer has stopped (the store was closed, or its thread failed).
-    #[error("the event store's writer has stopped; nothing more can be written")]
-    Closed,
-    /// An event with this id is already stored; the new one was not appended.
-    #[error(
-        "event `{id}` is already in the store (sequence {sequence}); it was not appended again"
-    )]
-    Duplicate {
-        /// The event id.
-        id: EventId,
-        /// The stored event's sequence number.
-        sequence: u64,
-    },
-    /// A stored row could not be read back. In the rows of [`EventStore::read`] it stands
-    /// for one event; the other rows are read.
-    #[error("stored row {sequence} is unreadable: {reason}")]
-    Corrupt {
-        /// The row's sequence number (or dead letter's id).
-        sequence: u64,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// Events the store had acknowledged are gone: the store's high-water mark (the last
-    /// sequence it acknowledged, kept beside the database) is above the last event it can
-    /// read. SQLite drops the committed tail of its write-ahead log when a frame of it is
-    /// damaged, and opens without a word; this is that loss, detected. The store was not
-    /// changed. Restore the file from a backup, or open it with
-    /// `SqliteOptions::accept_lost_tail` to go on without those events.
-    #[error(
-        "the event store `{path}` acknowledged events up to sequence {acknowledged} but can \
-         read only up to {readable}: {lost} acknowledged event(s) are lost (a damaged \
-         write-ahead log, or a file restored from an older copy); it was left unchanged: \
-         restore it from a backup, or open it with `SqliteOptions::accept_lost_tail` to go on \
-         without them"
-    )]
-    LostTail {
-        /// The store's file.
-        path: String,
-        /// The last sequence the store acknowledged.
-        acknowledged: u64,
-        /// The last sequence it can read.
-        readable: u64,
-        /// How many sequences are missing.
-        lost: u64,
-    },
-    /// SQLite's `PRAGMA quick_check` (run at open when asked for with
-    /// `SqliteOptions::quick_check`) found the file damaged; it was not changed.
-    #[error("the event store `{path}` is damaged: {problems}; it was left unchanged")]
-    Damaged {
-        /// The store's file.
-        path: String,
-        /// The first problems `quick_check` reported.
-        problems: String,
-    },
-}
-
-impl StoreError {
-    /// The sequence number of the row a [`StoreError::Corrupt`] is about.
-    pub fn corrupt_sequence(&self) -> Option<u64> {
-        match self {
-            StoreError::Corrupt { sequence, .. } => Some(*sequence),
-            _ => None,
-        }
-    }
-}
 
 /// One row of a [read](EventStore::read): an event, or `Err(StoreError::Corrupt)` for a row
 /// that cannot be read back (it costs that one event, not the read).

@@ -32,7 +32,7 @@ use serde_json::Value;
 use crate::bus::Bus;
 use crate::envelope::{Meta, NoOptions};
 use crate::event::{Event, EventInfo, EventKind};
-use crate::transport::{ConsumerSpec, Consumer, Delivery, Outgoing, Selects, Settle, Transport};
+use crate::transport::{Consumer, ConsumerSpec, Delivery, Outgoing, Selects, Settle, Transport};
 
 /// Every case's name, in the order the macro declares them.
 pub const CASES: &[&str] = &[
@@ -69,8 +69,7 @@ where
     C: FnOnce(T) -> CF,
     CF: Future<Output = ()>,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("transport conformance: no tokio runtime: {e}"));
@@ -168,7 +167,10 @@ fn of_probe(handler: &'static str) -> ConsumerSpec {
 }
 
 /// The next delivery within `wait`.
-async fn next_within(consumer: &mut Box<dyn Consumer>, wait: Duration) -> Option<Box<dyn Delivery>> {
+async fn next_within(
+    consumer: &mut Box<dyn Consumer>,
+    wait: Duration,
+) -> Option<Box<dyn Delivery>> {
     tokio::time::timeout(wait, consumer.next())
         .await
         .ok()
@@ -185,7 +187,11 @@ async fn next(consumer: &mut Box<dyn Consumer>) -> Box<dyn Delivery> {
 /// Nothing arrives for a while.
 async fn quiet(consumer: &mut Box<dyn Consumer>, what: &str) {
     if let Some(d) = next_within(consumer, Duration::from_millis(1500)).await {
-        panic!("{what}, but `{}` arrived (attempt {})", read(&*d).0, d.attempt());
+        panic!(
+            "{what}, but `{}` arrived (attempt {})",
+            read(&*d).0,
+            d.attempt()
+        );
     }
 }
 
@@ -207,7 +213,10 @@ fn read(delivery: &dyn Delivery) -> (String, String, Value) {
 }
 
 async fn settle(delivery: Box<dyn Delivery>, how: Settle) {
-    delivery.settle(how).await.expect("the broker takes the settlement");
+    delivery
+        .settle(how)
+        .await
+        .expect("the broker takes the settlement");
 }
 
 /// Events sent arrive once each, in the order sent, with their id, type and data intact
@@ -268,7 +277,9 @@ pub async fn members_of_one_consumer_share_its_messages<T: Transport + Clone>(tr
             settle(d, Settle::Ack).await;
         }
     };
-    tokio::join!(take(one, seen.clone()), take(two, seen.clone()));
+    let other_process = tokio::spawn(take(two, seen.clone()));
+    take(one, seen.clone()).await;
+    other_process.await.expect("the second member ran");
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
     let mut want: Vec<String> = events.iter().map(|(_, m)| m.id().to_string()).collect();
@@ -316,7 +327,11 @@ pub async fn acknowledged_and_terminated_messages_never_come_again(transport: im
         },
     )
     .await;
-    quiet(&mut c, "one message was acknowledged and the other terminated").await;
+    quiet(
+        &mut c,
+        "one message was acknowledged and the other terminated",
+    )
+    .await;
 }
 
 /// A message whose delivery is dropped unsettled (its process stopped mid-handler) is
@@ -390,7 +405,13 @@ pub async fn max_deliver_ends_redelivery(transport: impl Transport) {
     for attempt in 1..=2 {
         let d = next(&mut c).await;
         assert_eq!(d.attempt(), attempt);
-        settle(d, Settle::Nak { after: Duration::ZERO }).await;
+        settle(
+            d,
+            Settle::Nak {
+                after: Duration::ZERO,
+            },
+        )
+        .await;
     }
     quiet(&mut c, "the message was delivered its maximum of 2 times").await;
 }

@@ -26,7 +26,6 @@ use crate::event::AnyEvent;
 
 mod loopback;
 
-pub use crate::bus::Consumers;
 pub use loopback::{Loopback, LoopbackDeadLetter, LoopbackOptions};
 
 /// A boxed, `Send` future: what the object-safe traits of this module return.
@@ -181,7 +180,7 @@ impl<'a> Outgoing<'a> {
     /// # Errors
     /// When the payload's `Serialize` implementation fails.
     pub fn structured(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(&crate::cloudevents::to_json(self.event, self.meta)?)
+        serde_json::to_vec(&crate::wire::to_json(self.event, self.meta)?)
     }
 
     /// The payload alone as JSON bytes (binary mode's body).
@@ -197,7 +196,7 @@ impl<'a> Outgoing<'a> {
     /// transport that puts them in headers encodes them
     /// ([`text::header_value`](crate::text::header_value)).
     pub fn attributes(&self) -> impl Iterator<Item = (String, String)> + use<> {
-        crate::cloudevents::attributes(self.meta)
+        crate::wire::attributes(self.meta)
             .into_iter()
             .map(|(name, value)| match value {
                 Value::String(s) => (name, s),
@@ -215,7 +214,7 @@ impl<'a> Outgoing<'a> {
             .get("traceparent")
             .and_then(crate::MetaValue::as_str)
         {
-            if crate::cloudevents::is_traceparent(tp) {
+            if crate::wire::is_traceparent(tp) {
                 return tp.to_owned();
             }
         }
@@ -308,6 +307,43 @@ pub trait Delivery: Send + Sync + 'static {
     /// # Errors
     /// The broker did not take the settlement: it will deliver the message again.
     fn settle(self: Box<Self>, how: Settle) -> BoxFuture<'static, Result<(), String>>;
+}
+
+/// This process's consumers; dropping it (or [`stop`](Self::stop)) stops them. Messages
+/// being handled then are delivered again by the broker (NATS: after their ack wait).
+#[derive(Debug)]
+pub struct Consumers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The transport's watch task ([`Transport::watch`]).
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Consumers {
+    pub(crate) fn new(
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+        watcher: Option<tokio::task::JoinHandle<()>>,
+    ) -> Consumers {
+        Consumers { tasks, watcher }
+    }
+
+    /// How many handler consumers run (the transport's watch task is not counted).
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+    /// Whether none runs (no handler takes a remote event).
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+    /// Stops them.
+    pub fn stop(self) {}
+}
+
+impl Drop for Consumers {
+    fn drop(&mut self) {
+        for t in self.tasks.iter().chain(&self.watcher) {
+            t.abort();
+        }
+    }
 }
 
 /// How a [`Delivery`] ends: the bus's decision, carried out by the transport.

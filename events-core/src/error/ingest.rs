@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::bus::PublishError;
+use super::PublishError;
 
 /// Why JSON from outside the process was refused. Nothing was dispatched.
 #[derive(Debug, thiserror::Error)]

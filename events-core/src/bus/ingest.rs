@@ -1,0 +1,354 @@
+//! The ingest entry points of the bus: outside JSON and CloudEvents checked by
+//! [`crate::ingest`] (limits, JSON Schema, upcasting), then published on the typed path.
+//! Nothing is dispatched unless every check passes.
+
+use serde_json::{Map, Value};
+
+use super::Bus;
+use crate::envelope::{EventId, PublishOptions};
+use crate::error::IngestError;
+use crate::event::{AnyEvent, EventInfo};
+use crate::ingest::cloudevents::{
+    CAUSATION, CORE, CORRELATION, Decoded, ORIGINAL_ID, TRACEPARENT, VERSION, bad, event_id,
+    extension_value, is_extension_name, is_json_media_type, is_traceparent, kind, optional,
+    optional_str, parse_time, required,
+};
+use crate::ingest::{clip, decode, parse, validate};
+use crate::receipt::Receipt;
+
+impl Bus {
+    /// Checks JSON from outside against the schema of event `name` at `version`, then
+    /// deserializes it and publishes it like [`publish_with`](Self::publish_with).
+    ///
+    /// In order: the name and version, the size and nesting limits
+    /// ([`BusBuilder::ingest_limits`](crate::BusBuilder::ingest_limits)), well-formed JSON, the JSON Schema (every violation is reported),
+    /// deserialization. Any failure is an [`IngestError`], nothing is dispatched, and the
+    /// observers are told ([`Observer::invalid`](crate::observe::Observer::invalid)).
+    ///
+    /// ```standalone_crate
+    /// # use events::{Bus, Event, IngestError, PublishOptions};
+    /// #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// #[event(name = "order.placed")]
+    /// struct OrderPlaced { order_id: u64 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::builder().build()?;
+    /// let body = br#"{ "order_id": 7 }"#;
+    /// bus.publish_json("order.placed", 1, body, PublishOptions::new()).await?;
+    ///
+    /// let err = bus.publish_json("order.placed", 1, br#"{ "order_id": "7" }"#, PublishOptions::new()).await.unwrap_err();
+    /// assert!(matches!(err, IngestError::Invalid { .. }));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`IngestError`]; see its variants.
+    pub async fn publish_json(
+        &self,
+        name: &str,
+        version: u32,
+        json: &[u8],
+        options: PublishOptions,
+    ) -> Result<Receipt, IngestError> {
+        let payload = self.decode_json(name, version, json)?;
+        self.publish_any(payload, options).await.map_err(Into::into)
+    }
+
+    /// [`publish_json`](Self::publish_json) without a runtime: runs the synchronous handlers
+    /// only, as [`publish_blocking`](Self::publish_blocking).
+    ///
+    /// # Errors
+    /// As [`publish_json`](Self::publish_json).
+    pub fn publish_json_blocking(
+        &self,
+        name: &str,
+        version: u32,
+        json: &[u8],
+        options: PublishOptions,
+    ) -> Result<Receipt, IngestError> {
+        // The typed path: no boxed payload, the event's own `publish_blocking`.
+        let info = self.find_event(name, version)?;
+        let (value, whole_floats) = parse(json, self.inner.ingest_limits)
+            .and_then(|parsed| validate(info, &parsed.0, self.inner.ingest_limits).map(|()| parsed))
+            .map_err(|e| self.invalid(Some(info.name), e))?;
+        let options = (!options.is_empty()).then_some(options);
+        let published = match crate::registry::publisher(info) {
+            Some(publish) => publish(self, value, whole_floats, options),
+            None => (info.decode)(value, whole_floats).and_then(|event| {
+                Ok(self.publish_any_blocking(event, options.unwrap_or_default())?)
+            }),
+        };
+        published.map_err(|e| match e {
+            IngestError::Publish(_) => e, // told to the observers as a refusal already
+            e => self.invalid(Some(info.name), e),
+        })
+    }
+
+    /// Every check of [`publish_json`](Self::publish_json), and the typed event, without
+    /// publishing it: for a request handler that answers 400 before queuing work.
+    ///
+    /// # Errors
+    /// As [`publish_json`](Self::publish_json).
+    pub fn decode_json(
+        &self,
+        name: &str,
+        version: u32,
+        json: &[u8],
+    ) -> Result<Box<AnyEvent>, IngestError> {
+        let info = self.find_event(name, version)?;
+        parse(json, self.inner.ingest_limits)
+            .and_then(|(value, whole_floats)| {
+                decode(info, value, whole_floats, self.inner.ingest_limits)
+            })
+            .map_err(|e| self.invalid(Some(info.name), e))
+    }
+
+    /// The event type `name` at `version`; the observers hear of a miss.
+    fn find_event(&self, name: &str, version: u32) -> Result<&'static EventInfo, IngestError> {
+        self.inner
+            .catalog
+            .find(name, version)
+            .map_err(|e| self.invalid(e.event(), e))
+    }
+
+    /// Tells the observers about refused input for `event` (when known), and gives the
+    /// error back.
+    #[cold]
+    pub(crate) fn invalid(&self, event: Option<&'static str>, error: IngestError) -> IngestError {
+        self.inner.observers.invalid(event, &error);
+        error
+    }
+}
+
+impl Bus {
+    /// Ingests one CloudEvent in the JSON format (structured mode): checks the envelope
+    /// (`specversion` 1.0, `id`, `source`, `type`; `time`, `datacontenttype`, `dataschema`
+    /// and the extensions when present), then checks `data` against the schema of event
+    /// `type` as [`publish_json`](Self::publish_json) does, and publishes it keeping the
+    /// CloudEvent's id, time, source, subject, correlation and causation ids and extensions.
+    /// See the [`cloudevents`](crate::cloudevents) module for the mapping.
+    ///
+    /// # Errors
+    /// [`IngestError`]: the limits, a missing or malformed attribute, binary or non-JSON
+    /// data, an unknown event or version, a schema violation. Nothing is dispatched.
+    pub async fn ingest_cloudevent(&self, json: &[u8]) -> Result<Receipt, IngestError> {
+        let decoded = self.decode_cloudevent(json)?;
+        Ok(self.publish_any(decoded.event, decoded.options).await?)
+    }
+
+    /// [`ingest_cloudevent`](Self::ingest_cloudevent) without a runtime: synchronous
+    /// handlers only.
+    ///
+    /// # Errors
+    /// As [`ingest_cloudevent`](Self::ingest_cloudevent).
+    pub fn ingest_cloudevent_blocking(&self, json: &[u8]) -> Result<Receipt, IngestError> {
+        let decoded = self.decode_cloudevent(json)?;
+        Ok(self.publish_any_blocking(decoded.event, decoded.options)?)
+    }
+
+    /// Ingests a CloudEvents JSON batch (`application/cloudevents-batch+json`: an array of
+    /// events). Every event is checked first; if any fails, none is published and the error
+    /// says which ([`IngestError::InBatch`]). Then they are published in order.
+    ///
+    /// # Errors
+    /// As [`ingest_cloudevent`](Self::ingest_cloudevent), or the batch is not an array. A
+    /// bus refusal while publishing ([`IngestError::Publish`]) stops the batch there; the
+    /// events before it were published.
+    pub async fn ingest_cloudevents_batch(&self, json: &[u8]) -> Result<Vec<Receipt>, IngestError> {
+        let (value, whole_floats) =
+            parse(json, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
+        let Value::Array(items) = value else {
+            return Err(self.invalid(
+                None,
+                IngestError::NotAnEvent {
+                    found: kind(&value),
+                    expected: "an array of CloudEvents",
+                },
+            ));
+        };
+        let mut decoded = Vec::with_capacity(items.len());
+        for (index, item) in items.into_iter().enumerate() {
+            let one = self
+                .decode_cloudevent_value(item, whole_floats)
+                .map_err(|error| IngestError::InBatch {
+                    index,
+                    error: Box::new(error),
+                })?;
+            decoded.push(one);
+        }
+        let mut receipts = Vec::with_capacity(decoded.len());
+        for one in decoded {
+            receipts.push(self.publish_any(one.event, one.options).await?);
+        }
+        Ok(receipts)
+    }
+
+    /// A CloudEvent in structured mode (`attributes` is `None`: `body` is the whole event)
+    /// or binary mode (`attributes` from headers, values as text; `body` is the data): its
+    /// event and publish options.
+    pub(crate) fn decode_cloudevent_parts(
+        &self,
+        attributes: Option<Map<String, Value>>,
+        body: &[u8],
+    ) -> Result<(Box<AnyEvent>, PublishOptions), IngestError> {
+        let decoded = match attributes {
+            None => self.decode_cloudevent(body)?,
+            Some(mut ce) => {
+                let (data, whole_floats) =
+                    parse(body, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
+                ce.insert("data".into(), data);
+                self.decode_cloudevent_value(Value::Object(ce), whole_floats)?
+            }
+        };
+        Ok((decoded.event, decoded.options))
+    }
+
+    fn decode_cloudevent(&self, json: &[u8]) -> Result<Decoded, IngestError> {
+        let (value, whole_floats) =
+            parse(json, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
+        self.decode_cloudevent_value(value, whole_floats)
+    }
+
+    /// Checks one CloudEvent already parsed; tells the observers when it is refused.
+    fn decode_cloudevent_value(
+        &self,
+        value: Value,
+        whole_floats: bool,
+    ) -> Result<Decoded, IngestError> {
+        let mut named = None;
+        self.try_decode_cloudevent(value, whole_floats, &mut named)
+            .map_err(|e| self.invalid(named, e))
+    }
+
+    fn try_decode_cloudevent(
+        &self,
+        value: Value,
+        whole_floats: bool,
+        named: &mut Option<&'static str>,
+    ) -> Result<Decoded, IngestError> {
+        let Value::Object(mut ce) = value else {
+            return Err(IngestError::NotAnEvent {
+                found: kind(&value),
+                expected: "a CloudEvent (a JSON object)",
+            });
+        };
+        let limits = self.inner.ingest_limits;
+        let max = limits.max_attribute_bytes;
+        let spec = required(&ce, "specversion", max)?;
+        if spec != "1.0" {
+            return Err(IngestError::UnsupportedSpecVersion { found: clip(spec) });
+        }
+        let id = required(&ce, "id", max)?.to_owned();
+        let source = required(&ce, "source", max)?.to_owned();
+        let name = required(&ce, "type", max)?.to_owned();
+        let time = optional_str(&ce, "time", max)?
+            .map(parse_time)
+            .transpose()?;
+        if let Some(media) = optional_str(&ce, "datacontenttype", max)? {
+            if !is_json_media_type(media) {
+                return Err(IngestError::UnsupportedData {
+                    reason: format!(
+                        "`datacontenttype` is `{}`; events carry JSON data \
+                         (`application/json` or another `*/json`, `*/*+json` type)",
+                        clip(media)
+                    ),
+                });
+            }
+        }
+        if optional(&ce, "data_base64").is_some() {
+            return Err(IngestError::UnsupportedData {
+                reason: "`data_base64` carries binary data; events carry JSON `data`".into(),
+            });
+        }
+        let subject = optional_str(&ce, "subject", max)?.map(str::to_owned);
+        // Names the producer's schema: any URI is accepted (the payload is checked against
+        // this binary's schema of `type` at `eventversion` all the same), and the event
+        // leaves with this binary's schema id.
+        optional_str(&ce, "dataschema", max)?;
+        let version = match optional(&ce, VERSION) {
+            None => None,
+            Some(Value::Number(n)) => Some(n.as_u64().and_then(|v| u32::try_from(v).ok())),
+            Some(Value::String(s)) => Some(s.parse::<u32>().ok()),
+            Some(_) => Some(None),
+        };
+        let version = match version {
+            Some(Some(v)) => v,
+            Some(None) => {
+                return Err(bad(
+                    VERSION,
+                    "expected a version number (a positive integer, or one as a string)",
+                ));
+            }
+            None => self.inner.catalog.newest(&name)?,
+        };
+        let info = self.inner.catalog.find(&name, version)?;
+        *named = Some(info.name);
+        let correlation = optional_str(&ce, CORRELATION, max)?
+            .map(|c| event_id(CORRELATION, c))
+            .transpose()?;
+        let causation = optional_str(&ce, CAUSATION, max)?
+            .map(|c| event_id(CAUSATION, c))
+            .transpose()?;
+
+        // Extensions become metadata: checked before the payload, whose check costs more.
+        let data = ce.remove("data").unwrap_or(Value::Null);
+        let mut metadata = crate::envelope::Metadata::new();
+        let mut extensions = 0usize;
+        for (key, value) in ce {
+            if CORE.contains(&key.as_str())
+                || [VERSION, CORRELATION, CAUSATION].contains(&key.as_str())
+            {
+                continue;
+            }
+            extensions += 1;
+            if extensions > limits.max_extensions {
+                return Err(bad(
+                    &key,
+                    format!(
+                        "the event has more than {} extensions \
+                         (`IngestLimits::max_extensions`)",
+                        limits.max_extensions
+                    ),
+                ));
+            }
+            if !is_extension_name(&key) {
+                return Err(bad(
+                    &key,
+                    "not a CloudEvents attribute name: those are lower-case ASCII letters and \
+                     digits (names with other characters are reserved)",
+                ));
+            }
+            if value.is_null() {
+                continue;
+            }
+            let value = extension_value(&key, value, limits)?;
+            if key == TRACEPARENT && !value.as_str().is_some_and(is_traceparent) {
+                tracing::warn!(
+                    event = info.name,
+                    value = %clip(&value.to_string()),
+                    "a `traceparent` that is not W3C trace context was dropped"
+                );
+                continue;
+            }
+            metadata.insert(key, value);
+        }
+
+        let event = decode(info, data, whole_floats, limits)?;
+
+        let mut options = PublishOptions::new().source(source);
+        options.time = time;
+        options.causation_id = causation;
+        if let Some(c) = correlation {
+            options = options.correlation_id(c);
+        }
+        match id.parse::<EventId>() {
+            Ok(parsed) => options.id = Some(parsed),
+            Err(_) => options = options.metadata(ORIGINAL_ID, id),
+        }
+        if let Some(subject) = subject {
+            options = options.metadata("subject", subject);
+        }
+        options.metadata.append(&mut metadata);
+        Ok(Decoded { event, options })
+    }
+}
