@@ -153,7 +153,7 @@ pub enum StoreError {
         /// The stored event's sequence number.
         sequence: u64,
     },
-    /// A stored row could not be read back. In the rows of [`EventStore::read`] it stands
+    /// A stored row could not be read back. In the rows of [`EventStore::read`](crate::store::EventStore::read) it stands
     /// for one event; the other rows are read.
     #[error("stored row {sequence} is unreadable: {reason}")]
     Corrupt {

@@ -2,17 +2,17 @@
 //!
 //! | CloudEvents | `events` |
 //! |---|---|
-//! | `id` | [`Meta::id`] when it is a UUID; otherwise a new id, the original kept in metadata `cloudevents.id` (and given back on the way out) |
-//! | `source` | [`Meta::source`] |
+//! | `id` | [`Meta::id`](crate::Meta::id) when it is a UUID; otherwise a new id, the original kept in metadata `cloudevents.id` (and given back on the way out) |
+//! | `source` | [`Meta::source`](crate::Meta::source) |
 //! | `type` | the event's name |
-//! | `time` | [`Meta::time`] (RFC 3339) |
+//! | `time` | [`Meta::time`](crate::Meta::time) (RFC 3339) |
 //! | `subject` | metadata `subject` |
 //! | `datacontenttype` | `application/json` (any `*/json` or `*/*+json` is accepted) |
 //! | `dataschema` | [`EventInfo::schema_id`](crate::EventInfo::schema_id), e.g. `urn:events:schema:order.placed:v2`, on the way out; any URI is accepted on the way in (it names the producer's schema) |
 //! | `data` | the payload |
 //! | extension `eventversion` | the payload's version (absent: the newest version this binary knows) |
-//! | extension `correlationid` | [`Meta::correlation_id`] |
-//! | extension `causationid` | [`Meta::causation_id`] |
+//! | extension `correlationid` | [`Meta::correlation_id`](crate::Meta::correlation_id) |
+//! | extension `causationid` | [`Meta::causation_id`](crate::Meta::causation_id) |
 //! | other extensions (`traceparent`, ...) | metadata entries of the same name and type (string, integer, boolean), and back out as extensions; a name that is not lower-case letters and digits is refused, a `traceparent` that is not W3C trace context is dropped with a warning |
 //!
 //! Every string attribute is refused if it holds a control character or is longer than
