@@ -424,7 +424,7 @@ fn commit(
     batch: Vec<Command>,
     results: &mut Vec<(Waiter, Result<u64, StoreError>)>,
 ) -> Result<(), StoreError> {
-    let mut commands = batch.into_iter();
+    let commands = batch.into_iter();
     let mut tx = match client.transaction() {
         Ok(tx) => tx,
         Err(e) => {
@@ -433,7 +433,34 @@ fn commit(
         }
     };
     let mut last = None;
+    let mut commands = commands.peekable();
     while let Some(command) = commands.next() {
+        // A run of appends is written with three statements, whatever its length.
+        if let Command::Append(event, reply) = command {
+            let mut run = vec![(event, reply)];
+            while let Some(Command::Append(..)) = commands.peek() {
+                if let Some(Command::Append(event, reply)) = commands.next() {
+                    run.push((event, reply));
+                }
+            }
+            let events: Vec<&StoredEvent> = run.iter().map(|(e, _)| &**e).collect();
+            match append_many(&mut tx, &events, &mut last) {
+                Ok(answers) => results.extend(
+                    run.into_iter()
+                        .zip(answers)
+                        .map(|((_, reply), answer)| (Waiter::Value(reply), answer)),
+                ),
+                Err(e) => {
+                    results.extend(
+                        run.into_iter()
+                            .map(|(_, reply)| (Waiter::Value(reply), Ok(0))),
+                    );
+                    results.extend(commands.map(|c| (waiter_of(c), Ok(0))));
+                    return Err(e);
+                }
+            }
+            continue;
+        }
         let (waiter, applied) = apply(&mut tx, command, &mut last);
         match applied {
             Ok(result) => results.push((waiter, result)),
@@ -445,6 +472,128 @@ fn commit(
         }
     }
     tx.commit().map_err(backend)
+}
+
+/// Appends `events` in order: the append lock and the last sequence (once per
+/// transaction), one query for the ids already stored, one multi-row insert (`UNNEST` of one
+/// array per column). Each event's answer is its sequence, or `Duplicate` with the stored
+/// sequence (of an earlier transaction, or of an earlier event of this run); sequences stay
+/// without gaps.
+fn append_many(
+    tx: &mut postgres::Transaction<'_>,
+    events: &[&StoredEvent],
+    last: &mut Option<i64>,
+) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
+    let mut previous = match *last {
+        Some(n) => n,
+        None => {
+            // Held until commit: appends from every process commit in sequence order.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
+                .map_err(backend)?;
+            tx.query_one("SELECT COALESCE(MAX(sequence), 0) FROM events", &[])
+                .map_err(backend)?
+                .get::<_, i64>(0)
+        }
+    };
+    let ids: Vec<uuid::Uuid> = events.iter().map(|e| uuid::Uuid::from(e.id)).collect();
+    let mut known: std::collections::HashMap<uuid::Uuid, i64> = tx
+        .query(
+            "SELECT id, sequence FROM events WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .map_err(backend)?
+        .iter()
+        .map(|r| (r.get::<_, uuid::Uuid>(0), r.get::<_, i64>(1)))
+        .collect();
+    let mut answers = Vec::with_capacity(events.len());
+    let mut rows = Columns::default();
+    for (event, id) in events.iter().zip(ids) {
+        if let Some(&sequence) = known.get(&id) {
+            answers.push(Err(StoreError::Duplicate {
+                id: event.id,
+                sequence: sequence as u64,
+            }));
+            continue;
+        }
+        previous += 1;
+        known.insert(id, previous);
+        rows.push(previous, id, event)?;
+        answers.push(Ok(previous as u64));
+    }
+    *last = Some(previous);
+    if !rows.sequence.is_empty() {
+        rows.insert(tx)?;
+    }
+    Ok(answers)
+}
+
+/// Rows to insert, one array per column.
+#[derive(Default)]
+struct Columns {
+    sequence: Vec<i64>,
+    id: Vec<uuid::Uuid>,
+    name: Vec<String>,
+    version: Vec<i32>,
+    kind: Vec<String>,
+    time: Vec<i64>,
+    source: Vec<String>,
+    target: Vec<Option<String>>,
+    correlation_id: Vec<uuid::Uuid>,
+    causation_id: Vec<Option<uuid::Uuid>>,
+    depth: Vec<i32>,
+    priority: Vec<i32>,
+    metadata: Vec<String>,
+    payload: Vec<String>,
+}
+
+impl Columns {
+    fn push(&mut self, sequence: i64, id: uuid::Uuid, e: &StoredEvent) -> Result<(), StoreError> {
+        self.metadata
+            .push(serde_json::to_string(&e.metadata).map_err(backend)?);
+        self.sequence.push(sequence);
+        self.id.push(id);
+        self.name.push(e.name.clone());
+        self.version.push(e.version as i32);
+        self.kind.push(e.kind.clone());
+        self.time.push(time_key(e.time));
+        self.source.push(e.source.clone());
+        self.target.push(e.target.clone());
+        self.correlation_id.push(uuid::Uuid::from(e.correlation_id));
+        self.causation_id.push(e.causation_id.map(uuid::Uuid::from));
+        self.depth.push(e.depth as i32);
+        self.priority.push(e.priority);
+        self.payload.push(e.payload.clone());
+        Ok(())
+    }
+
+    fn insert(&self, tx: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
+        let params: [&(dyn ToSql + Sync); 14] = [
+            &self.sequence,
+            &self.id,
+            &self.name,
+            &self.version,
+            &self.kind,
+            &self.time,
+            &self.source,
+            &self.target,
+            &self.correlation_id,
+            &self.causation_id,
+            &self.depth,
+            &self.priority,
+            &self.metadata,
+            &self.payload,
+        ];
+        tx.execute(
+            "INSERT INTO events (sequence, id, name, version, kind, time, source, target,
+                                 correlation_id, causation_id, depth, priority, metadata, payload)
+             SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int4[], $5::text[],
+                                  $6::int8[], $7::text[], $8::text[], $9::uuid[], $10::uuid[],
+                                  $11::int4[], $12::int4[], $13::text[], $14::text[])",
+            &params,
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
 }
 
 fn waiter_of(command: Command) -> Waiter {
@@ -464,7 +613,11 @@ fn apply(
     last: &mut Option<i64>,
 ) -> (Waiter, Result<Result<u64, StoreError>, StoreError>) {
     match command {
-        Command::Append(event, reply) => (Waiter::Value(reply), append(tx, &event, last)),
+        // Runs of appends are `commit`'s; one alone is a run of one.
+        Command::Append(event, reply) => (
+            Waiter::Value(reply),
+            append_many(tx, &[&event], last).map(|mut answers| answers.remove(0)),
+        ),
         Command::Delivered(handler, sequence) => (
             Waiter::Nobody,
             tx.execute(
@@ -490,41 +643,6 @@ fn apply(
     }
 }
 
-fn append(
-    tx: &mut postgres::Transaction<'_>,
-    event: &StoredEvent,
-    last: &mut Option<i64>,
-) -> Result<Result<u64, StoreError>, StoreError> {
-    let previous = match *last {
-        Some(n) => n,
-        None => {
-            // Held until commit: appends from every process commit in sequence order.
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
-                .map_err(backend)?;
-            tx.query_one("SELECT COALESCE(MAX(sequence), 0) FROM events", &[])
-                .map_err(backend)?
-                .get::<_, i64>(0)
-        }
-    };
-    *last = Some(previous);
-    let existing = tx
-        .query_opt(
-            "SELECT sequence FROM events WHERE id = $1",
-            &[&uuid::Uuid::from(event.id)],
-        )
-        .map_err(backend)?;
-    if let Some(row) = existing {
-        return Ok(Err(StoreError::Duplicate {
-            id: event.id,
-            sequence: row.get::<_, i64>(0) as u64,
-        }));
-    }
-    let sequence = previous + 1;
-    insert(tx, sequence, event)?;
-    *last = Some(sequence);
-    Ok(Ok(sequence as u64))
-}
-
 fn put_dead_letter(
     tx: &mut postgres::Transaction<'_>,
     letter: &StoredDeadLetter,
@@ -544,38 +662,6 @@ fn put_dead_letter(
     )
     .map_err(backend)?;
     Ok(0)
-}
-
-fn insert(
-    tx: &mut postgres::Transaction<'_>,
-    sequence: i64,
-    e: &StoredEvent,
-) -> Result<(), StoreError> {
-    let metadata = serde_json::to_string(&e.metadata).map_err(backend)?;
-    let params: [&(dyn ToSql + Sync); 14] = [
-        &sequence,
-        &uuid::Uuid::from(e.id),
-        &e.name,
-        &(e.version as i32),
-        &e.kind,
-        &time_key(e.time),
-        &e.source,
-        &e.target,
-        &uuid::Uuid::from(e.correlation_id),
-        &e.causation_id.map(uuid::Uuid::from),
-        &(e.depth as i32),
-        &e.priority,
-        &metadata,
-        &e.payload,
-    ];
-    tx.execute(
-        "INSERT INTO events (sequence, id, name, version, kind, time, source, target,
-                             correlation_id, causation_id, depth, priority, metadata, payload)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        &params,
-    )
-    .map_err(backend)?;
-    Ok(())
 }
 
 fn checkpoint(

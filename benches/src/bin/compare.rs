@@ -5,7 +5,8 @@
 //! cargo run --release -p events-benches --bin compare            # full run (a few minutes)
 //! cargo run --release -p events-benches --bin compare -- --quick # fewer samples
 //! cargo run --release -p events-benches --bin compare -- --only queued # one row (ids: sync1,
-//!     fanout10, async1, queued, sync1_100subs, fanout10_wild, json, memory, durable, nats)
+//!     fanout10, async1, queued, sync1_100subs, fanout10_wild, json, memory, durable,
+//!     postgres, nats)
 //! ```
 //!
 //! Cells are the median time per event over the samples (and events per second), then the
@@ -149,6 +150,56 @@ fn durable_rows(runs: usize) {
     }
 }
 
+/// Workload (11): durable publishing on PostgreSQL, `events` next to raw inserts with the
+/// same client, alternated run by run.
+fn postgres_rows(runs: usize) {
+    const PUBLISHERS: u64 = 1000;
+    const PER: u64 = 100;
+    const TOTAL: u64 = PUBLISHERS * PER;
+    if let Err(why) = events_benches::postgres::available() {
+        println!("\n(11) durable publish on PostgreSQL: {why}");
+        return;
+    }
+    println!(
+        "\n(11) durable publish on PostgreSQL (the machine's server, one schema per run), \
+         {TOTAL} events, median of {runs} runs; `events`: {PUBLISHERS} concurrent publishers, \
+         `PostgresStore` (group commit, a multi-row insert per commit); raw: the `postgres` \
+         client, one connection, 1000 rows per transaction, as a prepared insert per row or as one \
+         multi-row insert; same rows and table. Ratios against the per-row insert.\n"
+    );
+    println!("| | events/s | publish p50 / p99 | events / raw |");
+    println!("|---|---|---|---|");
+    use events_benches::postgres::{Raw, events_postgres, raw_postgres};
+    let (mut ours, mut raw, mut multi) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        ours.push(events_postgres(PUBLISHERS, PER));
+        raw.push(raw_postgres(TOTAL, 1000, Raw::PerRow));
+        multi.push(raw_postgres(TOTAL, 1000, Raw::MultiRow));
+    }
+    let median = |mut all: Vec<durable::Durable>| {
+        all.sort_by(|a, b| a.events_per_sec.total_cmp(&b.events_per_sec));
+        all[all.len() / 2]
+    };
+    let (ours, raw, multi) = (median(ours), median(raw), median(multi));
+    let (p50, p99) = ours.latency.unwrap_or_default();
+    println!(
+        "| `events` (`PostgresStore`) | **{:.1}k/s** | {:.2} ms / {:.2} ms | ×{:.2} |",
+        ours.events_per_sec / 1e3,
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        ours.events_per_sec / raw.events_per_sec
+    );
+    println!(
+        "| raw `postgres`: a prepared insert per row | {:.1}k/s | | ×1.00 |",
+        raw.events_per_sec / 1e3
+    );
+    println!(
+        "| raw `postgres`: one multi-row insert (`UNNEST`) per transaction | {:.1}k/s | | ×{:.2} |",
+        multi.events_per_sec / 1e3,
+        multi.events_per_sec / raw.events_per_sec
+    );
+}
+
 /// Workload (10): end to end through NATS JetStream, `events` next to raw `async-nats`.
 fn nats_rows(runs: u32) {
     const PUBLISHERS: u64 = 64;
@@ -285,6 +336,9 @@ fn main() {
 
     if only.as_ref().is_none_or(|o| o == "durable") {
         durable_rows(if quick { 1 } else { 3 });
+    }
+    if only.as_ref().is_none_or(|o| o == "postgres") {
+        postgres_rows(if quick { 1 } else { 3 });
     }
     if only.as_ref().is_none_or(|o| o == "nats") {
         nats_rows(if quick { 1 } else { 7 });
