@@ -160,7 +160,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("four orders shipped: {all_but_one}");
 
     println!("\ndead letters:");
-    for letter in bus.dead_letters(&DeadLetterFilter::all()) {
+    for letter in bus.dead_letters().list(&DeadLetterFilter::all()) {
         println!(
             "  #{} {} -> {}: {} (attempts {}, payload {})",
             letter.id,
@@ -173,7 +173,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("support fixes the address; retrying the dead letters");
     ADDRESS_FIXED.store(true, Ordering::SeqCst);
-    let retried = bus.retry_dead_letters(&DeadLetterFilter::all()).await;
+    let retried = bus.dead_letters().retry_all(&DeadLetterFilter::all()).await;
     println!(
         "retried {retried}; five orders shipped: {}",
         mails_reach(5).await
@@ -227,7 +227,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "  dead letters left: {}",
-        bus.dead_letters(&DeadLetterFilter::all()).len()
+        bus.dead_letters().list(&DeadLetterFilter::all()).len()
     );
     println!("  store: ./shop.db");
     bus.shutdown(Duration::from_secs(5)).await;

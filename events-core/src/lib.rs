@@ -45,9 +45,9 @@ mod wire;
 pub mod __private;
 
 pub use bus::{
-    Bus, BusBuilder, PublishError, Recovery, Replay, ReplayError, ReplayProgress, ReplayReport,
-    Request, RequestError, ShutdownReport, SubscribeOptions, Subscription, SubscriptionInfo,
-    Unprocessed,
+    Bus, BusBuilder, DeadLetters, PublishError, Recovery, Replay, ReplayError, ReplayProgress,
+    ReplayReport, Request, RequestError, ShutdownReport, SubscribeOptions, Subscription,
+    SubscriptionInfo, Unprocessed,
 };
 pub use context::{Context, spawn};
 pub use dead_letter::{DeadLetter, DeadLetterFilter};

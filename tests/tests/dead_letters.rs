@@ -75,7 +75,7 @@ async fn failures_for_good_are_kept_listed_retried_and_discarded() {
     bus.publish(due(3, "transient")).await.unwrap(); // no retry policy: final at once
     bus.publish(due(4, "fine")).await.unwrap();
 
-    let all = bus.dead_letters(&DeadLetterFilter::all());
+    let all = bus.dead_letters().list(&DeadLetterFilter::all());
     let summary: Vec<(u64, &str, bool, u32)> = all
         .iter()
         .map(|d| {
@@ -112,28 +112,33 @@ async fn failures_for_good_are_kept_listed_retried_and_discarded() {
     assert_eq!(all[0].payload["card"], "4111111111111111");
 
     // Filters.
-    let permanent = bus.dead_letters(&DeadLetterFilter::all().permanent(true));
+    let permanent = bus
+        .dead_letters()
+        .list(&DeadLetterFilter::all().permanent(true));
     assert_eq!(permanent.len(), 2);
     assert!(
-        bus.dead_letters(&DeadLetterFilter::all().handler("other"))
+        bus.dead_letters()
+            .list(&DeadLetterFilter::all().handler("other"))
             .is_empty()
     );
     assert_eq!(
-        bus.dead_letter_by_id(all[2].id).unwrap().payload["order_id"],
+        bus.dead_letters().get(all[2].id).unwrap().payload["order_id"],
         3
     );
 
     // Retrying one while the cause persists: it fails again and comes back, attempt 2.
     CHARGES.lock().unwrap().clear();
     let receipts_before = RECEIPTS.load(Ordering::SeqCst);
-    assert!(bus.retry_dead_letter(all[2].id).await);
+    assert!(bus.dead_letters().retry(all[2].id).await);
     assert_eq!(*CHARGES.lock().unwrap(), [(3, 2)]);
     assert_eq!(
         RECEIPTS.load(Ordering::SeqCst),
         receipts_before,
         "only the failed handler ran"
     );
-    let back = bus.dead_letters(&DeadLetterFilter::all().permanent(false));
+    let back = bus
+        .dead_letters()
+        .list(&DeadLetterFilter::all().permanent(false));
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].attempts, 2);
     assert_ne!(back[0].id, all[2].id, "a new letter");
@@ -142,12 +147,15 @@ async fn failures_for_good_are_kept_listed_retried_and_discarded() {
     // Healed: retrying all empties the queue, each to its handler only.
     HEALED.store(true, Ordering::SeqCst);
     CHARGES.lock().unwrap().clear();
-    assert_eq!(bus.retry_dead_letters(&DeadLetterFilter::all()).await, 3);
+    assert_eq!(
+        bus.dead_letters().retry_all(&DeadLetterFilter::all()).await,
+        3
+    );
     let mut charged = CHARGES.lock().unwrap().clone();
     charged.sort();
     assert_eq!(charged, [(1, 2), (2, 2), (3, 3)]);
-    assert!(bus.dead_letters(&DeadLetterFilter::all()).is_empty());
-    assert!(!bus.retry_dead_letter(12345).await, "no such letter");
+    assert!(bus.dead_letters().list(&DeadLetterFilter::all()).is_empty());
+    assert!(!bus.dead_letters().retry(12345).await, "no such letter");
     HEALED.store(false, Ordering::SeqCst);
 
     // Exhausted retries land there too, with every attempt counted.
@@ -158,24 +166,34 @@ async fn failures_for_good_are_kept_listed_retried_and_discarded() {
         .unwrap();
     retrying.publish(due(5, "transient")).await.unwrap();
     assert!(
-        retrying.dead_letters(&DeadLetterFilter::all()).is_empty(),
+        retrying
+            .dead_letters()
+            .list(&DeadLetterFilter::all())
+            .is_empty(),
         "still retrying"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
-    let exhausted = retrying.dead_letters(&DeadLetterFilter::all());
+    let exhausted = retrying.dead_letters().list(&DeadLetterFilter::all());
     assert_eq!(exhausted.len(), 1);
     assert_eq!(exhausted[0].attempts, 3);
     assert!(!exhausted[0].permanent);
 
     // Discard.
     assert_eq!(
-        retrying.discard_dead_letters(&DeadLetterFilter::all().event("payment.due")),
+        retrying
+            .dead_letters()
+            .discard(&DeadLetterFilter::all().event("payment.due")),
         1
     );
-    assert!(retrying.dead_letters(&DeadLetterFilter::all()).is_empty());
+    assert!(
+        retrying
+            .dead_letters()
+            .list(&DeadLetterFilter::all())
+            .is_empty()
+    );
 
     // Bounded: the oldest makes room.
     let small = Bus::builder()
@@ -187,7 +205,8 @@ async fn failures_for_good_are_kept_listed_retried_and_discarded() {
         small.publish(due(id, "permanent")).await.unwrap();
     }
     let kept: Vec<u64> = small
-        .dead_letters(&DeadLetterFilter::all())
+        .dead_letters()
+        .list(&DeadLetterFilter::all())
         .iter()
         .map(|d| d.payload["order_id"].as_u64().unwrap())
         .collect();

@@ -378,7 +378,12 @@ async fn a_sqlite_store_keeps_dead_letters_up_to_its_retention() {
     let kept = bus.store().unwrap().dead_letters(usize::MAX).unwrap();
     assert_eq!(kept.len(), 50);
     assert_eq!(kept.first().unwrap().id, 151);
-    assert_eq!(bus.dead_letters(&events::DeadLetterFilter::all()).len(), 20);
+    assert_eq!(
+        bus.dead_letters()
+            .list(&events::DeadLetterFilter::all())
+            .len(),
+        20
+    );
     drop(bus);
     // A restarted bus loads the newest `dead_letter_capacity`, and numbers on after them.
     let bus = Bus::builder()
@@ -387,12 +392,13 @@ async fn a_sqlite_store_keeps_dead_letters_up_to_its_retention() {
         .dead_letter_capacity(20)
         .build()
         .unwrap();
-    let loaded = bus.dead_letters(&events::DeadLetterFilter::all());
+    let loaded = bus.dead_letters().list(&events::DeadLetterFilter::all());
     assert_eq!(loaded.len(), 20);
     assert_eq!(loaded.first().unwrap().id, 181);
     bus.publish(Parcel { n: 201 }).await.unwrap();
     assert_eq!(
-        bus.dead_letters(&events::DeadLetterFilter::all())
+        bus.dead_letters()
+            .list(&events::DeadLetterFilter::all())
             .last()
             .unwrap()
             .id,

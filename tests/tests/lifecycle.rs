@@ -237,7 +237,8 @@ async fn shutdown_lets_the_retries_it_waits_for_publish_their_child_events() {
     assert!(report.is_complete(), "{report:?}");
     assert_eq!(follow_up::CHARGED.load(Ordering::SeqCst), 1);
     assert!(
-        bus.dead_letters(&events::DeadLetterFilter::all())
+        bus.dead_letters()
+            .list(&events::DeadLetterFilter::all())
             .is_empty()
     );
     assert!(matches!(

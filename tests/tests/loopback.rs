@@ -104,7 +104,11 @@ async fn two_buses_on_one_loopback_fan_out_share_work_and_settle_failures() {
     // Job 3 is a dead letter of the bus that ran it, and terminated at the broker.
     let dead: usize = [&one, &two]
         .iter()
-        .map(|b| b.dead_letters(&events::DeadLetterFilter::default()).len())
+        .map(|b| {
+            b.dead_letters()
+                .list(&events::DeadLetterFilter::default())
+                .len()
+        })
         .sum();
     assert_eq!(dead, 1);
     let at_broker = broker.dead_letters();

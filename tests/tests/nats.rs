@@ -157,7 +157,7 @@ async fn transient_failures_are_nakked_and_the_rest_terminated_into_dead_letters
         .unwrap();
     }
     until("three dead letters", || {
-        bus.dead_letters(&DeadLetterFilter::all()).len() >= 3
+        bus.dead_letters().list(&DeadLetterFilter::all()).len() >= 3
     })
     .await;
     until("the flaky job's second attempt", || {
@@ -181,7 +181,7 @@ async fn transient_failures_are_nakked_and_the_rest_terminated_into_dead_letters
     assert_eq!(attempts(3), [1], "permanent: term at once");
     assert_eq!(attempts(4), [1], "panic: term at once");
     assert_eq!(attempts(5), [1]);
-    let letters = bus.dead_letters(&DeadLetterFilter::all());
+    let letters = bus.dead_letters().list(&DeadLetterFilter::all());
     let mut summary: Vec<(u64, String, bool, u32)> = letters
         .iter()
         .map(|l| {

@@ -335,7 +335,7 @@ async fn a_retry_that_cannot_rebuild_its_event_is_dead_lettered_not_lost() {
     ));
     settle_for(Duration::from_secs(1)).await;
     assert_eq!(*lossy::ATTEMPTS.lock().unwrap(), [1], "no second call");
-    let letters = bus.dead_letters(&events::DeadLetterFilter::all());
+    let letters = bus.dead_letters().list(&events::DeadLetterFilter::all());
     assert_eq!(letters.len(), 1, "the failure is kept");
     let letter = &letters[0];
     assert!(letter.handler.ends_with("fails_once"), "{}", letter.handler);
@@ -397,14 +397,14 @@ async fn retries_waiting_at_once_are_bounded_and_the_overflow_is_dead_lettered()
     }
     let all = events::DeadLetterFilter::all();
     assert_eq!(
-        bus.dead_letters(&all).len(),
+        bus.dead_letters().list(&all).len(),
         3,
         "the overflow is kept, not lost"
     );
 
     // The two retries run (and fail for good); their places are free again.
     settle_for(Duration::from_secs(11)).await;
-    assert_eq!(bus.dead_letters(&all).len(), 5);
+    assert_eq!(bus.dead_letters().list(&all).len(), 5);
     let receipt = bus.publish(outage::Charge(6)).await.unwrap();
     assert!(matches!(
         receipt.outcomes().next().map(|o| o.outcome),
@@ -469,7 +469,12 @@ async fn no_retries_turns_every_retry_off_and_a_default_of_none_does_not() {
             if no_retries { 1 } else { 4 },
             "no_retries: {no_retries}"
         );
-        assert_eq!(bus.dead_letters(&events::DeadLetterFilter::all()).len(), 2);
+        assert_eq!(
+            bus.dead_letters()
+                .list(&events::DeadLetterFilter::all())
+                .len(),
+            2
+        );
     }
 }
 

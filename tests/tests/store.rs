@@ -401,13 +401,13 @@ async fn dead_letters_survive_a_restart_and_a_retry_removes_them_from_the_store(
     {
         let bus = bus_on(SqliteStore::open(&path).unwrap(), &["store::flaky"]);
         bus.publish(ShipOrder { order: 7 }).await.unwrap();
-        assert_eq!(bus.dead_letters(&DeadLetterFilter::all()).len(), 1);
+        assert_eq!(bus.dead_letters().list(&DeadLetterFilter::all()).len(), 1);
         // A dead letter is a finished delivery: recovery does not retry it.
         assert_eq!(bus.recover().await.unwrap().deliveries, 0);
     }
     let id = {
         let bus = bus_on(SqliteStore::open(&path).unwrap(), &["store::flaky"]);
-        let letters = bus.dead_letters(&DeadLetterFilter::all());
+        let letters = bus.dead_letters().list(&DeadLetterFilter::all());
         assert_eq!(
             letters.len(),
             1,
@@ -421,20 +421,20 @@ async fn dead_letters_survive_a_restart_and_a_retry_removes_them_from_the_store(
         assert_eq!(letter.payload, serde_json::json!({"order": 7}));
 
         flaky::BROKEN.store(false, Ordering::SeqCst);
-        assert!(bus.retry_dead_letter(letter.id).await);
+        assert!(bus.dead_letters().retry(letter.id).await);
         assert_eq!(calls("ship"), [7]);
-        assert!(bus.dead_letters(&DeadLetterFilter::all()).is_empty());
+        assert!(bus.dead_letters().list(&DeadLetterFilter::all()).is_empty());
         letter.id
     };
     let bus = bus_on(SqliteStore::open(&path).unwrap(), &["store::flaky"]);
     assert!(
-        bus.dead_letters(&DeadLetterFilter::all()).is_empty(),
+        bus.dead_letters().list(&DeadLetterFilter::all()).is_empty(),
         "retried letter {id} is gone from the store too"
     );
     // New letters are numbered after the ones the store has seen.
     flaky::BROKEN.store(true, Ordering::SeqCst);
     bus.publish(ShipOrder { order: 8 }).await.unwrap();
-    let letters = bus.dead_letters(&DeadLetterFilter::all());
+    let letters = bus.dead_letters().list(&DeadLetterFilter::all());
     assert!(letters[0].id > id, "{} > {id}", letters[0].id);
     flaky::BROKEN.store(false, Ordering::SeqCst);
 }

@@ -192,7 +192,7 @@ async fn a_failure_after_an_upcast_shows_in_the_receipt_and_is_dead_lettered_onc
         assert!(!receipt.is_ok());
         assert_eq!(receipt.failed().count(), 1);
     }
-    let letters = bus.dead_letters(&events::DeadLetterFilter::all());
+    let letters = bus.dead_letters().list(&events::DeadLetterFilter::all());
     let handlers: Vec<&str> = letters.iter().map(|d| d.handler.as_str()).collect();
     assert_eq!(handlers, ["refuse_v2"; 2]);
 }

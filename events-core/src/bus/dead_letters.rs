@@ -117,9 +117,40 @@ impl Bus {
         letters.push_back(letter);
     }
 
+    /// The dead-letter queue: list, fetch, discard and retry what failed for good.
+    ///
+    /// ```
+    /// # let bus = events::Bus::builder().no_handlers().build().unwrap();
+    /// let all = bus.dead_letters().list(&events::DeadLetterFilter::default());
+    /// assert!(all.is_empty());
+    /// ```
+    pub fn dead_letters(&self) -> DeadLetters<'_> {
+        DeadLetters { bus: self }
+    }
+
+    /// The slot of handler `name` in the route of event type `info`.
+    fn slot_for(&self, info: &'static EventInfo, name: &str) -> Option<crate::bus::Slot> {
+        let route = self.route(info.type_id());
+        self.slots_of(&route, info.type_id())
+            .iter()
+            .find(|s| s.name() == name)
+            .cloned()
+    }
+}
+
+/// The dead-letter queue of a bus: [`Bus::dead_letters`]. Letters live in memory (the
+/// newest [`BusBuilder::dead_letter_capacity`](crate::BusBuilder::dead_letter_capacity)) and,
+/// with a store, in the store too, which `build()` loads them from.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetters<'a> {
+    bus: &'a Bus,
+}
+
+impl DeadLetters<'_> {
     /// The dead letters that `filter` selects, oldest first.
-    pub fn dead_letters(&self, filter: &DeadLetterFilter) -> Vec<DeadLetter> {
-        self.inner
+    pub fn list(&self, filter: &DeadLetterFilter) -> Vec<DeadLetter> {
+        self.bus
+            .inner
             .dead_letters
             .lock()
             .iter()
@@ -129,8 +160,9 @@ impl Bus {
     }
 
     /// One dead letter by its number.
-    pub fn dead_letter_by_id(&self, id: u64) -> Option<DeadLetter> {
-        self.inner
+    pub fn get(&self, id: u64) -> Option<DeadLetter> {
+        self.bus
+            .inner
             .dead_letters
             .lock()
             .iter()
@@ -139,13 +171,13 @@ impl Bus {
     }
 
     /// Removes the dead letters `filter` selects; how many there were.
-    pub fn discard_dead_letters(&self, filter: &DeadLetterFilter) -> usize {
-        let mut letters = self.inner.dead_letters.lock();
+    pub fn discard(&self, filter: &DeadLetterFilter) -> usize {
+        let mut letters = self.bus.inner.dead_letters.lock();
         let before = letters.len();
         letters.retain(|d| {
             let discard = filter.matches(d);
             if discard {
-                self.unstore_dead_letter(d.id);
+                self.bus.unstore_dead_letter(d.id);
             }
             !discard
         });
@@ -156,20 +188,20 @@ impl Bus {
     /// removes it from the queue. If the handler fails again, it comes back as a new letter.
     /// `false` when there is no such letter, its event type or handler is not on this bus,
     /// or its payload no longer reads as its event type (it stays in the queue then).
-    pub async fn retry_dead_letter(&self, id: u64) -> bool {
-        let Some(letter) = self.dead_letter_by_id(id) else {
+    pub async fn retry(&self, id: u64) -> bool {
+        let Some(letter) = self.get(id) else {
             return false;
         };
-        let Some(slot) = self.slot_for(letter.meta.info(), &letter.handler) else {
+        let Some(slot) = self.bus.slot_for(letter.meta.info(), &letter.handler) else {
             return false;
         };
         let Ok(event) = (letter.meta.info().decode)(letter.payload.clone(), true) else {
             return false;
         };
-        self.inner.dead_letters.lock().retain(|d| d.id != id);
-        self.unstore_dead_letter(id);
+        self.bus.inner.dead_letters.lock().retain(|d| d.id != id);
+        self.bus.unstore_dead_letter(id);
         let ctx = Context {
-            bus: self.clone(),
+            bus: self.bus.clone(),
             meta: letter.meta,
             attempt: letter.attempts + 1,
         };
@@ -177,25 +209,16 @@ impl Bus {
         true
     }
 
-    /// [`retry_dead_letter`](Self::retry_dead_letter) for every letter `filter` selects, oldest
+    /// [`retry`](Self::retry) for every letter `filter` selects, oldest
     /// first; how many were delivered again.
-    pub async fn retry_dead_letters(&self, filter: &DeadLetterFilter) -> usize {
-        let ids: Vec<u64> = self.dead_letters(filter).iter().map(|d| d.id).collect();
+    pub async fn retry_all(&self, filter: &DeadLetterFilter) -> usize {
+        let ids: Vec<u64> = self.list(filter).iter().map(|d| d.id).collect();
         let mut retried = 0;
         for id in ids {
-            if self.retry_dead_letter(id).await {
+            if self.retry(id).await {
                 retried += 1;
             }
         }
         retried
-    }
-
-    /// The slot of handler `name` in the route of event type `info`.
-    fn slot_for(&self, info: &'static EventInfo, name: &str) -> Option<crate::bus::Slot> {
-        let route = self.route(info.type_id());
-        self.slots_of(&route, info.type_id())
-            .iter()
-            .find(|s| s.name() == name)
-            .cloned()
     }
 }

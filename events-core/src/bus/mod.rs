@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+pub use dead_letters::DeadLetters;
 pub use dispatch::PublishError;
 pub(crate) use dispatch::{Outcomes, run_one};
 pub(crate) use dispatch::{call_once, spans_on};

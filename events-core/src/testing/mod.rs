@@ -335,7 +335,7 @@ impl TestBus {
 
     /// The handler calls that failed for good, oldest first.
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.bus.dead_letters(&DeadLetterFilter::all())
+        self.bus.dead_letters().list(&DeadLetterFilter::all())
     }
 
     /// How many retries wait for their delay (or are running) now.

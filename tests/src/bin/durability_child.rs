@@ -113,7 +113,10 @@ async fn main() {
                 _ => bus(MemoryStore::new(), "durability_child::failing"),
             };
             publish(&bus, count, 8).await;
-            let kept = bus.dead_letters(&events::DeadLetterFilter::all()).len();
+            let kept = bus
+                .dead_letters()
+                .list(&events::DeadLetterFilter::all())
+                .len();
             println!("dead_letters_in_memory {kept}");
             if let Some(store) = bus.store() {
                 store.flush().await.unwrap();
