@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use events::nats::{Nats, NatsOptions};
+//! use events_nats::{Nats, NatsOptions}; // `events::nats` in an application
 //! let nats = Nats::connect("127.0.0.1:4222", NatsOptions::new("shop")).await?;
 //! let bus = events::Bus::builder().transport(nats).build()?;
 //! let consumers = bus.consume().await?; // this process now takes its share of the work

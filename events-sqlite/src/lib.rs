@@ -32,7 +32,7 @@ pub enum Synchronous {
 /// How a [`SqliteStore`] is opened: durability, checks at open, dead-letter retention.
 ///
 /// ```
-/// use events::store::{SqliteOptions, Synchronous};
+/// use events_sqlite::{SqliteOptions, Synchronous}; // `events::store::..` in an application
 /// let options = SqliteOptions::new()
 ///     .synchronous(Synchronous::Normal)
 ///     .quick_check(true)
@@ -165,7 +165,7 @@ const MAX_BATCH: usize = 4096;
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let store = events::store::SqliteStore::open("events.db")?;
+/// let store = events_sqlite::SqliteStore::open("events.db")?; // `events::store::SqliteStore`
 /// let bus = events::Bus::builder().store(store).build()?;
 /// # let _ = bus; Ok(()) }
 /// ```
