@@ -5,7 +5,8 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::dispatch::{Outcomes, run, run_one};
+use super::dispatch::Outcomes;
+use super::run::{run, run_one};
 use super::{Bus, PublishError, Slot, Target};
 use crate::context::Context;
 use crate::dead_letter::DeadLetter;

@@ -1,13 +1,16 @@
 //! The [`Bus`]: built once from the registry, then publishes events to their handlers.
 
+mod call;
 mod consume;
 mod dead_letters;
 mod dispatch;
 pub(crate) mod durable;
+mod failure;
 mod ingest;
 mod lifecycle;
 mod queue;
 mod request;
+mod run;
 mod select;
 mod subscribe;
 
@@ -20,13 +23,14 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+pub(crate) use call::call_once;
 pub use dead_letters::DeadLetters;
 pub use dispatch::PublishError;
-pub(crate) use dispatch::{Outcomes, run_one};
-pub(crate) use dispatch::{call_once, spans_on};
+pub(crate) use dispatch::{Outcomes, spans_on};
 pub use durable::{Recovery, Replay, ReplayError, ReplayProgress, ReplayReport};
 pub use lifecycle::{ShutdownReport, Unprocessed};
 pub use request::{Request, RequestError};
+pub(crate) use run::run_one;
 pub use subscribe::{SubscribeOptions, Subscription, SubscriptionInfo};
 
 use crate::Context;
@@ -173,7 +177,7 @@ pub(crate) enum Target {
     /// Converts the event into its next version and runs that version's handlers.
     Upcast {
         to: &'static EventInfo,
-        convert: dispatch::Convert,
+        convert: call::Convert,
     },
     /// `receives`: the event name or pattern, for listing.
     Subscription {

@@ -16,7 +16,7 @@ use crossbeam_queue::SegQueue;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
-use super::dispatch::run;
+use super::run::run;
 use super::{Bus, Inner, Outcomes, PublishError};
 use crate::context::Context;
 use crate::envelope::{EventId, Lineage, Meta, NoOptions, Options, PublishOptions};

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
-use super::dispatch::{
-    Outcomes, call_limited, handler_span, outcome, publish_span, run, settle, spans_on,
-};
+use super::call::{call_limited, outcome};
+use super::dispatch::{Outcomes, handler_span, publish_span, spans_on};
+use super::failure::settle;
+use super::run::run;
 use super::{Bus, PublishError, Slot, Target};
 use crate::envelope::{Options, PublishOptions};
 use crate::event::Query;
