@@ -42,22 +42,23 @@ pub fn events_sqlite(sync: Synchronous, publishers: u64, per_publisher: u64) -> 
         .store(store)
         .build()
         .expect("bus");
-    // One runtime thread for the publishers and handlers, one core left for the store's
-    // writer thread: two threads for two cores, as the raw side's one thread has one.
+    measure(bus, publishers, per_publisher, |seq| TickDurable { seq, amount: 1 })
+}
+
+/// `publishers` tasks each publish `per` events made by `make` one after the other, on a
+/// one-thread runtime (one core left for the store's writer thread: two threads for two
+/// cores, as the raw side's one thread has one); then the bus is dropped (its writer commits
+/// what is left).
+pub fn measure<E: Event>(bus: Bus, publishers: u64, per: u64, make: fn(u64) -> E) -> Durable {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
     let started = Instant::now();
-    let latencies = rt.block_on(crate::publish_concurrently(
-        &bus,
-        publishers,
-        per_publisher,
-        |seq| TickDurable { seq, amount: 1 },
-    ));
+    let latencies = rt.block_on(crate::publish_concurrently(&bus, publishers, per, make));
     let elapsed = started.elapsed();
-    drop(bus); // the writer commits the last delivery records
+    drop(bus);
     Durable {
         events_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
         latency: Some(crate::percentiles(latencies)),

@@ -62,24 +62,10 @@ pub fn events_postgres(publishers: u64, per_publisher: u64) -> Durable {
         .store(store)
         .build()
         .expect("bus");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let started = Instant::now();
-    let latencies = rt.block_on(crate::publish_concurrently(
-        &bus,
-        publishers,
-        per_publisher,
-        |seq| TickPostgres { seq, amount: 1 },
-    ));
-    let elapsed = started.elapsed();
-    drop(bus);
-    Durable {
-        events_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
-        latency: Some(crate::percentiles(latencies)),
-    }
+    crate::durable::measure(bus, publishers, per_publisher, |seq| TickPostgres {
+        seq,
+        amount: 1,
+    })
 }
 
 /// How the raw side writes.
