@@ -42,7 +42,10 @@ pub fn events_sqlite(sync: Synchronous, publishers: u64, per_publisher: u64) -> 
         .store(store)
         .build()
         .expect("bus");
-    measure(bus, publishers, per_publisher, |seq| TickDurable { seq, amount: 1 })
+    measure(bus, publishers, per_publisher, |seq| TickDurable {
+        seq,
+        amount: 1,
+    })
 }
 
 /// `publishers` tasks each publish `per` events made by `make` one after the other, on a

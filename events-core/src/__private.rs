@@ -13,7 +13,7 @@ pub use crate::handler::{
     BoxFuture, Call, FromInvocation, HandlerEvent, IntoHandlerResult, Invocation,
 };
 pub use crate::link::LinkEntry;
-pub use crate::registry::{EventEntry, HandlerEntry, PublishValue};
+pub use crate::registry::{EventEntry, HandlerEntry};
 
 use crate::event::{Event, EventInfo, Query, ResponseInfo, UpcastInfo};
 pub use crate::handler::{HandlerInfo, StateKey};
@@ -130,6 +130,7 @@ pub const fn event_info<E: Event>(
         validator: OnceLock::new(),
         upcast,
         redacted: E::REDACTED,
+        publish_value: publish_value::<E>,
     }
 }
 
@@ -178,16 +179,29 @@ const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
-/// Deserializes a checked `E` and publishes it on the typed path: the second half of
-/// [`EventEntry`](crate::registry::EventEntry).
-pub fn publish_value<E: Event>(
-    bus: &crate::Bus,
+/// Deserializes a checked `E` and publishes it on the typed path: `EventInfo::publish_value`.
+fn publish_value<E: Event>(
+    bus: &dyn std::any::Any,
     value: serde_json::Value,
     whole_floats: bool,
     options: Option<crate::PublishOptions>,
-) -> Result<crate::Receipt, crate::IngestError> {
+    out: &mut dyn std::any::Any,
+) -> Result<(), crate::IngestError> {
+    let (Some(bus), Some(out)) = (
+        bus.downcast_ref::<crate::Bus>(),
+        out.downcast_mut::<Option<crate::Receipt>>(),
+    ) else {
+        return Err(crate::IngestError::Publish(
+            crate::PublishError::Transport {
+                name: E::NAME,
+                reason: "the typed ingest path was called with the wrong types: a bug in `events`"
+                    .into(),
+            },
+        ));
+    };
     let event: E = crate::ingest::deserialize_checked(value, whole_floats)?;
-    Ok(bus.publish_blocking_from(event, None, options)?)
+    *out = Some(bus.publish_blocking_from(event, None, options)?);
+    Ok(())
 }
 
 /// Deserializes an `E` for the ingest path.

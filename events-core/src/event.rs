@@ -180,11 +180,26 @@ pub struct EventInfo {
         fn(serde_json::Value, bool) -> Result<Box<AnyEvent>, crate::error::IngestError>,
     /// The schema's compiled validator, made on first use.
     pub(crate) validator: ValidatorCell,
+    /// Deserializes a checked payload and publishes it on the typed path.
+    pub(crate) publish_value: PublishValue,
     /// `#[event(upcast_from = ..)]`.
     pub(crate) upcast: Option<UpcastInfo>,
     /// The JSON keys of the `#[event(redact)]` fields.
     pub(crate) redacted: &'static [&'static str],
 }
+
+/// Deserializes a checked payload as its type and publishes it on the typed path, without a
+/// boxed payload (`publish_blocking`). Its types are the model's: the bus is passed as
+/// `&dyn Any` and the receipt comes back in `out` (an `Option<Receipt>`), so that the
+/// catalog entry names nothing of the runtime. The flag says whether the payload may hold
+/// whole numbers written as floats.
+pub(crate) type PublishValue = fn(
+    bus: &dyn Any,
+    value: serde_json::Value,
+    whole_floats: bool,
+    options: Option<crate::options::PublishOptions>,
+    out: &mut dyn Any,
+) -> Result<(), crate::error::IngestError>;
 
 /// The compiled validator of one event type, made on first use and kept for the process.
 pub(crate) type ValidatorCell = std::sync::OnceLock<Result<jsonschema::Validator, String>>;

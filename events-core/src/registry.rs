@@ -13,32 +13,7 @@ use crate::handler::HandlerInfo;
 /// Submitted by `#[derive(Event)]`. Not public API.
 #[doc(hidden)]
 #[derive(Debug)]
-pub struct EventEntry(pub &'static EventInfo, pub PublishValue);
-
-/// Deserializes a checked payload as its type and publishes it (`publish_blocking`): the
-/// typed path of the ingest entry points, without a boxed payload. The flag says whether the
-/// payload may hold whole numbers written as floats.
-pub type PublishValue = fn(
-    &crate::Bus,
-    serde_json::Value,
-    bool,
-    Option<crate::PublishOptions>,
-) -> Result<crate::Receipt, crate::IngestError>;
-
-/// The typed publish of a linked event type (`None` for a type implemented by hand, which
-/// `#[derive(Event)]` did not register).
-pub(crate) fn publisher(info: &'static EventInfo) -> Option<PublishValue> {
-    static BY_TYPE: std::sync::OnceLock<HashMap<TypeId, PublishValue>> = std::sync::OnceLock::new();
-    BY_TYPE
-        .get_or_init(|| {
-            inventory::iter::<EventEntry>
-                .into_iter()
-                .map(|e| (e.0.type_id(), e.1))
-                .collect()
-        })
-        .get(&info.type_id())
-        .copied()
-}
+pub struct EventEntry(pub &'static EventInfo);
 
 /// Submitted by `#[handler]`. Not public API.
 #[doc(hidden)]

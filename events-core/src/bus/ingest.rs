@@ -72,16 +72,20 @@ impl Bus {
             .and_then(|parsed| validate(info, &parsed.0, self.inner.ingest_limits).map(|()| parsed))
             .map_err(|e| self.invalid(Some(info.name), e))?;
         let options = (!options.is_empty()).then_some(options);
-        let published = match crate::registry::publisher(info) {
-            Some(publish) => publish(self, value, whole_floats, options),
-            None => (info.decode)(value, whole_floats).and_then(|event| {
-                Ok(self.publish_any_blocking(event, options.unwrap_or_default())?)
-            }),
-        };
-        published.map_err(|e| match e {
-            IngestError::Publish(_) => e, // told to the observers as a refusal already
-            e => self.invalid(Some(info.name), e),
-        })
+        let mut receipt: Option<Receipt> = None;
+        (info.publish_value)(self, value, whole_floats, options, &mut receipt)
+            .and_then(|()| {
+                receipt.ok_or_else(|| {
+                    IngestError::Publish(crate::error::PublishError::Transport {
+                        name: info.name,
+                        reason: "the typed ingest path gave no receipt: a bug in `events`".into(),
+                    })
+                })
+            })
+            .map_err(|e| match e {
+                IngestError::Publish(_) => e, // told to the observers as a refusal already
+                e => self.invalid(Some(info.name), e),
+            })
     }
 
     /// Every check of [`publish_json`](Self::publish_json), and the typed event, without

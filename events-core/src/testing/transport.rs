@@ -110,6 +110,7 @@ macro_rules! probe {
                     validator: std::sync::OnceLock::new(),
                     upcast: None,
                     redacted: &[],
+                    publish_value: $ty::publish_value,
                 };
                 &INFO
             }
@@ -117,6 +118,21 @@ macro_rules! probe {
             fn schema() -> &'static schemars::Schema {
                 static SCHEMA: OnceLock<schemars::Schema> = OnceLock::new();
                 SCHEMA.get_or_init(|| schemars::json_schema!({ "type": "object" }))
+            }
+
+            fn publish_value(
+                _: &dyn std::any::Any,
+                _: Value,
+                _: bool,
+                _: Option<crate::PublishOptions>,
+                _: &mut dyn std::any::Any,
+            ) -> Result<(), crate::error::IngestError> {
+                Err(crate::error::IngestError::Publish(
+                    crate::error::PublishError::Transport {
+                        name: $name,
+                        reason: "the conformance suite's payloads are never published".into(),
+                    },
+                ))
             }
 
             fn decode(

@@ -99,7 +99,7 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
             );
 
             __events_p::inventory::submit! {
-                __events_p::EventEntry(&__EVENTS_INFO, __events_p::publish_value::<#ident>)
+                __events_p::EventEntry(&__EVENTS_INFO)
             }
         };
     }
