@@ -157,3 +157,36 @@ pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Handler calls a test records, `(handler, bus, n, attempt)`: which "process" ran which
+/// handler for which event, at which attempt. A `static` shared by one test file's handlers.
+#[derive(Debug, Default)]
+pub struct Calls(std::sync::Mutex<Vec<(&'static str, &'static str, u64, u32)>>);
+
+impl Calls {
+    /// None yet.
+    pub const fn new() -> Calls {
+        Calls(std::sync::Mutex::new(Vec::new()))
+    }
+
+    /// Handler `handler` ran on bus `bus` for event `n`, at `attempt`.
+    pub fn record(&self, handler: &'static str, bus: &'static str, n: u64, attempt: u32) {
+        self.0.lock().unwrap().push((handler, bus, n, attempt));
+    }
+
+    /// `handler`'s calls, in order: `(bus, n, attempt)`.
+    pub fn of(&self, handler: &str) -> Vec<(&'static str, u64, u32)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.0 == handler)
+            .map(|c| (c.1, c.2, c.3))
+            .collect()
+    }
+
+    /// Forgets every call.
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}

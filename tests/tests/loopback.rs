@@ -6,12 +6,11 @@
 
 #![allow(unreachable_pub)]
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use events::transport::{Loopback, LoopbackOptions};
 use events::{Bus, Event, HandlerError, State};
-use events_tests::until;
+use events_tests::{Calls, until};
 
 #[derive(Event, Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[event(name = "loop.job")]
@@ -29,28 +28,18 @@ pub struct Note {
 #[derive(Debug)]
 pub struct Tag(pub &'static str);
 
-/// `(handler, bus, n, attempt)`.
-static CALLS: Mutex<Vec<(&'static str, &'static str, u64, u32)>> = Mutex::new(Vec::new());
+static CALLS: Calls = Calls::new();
 /// The tests share `CALLS`: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn calls(handler: &str) -> Vec<(&'static str, u64, u32)> {
-    CALLS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|c| c.0 == handler)
-        .map(|c| (c.1, c.2, c.3))
-        .collect()
+    CALLS.of(handler)
 }
 
 /// Fails job 2 once (transient) and job 3 for good.
 #[events::handler(retry(max = 3, base = "10ms", jitter = false))]
 fn charge(ev: &Job, tag: State<Tag>, ctx: &events::Context) -> Result<(), HandlerError> {
-    CALLS
-        .lock()
-        .unwrap()
-        .push(("charge", tag.0, ev.n, ctx.attempt()));
+    CALLS.record("charge", tag.0, ev.n, ctx.attempt());
     match (ev.n, ctx.attempt()) {
         (2, 1) => Err(HandlerError::transient("the bank is busy")),
         (3, _) => Err(HandlerError::permanent("card declined")),
@@ -60,12 +49,12 @@ fn charge(ev: &Job, tag: State<Tag>, ctx: &events::Context) -> Result<(), Handle
 
 #[events::handler]
 fn audit(ev: &Job, tag: State<Tag>) {
-    CALLS.lock().unwrap().push(("audit", tag.0, ev.n, 1));
+    CALLS.record("audit", tag.0, ev.n, 1);
 }
 
 #[events::handler]
 fn note(ev: &Note, tag: State<Tag>) {
-    CALLS.lock().unwrap().push(("note", tag.0, ev.n, 1));
+    CALLS.record("note", tag.0, ev.n, 1);
 }
 
 fn bus(broker: &Loopback, tag: &'static str) -> Bus {
@@ -79,7 +68,7 @@ fn bus(broker: &Loopback, tag: &'static str) -> Bus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_buses_on_one_loopback_fan_out_share_work_and_settle_failures() {
     let _g = SERIAL.lock().await;
-    CALLS.lock().unwrap().clear();
+    CALLS.clear();
     let broker = Loopback::with_options(LoopbackOptions::new().local(Note::NAME));
     let (one, two) = (bus(&broker, "one"), bus(&broker, "two"));
     let _c1 = one.consume().await.unwrap();
@@ -129,7 +118,7 @@ async fn two_buses_on_one_loopback_fan_out_share_work_and_settle_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_message_that_fails_the_schema_is_terminated_and_blocks_nothing() {
     let _g = SERIAL.lock().await;
-    CALLS.lock().unwrap().clear();
+    CALLS.clear();
     let broker = Loopback::new();
     let bus = bus(&broker, "solo");
     let _c = bus.consume().await.unwrap();

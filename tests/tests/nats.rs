@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use events::nats::{Nats, NatsError, NatsOptions};
 use events::{Bus, DeadLetterFilter, Event, HandlerError, PublishOptions, State};
-use events_tests::{NatsServer as Server, until};
+use events_tests::{Calls, NatsServer as Server, until};
 
 #[derive(Event, Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[event(name = "work.job")]
@@ -31,21 +31,15 @@ pub struct Tick {
 pub struct Tag(pub &'static str);
 
 /// `(handler, bus, n, attempt)`.
-static CALLS: Mutex<Vec<(&'static str, &'static str, u64, u32)>> = Mutex::new(Vec::new());
+static CALLS: Calls = Calls::new();
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn record(handler: &'static str, tag: &Tag, n: u64, attempt: u32) {
-    CALLS.lock().unwrap().push((handler, tag.0, n, attempt));
+    CALLS.record(handler, tag.0, n, attempt);
 }
 
 fn calls(handler: &str) -> Vec<(&'static str, u64, u32)> {
-    CALLS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|c| c.0 == handler)
-        .map(|c| (c.1, c.2, c.3))
-        .collect()
+    CALLS.of(handler)
 }
 
 mod fanout {
@@ -75,7 +69,7 @@ async fn bus(url: &str, options: NatsOptions, scope: &'static str, tag: &'static
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_fan_out_and_processes_share_each_handlers_work() {
     let _g = SERIAL.lock().await;
-    CALLS.lock().unwrap().clear();
+    CALLS.clear();
     let server = Server::start();
     let options = NatsOptions::new("t1").memory_storage();
     let one = bus(&server.url(), options.clone(), "nats::fanout", "one").await;
@@ -137,7 +131,7 @@ mod fates {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_are_nakked_and_the_rest_terminated_into_dead_letters() {
     let _g = SERIAL.lock().await;
-    CALLS.lock().unwrap().clear();
+    CALLS.clear();
     let server = Server::start();
     let options = NatsOptions::new("t2").memory_storage();
     let bus = bus(&server.url(), options, "nats::fates", "only").await;
@@ -221,7 +215,7 @@ mod dedup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_published_twice_is_stored_and_handled_once() {
     let _g = SERIAL.lock().await;
-    CALLS.lock().unwrap().clear();
+    CALLS.clear();
     let server = Server::start();
     let bus = bus(
         &server.url(),
@@ -259,7 +253,7 @@ mod foreign {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_invalid_messages_are_terminated_as_dead_letters_and_block_nothing() {
     let _g = SERIAL.lock().await;
-    CALLS.lock().unwrap().clear();
+    CALLS.clear();
     let server = Server::start();
     let bus = bus(
         &server.url(),
@@ -321,7 +315,7 @@ mod local {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_events_never_touch_the_network() {
     let _g = SERIAL.lock().await;
-    CALLS.lock().unwrap().clear();
+    CALLS.clear();
     let server = Server::start();
     let bus = bus(
         &server.url(),
@@ -390,7 +384,7 @@ mod fault {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_is_handled_across_a_server_restart() {
     let _g = SERIAL.lock().await;
-    CALLS.lock().unwrap().clear();
+    CALLS.clear();
     let server = Server::start();
     let url = server.url();
     let bus = bus(&url, NatsOptions::new("t7"), "nats::fault", "only").await;
@@ -450,7 +444,7 @@ mod slow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_handler_keeps_its_message_and_the_envelope_travels() {
     let _g = SERIAL.lock().await;
-    CALLS.lock().unwrap().clear();
+    CALLS.clear();
     let server = Server::start();
     let options = NatsOptions::new("t8")
         .memory_storage()
@@ -518,7 +512,7 @@ mod wide {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_runs_as_many_calls_at_once_as_its_handlers_concurrency() {
     let _g = SERIAL.lock().await;
-    CALLS.lock().unwrap().clear();
+    CALLS.clear();
     let server = Server::start();
     let options = NatsOptions::new("t9").memory_storage();
     let bus = bus(&server.url(), options, "nats::wide", "only").await;
