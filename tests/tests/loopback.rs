@@ -153,3 +153,24 @@ async fn a_foreign_message_that_fails_the_schema_is_terminated_and_blocks_nothin
         "{dead:?}"
     );
 }
+
+/// A bus without a transport cannot consume (a typed error, not a panic), and a consumer
+/// asked again with other settings is refused rather than silently changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consuming_without_a_transport_and_a_changed_consumer_are_typed_errors() {
+    use events::transport::{ConsumerSpec, Selects, Transport, TransportError};
+    let bus = Bus::builder().no_handlers().build().unwrap();
+    assert!(matches!(
+        bus.consume().await,
+        Err(TransportError::NoTransport)
+    ));
+    let broker = Loopback::new();
+    let spec = ConsumerSpec::new("loop.some_handler", Selects::Event(Job::NAME));
+    assert!(broker.consumer(spec.clone()).await.is_ok());
+    let changed = broker.consumer(spec.max_deliver(2)).await;
+    assert!(
+        matches!(&changed, Err(TransportError::Refused { what, .. }) if what.contains("loop.some_handler")),
+        "{:?}",
+        changed.err()
+    );
+}
