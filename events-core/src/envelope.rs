@@ -80,6 +80,8 @@ pub(crate) struct Extra {
     pub(crate) sequence: u64,
     /// Set while the event is replayed: which handlers get it.
     pub(crate) replay: Option<Arc<Selection>>,
+    /// When its publish resolves, if it asked ([`PublishOptions::ack`]).
+    pub(crate) ack: Option<crate::outbox::Ack>,
 }
 
 static NO_METADATA: Metadata = Metadata::new();
@@ -181,6 +183,10 @@ impl Meta {
     }
 
     /// The replay delivering the event, if it is being replayed.
+    pub(crate) fn ack(&self) -> Option<crate::outbox::Ack> {
+        self.extra.as_ref().and_then(|e| e.ack)
+    }
+
     pub(crate) fn replay(&self) -> Option<&Arc<Selection>> {
         self.extra.as_ref().and_then(|e| e.replay.as_ref())
     }
@@ -260,6 +266,7 @@ impl Extra {
             expires_at: options.expires_at.map(nanos_since_epoch),
             sequence: 0,
             replay: None,
+            ack: options.ack,
         })
     }
 }

@@ -31,6 +31,7 @@ mod link;
 pub mod observe;
 mod options;
 mod outcome;
+pub mod outbox;
 mod pattern;
 mod receipt;
 mod registry;

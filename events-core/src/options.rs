@@ -199,6 +199,7 @@ pub struct PublishOptions {
     pub(crate) id: Option<EventId>,
     pub(crate) time: Option<SystemTime>,
     pub(crate) causation_id: Option<EventId>,
+    pub(crate) ack: Option<crate::outbox::Ack>,
 }
 
 impl PublishOptions {
@@ -217,6 +218,7 @@ impl PublishOptions {
             && self.id.is_none()
             && self.time.is_none()
             && self.causation_id.is_none()
+            && self.ack.is_none()
     }
     /// Publishes with this id instead of a new one: for an event whose id is already known
     /// (re-sent from an outbox, or by a client retrying a request). With a
@@ -271,5 +273,13 @@ impl PublishOptions {
     /// [`expires_at`](Self::expires_at) now plus `ttl`.
     pub fn ttl(self, ttl: Duration) -> PublishOptions {
         self.expires_at(SystemTime::now() + ttl)
+    }
+    /// When this publish resolves, if the event leaves the process: on the broker's
+    /// acknowledgement or on the local commit to the outbox (see
+    /// [`Ack`](crate::outbox::Ack); the bus's default otherwise). An event that stays in
+    /// the process ignores it.
+    pub fn ack(mut self, ack: crate::outbox::Ack) -> PublishOptions {
+        self.ack = Some(ack);
+        self
     }
 }

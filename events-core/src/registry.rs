@@ -317,6 +317,11 @@ pub enum Problem {
         /// What exists that is close (a module, or a handler's name or path), if anything.
         suggestion: Option<&'static str>,
     },
+    /// [`BusBuilder::outbox`](crate::BusBuilder::outbox) without what it needs.
+    Outbox {
+        /// What is missing.
+        missing: &'static str,
+    },
     /// A query has more than one handler that answers it.
     SeveralResponders {
         /// The query's name.
@@ -440,6 +445,9 @@ impl fmt::Display for Problem {
                 handlers.len(),
                 handlers.join(", ")
             ),
+            Problem::Outbox { missing } => {
+                write!(f, "the outbox (`BusBuilder::outbox`) needs {missing}")
+            }
         }
     }
 }

@@ -34,7 +34,7 @@ use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use events::Event;
 use events::text::{clip, decode_header_value, header_value, readable_header_value};
 use events::transport::{
-    BoxFuture, Consumer, ConsumerSpec, Delivery, Outgoing, SendError, Settle, Transport,
+    BoxFuture, Consumer, ConsumerSpec, Delivery, Outgoing, SendError, Sent, Settle, Transport,
     TransportError, Wire,
 };
 use futures_util::StreamExt;
@@ -721,26 +721,58 @@ impl Shared {
     }
 
     /// Sends the event as a CloudEvent and waits for JetStream's ack: its stream sequence.
-    async fn send(&self, message: Outgoing<'_>) -> Result<u64, SendError> {
-        use jetstream::context::PublishErrorKind as K;
-        let (headers, body) = encode(&message, self.options.mode)
+    async fn send(&self, message: Outgoing<'_>) -> Result<Sent, SendError> {
+        let ack = self.write(&message).await?;
+        settled(ack.await)
+    }
+
+    /// Hands one message to the client (nothing left this process until it has it); the
+    /// future of JetStream's ack.
+    async fn write(
+        &self,
+        message: &Outgoing<'_>,
+    ) -> Result<jetstream::context::PublishAckFuture, SendError> {
+        let (headers, body) = encode(message, self.options.mode)
             .map_err(|e| SendError::NotSent(format!("the event cannot be serialized: {e}")))?;
-        // Until the client has the message, nothing left this process.
-        let ack = self
-            .js
+        self.js
             .publish_with_headers(self.subject(message.name()), headers, body.into())
             .await
-            .map_err(|e| SendError::NotSent(e.to_string()))?;
-        match ack.await {
-            Ok(ack) => Ok(ack.sequence),
-            // No answer in time, or the connection broke while waiting: the server may
-            // have stored it.
-            Err(e) if matches!(e.kind(), K::TimedOut | K::BrokenPipe) => {
-                Err(SendError::Unconfirmed(e.to_string()))
-            }
-            // An answer: JetStream refused it (no stream for the subject, an error reply).
-            Err(e) => Err(SendError::NotSent(e.to_string())),
+            .map_err(|e| SendError::NotSent(e.to_string()))
+    }
+
+    /// Every message written before the first ack is awaited: the acks come back while
+    /// later messages are still going out (pipelined), in order.
+    async fn send_batch(&self, messages: Vec<Outgoing<'_>>) -> Vec<Result<Sent, SendError>> {
+        let mut acks = Vec::with_capacity(messages.len());
+        for message in &messages {
+            acks.push(self.write(message).await);
         }
+        let mut results = Vec::with_capacity(acks.len());
+        for ack in acks {
+            results.push(match ack {
+                Ok(ack) => settled(ack.await),
+                Err(e) => Err(e),
+            });
+        }
+        results
+    }
+}
+
+/// What an ack (or its absence) means.
+fn settled(
+    ack: Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+) -> Result<Sent, SendError> {
+    use jetstream::context::PublishErrorKind as K;
+    match ack {
+        Ok(ack) if ack.duplicate => Ok(Sent::duplicate(ack.sequence)),
+        Ok(ack) => Ok(Sent::new(ack.sequence)),
+        // No answer in time, or the connection broke while waiting: the server may have
+        // stored it.
+        Err(e) if matches!(e.kind(), K::TimedOut | K::BrokenPipe) => {
+            Err(SendError::Unconfirmed(e.to_string()))
+        }
+        // An answer: JetStream refused it (no stream for the subject, an error reply).
+        Err(e) => Err(SendError::NotSent(e.to_string())),
     }
 }
 
@@ -749,8 +781,15 @@ impl Transport for Nats {
         self.inner.is_local(name)
     }
 
-    fn send<'a>(&'a self, message: Outgoing<'a>) -> BoxFuture<'a, Result<u64, SendError>> {
+    fn send<'a>(&'a self, message: Outgoing<'a>) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(self.inner.send(message))
+    }
+
+    fn send_batch<'a>(
+        &'a self,
+        messages: Vec<Outgoing<'a>>,
+    ) -> BoxFuture<'a, Vec<Result<Sent, SendError>>> {
+        Box::pin(self.inner.send_batch(messages))
     }
 
     fn consumer<'a>(

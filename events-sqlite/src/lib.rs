@@ -13,7 +13,8 @@ use tokio::sync::oneshot;
 
 use events::EventId;
 use events::store::{
-    EventStore, Order, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter, StoredEvent,
+    Backlog, EventStore, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery,
+    StoredDeadLetter, StoredEvent,
 };
 
 /// How hard SQLite works to make a commit survive (its `synchronous` setting).
@@ -143,6 +144,11 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         letter TEXT NOT NULL
     );",
+    // 2: the outbox: an entry per event the forwarder has not had acknowledged.
+    "CREATE TABLE outbox (
+        sequence INTEGER PRIMARY KEY,
+        partition TEXT NOT NULL
+    );",
 ];
 
 /// The most writes one transaction takes: a bound on one commit's latency.
@@ -180,6 +186,9 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Command {
     Append(Box<StoredEvent>, Reply<u64>),
+    /// An append with an outbox entry in `partition`.
+    AppendOutbox(Box<StoredEvent>, Box<str>, Reply<u64>),
+    Forwarded(Vec<u64>, Reply<()>),
     Delivered(Box<str>, u64),
     Checkpoint(Box<str>, Box<str>, Reply<u64>),
     PutDeadLetter(Box<StoredDeadLetter>),
@@ -563,10 +572,12 @@ impl Command {
     /// The caller waiting for this command, told only the transaction's fate.
     fn waiter(self) -> Option<Answer> {
         match self {
-            Command::Append(_, reply) | Command::Checkpoint(_, _, reply) => {
+            Command::Append(_, reply)
+            | Command::AppendOutbox(_, _, reply)
+            | Command::Checkpoint(_, _, reply) => {
                 Some(Answer::Sequence(reply, Err(StoreError::Closed), false))
             }
-            Command::Flush(reply) => Some(Answer::Done(reply)),
+            Command::Flush(reply) | Command::Forwarded(_, reply) => Some(Answer::Done(reply)),
             Command::Delivered(..) | Command::PutDeadLetter(_) | Command::RemoveDeadLetter(_) => {
                 None
             }
@@ -588,6 +599,35 @@ fn write_commands(
                 let rolled_back = rolled_back(tx, &result);
                 answers.push(Answer::Sequence(reply, result, true));
                 rolled_back?;
+            }
+            Command::AppendOutbox(event, partition, reply) => {
+                let result = insert(tx, &event).and_then(|sequence| {
+                    tx.prepare_cached("INSERT INTO outbox (sequence, partition) VALUES (?1, ?2)")
+                        .and_then(|mut s| s.execute(params![sequence as i64, &*partition]))
+                        .map_err(backend)
+                        .map(|_| sequence)
+                });
+                let rolled_back = rolled_back(tx, &result);
+                // An event without its entry would never be forwarded: the commit fails
+                // (a duplicate id added neither).
+                let failed = match &result {
+                    Err(e @ StoreError::Backend(_)) => Some(e.clone()),
+                    _ => None,
+                };
+                answers.push(Answer::Sequence(reply, result, true));
+                rolled_back?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+            }
+            Command::Forwarded(sequences, reply) => {
+                let mut delete = tx
+                    .prepare_cached("DELETE FROM outbox WHERE sequence = ?1")
+                    .map_err(backend)?;
+                for sequence in sequences {
+                    delete.execute(params![sequence as i64]).map_err(backend)?;
+                }
+                answers.push(Answer::Done(reply));
             }
             Command::Delivered(handler, sequence) => {
                 let handler = handler_id(tx, handlers, &handler)?;
@@ -1021,5 +1061,61 @@ impl EventStore for SqliteStore {
 
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.ask(Command::Flush)
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        Some(self)
+    }
+}
+
+/// The outbox of one process's file: the entries are claimed in sequence order (commit
+/// order: one writer), and partitions, owners and leases have nothing to arbitrate.
+impl Outbox for SqliteStore {
+    fn append<'a>(&'a self, event: StoredEvent, partition: &'a str) -> StoreFuture<'a, u64> {
+        self.ask(|reply| Command::AppendOutbox(Box::new(event), partition.into(), reply))
+    }
+
+    fn claim<'a>(
+        &'a self,
+        _owner: &'a str,
+        _partition: &'a str,
+        limit: usize,
+        _lease: std::time::Duration,
+    ) -> StoreFuture<'a, Vec<Row>> {
+        let rows = (|| {
+            let conn = self.read_connection();
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM events WHERE sequence IN \
+                     (SELECT sequence FROM outbox ORDER BY sequence LIMIT ?1) \
+                     ORDER BY sequence"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![limit as i64], row)
+                .map_err(backend)?;
+            rows.map(|r| r.map_err(backend)).collect()
+        })();
+        Box::pin(std::future::ready(rows))
+    }
+
+    fn forwarded<'a>(&'a self, sequences: &'a [u64]) -> StoreFuture<'a, ()> {
+        if sequences.is_empty() {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        self.ask(|reply| Command::Forwarded(sequences.to_vec(), reply))
+    }
+
+    fn backlog(&self) -> Result<Backlog, StoreError> {
+        let conn = self.read_connection();
+        let (events, oldest): (i64, Option<i64>) = conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM outbox), \
+                 (SELECT time FROM events WHERE sequence = (SELECT MIN(sequence) FROM outbox))",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(backend)?;
+        Ok(Backlog::new(events as u64, oldest.map(|t| t as u64)))
     }
 }

@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "retry",
             "wire",
             "dead_letter",
+            "outbox",
         ],
     ),
     ("seams", &["store", "ingest", "transport", "observe"]),

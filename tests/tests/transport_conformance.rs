@@ -19,7 +19,7 @@ mod nats {
     use events::Event;
     use events::nats::{Nats, NatsOptions};
     use events::transport::{
-        BoxFuture, Consumer, ConsumerSpec, Outgoing, SendError, Transport, TransportError,
+        BoxFuture, Consumer, ConsumerSpec, Outgoing, SendError, Sent, Transport, TransportError,
     };
     use events_tests::NatsServer;
 
@@ -39,8 +39,14 @@ mod nats {
         fn is_local(&self, name: &str) -> bool {
             self.nats.is_local(name)
         }
-        fn send<'a>(&'a self, message: Outgoing<'a>) -> BoxFuture<'a, Result<u64, SendError>> {
+        fn send<'a>(&'a self, message: Outgoing<'a>) -> BoxFuture<'a, Result<Sent, SendError>> {
             self.nats.send(message)
+        }
+        fn send_batch<'a>(
+            &'a self,
+            messages: Vec<Outgoing<'a>>,
+        ) -> BoxFuture<'a, Vec<Result<Sent, SendError>>> {
+            self.nats.send_batch(messages)
         }
         fn consumer<'a>(
             &'a self,

@@ -199,7 +199,9 @@ impl Bus {
         mut ctx: Context,
     ) -> Result<Receipt, PublishError> {
         if self.inner.outbound {
-            self.outbound_blocking(event, &mut ctx.meta)?;
+            if let Some(sequence) = self.outbound_blocking(event, &mut ctx.meta)? {
+                return Ok(Receipt::remote(ctx, sequence));
+            }
         }
         if !self.inner.observers.is_empty() {
             self.observe_dispatch(&ctx.meta, event);

@@ -12,6 +12,7 @@ use crate::context::Context;
 use crate::dead_letter::DeadLetter;
 use crate::envelope::{Meta, Selection};
 use crate::event::{AnyEvent, EventInfo};
+use crate::outbox::Ack;
 use crate::receipt::Outcome;
 use crate::store::{
     EventStore, PAGE, Row, StoreError, StoreQuery, StoredDeadLetter, StoredEvent, row_sequence,
@@ -200,14 +201,18 @@ impl Bus {
         meta: &'a mut Meta,
     ) -> Pin<Box<dyn Future<Output = Result<Option<u64>, PublishError>> + Send + 'a>> {
         Box::pin(async move {
+            let remote = self.is_remote(meta.name());
+            if remote && self.acks_locally(meta)? {
+                let sequence = self.append_to_outbox(event, meta).await?;
+                meta.set_sequence(sequence);
+                return Ok(Some(sequence));
+            }
             if let Some(store) = &self.inner.store {
                 let sequence = match begin_append(&**store, event, meta).await {
                     Ok(sequence) => sequence,
                     // A remote event published again with its id after `Unconfirmed`: the
                     // store has it, and the broker stores the send once.
-                    Err(StoreError::Duplicate { sequence, .. }) if self.is_remote(meta.name()) => {
-                        sequence
-                    }
+                    Err(StoreError::Duplicate { sequence, .. }) if remote => sequence,
                     Err(source) => {
                         let name = meta.name();
                         return Err(self.refused(name, PublishError::Store { name, source }));
@@ -215,11 +220,63 @@ impl Bus {
                 };
                 meta.set_sequence(sequence);
             }
-            if self.is_remote(meta.name()) {
+            if remote {
                 return self.send_remote(event, meta).await.map(Some);
             }
             Ok(None)
         })
+    }
+
+    /// Whether a remote event's publish resolves on the local commit (the outbox) rather
+    /// than on the broker's ack: what it asked for, else the bus's default.
+    fn acks_locally(&self, meta: &Meta) -> Result<bool, PublishError> {
+        let forwarder = self.inner.forwarder.as_deref();
+        let default = forwarder.map_or(Ack::Broker, |f| f.options.ack);
+        match meta.ack().unwrap_or(default) {
+            Ack::Broker => Ok(false),
+            Ack::Local if forwarder.is_some() => Ok(true),
+            Ack::Local => {
+                let name = meta.name();
+                Err(self.refused(
+                    name,
+                    PublishError::Transport {
+                        name,
+                        reason: "`Ack::Local` needs the outbox: build the bus with \
+                                 `BusBuilder::outbox`"
+                            .into(),
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Commits a remote event with its outbox entry and wakes the forwarder; the store's
+    /// sequence. An id already stored (a publish repeated after a crash) is that event.
+    async fn append_to_outbox(&self, event: &AnyEvent, meta: &Meta) -> Result<u64, PublishError> {
+        let name = meta.name();
+        let refused = |source| self.refused(name, PublishError::Store { name, source });
+        let (Some(store), Some(forwarder)) = (&self.inner.store, &self.inner.forwarder) else {
+            return Err(refused(StoreError::Closed));
+        };
+        let Some(outbox) = store.outbox() else {
+            return Err(refused(StoreError::Closed));
+        };
+        let payload = event.to_json_text().map_err(|e| {
+            refused(StoreError::Backend(format!(
+                "the payload cannot be serialized: {e}"
+            )))
+        })?;
+        let appended = outbox
+            .append(StoredEvent::of(meta, payload), forwarder.partition())
+            .await;
+        match appended {
+            Ok(sequence) => {
+                forwarder.wake();
+                Ok(sequence)
+            }
+            Err(StoreError::Duplicate { sequence, .. }) => Ok(sequence),
+            Err(source) => Err(refused(source)),
+        }
     }
 
     /// With a transport, whether events named `name` leave the process.
@@ -247,7 +304,7 @@ impl Bus {
                 });
             };
             let message = crate::transport::Outgoing::new(event, meta);
-            transport.send(message).await.map_err(|e| {
+            transport.send(message).await.map(|sent| sent.sequence).map_err(|e| {
                 let error = match e {
                     crate::transport::SendError::NotSent(reason) => {
                         PublishError::Transport { name, reason }
@@ -271,7 +328,12 @@ impl Bus {
         &self,
         event: &AnyEvent,
         meta: &mut Meta,
-    ) -> Result<(), PublishError> {
+    ) -> Result<Option<u64>, PublishError> {
+        if self.is_remote(meta.name()) && self.acks_locally(meta)? {
+            let sequence = crate::store::block_on(self.append_to_outbox(event, meta))?;
+            meta.set_sequence(sequence);
+            return Ok(Some(sequence));
+        }
         if self.is_remote(meta.name()) {
             let name = meta.name();
             return Err(self.refused(
@@ -279,7 +341,8 @@ impl Bus {
                 PublishError::Transport {
                     name,
                     reason: "the blocking API cannot wait for the broker's acknowledgement; \
-                             publish with `.await`, or make the event local on the transport \
+                             publish with `.await`, acknowledge on the local commit \
+                             (`BusBuilder::outbox`), or make the event local on the transport \
                              (NATS: `NatsOptions::local`)"
                         .into(),
                 },
@@ -289,7 +352,7 @@ impl Bus {
             let sequence = self.append_blocking(&**store, event, meta)?;
             meta.set_sequence(sequence);
         }
-        Ok(())
+        Ok(None)
     }
 
     /// [`append`](Self::append) from the blocking API: waits on this thread.
@@ -733,6 +796,7 @@ impl Meta {
                 expires_at: None,
                 sequence: stored.sequence,
                 replay: None,
+                ack: None,
             })),
         }
     }

@@ -8,6 +8,7 @@ pub(crate) mod durable;
 mod failure;
 mod ingest;
 mod lifecycle;
+mod outbox;
 mod queue;
 mod request;
 mod run;
@@ -88,6 +89,8 @@ pub(crate) struct Inner {
     pub(crate) transport: Option<Arc<dyn crate::transport::Transport>>,
     /// A store or a transport: the cold path of a publish.
     pub(crate) outbound: bool,
+    /// The outbox's forwarder ([`BusBuilder::outbox`]), if any.
+    pub(crate) forwarder: Option<Arc<outbox::Forwarder>>,
     /// How many retries may wait at once; past it, failures are dead-lettered.
     pub(crate) max_pending_retries: usize,
     /// The retry policy of handlers and subscriptions without their own.
@@ -353,6 +356,7 @@ pub struct BusBuilder {
     observers: Vec<Arc<dyn crate::observe::Observer>>,
     store: Option<Arc<dyn crate::store::EventStore>>,
     transport: Option<Arc<dyn crate::transport::Transport>>,
+    outbox: Option<crate::outbox::OutboxOptions>,
 }
 
 impl Default for BusBuilder {
@@ -375,6 +379,7 @@ impl Default for BusBuilder {
             observers: Vec::new(),
             store: None,
             transport: None,
+            outbox: None,
         }
     }
 }
@@ -548,6 +553,22 @@ impl BusBuilder {
         self
     }
 
+    /// Turns on the outbox (see [`crate::outbox`]): with a store that keeps one (every store
+    /// of this crate and its adapters does) and a transport, an event that leaves the
+    /// process is committed to the store with an outbox entry, and a forwarder, started here
+    /// on the current tokio runtime, sends committed entries to the broker in commit order,
+    /// many in flight, and retries while the broker is away. `publish` then resolves on the
+    /// local commit ([`Ack::Local`](crate::outbox::Ack::Local), the default of
+    /// [`OutboxOptions`](crate::outbox::OutboxOptions)) unless it asks for the broker's
+    /// acknowledgement ([`PublishOptions::ack`](crate::PublishOptions::ack)).
+    ///
+    /// `build()` fails ([`Problem::Outbox`](crate::Problem::Outbox)) without a store that
+    /// keeps an outbox, without a transport, or outside a tokio runtime.
+    pub fn outbox(mut self, options: crate::outbox::OutboxOptions) -> Self {
+        self.outbox = Some(options);
+        self
+    }
+
     /// Adds an observer, told about every event's lifecycle (see [`crate::observe`]).
     /// Observers are called in the order they were added.
     pub fn observer(mut self, observer: impl crate::observe::Observer) -> Self {
@@ -588,6 +609,21 @@ impl BusBuilder {
                     source: crate::ingest::clip(source),
                 },
             );
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        if self.outbox.is_some() {
+            let missing = if self.store.as_ref().is_none_or(|s| s.outbox().is_none()) {
+                Some("a store that keeps an outbox (`BusBuilder::store`)")
+            } else if self.transport.is_none() {
+                Some("a transport (`BusBuilder::transport`)")
+            } else if runtime.is_none() {
+                Some("a tokio runtime: build the bus inside one")
+            } else {
+                None
+            };
+            if let Some(missing) = missing {
+                problems.push(crate::registry::Problem::Outbox { missing });
+            }
         }
         let (selected, scopes) = (self.selected, &self.scopes);
         registry.check(
@@ -723,6 +759,9 @@ impl BusBuilder {
                 lifecycle: lifecycle::Lifecycle::default(),
                 observers: crate::observe::Observers(self.observers.into()),
                 outbound: self.store.is_some() || self.transport.is_some(),
+                forwarder: self
+                    .outbox
+                    .map(|o| Arc::new(outbox::Forwarder::new(o, source))),
                 store: self.store,
                 transport: self.transport,
                 default_retry: self.retry,
@@ -732,6 +771,9 @@ impl BusBuilder {
             }),
         };
         bus.load_dead_letters();
+        if let Some(runtime) = &runtime {
+            outbox::Forwarder::start(&bus, runtime);
+        }
         Ok(bus)
     }
 }

@@ -452,7 +452,10 @@ impl Bus {
         if self.inner.outbound {
             // No runtime needed for a store: its writer runs on its own thread.
             let Job { event, meta, .. } = &mut job;
-            self.outbound_blocking(&**event, meta)?;
+            if self.outbound_blocking(&**event, meta)?.is_some() {
+                // Committed to the outbox: the transport's consumers handle it.
+                return Ok(self.accepted(id, observed));
+            }
         }
         let queue = &self.inner.queue;
         match queue.try_push(job, priority) {

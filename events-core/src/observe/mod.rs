@@ -65,6 +65,12 @@ pub trait Observer: Send + Sync + 'static {
     fn invalid(&self, event: Option<&'static str>, error: &IngestError) {
         let _ = (event, error);
     }
+    /// The outbox's forwarder ([`BusBuilder::outbox`](crate::BusBuilder::outbox)) reports
+    /// its state, backlog and counts: when its state changes, and at most once a second
+    /// while it forwards. Called on the forwarder's task.
+    fn outbox(&self, status: &crate::outbox::OutboxStatus) {
+        let _ = status;
+    }
 }
 
 /// Logs every lifecycle step through `tracing`: published and delivered at `DEBUG`, the
@@ -87,6 +93,16 @@ impl Observer for Tracing {
     }
     fn invalid(&self, event: Option<&'static str>, error: &IngestError) {
         tracing::warn!(event, error = %error, "invalid input refused");
+    }
+    fn outbox(&self, status: &crate::outbox::OutboxStatus) {
+        tracing::debug!(
+            backlog = status.backlog.events,
+            oldest_age_ms = status.backlog.age().as_millis() as u64,
+            state = ?status.state,
+            forwarded = status.forwarded,
+            duplicates = status.duplicates,
+            "outbox"
+        );
     }
 }
 
@@ -116,6 +132,9 @@ impl Observers {
     }
     pub(crate) fn expired(&self, meta: &Meta) {
         self.0.iter().for_each(|o| o.expired(meta));
+    }
+    pub(crate) fn outbox(&self, status: &crate::outbox::OutboxStatus) {
+        self.0.iter().for_each(|o| o.outbox(status));
     }
     pub(crate) fn handled(&self, meta: &Meta, handler: &str, outcome: &Outcome, elapsed: Duration) {
         match outcome {

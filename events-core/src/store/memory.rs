@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    EventStore, Order, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter, StoredEvent,
+    Backlog, EventStore, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery,
+    StoredDeadLetter, StoredEvent,
 };
 use crate::envelope::EventId;
 
@@ -37,6 +38,10 @@ struct State {
     letter_bytes: usize,
     last_dead_letter: u64,
     evicted_letters: u64,
+    /// The outbox's entries, with their events (history may evict an event; the outbox
+    /// keeps it until it is forwarded), and what they take.
+    outbox: BTreeMap<u64, StoredEvent>,
+    outbox_bytes: usize,
 }
 
 /// Roughly how many bytes a dead letter takes in memory.
@@ -185,30 +190,35 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-impl EventStore for MemoryStore {
-    fn append(&self, mut event: StoredEvent) -> StoreFuture<'_, u64> {
-        let mut state = self.lock();
-        let result = if let Some(&sequence) = state.ids.get(&event.id) {
-            Err(StoreError::Duplicate {
+impl State {
+    /// Appends `event`; its sequence.
+    fn append(&mut self, mut event: StoredEvent, budget: usize) -> Result<u64, StoreError> {
+        if let Some(&sequence) = self.ids.get(&event.id) {
+            return Err(StoreError::Duplicate {
                 id: event.id,
                 sequence,
-            })
-        } else {
-            let sequence = state.next;
-            state.next += 1;
-            event.sequence = sequence;
-            state.bytes += event.size();
-            state.ids.insert(event.id, sequence);
-            state.events.push_back(event);
-            state.evict(self.budget);
-            let oldest = state.events.front().map_or(sequence, |e| e.sequence);
-            for done in state.deliveries.values_mut() {
-                if done.first().is_some_and(|&s| s < oldest) {
-                    *done = done.split_off(&oldest);
-                }
+            });
+        }
+        let sequence = self.next;
+        self.next += 1;
+        event.sequence = sequence;
+        self.bytes += event.size();
+        self.ids.insert(event.id, sequence);
+        self.events.push_back(event);
+        self.evict(budget);
+        let oldest = self.events.front().map_or(sequence, |e| e.sequence);
+        for done in self.deliveries.values_mut() {
+            if done.first().is_some_and(|&s| s < oldest) {
+                *done = done.split_off(&oldest);
             }
-            Ok(sequence)
-        };
+        }
+        Ok(sequence)
+    }
+}
+
+impl EventStore for MemoryStore {
+    fn append(&self, event: StoredEvent) -> StoreFuture<'_, u64> {
+        let result = self.lock().append(event, self.budget);
         Box::pin(std::future::ready(result))
     }
 
@@ -317,5 +327,66 @@ impl EventStore for MemoryStore {
 
     fn flush(&self) -> StoreFuture<'_, ()> {
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        Some(self)
+    }
+}
+
+/// One process's outbox: partitions, owners and leases have nothing to arbitrate. Its
+/// entries take at most the store's budget beside the history (they are never evicted:
+/// an append past it is refused).
+impl Outbox for MemoryStore {
+    fn append<'a>(&'a self, event: StoredEvent, _partition: &'a str) -> StoreFuture<'a, u64> {
+        let mut state = self.lock();
+        let size = event.size();
+        let result = if state.outbox_bytes + size > self.budget {
+            Err(StoreError::Backend(format!(
+                "the memory store's outbox holds its budget of {} bytes of events not yet \
+                 forwarded",
+                self.budget
+            )))
+        } else {
+            let copy = event.clone();
+            state.append(event, self.budget).map(|sequence| {
+                let mut copy = copy;
+                copy.sequence = sequence;
+                state.outbox_bytes += size;
+                state.outbox.insert(sequence, copy);
+                sequence
+            })
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn claim<'a>(
+        &'a self,
+        _owner: &'a str,
+        _partition: &'a str,
+        limit: usize,
+        _lease: std::time::Duration,
+    ) -> StoreFuture<'a, Vec<Row>> {
+        let state = self.lock();
+        let rows = state.outbox.values().take(limit).cloned().map(Ok).collect();
+        Box::pin(std::future::ready(Ok(rows)))
+    }
+
+    fn forwarded<'a>(&'a self, sequences: &'a [u64]) -> StoreFuture<'a, ()> {
+        let mut state = self.lock();
+        for sequence in sequences {
+            if let Some(e) = state.outbox.remove(sequence) {
+                state.outbox_bytes -= e.size();
+            }
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn backlog(&self) -> Result<Backlog, StoreError> {
+        let state = self.lock();
+        Ok(Backlog::new(
+            state.outbox.len() as u64,
+            state.outbox.values().next().map(|e| e.time),
+        ))
     }
 }

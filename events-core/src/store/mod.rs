@@ -23,6 +23,7 @@
 //! Implement [`EventStore`] for another backend.
 
 mod memory;
+mod outbox;
 
 use std::fmt;
 use std::future::Future;
@@ -33,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::error::StoreError;
 pub use memory::MemoryStore;
+pub use outbox::{Backlog, Outbox};
 
 use crate::envelope::{EventId, Meta, Metadata};
 use crate::event::EventKind;
@@ -544,6 +546,12 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Resolves when every write made so far is stored.
     fn flush(&self) -> StoreFuture<'_, ()>;
+
+    /// The store's outbox, if it keeps one: what
+    /// [`BusBuilder::outbox`](crate::BusBuilder::outbox) needs. `None` by default.
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        None
+    }
 }
 
 /// How many rows recovery and replay read at a time.
@@ -592,6 +600,9 @@ impl<S: EventStore> EventStore for Arc<S> {
     }
     fn flush(&self) -> StoreFuture<'_, ()> {
         (**self).flush()
+    }
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        (**self).outbox()
     }
 }
 

@@ -198,7 +198,7 @@ async fn send_all(transport: &impl Transport, events: &[(Box<crate::AnyEvent>, M
             .send(Outgoing::new(&**event, meta))
             .await
             .expect("the transport takes the event");
-        sequences.push(seq);
+        sequences.push(seq.sequence);
     }
     sequences
 }

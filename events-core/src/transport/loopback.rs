@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    BoxFuture, Consumer, ConsumerSpec, Delivery, Outgoing, SendError, Settle, Transport,
+    BoxFuture, Consumer, ConsumerSpec, Delivery, Outgoing, SendError, Sent, Settle, Transport,
     TransportError,
 };
 use serde_json::{Map, Value};
@@ -86,6 +86,8 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
+    /// Whether the broker is unreachable ([`Loopback::set_offline`]).
+    offline: bool,
     log: Vec<Message>,
     ids: HashMap<String, u64>,
     groups: HashMap<&'static str, Group>,
@@ -164,6 +166,24 @@ impl Loopback {
             .collect()
     }
 
+    /// Makes the broker unreachable (`true`: every send fails with [`SendError::NotSent`],
+    /// as a broker that is down) or reachable again, for tests of what a bus does meanwhile
+    /// (its outbox keeps publishing, its forwarder backs off).
+    pub fn set_offline(&self, offline: bool) {
+        self.lock().offline = offline;
+    }
+
+    /// How many messages the log holds (an event id sent again is stored once: see
+    /// [`Sent::duplicate`]).
+    pub fn len(&self) -> usize {
+        self.lock().log.len()
+    }
+
+    /// Whether nothing was sent.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The messages consumers terminated, oldest first.
     pub fn dead_letters(&self) -> Vec<LoopbackDeadLetter> {
         self.lock().dead.clone()
@@ -182,6 +202,7 @@ impl Loopback {
         body: impl Into<Vec<u8>>,
     ) -> Result<u64, SendError> {
         self.append(None, name.to_owned(), attributes, body.into())
+            .map(|sent| sent.sequence)
     }
 
     fn append(
@@ -190,10 +211,15 @@ impl Loopback {
         name: String,
         attributes: Option<Map<String, Value>>,
         body: Vec<u8>,
-    ) -> Result<u64, SendError> {
+    ) -> Result<Sent, SendError> {
         let mut state = self.lock();
+        if state.offline {
+            return Err(SendError::NotSent(
+                "the loopback broker is offline (`Loopback::set_offline`)".into(),
+            ));
+        }
         if let Some(seq) = id.as_ref().and_then(|id| state.ids.get(id)) {
-            return Ok(*seq);
+            return Ok(Sent::duplicate(*seq));
         }
         if state.log.len() >= self.shared.options.max_messages {
             return Err(SendError::NotSent(format!(
@@ -212,7 +238,7 @@ impl Loopback {
         }
         drop(state);
         self.shared.notify.notify_waiters();
-        Ok(seq)
+        Ok(Sent::new(seq))
     }
 }
 
@@ -221,7 +247,7 @@ impl Transport for Loopback {
         self.shared.options.local.contains(name)
     }
 
-    fn send<'a>(&'a self, message: Outgoing<'a>) -> BoxFuture<'a, Result<u64, SendError>> {
+    fn send<'a>(&'a self, message: Outgoing<'a>) -> BoxFuture<'a, Result<Sent, SendError>> {
         let sent = message
             .structured()
             .map_err(|e| SendError::NotSent(format!("the event cannot be serialized: {e}")))

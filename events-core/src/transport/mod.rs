@@ -48,7 +48,25 @@ pub trait Transport: Send + Sync + 'static {
     /// [`SendError::NotSent`] when the event certainly did not reach the broker;
     /// [`SendError::Unconfirmed`] when it may have (no answer in time): the bus reports that
     /// as unknown, never as failed.
-    fn send<'a>(&'a self, message: Outgoing<'a>) -> BoxFuture<'a, Result<u64, SendError>>;
+    fn send<'a>(&'a self, message: Outgoing<'a>) -> BoxFuture<'a, Result<Sent, SendError>>;
+
+    /// Sends several events, in order, and resolves with each one's result in the same
+    /// order: what [`Bus::publish_batch`](crate::Bus::publish_batch) and the outbox's
+    /// forwarder call. The default sends them one after the other; a transport whose
+    /// broker pipelines (NATS: every message written before the first ack is awaited)
+    /// overrides it.
+    fn send_batch<'a>(
+        &'a self,
+        messages: Vec<Outgoing<'a>>,
+    ) -> BoxFuture<'a, Vec<Result<Sent, SendError>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(messages.len());
+            for message in messages {
+                results.push(self.send(message).await);
+            }
+            results
+        })
+    }
 
     /// Opens (or joins) the durable consumer of one handler: every process that opens the
     /// consumer of the same handler shares its messages (competing consumers), and
@@ -132,12 +150,49 @@ pub enum Selects {
     Pattern(String),
 }
 
+/// What the broker said of a sent event: [`Transport::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Sent {
+    /// The broker's sequence number for the event.
+    pub sequence: u64,
+    /// Whether the broker already had an event with this id (inside its deduplication
+    /// window) and stored nothing new: a send repeated after a crash or an unconfirmed
+    /// send.
+    pub duplicate: bool,
+}
+
+impl Sent {
+    /// Stored at `sequence`, for the first time.
+    pub fn new(sequence: u64) -> Sent {
+        Sent {
+            sequence,
+            duplicate: false,
+        }
+    }
+
+    /// Already stored at `sequence`: a duplicate the broker dropped.
+    pub fn duplicate(sequence: u64) -> Sent {
+        Sent {
+            sequence,
+            duplicate: true,
+        }
+    }
+}
+
 /// An event the bus hands to [`Transport::send`]: its payload and envelope, with the
-/// CloudEvents encodings ready to put on the wire.
+/// CloudEvents encodings ready to put on the wire. The payload is a value (a publish) or
+/// JSON text already (an event the outbox forwards from the store).
 #[derive(Clone, Copy)]
 pub struct Outgoing<'a> {
-    event: &'a AnyEvent,
+    body: Body<'a>,
     meta: &'a Meta,
+}
+
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Event(&'a AnyEvent),
+    Json(&'a str),
 }
 
 impl std::fmt::Debug for Outgoing<'_> {
@@ -152,12 +207,28 @@ impl std::fmt::Debug for Outgoing<'_> {
 impl<'a> Outgoing<'a> {
     /// An event with its envelope.
     pub fn new(event: &'a AnyEvent, meta: &'a Meta) -> Outgoing<'a> {
-        Outgoing { event, meta }
+        Outgoing {
+            body: Body::Event(event),
+            meta,
+        }
     }
 
-    /// The payload.
-    pub fn event(&self) -> &'a AnyEvent {
-        self.event
+    /// A stored event: its envelope and its payload as JSON text (as the store keeps it;
+    /// it is sent as it is).
+    pub fn stored(meta: &'a Meta, payload: &'a str) -> Outgoing<'a> {
+        Outgoing {
+            body: Body::Json(payload),
+            meta,
+        }
+    }
+
+    /// The payload as a value, unless the event comes from the store (then its JSON text
+    /// is all there is: [`data`](Self::data)).
+    pub fn event(&self) -> Option<&'a AnyEvent> {
+        match self.body {
+            Body::Event(event) => Some(event),
+            Body::Json(_) => None,
+        }
     }
 
     /// The envelope.
@@ -180,7 +251,16 @@ impl<'a> Outgoing<'a> {
     /// # Errors
     /// When the payload's `Serialize` implementation fails.
     pub fn structured(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(&crate::wire::to_json(self.event, self.meta)?)
+        let mut ce = crate::wire::attributes(self.meta);
+        ce.insert("data".into(), self.data_json()?);
+        serde_json::to_vec(&Value::Object(ce))
+    }
+
+    fn data_json(&self) -> Result<Value, serde_json::Error> {
+        match self.body {
+            Body::Event(event) => event.to_json(),
+            Body::Json(text) => serde_json::from_str(text),
+        }
     }
 
     /// The payload alone as JSON bytes (binary mode's body).
@@ -188,7 +268,10 @@ impl<'a> Outgoing<'a> {
     /// # Errors
     /// When the payload's `Serialize` implementation fails.
     pub fn data(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(&self.event.to_json()?)
+        match self.body {
+            Body::Event(event) => serde_json::to_vec(&event.to_json()?),
+            Body::Json(text) => Ok(text.as_bytes().to_vec()),
+        }
     }
 
     /// Every CloudEvents attribute but `data`, as binary mode sends them (values that are

@@ -1,0 +1,48 @@
+//! The outbox side of a store: events appended with an entry that the bus's forwarder
+//! sends to the broker later ([`Outbox`]).
+
+use std::time::Duration;
+
+use super::{Row, StoreError, StoreFuture, StoredEvent};
+pub use crate::outbox::Backlog;
+
+/// A store that keeps an outbox: an entry beside each event appended through it, written
+/// in the same transaction, until the bus's forwarder has the broker's acknowledgement
+/// for it ([`EventStore::outbox`](super::EventStore::outbox)).
+///
+/// Entries belong to a *partition* (the publishing bus's, by default its source name); a
+/// forwarder sends the entries of the partitions it holds a lease on, oldest first, so
+/// each partition's events reach the broker in commit order. A store shared by several
+/// processes (PostgreSQL) gives each partition to one forwarder at a time: the one whose
+/// partition it is, or, when its lease has run out (its process died), whoever claims it
+/// next. A store of one process may ignore partitions and owners.
+pub trait Outbox: Send + Sync {
+    /// Appends `event` and an outbox entry for it in partition `partition`, in one
+    /// transaction; resolves with its sequence once both are stored.
+    /// [`StoreError::Duplicate`] when an event with its id is already stored (then no
+    /// entry is added).
+    fn append<'a>(&'a self, event: StoredEvent, partition: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Takes (or renews) for `owner` a lease of `lease` on partition `partition` and on
+    /// every partition whose lease ran out, and resolves with up to `limit` of their
+    /// entries' events, oldest first. Entries stay until [`forwarded`](Self::forwarded):
+    /// a second claim returns them again.
+    fn claim<'a>(
+        &'a self,
+        owner: &'a str,
+        partition: &'a str,
+        limit: usize,
+        lease: Duration,
+    ) -> StoreFuture<'a, Vec<Row>>;
+
+    /// Removes the entries of these sequences: the broker has them. The events stay in the
+    /// store's history.
+    fn forwarded<'a>(&'a self, sequences: &'a [u64]) -> StoreFuture<'a, ()>;
+
+    /// How many entries wait, and since when the oldest does.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn backlog(&self) -> Result<Backlog, StoreError>;
+}
+

@@ -1,0 +1,280 @@
+//! The outbox: with a store and a transport, `publish` resolves on the local commit while
+//! the broker is away, and the forwarder sends every committed event, in commit order, when
+//! it is back; a restarted process resumes where the last one stopped. On the in-memory
+//! [`Loopback`] switched offline, on a real SQLite file, and on a real `nats-server` that is
+//! stopped and started again.
+
+#![allow(unreachable_pub)]
+
+use std::time::Duration;
+
+use events::outbox::{Ack, ForwarderState, OutboxOptions};
+use events::store::{EventStore, SqliteStore};
+use events::transport::Loopback;
+use events::{Bus, Event, Problem, PublishError, PublishOptions};
+use events_tests::until;
+
+#[derive(Event, Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "outbox.order")]
+pub struct Order {
+    pub n: u64,
+}
+
+/// What the forwarder's test options are: quick back-off and polling.
+fn options() -> OutboxOptions {
+    OutboxOptions::new()
+        .backoff(Duration::from_millis(5), Duration::from_millis(50))
+        .poll(Duration::from_millis(20))
+}
+
+fn bus(store: impl EventStore, broker: &Loopback) -> Bus {
+    Bus::builder()
+        .no_handlers()
+        .store(store)
+        .transport(broker.clone())
+        .outbox(options())
+        .build()
+        .unwrap()
+}
+
+/// The `n` of each message on the loopback, in the broker's order.
+fn sent(broker: &Loopback) -> Vec<u64> {
+    broker
+        .messages()
+        .iter()
+        .map(|m| m["data"]["n"].as_u64().unwrap())
+        .collect()
+}
+
+fn backlog(bus: &Bus) -> u64 {
+    bus.outbox().unwrap().unwrap().backlog.events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_succeed_while_the_broker_is_away_and_arrive_in_order_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Loopback::new();
+    broker.set_offline(true);
+    let bus = bus(SqliteStore::open(dir.path().join("e.db")).unwrap(), &broker);
+    for n in 1..=300 {
+        let receipt = bus.publish(Order { n }).await.unwrap();
+        assert_eq!(receipt.sequence(), Some(n), "the store's sequence");
+    }
+    assert_eq!(backlog(&bus), 300);
+    until("the forwarder backs off", || {
+        matches!(
+            bus.outbox().unwrap().unwrap().state,
+            ForwarderState::BackingOff { .. }
+        )
+    })
+    .await;
+    let status = bus.outbox().unwrap().unwrap();
+    assert!(status.failed_sends > 0);
+    assert!(status.backlog.oldest.is_some());
+    assert!(broker.is_empty());
+
+    broker.set_offline(false);
+    bus.drain_outbox(Duration::from_millis(10)).await.unwrap();
+    assert_eq!(sent(&broker), (1..=300).collect::<Vec<_>>());
+    let status = bus.outbox().unwrap().unwrap();
+    assert_eq!(status.forwarded, 300);
+    assert_eq!(status.duplicates, 0);
+    assert_eq!(status.backlog.events, 0);
+    assert_eq!(status.backlog.oldest, None);
+    assert_eq!(status.state, ForwarderState::Connected);
+    // Forwarded entries are gone from the outbox; the events stay in the history.
+    assert_eq!(bus.store().unwrap().count(&Default::default()).unwrap(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_can_still_ask_for_the_brokers_ack() {
+    let broker = Loopback::new();
+    broker.set_offline(true);
+    let bus = bus(events::store::MemoryStore::new(), &broker);
+    let broker_ack = PublishOptions::new().ack(Ack::Broker);
+    let err = bus
+        .publish_with(Order { n: 1 }, broker_ack.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PublishError::Transport { .. }), "{err}");
+    assert_eq!(backlog(&bus), 0, "a refused broker-ack publish leaves no entry");
+    bus.publish(Order { n: 2 }).await.unwrap();
+    broker.set_offline(false);
+    bus.publish_with(Order { n: 3 }, broker_ack).await.unwrap();
+    bus.drain_outbox(Duration::from_millis(10)).await.unwrap();
+    let mut got = sent(&broker);
+    got.sort_unstable();
+    assert_eq!(got, [2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_outbox_a_local_ack_is_refused() {
+    let broker = Loopback::new();
+    let bus = Bus::builder()
+        .no_handlers()
+        .transport(broker.clone())
+        .build()
+        .unwrap();
+    assert!(bus.outbox().is_none());
+    let err = bus
+        .publish_with(Order { n: 1 }, PublishOptions::new().ack(Ack::Local))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("BusBuilder::outbox"), "{err}");
+    assert!(broker.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blocking_api_publishes_to_the_outbox() {
+    let broker = Loopback::new();
+    let bus = bus(events::store::MemoryStore::new(), &broker);
+    let b = bus.clone();
+    let receipt = tokio::task::spawn_blocking(move || b.publish_blocking(Order { n: 7 }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(receipt.handler_count(), 0, "consumers handle it, not this bus");
+    bus.drain_outbox(Duration::from_millis(10)).await.unwrap();
+    assert_eq!(sent(&broker), [7]);
+}
+
+#[test]
+fn the_outbox_needs_a_store_a_transport_and_a_runtime() {
+    let problem = |builder: events::BusBuilder| match builder.outbox(OutboxOptions::new()).build()
+    {
+        Err(e) => e.problems().to_vec(),
+        Ok(_) => panic!("built"),
+    };
+    let no_store = problem(Bus::builder().no_handlers().transport(Loopback::new()));
+    assert!(
+        matches!(&no_store[..], [Problem::Outbox { missing }] if missing.contains("store")),
+        "{no_store:?}"
+    );
+    let no_transport = problem(
+        Bus::builder()
+            .no_handlers()
+            .store(events::store::MemoryStore::new()),
+    );
+    assert!(
+        matches!(&no_transport[..], [Problem::Outbox { missing }] if missing.contains("transport")),
+        "{no_transport:?}"
+    );
+    let no_runtime = problem(
+        Bus::builder()
+            .no_handlers()
+            .store(events::store::MemoryStore::new())
+            .transport(Loopback::new()),
+    );
+    assert!(
+        matches!(&no_runtime[..], [Problem::Outbox { missing }] if missing.contains("runtime")),
+        "{no_runtime:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_process_forwards_what_the_last_one_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let broker = Loopback::new();
+    broker.set_offline(true);
+    {
+        let bus = bus(SqliteStore::open(&path).unwrap(), &broker);
+        for n in 1..=50 {
+            bus.publish(Order { n }).await.unwrap();
+        }
+    }
+    broker.set_offline(false);
+    let bus = bus(SqliteStore::open(&path).unwrap(), &broker);
+    assert_eq!(backlog(&bus), 50);
+    bus.drain_outbox(Duration::from_millis(10)).await.unwrap();
+    assert_eq!(sent(&broker), (1..=50).collect::<Vec<_>>());
+}
+
+mod nats {
+    use super::*;
+    use events::nats::{Nats, NatsOptions};
+    use events_tests::NatsServer;
+    use std::sync::Mutex;
+
+    static GOT: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+    #[events::handler]
+    fn receive(ev: &Order) {
+        GOT.lock().unwrap().push(ev.n);
+    }
+
+    /// The events received, each where it was first received.
+    fn first_seen() -> Vec<u64> {
+        let mut seen = std::collections::HashSet::new();
+        GOT.lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|n| seen.insert(*n))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_broker_loses_nothing_and_reorders_nothing() {
+        let server = NatsServer::start();
+        let url = server.url();
+        let nats_options = || {
+            NatsOptions::new("outbox")
+                .publish_timeout(Duration::from_millis(500))
+                .duplicate_window(Duration::from_secs(120))
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let publisher = Bus::builder()
+            .no_handlers()
+            .store(SqliteStore::open(dir.path().join("e.db")).unwrap())
+            .transport(Nats::connect(&url, nats_options()).await.unwrap())
+            .outbox(options())
+            .build()
+            .unwrap();
+        let consumer = Bus::builder()
+            .scope("outbox::nats")
+            .transport(Nats::connect(&url, nats_options()).await.unwrap())
+            .build()
+            .unwrap();
+        let _consumers = consumer.consume().await.unwrap();
+        for n in 1..=100 {
+            publisher.publish(Order { n }).await.unwrap();
+        }
+        until("the first hundred", || GOT.lock().unwrap().len() == 100).await;
+
+        let (port, store) = server.stop();
+        for n in 101..=400 {
+            // The broker is gone: every publish still succeeds, on the local commit.
+            publisher.publish(Order { n }).await.unwrap();
+        }
+        until("the forwarder notices", || {
+            !matches!(
+                publisher.outbox().unwrap().unwrap().state,
+                ForwarderState::Connected
+            )
+        })
+        .await;
+        assert!(publisher.outbox().unwrap().unwrap().backlog.events > 0);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+
+        let _server = NatsServer::start_at(port, store);
+        publisher
+            .drain_outbox(Duration::from_millis(20))
+            .await
+            .unwrap();
+        until("all four hundred", || first_seen().len() == 400).await;
+        // In commit order. (A consumer may see an event again: the server was killed
+        // before it wrote the consumer's acks down, which is at-least-once delivery.)
+        assert_eq!(first_seen(), (1..=400).collect::<Vec<_>>());
+        // And the stream holds each event once: what the forwarder sent again (the round
+        // that was in flight when the broker went away) was dropped by its deduplication.
+        let client = async_nats::connect(&url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream("OUTBOX").await.unwrap();
+        assert_eq!(stream.info().await.unwrap().state.messages, 400);
+        let status = publisher.outbox().unwrap().unwrap();
+        assert_eq!(status.backlog.events, 0);
+        assert_eq!(status.state, ForwarderState::Connected);
+        assert!(status.forwarded >= 400, "{status:?}");
+    }
+}
