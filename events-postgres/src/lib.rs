@@ -42,7 +42,8 @@ use std::thread::JoinHandle;
 
 use events::EventId;
 use events::store::{
-    EventStore, Order, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter, StoredEvent,
+    Backlog, EventStore, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery,
+    StoredDeadLetter, StoredEvent,
 };
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
@@ -89,6 +90,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE store_counters (
         key TEXT PRIMARY KEY,
         value BIGINT NOT NULL
+    );",
+    // 2: the outbox: an entry per event not yet acknowledged by the broker, in a
+    // partition; a lease per partition says which process forwards it until when.
+    "CREATE TABLE outbox (
+        sequence BIGINT PRIMARY KEY,
+        partition TEXT NOT NULL
+    );
+    CREATE INDEX outbox_by_partition ON outbox (partition, sequence);
+    CREATE TABLE outbox_leases (
+        partition TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until TIMESTAMPTZ NOT NULL
     );",
 ];
 
@@ -146,7 +159,9 @@ impl std::fmt::Debug for PostgresStore {
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Command {
-    Append(Box<StoredEvent>, Reply<u64>),
+    /// An append; with a partition, an outbox entry in it too.
+    Append(Box<StoredEvent>, Option<Box<str>>, Reply<u64>),
+    Forwarded(Vec<i64>, Reply<()>),
     Delivered(String, u64),
     Checkpoint(String, String, Reply<u64>),
     PutDeadLetter(Box<StoredDeadLetter>),
@@ -262,6 +277,29 @@ impl PostgresStore {
     fn ask<T: Send + 'static>(&self, make: impl FnOnce(Reply<T>) -> Command) -> StoreFuture<'_, T> {
         let (tx, rx) = oneshot::channel();
         let sent = self.send(make(tx));
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    /// Runs `read` on the reader's connection; its result, without blocking the caller.
+    fn read_async<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let (tx, rx) = oneshot::channel();
+        let sent = {
+            let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+            match &*reader {
+                Some(reader) => reader
+                    .send(Box::new(move |client: &mut Client| {
+                        let _ = tx.send(read(client));
+                    }))
+                    .map_err(|_| StoreError::Closed),
+                None => Err(StoreError::Closed),
+            }
+        };
         Box::pin(async move {
             sent?;
             rx.await.map_err(|_| StoreError::Closed)?
@@ -439,24 +477,31 @@ fn commit(
     let mut commands = commands.peekable();
     while let Some(command) = commands.next() {
         // A run of appends is written with three statements, whatever its length.
-        if let Command::Append(event, reply) = command {
-            let mut run = vec![(event, reply)];
+        if let Command::Append(event, partition, reply) = command {
+            let mut run = vec![(event, partition, reply)];
             while let Some(Command::Append(..)) = commands.peek() {
-                if let Some(Command::Append(event, reply)) = commands.next() {
-                    run.push((event, reply));
+                if let Some(Command::Append(event, partition, reply)) = commands.next() {
+                    run.push((event, partition, reply));
                 }
             }
-            let events: Vec<&StoredEvent> = run.iter().map(|(e, _)| &**e).collect();
-            match append_many(&mut tx, &events, &mut last) {
+            let events: Vec<&StoredEvent> = run.iter().map(|(e, _, _)| &**e).collect();
+            let appended = append_many(&mut tx, &events, &mut last).and_then(|answers| {
+                let entries = run.iter().zip(&answers).filter_map(|((_, p, _), a)| {
+                    Some((*a.as_ref().ok()? as i64, p.as_deref()?.to_owned()))
+                });
+                add_outbox_entries(&mut tx, entries.unzip())?;
+                Ok(answers)
+            });
+            match appended {
                 Ok(answers) => results.extend(
                     run.into_iter()
                         .zip(answers)
-                        .map(|((_, reply), answer)| (Waiter::Value(reply), answer)),
+                        .map(|((_, _, reply), answer)| (Waiter::Value(reply), answer)),
                 ),
                 Err(e) => {
                     results.extend(
                         run.into_iter()
-                            .map(|(_, reply)| (Waiter::Value(reply), Ok(0))),
+                            .map(|(_, _, reply)| (Waiter::Value(reply), Ok(0))),
                     );
                     results.extend(commands.map(|c| (waiter_of(c), Ok(0))));
                     return Err(e);
@@ -530,6 +575,30 @@ fn append_many(
     Ok(answers)
 }
 
+/// Outbox entries (sequences and partitions) for events of this transaction, and a lease
+/// row (free) for each partition that has none yet.
+fn add_outbox_entries(
+    tx: &mut postgres::Transaction<'_>,
+    (sequences, partitions): (Vec<i64>, Vec<String>),
+) -> Result<(), StoreError> {
+    if sequences.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO outbox (sequence, partition) SELECT * FROM UNNEST($1::int8[], $2::text[])",
+        &[&sequences, &partitions],
+    )
+    .map_err(backend)?;
+    tx.execute(
+        "INSERT INTO outbox_leases (partition, owner, until)
+         SELECT DISTINCT p, '', '-infinity'::timestamptz FROM UNNEST($1::text[]) AS p
+         ON CONFLICT (partition) DO NOTHING",
+        &[&partitions],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
 /// Rows to insert, one array per column.
 #[derive(Default)]
 struct Columns {
@@ -601,8 +670,8 @@ impl Columns {
 
 fn waiter_of(command: Command) -> Waiter {
     match command {
-        Command::Append(_, reply) | Command::Checkpoint(_, _, reply) => Waiter::Value(reply),
-        Command::Flush(reply) => Waiter::Done(reply),
+        Command::Append(_, _, reply) | Command::Checkpoint(_, _, reply) => Waiter::Value(reply),
+        Command::Flush(reply) | Command::Forwarded(_, reply) => Waiter::Done(reply),
         _ => Waiter::Nobody,
     }
 }
@@ -617,9 +686,21 @@ fn apply(
 ) -> (Waiter, Result<Result<u64, StoreError>, StoreError>) {
     match command {
         // Runs of appends are `commit`'s; one alone is a run of one.
-        Command::Append(event, reply) => (
+        Command::Append(event, partition, reply) => (
             Waiter::Value(reply),
-            append_many(tx, &[&event], last).map(|mut answers| answers.remove(0)),
+            append_many(tx, &[&event], last).and_then(|mut answers| {
+                let answer = answers.remove(0);
+                if let (Ok(sequence), Some(p)) = (&answer, partition) {
+                    add_outbox_entries(tx, (vec![*sequence as i64], vec![p.into()]))?;
+                }
+                Ok(answer)
+            }),
+        ),
+        Command::Forwarded(sequences, reply) => (
+            Waiter::Done(reply),
+            tx.execute("DELETE FROM outbox WHERE sequence = ANY($1)", &[&sequences])
+                .map(|_| Ok(0))
+                .map_err(backend),
         ),
         Command::Delivered(handler, sequence) => (
             Waiter::Nobody,
@@ -817,7 +898,7 @@ fn params_of(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)
 
 impl EventStore for PostgresStore {
     fn append(&self, event: StoredEvent) -> StoreFuture<'_, u64> {
-        self.ask(|reply| Command::Append(Box::new(event), reply))
+        self.ask(|reply| Command::Append(Box::new(event), None, reply))
     }
 
     fn record_delivery(&self, handler: &str, sequence: u64) {
@@ -1000,6 +1081,109 @@ impl EventStore for PostgresStore {
 
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.ask(Command::Flush)
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        Some(self)
+    }
+}
+
+/// The outbox shared by every process on the database. A claim, in one transaction on the
+/// reader's connection: takes the leases of the caller's own partition and of every
+/// partition whose lease ran out (`FOR UPDATE SKIP LOCKED`: a claim never waits for
+/// another), renews them, gives back adopted partitions that are empty (so that their own
+/// process, restarted, gets them back), and reads the oldest entries of what it holds. Two
+/// live processes therefore never forward one partition at once; one that dies leaves its
+/// partition to whoever claims after its lease ran out, which sends its unacknowledged
+/// entries again (dropped as duplicates by a broker inside its deduplication window).
+impl Outbox for PostgresStore {
+    fn append<'a>(&'a self, event: StoredEvent, partition: &'a str) -> StoreFuture<'a, u64> {
+        self.ask(|reply| Command::Append(Box::new(event), Some(partition.into()), reply))
+    }
+
+    fn claim<'a>(
+        &'a self,
+        owner: &'a str,
+        partition: &'a str,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> StoreFuture<'a, Vec<Row>> {
+        let (owner, partition) = (owner.to_owned(), partition.to_owned());
+        let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.read_async(move |client| {
+            let mut tx = client.transaction().map_err(backend)?;
+            tx.execute(
+                "INSERT INTO outbox_leases (partition, owner, until)
+                 VALUES ($1, '', '-infinity'::timestamptz) ON CONFLICT (partition) DO NOTHING",
+                &[&partition],
+            )
+            .map_err(backend)?;
+            let held: Vec<String> = tx
+                .query(
+                    "WITH free AS (
+                        SELECT partition FROM outbox_leases
+                        WHERE owner = $1 OR until < now()
+                        FOR UPDATE SKIP LOCKED
+                     )
+                     UPDATE outbox_leases l
+                     SET owner = $1, until = now() + $2 * interval '1 millisecond'
+                     FROM free WHERE l.partition = free.partition
+                     RETURNING l.partition",
+                    &[&owner, &(lease_ms as f64)],
+                )
+                .map_err(backend)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            tx.execute(
+                "UPDATE outbox_leases l SET owner = '', until = '-infinity'::timestamptz
+                 WHERE l.owner = $1 AND l.partition <> $2
+                   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.partition = l.partition)",
+                &[&owner, &partition],
+            )
+            .map_err(backend)?;
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT {COLUMNS} FROM events WHERE sequence IN (
+                            SELECT sequence FROM outbox WHERE partition = ANY($1)
+                            ORDER BY sequence LIMIT $2
+                         ) ORDER BY sequence"
+                    ),
+                    &[&held, &limit],
+                )
+                .map_err(backend)?
+                .iter()
+                .map(row)
+                .collect();
+            tx.commit().map_err(backend)?;
+            Ok(rows)
+        })
+    }
+
+    fn forwarded<'a>(&'a self, sequences: &'a [u64]) -> StoreFuture<'a, ()> {
+        if sequences.is_empty() {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        let sequences = sequences.iter().map(|&s| sql_count(s)).collect();
+        self.ask(|reply| Command::Forwarded(sequences, reply))
+    }
+
+    fn backlog(&self) -> Result<Backlog, StoreError> {
+        self.read_with(|client| {
+            let r = client
+                .query_one(
+                    "SELECT (SELECT COUNT(*) FROM outbox),
+                            (SELECT time FROM events
+                             WHERE sequence = (SELECT MIN(sequence) FROM outbox))",
+                    &[],
+                )
+                .map_err(backend)?;
+            let events: i64 = r.get(0);
+            let oldest: Option<i64> = r.get(1);
+            Ok(Backlog::new(events as u64, oldest.map(time_of_key)))
+        })
     }
 }
 

@@ -29,6 +29,7 @@ pub const CASES: &[&str] = &[
     "delivery_records_hide_delivered_events_per_handler",
     "checkpoints_move_up_to_the_first_unfinished_event",
     "dead_letters_are_kept_listed_and_removed",
+    "the_outbox_keeps_entries_until_they_are_forwarded",
 ];
 
 /// Runs one case on a current-thread runtime: the macro's test body.
@@ -356,6 +357,70 @@ pub async fn dead_letters_are_kept_listed_and_removed(store: impl EventStore) {
     assert_eq!(store.last_dead_letter_id().expect("last id"), 3);
 }
 
+/// A store that keeps an outbox ([`EventStore::outbox`]): an event appended through it
+/// gets an entry in the same write; claims return the entries' whole events, oldest first,
+/// again until they are forwarded; a duplicate id adds no entry; forwarded entries leave the
+/// outbox but not the history; the backlog counts what waits and dates the oldest. A store
+/// without an outbox passes trivially.
+pub async fn the_outbox_keeps_entries_until_they_are_forwarded(store: impl EventStore) {
+    let Some(outbox) = store.outbox() else {
+        return;
+    };
+    let lease = std::time::Duration::from_secs(10);
+    let claim = |limit| outbox.claim("owner-1", "partition-1", limit, lease);
+    assert!(claim(10).await.expect("claim").is_empty());
+    assert_eq!(outbox.backlog().expect("backlog").events, 0);
+    let events: Vec<StoredEvent> = (1..=4).map(|n| event(n, "order.placed")).collect();
+    let first = outbox
+        .append(events[0].clone(), "partition-1")
+        .await
+        .expect("append");
+    store.append(events[1].clone()).await.expect("append");
+    let third = outbox
+        .append(events[2].clone(), "partition-1")
+        .await
+        .expect("append");
+    let fourth = outbox
+        .append(events[3].clone(), "partition-1")
+        .await
+        .expect("append");
+    assert!(first < third && third < fourth);
+    match outbox.append(events[2].clone(), "partition-1").await {
+        Err(StoreError::Duplicate { sequence, .. }) => assert_eq!(sequence, third),
+        other => panic!("a duplicate id must be refused, got {other:?}"),
+    }
+    let backlog = outbox.backlog().expect("backlog");
+    assert_eq!(backlog.events, 3, "the duplicate and the plain append add no entry");
+    assert_eq!(backlog.oldest, Some(events[0].time));
+    let claimed = |rows: Vec<crate::store::Row>| -> Vec<StoredEvent> {
+        rows.into_iter().map(|r| r.expect("readable")).collect()
+    };
+    let got = claimed(claim(10).await.expect("claim"));
+    let sequences: Vec<u64> = got.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, [first, third, fourth], "oldest first");
+    let mut expected = events[0].clone();
+    expected.sequence = first;
+    assert_eq!(got[0], expected, "the whole event");
+    let two = claimed(claim(2).await.expect("claim"));
+    assert_eq!(two.len(), 2, "the limit");
+    assert_eq!(two[0].sequence, first, "claimed again until forwarded");
+    outbox.forwarded(&[first]).await.expect("forwarded");
+    let left: Vec<u64> = claimed(claim(10).await.expect("claim"))
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(left, [third, fourth]);
+    assert_eq!(
+        outbox.backlog().expect("backlog").oldest,
+        Some(events[2].time)
+    );
+    outbox.forwarded(&[third, fourth]).await.expect("forwarded");
+    assert!(claim(10).await.expect("claim").is_empty());
+    let backlog = outbox.backlog().expect("backlog");
+    assert_eq!((backlog.events, backlog.oldest), (0, None));
+    assert_eq!(store.count(&StoreQuery::all()).expect("count"), 4, "history stays");
+}
+
 /// Runs the store conformance suite ([`events::testing::store`](crate::testing::store)):
 /// one `#[test]` per case, each on a fresh store made by the expression given.
 ///
@@ -374,6 +439,7 @@ macro_rules! store_conformance {
             delivery_records_hide_delivered_events_per_handler,
             checkpoints_move_up_to_the_first_unfinished_event,
             dead_letters_are_kept_listed_and_removed,
+            the_outbox_keeps_entries_until_they_are_forwarded,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
