@@ -194,6 +194,23 @@ impl PostgresStore {
     /// [`StoreError::Open`] when a connection or a migration fails (a failed migration is
     /// rolled back); [`StoreError::TooNew`] when the schema was written by a newer version.
     pub fn connect(config: &str, options: PostgresOptions) -> Result<PostgresStore, StoreError> {
+        // The synchronous client connects by blocking on a runtime of its own, which panics
+        // on a thread that drives one (in `#[tokio::main]`, say): it connects on a thread of
+        // its own.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| PostgresStore::connect_here(config, options))
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Open {
+                        path: redact(config),
+                        reason: "the connecting thread panicked".into(),
+                    })
+                })
+        })
+    }
+
+    fn connect_here(config: &str, options: PostgresOptions) -> Result<PostgresStore, StoreError> {
         let open = |reason: String| StoreError::Open {
             path: redact(config),
             reason,
