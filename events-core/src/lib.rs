@@ -30,8 +30,8 @@ mod ingest;
 mod link;
 pub mod observe;
 mod options;
-mod outcome;
 pub mod outbox;
+mod outcome;
 mod pattern;
 mod receipt;
 mod registry;
@@ -47,8 +47,8 @@ pub mod __private;
 
 pub use bus::{
     Bus, BusBuilder, DeadLetters, PublishError, Recovery, Replay, ReplayError, ReplayProgress,
-    ReplayReport, Request, RequestError, ShutdownReport, SubscribeOptions, Subscription,
-    SubscriptionInfo, Unprocessed,
+    ReplayReport, Request, RequestError, ShutdownReport, Staged, StagedRow, SubscribeOptions,
+    Subscription, SubscriptionInfo, Unprocessed,
 };
 pub use context::{Context, spawn};
 pub use dead_letter::{DeadLetter, DeadLetterFilter};

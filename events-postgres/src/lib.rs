@@ -40,14 +40,19 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use events::EventId;
 use events::store::{
-    Backlog, EventStore, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery,
-    StoredDeadLetter, StoredEvent,
+    Backlog, EventStore, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter,
+    StoredEvent,
 };
+use events::{EventId, Staged};
 use postgres::types::ToSql;
+
 use postgres::{Client, NoTls};
 use tokio::sync::oneshot;
+/// The asynchronous PostgreSQL client, for [`PostgresStore::commit`]'s
+/// `tokio_postgres::Transaction` without a dependency of the application's own to keep in
+/// step.
+pub use tokio_postgres;
 
 /// The schema, one migration per version; `events_schema` says how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -148,6 +153,9 @@ pub struct PostgresStore {
     writer: Mutex<Option<mpsc::Sender<Command>>>,
     reader: Mutex<Option<mpsc::Sender<Read>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// `"schema".` when the store has a schema of its own: what an application's
+    /// transaction prefixes the store's tables with.
+    prefix: String,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -276,6 +284,10 @@ impl PostgresStore {
             })
             .map_err(|e| open(e.to_string()))?;
         Ok(PostgresStore {
+            prefix: options
+                .schema
+                .as_ref()
+                .map_or_else(String::new, |s| format!("\"{s}\".")),
             recovering: std::sync::Arc::default(),
             writer: Mutex::new(Some(wtx)),
             reader: Mutex::new(Some(rtx)),
@@ -298,6 +310,101 @@ impl PostgresStore {
             sent?;
             rx.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    /// Writes the staged events (`bus.stage()`, then `staged.publish(..)`) in the
+    /// application's own transaction, on its own connection, and commits it: the
+    /// application's rows and the events (with the outbox entries of those that leave the
+    /// process) commit together or not at all. Then publishes them
+    /// ([`Staged::committed`]): the forwarder sends those that leave the process, this
+    /// process's handlers get the others. The receipts, one per event. To publish nothing,
+    /// roll the transaction back (or drop it) instead, and drop `staged`.
+    ///
+    /// The store's append lock is taken just before the commit (events commit in sequence
+    /// order across processes), so it is held for the commit's round trips only, not for
+    /// the application's transaction.
+    ///
+    /// ```no_run
+    /// # #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// # #[event(name = "doc.order.placed")]
+    /// # struct OrderPlaced { order_id: i64 }
+    /// # async fn run(
+    /// #     bus: events::Bus,
+    /// #     store: std::sync::Arc<events_postgres::PostgresStore>,
+    /// #     client: &mut events_postgres::tokio_postgres::Client,
+    /// # ) -> Result<(), Box<dyn std::error::Error>> {
+    /// let tx = client.transaction().await?;
+    /// tx.execute("INSERT INTO orders (id) VALUES ($1)", &[&7_i64]).await?;
+    /// let mut staged = bus.stage();
+    /// staged.publish(OrderPlaced { order_id: 7 })?;
+    /// let receipts = store.commit(tx, staged).await?;
+    /// # let _ = receipts; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// When a statement or the commit fails: nothing is committed (the transaction is
+    /// rolled back as it is dropped) and nothing is published. An id already stored is
+    /// [`StoreError::Duplicate`].
+    pub async fn commit(
+        &self,
+        tx: tokio_postgres::Transaction<'_>,
+        staged: Staged,
+    ) -> Result<Vec<events::Receipt>, StoreError> {
+        let prefix = &self.prefix;
+        let mut sequences = Vec::with_capacity(staged.len());
+        if !staged.is_empty() {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
+                .await
+                .map_err(backend)?;
+            let mut previous: i64 = tx
+                .query_one(
+                    &format!("SELECT COALESCE(MAX(sequence), 0) FROM {prefix}events"),
+                    &[],
+                )
+                .await
+                .map_err(backend)?
+                .get(0);
+            let ids: Vec<uuid::Uuid> = staged
+                .rows()
+                .map(|r| uuid::Uuid::from(r.event.id))
+                .collect();
+            let stored = tx
+                .query(
+                    &format!("SELECT id, sequence FROM {prefix}events WHERE id = ANY($1)"),
+                    &[&ids],
+                )
+                .await
+                .map_err(backend)?;
+            if let Some(r) = stored.first() {
+                return Err(StoreError::Duplicate {
+                    id: EventId::from(r.get::<_, uuid::Uuid>(0)),
+                    sequence: r.get::<_, i64>(1) as u64,
+                });
+            }
+            let mut rows = Columns::default();
+            let (mut entries, mut partitions) = (Vec::new(), Vec::new());
+            for (row, id) in staged.rows().zip(ids) {
+                previous += 1;
+                rows.push(previous, id, row.event)?;
+                if let Some(p) = row.outbox {
+                    entries.push(previous);
+                    partitions.push(p.to_owned());
+                }
+                sequences.push(previous as u64);
+            }
+            tx.execute(&insert_events(prefix), &rows.params())
+                .await
+                .map_err(backend)?;
+            if !entries.is_empty() {
+                let [add, leases] = outbox_statements(prefix);
+                tx.execute(&add, &[&entries, &partitions])
+                    .await
+                    .map_err(backend)?;
+                tx.execute(&leases, &[&partitions]).await.map_err(backend)?;
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(staged.committed(&sequences).await)
     }
 
     /// Runs `read` on the reader's connection; its result, without blocking the caller.
@@ -601,19 +708,37 @@ fn add_outbox_entries(
     if sequences.is_empty() {
         return Ok(());
     }
-    tx.execute(
-        "INSERT INTO outbox (sequence, partition) SELECT * FROM UNNEST($1::int8[], $2::text[])",
-        &[&sequences, &partitions],
-    )
-    .map_err(backend)?;
-    tx.execute(
-        "INSERT INTO outbox_leases (partition, owner, until)
-         SELECT DISTINCT p, '', '-infinity'::timestamptz FROM UNNEST($1::text[]) AS p
-         ON CONFLICT (partition) DO NOTHING",
-        &[&partitions],
-    )
-    .map_err(backend)?;
+    let [entries, leases] = outbox_statements("");
+    tx.execute(&entries, &[&sequences, &partitions])
+        .map_err(backend)?;
+    tx.execute(&leases, &[&partitions]).map_err(backend)?;
     Ok(())
+}
+
+/// The multi-row insert of [`Columns`] into `<prefix>events`.
+fn insert_events(prefix: &str) -> String {
+    format!(
+        "INSERT INTO {prefix}events (sequence, id, name, version, kind, time, source, target,
+                                 correlation_id, causation_id, depth, priority, metadata, payload)
+         SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int4[], $5::text[],
+                              $6::int8[], $7::text[], $8::text[], $9::uuid[], $10::uuid[],
+                              $11::int4[], $12::int4[], $13::text[], $14::text[])"
+    )
+}
+
+/// The statements that add outbox entries and free leases, for `<prefix>` tables.
+fn outbox_statements(prefix: &str) -> [String; 2] {
+    [
+        format!(
+            "INSERT INTO {prefix}outbox (sequence, partition)
+             SELECT * FROM UNNEST($1::int8[], $2::text[])"
+        ),
+        format!(
+            "INSERT INTO {prefix}outbox_leases (partition, owner, until)
+             SELECT DISTINCT p, '', '-infinity'::timestamptz FROM UNNEST($1::text[]) AS p
+             ON CONFLICT (partition) DO NOTHING"
+        ),
+    ]
 }
 
 /// Rows to insert, one array per column.
@@ -656,7 +781,13 @@ impl Columns {
     }
 
     fn insert(&self, tx: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
-        let params: [&(dyn ToSql + Sync); 14] = [
+        tx.execute(&insert_events(""), &self.params())
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 14] {
+        [
             &self.sequence,
             &self.id,
             &self.name,
@@ -671,17 +802,7 @@ impl Columns {
             &self.priority,
             &self.metadata,
             &self.payload,
-        ];
-        tx.execute(
-            "INSERT INTO events (sequence, id, name, version, kind, time, source, target,
-                                 correlation_id, causation_id, depth, priority, metadata, payload)
-             SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int4[], $5::text[],
-                                  $6::int8[], $7::text[], $8::text[], $9::uuid[], $10::uuid[],
-                                  $11::int4[], $12::int4[], $13::text[], $14::text[])",
-            &params,
-        )
-        .map_err(backend)?;
-        Ok(())
+        ]
     }
 }
 

@@ -105,10 +105,7 @@ async fn two_instances_forward_without_sending_twice_or_losing_a_dead_ones_claim
         };
         a.publish(event).await.unwrap();
     }
-    events_tests_until(|| {
-        a.outbox().unwrap().unwrap().failed_sends > 0
-    })
-    .await;
+    events_tests_until(|| a.outbox().unwrap().unwrap().failed_sends > 0).await;
     drop(a);
     // `b` adopts the partition once the lease has run out, and sends every entry.
     b.drain_outbox(Duration::from_millis(10)).await.unwrap();
@@ -130,4 +127,95 @@ async fn events_tests_until(mut done: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out");
+}
+
+#[derive(Event, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "pg.note")]
+struct Note {
+    n: u64,
+}
+
+static NOTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[events::handler]
+fn on_note(ev: &Note) {
+    NOTES.fetch_add(ev.n, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_publishes_nothing_and_a_commit_everything_in_the_applications_transaction() {
+    use events::store::EventStore;
+    use events::transport::LoopbackOptions;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let schema = format!("events_tx_{}", std::process::id());
+    let store = Arc::new(store(&schema, true));
+    let broker = Loopback::with_options(LoopbackOptions::new().local(Note::NAME));
+    let bus = Bus::builder()
+        .handler("outbox::on_note")
+        .store(Arc::clone(&store))
+        .transport(broker.clone())
+        .outbox(OutboxOptions::new().poll(Duration::from_millis(20)))
+        .build()
+        .unwrap();
+    // The application's own connection and table, in the store's schema.
+    let (mut client, connection) =
+        events_postgres::tokio_postgres::connect(&config(), events_postgres::tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "SET search_path TO \"{schema}\"; CREATE TABLE orders (id BIGINT PRIMARY KEY)"
+        ))
+        .await
+        .unwrap();
+
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO orders (id) VALUES (1)", &[])
+        .await
+        .unwrap();
+    let mut staged = bus.stage();
+    staged
+        .publish(Shipped {
+            from: "tx".into(),
+            n: 1,
+        })
+        .unwrap();
+    staged.publish(Note { n: 1 }).unwrap();
+    tx.rollback().await.unwrap();
+    drop(staged);
+    assert_eq!(orders(&client).await, 0);
+    assert_eq!(store.count(&Default::default()).unwrap(), 0);
+    assert_eq!(bus.outbox().unwrap().unwrap().backlog.events, 0);
+
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO orders (id) VALUES (2)", &[])
+        .await
+        .unwrap();
+    let mut staged = bus.stage();
+    staged
+        .publish(Shipped {
+            from: "tx".into(),
+            n: 2,
+        })
+        .unwrap();
+    staged.publish(Note { n: 5 }).unwrap();
+    let receipts = store.commit(tx, staged).await.unwrap();
+    assert_eq!(orders(&client).await, 1);
+    assert_eq!(receipts.len(), 2);
+    assert_eq!(receipts[1].delivered(), 1, "the local event's handler ran");
+    assert_eq!(NOTES.load(Ordering::SeqCst), 5);
+    assert_eq!(store.count(&Default::default()).unwrap(), 2);
+    bus.drain_outbox(Duration::from_millis(10)).await.unwrap();
+    assert_eq!(sent(&broker), [("tx".to_owned(), 2)]);
+}
+
+async fn orders(client: &events_postgres::tokio_postgres::Client) -> i64 {
+    client
+        .query_one("SELECT COUNT(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0)
 }

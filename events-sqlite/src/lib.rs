@@ -9,13 +9,18 @@ use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+/// The SQLite bindings the store is built on, for [`SqliteStore::transaction`]'s
+/// `rusqlite::Transaction` without a dependency of the application's own to keep in step.
+pub use rusqlite;
 use tokio::sync::oneshot;
 
-use events::EventId;
+use events::store::TransactionError;
 use events::store::{
-    Backlog, EventStore, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery,
-    StoredDeadLetter, StoredEvent,
+    Backlog, EventStore, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter,
+    StoredEvent,
 };
+use events::{EventId, Staged};
 
 /// How hard SQLite works to make a commit survive (its `synchronous` setting).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -184,11 +189,16 @@ pub struct SqliteStore {
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// An application's transaction, run by the writer: it answers its caller itself.
+type Job = Box<dyn FnOnce(&mut Connection, &mut HighWater) + Send>;
+
 enum Command {
     Append(Box<StoredEvent>, Reply<u64>),
     /// An append with an outbox entry in `partition`.
     AppendOutbox(Box<StoredEvent>, Box<str>, Reply<u64>),
     Forwarded(Vec<u64>, Reply<()>),
+    /// An application's transaction: run on the writer's connection, alone.
+    Transaction(Job),
     Delivered(Box<str>, u64),
     Checkpoint(Box<str>, Box<str>, Reply<u64>),
     PutDeadLetter(Box<StoredDeadLetter>),
@@ -309,6 +319,57 @@ impl SqliteStore {
             sent?;
             rx.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    /// Runs `work` in one SQLite transaction on the store's write connection, with the
+    /// events it stages (`staged.publish(..)`): the application's rows and the events (with
+    /// the outbox entries of those that leave the process) commit together, or not at all.
+    /// `Err` from `work` rolls everything back. After the commit the events are published
+    /// ([`Staged::committed`]): the forwarder sends those that leave the process, this
+    /// process's handlers get the others. The receipts, one per event.
+    ///
+    /// `work` runs on the store's writer thread, between two group commits: keep it short
+    /// (appends wait meanwhile).
+    ///
+    /// ```no_run
+    /// # #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// # #[event(name = "doc.order.placed")]
+    /// # struct OrderPlaced { order_id: u64 }
+    /// # async fn run(bus: events::Bus, store: std::sync::Arc<events_sqlite::SqliteStore>) -> anyhow::Result<()> {
+    /// let (order, _receipts) = store
+    ///     .transaction(&bus, |tx, staged| {
+    ///         tx.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY)", [])?;
+    ///         tx.execute("INSERT INTO orders (id) VALUES (7)", [])?;
+    ///         staged.publish(OrderPlaced { order_id: 7 })?;
+    ///         Ok::<_, anyhow::Error>(7)
+    ///     })
+    ///     .await?;
+    /// # let _ = order; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`TransactionError::RolledBack`] with `work`'s error; [`TransactionError::Store`]
+    /// when the store cannot write or commit (nothing is committed).
+    pub async fn transaction<T, E, F>(
+        &self,
+        bus: &events::Bus,
+        work: F,
+    ) -> Result<(T, Vec<events::Receipt>), TransactionError<E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, &mut Staged) -> Result<T, E> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let mut staged = bus.stage();
+        let job: Job = Box::new(move |conn, mark| {
+            let result = run_transaction(conn, mark, &mut staged, work);
+            let _ = reply.send(result.map(|(value, sequences)| (value, sequences, staged)));
+        });
+        self.send(Command::Transaction(job))?;
+        let (value, sequences, staged) = answer.await.map_err(|_| StoreError::Closed)??;
+        let receipts = staged.committed(&sequences).await;
+        Ok((value, receipts))
     }
 
     fn read_connection(&self) -> MutexGuard<'_, Connection> {
@@ -460,12 +521,24 @@ fn write_loop(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut handlers = HandlerIds::new();
     while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+        // An application's transaction runs alone, after the group commit before it.
+        let mut job = None;
+        match first {
+            Command::Transaction(j) => job = Some(j),
+            c => batch.push(c),
+        }
+        while job.is_none() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
+                Ok(Command::Transaction(j)) => job = Some(j),
                 Ok(c) => batch.push(c),
                 Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            if let Some(job) = job {
+                job(&mut conn, &mut mark);
+            }
+            continue;
         }
         let mut answers = Vec::with_capacity(batch.len());
         let committed = write_batch(
@@ -489,6 +562,9 @@ fn write_loop(
             answer.send(&committed);
         }
         batch.clear();
+        if let Some(job) = job {
+            job(&mut conn, &mut mark);
+        }
     }
 }
 
@@ -578,6 +654,7 @@ impl Command {
                 Some(Answer::Sequence(reply, Err(StoreError::Closed), false))
             }
             Command::Flush(reply) | Command::Forwarded(_, reply) => Some(Answer::Done(reply)),
+            Command::Transaction(_) => None,
             Command::Delivered(..) | Command::PutDeadLetter(_) | Command::RemoveDeadLetter(_) => {
                 None
             }
@@ -601,12 +678,8 @@ fn write_commands(
                 rolled_back?;
             }
             Command::AppendOutbox(event, partition, reply) => {
-                let result = insert(tx, &event).and_then(|sequence| {
-                    tx.prepare_cached("INSERT INTO outbox (sequence, partition) VALUES (?1, ?2)")
-                        .and_then(|mut s| s.execute(params![sequence as i64, &*partition]))
-                        .map_err(backend)
-                        .map(|_| sequence)
-                });
+                let result = insert(tx, &event)
+                    .and_then(|sequence| add_outbox_entry(tx, sequence, &partition));
                 let rolled_back = rolled_back(tx, &result);
                 // An event without its entry would never be forwarded: the commit fails
                 // (a duplicate id added neither).
@@ -663,6 +736,8 @@ fn write_commands(
                     .map_err(backend)?;
             }
             Command::Flush(reply) => answers.push(Answer::Done(reply)),
+            // Split off by the writer's loop: never in a batch.
+            Command::Transaction(_) => {}
         }
     }
     Ok(())
@@ -683,6 +758,46 @@ fn rolled_back<T>(
         ))),
         _ => Ok(()),
     }
+}
+
+/// The outbox entry of the event at `sequence`; the sequence.
+fn add_outbox_entry(
+    tx: &rusqlite::Transaction<'_>,
+    sequence: u64,
+    partition: &str,
+) -> Result<u64, StoreError> {
+    tx.prepare_cached("INSERT INTO outbox (sequence, partition) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![sequence as i64, partition]))
+        .map_err(backend)?;
+    Ok(sequence)
+}
+
+/// Runs an application's transaction: `work` with the staged events it publishes, then
+/// those events (and their outbox entries) in the same transaction, then the commit. The
+/// events' sequences, or why nothing was committed.
+fn run_transaction<T, E>(
+    conn: &mut Connection,
+    mark: &mut HighWater,
+    staged: &mut Staged,
+    work: impl FnOnce(&rusqlite::Transaction<'_>, &mut Staged) -> Result<T, E>,
+) -> Result<(T, Vec<u64>), TransactionError<E>> {
+    let tx = conn.transaction().map_err(backend)?;
+    let value = work(&tx, staged).map_err(TransactionError::RolledBack)?;
+    let mut sequences = Vec::with_capacity(staged.len());
+    for row in staged.rows() {
+        let sequence = insert(&tx, row.event)?;
+        if let Some(partition) = row.outbox {
+            add_outbox_entry(&tx, sequence, partition)?;
+        }
+        sequences.push(sequence);
+    }
+    tx.commit().map_err(backend)?;
+    if let Some(&last) = sequences.last() {
+        if let Err(e) = mark.set(last) {
+            tracing::warn!(error = %e, "the store's high-water mark could not be written");
+        }
+    }
+    Ok((value, sequences))
 }
 
 /// Inserts one event; a duplicate id is that append's error, not the batch's.

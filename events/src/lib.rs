@@ -93,7 +93,7 @@ pub use events_core::*;
 pub mod store {
     pub use events_core::store::*;
     #[cfg(feature = "sqlite")]
-    pub use events_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+    pub use events_sqlite::{SqliteOptions, SqliteStore, Synchronous, rusqlite};
 }
 
 #[cfg(feature = "nats")]

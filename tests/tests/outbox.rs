@@ -83,7 +83,10 @@ async fn publishes_succeed_while_the_broker_is_away_and_arrive_in_order_when_it_
     assert_eq!(status.backlog.oldest, None);
     assert_eq!(status.state, ForwarderState::Connected);
     // Forwarded entries are gone from the outbox; the events stay in the history.
-    assert_eq!(bus.store().unwrap().count(&Default::default()).unwrap(), 300);
+    assert_eq!(
+        bus.store().unwrap().count(&Default::default()).unwrap(),
+        300
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +100,11 @@ async fn a_publish_can_still_ask_for_the_brokers_ack() {
         .await
         .unwrap_err();
     assert!(matches!(err, PublishError::Transport { .. }), "{err}");
-    assert_eq!(backlog(&bus), 0, "a refused broker-ack publish leaves no entry");
+    assert_eq!(
+        backlog(&bus),
+        0,
+        "a refused broker-ack publish leaves no entry"
+    );
     bus.publish(Order { n: 2 }).await.unwrap();
     broker.set_offline(false);
     bus.publish_with(Order { n: 3 }, broker_ack).await.unwrap();
@@ -133,15 +140,18 @@ async fn the_blocking_api_publishes_to_the_outbox() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(receipt.handler_count(), 0, "consumers handle it, not this bus");
+    assert_eq!(
+        receipt.handler_count(),
+        0,
+        "consumers handle it, not this bus"
+    );
     bus.drain_outbox(Duration::from_millis(10)).await.unwrap();
     assert_eq!(sent(&broker), [7]);
 }
 
 #[test]
 fn the_outbox_needs_a_store_a_transport_and_a_runtime() {
-    let problem = |builder: events::BusBuilder| match builder.outbox(OutboxOptions::new()).build()
-    {
+    let problem = |builder: events::BusBuilder| match builder.outbox(OutboxOptions::new()).build() {
         Err(e) => e.problems().to_vec(),
         Ok(_) => panic!("built"),
     };
@@ -276,5 +286,88 @@ mod nats {
         assert_eq!(status.backlog.events, 0);
         assert_eq!(status.state, ForwarderState::Connected);
         assert!(status.forwarded >= 400, "{status:?}");
+    }
+}
+
+mod tx {
+    use super::*;
+    use events::store::TransactionError;
+    use events::transport::LoopbackOptions;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Event, Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "outbox.note")]
+    pub struct Note {
+        pub n: u64,
+    }
+
+    static NOTES: AtomicU64 = AtomicU64::new(0);
+
+    #[events::handler]
+    fn on_note(ev: &Note) {
+        NOTES.fetch_add(ev.n, Ordering::SeqCst);
+    }
+
+    fn orders(path: &std::path::Path) -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rollback_publishes_nothing_and_a_commit_everything_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let broker = Loopback::with_options(LoopbackOptions::new().local(Note::NAME));
+        let bus = Bus::builder()
+            .scope("outbox::tx")
+            .store(Arc::clone(&store))
+            .transport(broker.clone())
+            .outbox(options())
+            .build()
+            .unwrap();
+        store
+            .transaction(&bus, |tx, _| {
+                tx.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)", [])
+            })
+            .await
+            .unwrap();
+
+        let failed = store
+            .transaction(&bus, |tx, staged| {
+                tx.execute("INSERT INTO orders (id) VALUES (1)", [])?;
+                staged.publish(Order { n: 1 }).unwrap();
+                staged.publish(Note { n: 1 }).unwrap();
+                Err::<(), _>(rusqlite::Error::InvalidQuery)
+            })
+            .await;
+        assert!(matches!(failed, Err(TransactionError::RolledBack(_))));
+        assert_eq!(orders(&path), 0, "the application's row is rolled back");
+        assert_eq!(store.count(&Default::default()).unwrap(), 0, "no event");
+        assert_eq!(backlog(&bus), 0, "no outbox entry");
+        assert_eq!(NOTES.load(Ordering::SeqCst), 0, "no handler ran");
+
+        let (value, receipts) = store
+            .transaction(&bus, |tx, staged| {
+                tx.execute("INSERT INTO orders (id) VALUES (2)", [])?;
+                staged.publish(Order { n: 2 }).unwrap();
+                staged.publish(Note { n: 5 }).unwrap();
+                Ok::<_, rusqlite::Error>("done")
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, "done");
+        assert_eq!(orders(&path), 1);
+        assert_eq!(receipts.len(), 2);
+        assert_eq!(receipts[0].sequence(), Some(1));
+        assert_eq!(receipts[1].sequence(), Some(2));
+        assert_eq!(receipts[1].delivered(), 1, "the local event's handler ran");
+        assert_eq!(NOTES.load(Ordering::SeqCst), 5);
+        assert_eq!(store.count(&Default::default()).unwrap(), 2);
+        bus.drain_outbox(Duration::from_millis(10)).await.unwrap();
+        assert_eq!(sent(&broker), [2], "the remote event was forwarded, once");
     }
 }

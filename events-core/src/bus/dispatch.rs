@@ -247,7 +247,7 @@ impl Bus {
 
     /// Tells the observers an event was published and is about to be dispatched.
     #[cold]
-    fn observe_dispatch(&self, meta: &Meta, event: &AnyEvent) {
+    pub(super) fn observe_dispatch(&self, meta: &Meta, event: &AnyEvent) {
         self.inner.observers.published(meta);
         self.inner.observers.dispatching(meta, event);
     }

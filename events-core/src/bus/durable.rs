@@ -304,19 +304,25 @@ impl Bus {
                 });
             };
             let message = crate::transport::Outgoing::new(event, meta);
-            transport.send(message).await.map(|sent| sent.sequence).map_err(|e| {
-                let error = match e {
-                    crate::transport::SendError::NotSent(reason) => {
-                        PublishError::Transport { name, reason }
-                    }
-                    crate::transport::SendError::Unconfirmed(reason) => PublishError::Unconfirmed {
-                        name,
-                        id: meta.id(),
-                        reason,
-                    },
-                };
-                self.refused(name, error)
-            })
+            transport
+                .send(message)
+                .await
+                .map(|sent| sent.sequence)
+                .map_err(|e| {
+                    let error = match e {
+                        crate::transport::SendError::NotSent(reason) => {
+                            PublishError::Transport { name, reason }
+                        }
+                        crate::transport::SendError::Unconfirmed(reason) => {
+                            PublishError::Unconfirmed {
+                                name,
+                                id: meta.id(),
+                                reason,
+                            }
+                        }
+                    };
+                    self.refused(name, error)
+                })
         })
     }
 

@@ -13,6 +13,7 @@ mod queue;
 mod request;
 mod run;
 mod select;
+mod staged;
 mod subscribe;
 
 use std::any::{Any, TypeId};
@@ -32,6 +33,7 @@ pub use durable::{Recovery, Replay, ReplayError, ReplayProgress, ReplayReport};
 pub use lifecycle::{ShutdownReport, Unprocessed};
 pub use request::{Request, RequestError};
 pub(crate) use run::run_one;
+pub use staged::{Staged, StagedRow};
 pub use subscribe::{SubscribeOptions, Subscription, SubscriptionInfo};
 
 use crate::Context;

@@ -265,13 +265,8 @@ async fn round(inner: &Inner, forwarder: &Forwarder) -> Result<usize, RoundError
             }
         }
     }
-    outbox
-        .forwarded(&acked)
-        .await
-        .map_err(RoundError::Store)?;
-    forwarder
-        .forwarded
-        .fetch_add(acked.len() as u64, Relaxed);
+    outbox.forwarded(&acked).await.map_err(RoundError::Store)?;
+    forwarder.forwarded.fetch_add(acked.len() as u64, Relaxed);
     forwarder.duplicates.fetch_add(duplicates, Relaxed);
     match failed {
         Some(e) => Err(RoundError::Send(e)),

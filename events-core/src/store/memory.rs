@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    Backlog, EventStore, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery,
-    StoredDeadLetter, StoredEvent,
+    Backlog, EventStore, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter,
+    StoredEvent,
 };
 use crate::envelope::EventId;
 

@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::error::StoreError;
 pub use memory::MemoryStore;
-pub use outbox::{Backlog, Outbox};
+pub use outbox::{Backlog, Outbox, TransactionError};
 
 use crate::envelope::{EventId, Meta, Metadata};
 use crate::event::EventKind;

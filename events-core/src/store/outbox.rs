@@ -46,3 +46,15 @@ pub trait Outbox: Send + Sync {
     fn backlog(&self) -> Result<Backlog, StoreError>;
 }
 
+/// Why an application's transaction with events in it ([`Staged`](crate::Staged)) did not
+/// commit: nothing of it was stored or published either way.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransactionError<E> {
+    /// The application's code returned this error: the transaction was rolled back.
+    #[error("the transaction was rolled back: {0}")]
+    RolledBack(E),
+    /// The store could not write or commit it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

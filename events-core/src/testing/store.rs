@@ -390,7 +390,10 @@ pub async fn the_outbox_keeps_entries_until_they_are_forwarded(store: impl Event
         other => panic!("a duplicate id must be refused, got {other:?}"),
     }
     let backlog = outbox.backlog().expect("backlog");
-    assert_eq!(backlog.events, 3, "the duplicate and the plain append add no entry");
+    assert_eq!(
+        backlog.events, 3,
+        "the duplicate and the plain append add no entry"
+    );
     assert_eq!(backlog.oldest, Some(events[0].time));
     let claimed = |rows: Vec<crate::store::Row>| -> Vec<StoredEvent> {
         rows.into_iter().map(|r| r.expect("readable")).collect()
@@ -418,7 +421,11 @@ pub async fn the_outbox_keeps_entries_until_they_are_forwarded(store: impl Event
     assert!(claim(10).await.expect("claim").is_empty());
     let backlog = outbox.backlog().expect("backlog");
     assert_eq!((backlog.events, backlog.oldest), (0, None));
-    assert_eq!(store.count(&StoreQuery::all()).expect("count"), 4, "history stays");
+    assert_eq!(
+        store.count(&StoreQuery::all()).expect("count"),
+        4,
+        "history stays"
+    );
 }
 
 /// Runs the store conformance suite ([`events::testing::store`](crate::testing::store)):
