@@ -435,6 +435,9 @@ impl std::fmt::Debug for Nats {
 
 struct Shared {
     js: jetstream::Context,
+    /// Set once the streams are created or checked: at connect, or (after
+    /// [`Nats::connect_lazy`]) before the first send or consumer that finds the server.
+    streams: tokio::sync::OnceCell<()>,
     options: NatsOptions,
     /// The address given to [`Nats::connect`], without credentials (for the AsyncAPI
     /// document).
@@ -468,6 +471,38 @@ impl Nats {
         Nats::set_up(client, options, shown).await
     }
 
+    /// [`connect`](Self::connect) for a process that must start while the server may be
+    /// away (with the outbox, its publishes wait in the store): returns at once, and the
+    /// client connects in the background, retrying for as long as it runs. The streams are
+    /// created or checked before the first send or consumer that reaches the server; until
+    /// then sends fail with `SendError::NotSent` (the outbox's forwarder retries) and
+    /// consumers are refused (`Bus::consume` can be called again).
+    ///
+    /// # Errors
+    /// [`NatsError::Auth`] when the credentials given cannot be read; [`NatsError::Connect`]
+    /// when `url` is not an address. A server that refuses the credentials is only logged
+    /// (by the client, with its retries).
+    pub async fn connect_lazy(url: &str, options: NatsOptions) -> Result<Nats, NatsError> {
+        let shown = without_credentials(url);
+        let client = connect_options(url, &shown, &options.connection)
+            .await?
+            .retry_on_initial_connect()
+            .connect(shown.as_str())
+            .await
+            .map_err(|e| connect_error(&shown, &e))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(options.connection.publish_timeout)
+            .build(client);
+        Ok(Nats {
+            inner: Arc::new(Shared {
+                js,
+                streams: tokio::sync::OnceCell::new(),
+                options,
+                url: shown,
+            }),
+        })
+    }
+
     /// [`connect`](Self::connect) with a client connected by the caller: for what
     /// [`NatsOptions`] does not offer (an auth callback, a JWT signed by a callback, a
     /// custom `rustls` configuration, TLS before the server's first message, other client
@@ -499,6 +534,7 @@ impl Nats {
         Ok(Nats {
             inner: Arc::new(Shared {
                 js,
+                streams: tokio::sync::OnceCell::new_with(Some(())),
                 options,
                 url: shown,
             }),
@@ -712,6 +748,17 @@ async fn ensure_stream(js: &jetstream::Context, want: stream::Config) -> Result<
 }
 
 impl Shared {
+    /// Creates or checks the streams, once (after [`Nats::connect_lazy`]).
+    async fn ready(&self) -> Result<(), NatsError> {
+        self.streams
+            .get_or_try_init(|| async {
+                ensure_stream(&self.js, self.options.stream_config()).await?;
+                ensure_stream(&self.js, self.options.dead_letter_config()).await
+            })
+            .await
+            .map(|_| ())
+    }
+
     fn is_local(&self, name: &str) -> bool {
         self.options.local.contains(name)
     }
@@ -732,6 +779,9 @@ impl Shared {
         &self,
         message: &Outgoing<'_>,
     ) -> Result<jetstream::context::PublishAckFuture, SendError> {
+        self.ready()
+            .await
+            .map_err(|e| SendError::NotSent(e.to_string()))?;
         let (headers, body) = encode(message, self.options.mode)
             .map_err(|e| SendError::NotSent(format!("the event cannot be serialized: {e}")))?;
         self.js
@@ -798,6 +848,10 @@ impl Transport for Nats {
     ) -> BoxFuture<'a, Result<Box<dyn Consumer>, TransportError>> {
         Box::pin(async move {
             let shared = &self.inner;
+            shared.ready().await.map_err(|e| TransportError::Refused {
+                what: format!("stream `{}`", shared.options.stream),
+                reason: e.to_string(),
+            })?;
             let stream = shared
                 .js
                 .get_stream(&shared.options.stream)

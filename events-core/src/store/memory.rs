@@ -348,13 +348,11 @@ impl Outbox for MemoryStore {
                 self.budget
             )))
         } else {
-            let copy = event.clone();
-            state.append(event, self.budget).map(|sequence| {
-                let mut copy = copy;
+            let mut copy = event.clone();
+            state.append(event, self.budget).inspect(|&sequence| {
                 copy.sequence = sequence;
                 state.outbox_bytes += size;
                 state.outbox.insert(sequence, copy);
-                sequence
             })
         };
         Box::pin(std::future::ready(result))
