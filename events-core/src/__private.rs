@@ -326,6 +326,8 @@ pub struct HandlerSpec {
     pub retry: Option<crate::RetryPolicy>,
     /// `#[handler(durable)]`.
     pub durable: bool,
+    /// `#[handler(inbox)]`.
+    pub inbox: bool,
     /// `false` for `#[handler(replay = false)]`.
     pub replay: bool,
     /// Where it is defined.
@@ -352,6 +354,7 @@ impl HandlerInfo {
             timeout_ms: spec.timeout_ms,
             retry: spec.retry,
             durable: spec.durable,
+            inbox: spec.inbox,
             replay: spec.replay,
             file: spec.file,
             line: spec.line,

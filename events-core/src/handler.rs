@@ -250,6 +250,34 @@ pub trait FromInvocation<'a>: Sized {
     fn from_invocation(inv: &Invocation<'a>, index: usize) -> Result<Self, HandlerError>;
 }
 
+/// The handler an [`InboxKey`](crate::outbox::InboxKey) parameter belongs to: a state the
+/// bus gives each handler that takes one. Not public API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub(crate) struct InboxOf(pub(crate) &'static str);
+
+/// An `#[handler(inbox)]` handler's key of this delivery, to record in its transaction.
+impl<'a> FromInvocation<'a> for crate::outbox::InboxKey {
+    fn requirement() -> Option<StateKey> {
+        Some(StateKey::of::<InboxOf>())
+    }
+    fn from_invocation(inv: &Invocation<'a>, index: usize) -> Result<Self, HandlerError> {
+        let handler = inv
+            .states
+            .get(index)
+            .and_then(|s| s.as_ref())
+            .and_then(|s| s.downcast_ref::<InboxOf>())
+            .map(|h| h.0)
+            .ok_or_else(|| HandlerError::permanent("no inbox for this handler"))?;
+        let meta = inv.ctx.meta();
+        Ok(crate::outbox::InboxKey::new(
+            handler,
+            meta.source(),
+            crate::wire::cloudevents_id(meta),
+        ))
+    }
+}
+
 impl<'a> FromInvocation<'a> for &'a Context {
     #[inline]
     fn from_invocation(inv: &Invocation<'a>, _index: usize) -> Result<Self, HandlerError> {
@@ -327,6 +355,7 @@ pub struct HandlerInfo {
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) retry: Option<crate::RetryPolicy>,
     pub(crate) durable: bool,
+    pub(crate) inbox: bool,
     pub(crate) replay: bool,
     pub(crate) file: &'static str,
     pub(crate) line: u32,
@@ -387,6 +416,11 @@ impl HandlerInfo {
     /// new durable handler catches up from the beginning of the history.
     pub fn is_durable(&self) -> bool {
         self.durable
+    }
+    /// Whether it is `#[handler(inbox)]`: a delivery whose [`InboxKey`](crate::outbox::InboxKey)
+    /// the store's inbox has recorded is not handed to it again.
+    pub fn is_inbox(&self) -> bool {
+        self.inbox
     }
     /// Whether [`Bus::replay`](crate::Bus::replay) may deliver to it: `false` for
     /// `#[handler(replay = false)]` (handlers with side effects, such as sending mail).

@@ -1,5 +1,6 @@
-//! The outbox's vocabulary: when a publish resolves ([`Ack`]), how the forwarder works
-//! ([`OutboxOptions`]), and what it reports ([`OutboxStatus`]). The forwarder itself runs in
+//! The outbox's and the inbox's vocabulary: when a publish resolves ([`Ack`]), how the
+//! forwarder works ([`OutboxOptions`]), what it reports ([`OutboxStatus`]), and what an
+//! inbox records ([`InboxKey`]). The forwarder itself runs in
 //! the bus ([`BusBuilder::outbox`](crate::BusBuilder::outbox)); a store keeps the entries
 //! ([`store::Outbox`](crate::store::Outbox)).
 
@@ -184,5 +185,38 @@ impl Backlog {
                 .duration_since(std::time::UNIX_EPOCH + Duration::from_nanos(t))
                 .unwrap_or_default()
         })
+    }
+}
+
+/// What an inbox records of one delivery to one handler: the handler and the event's
+/// CloudEvents identity (`source` and `id`), which every delivery of one event shares.
+///
+/// An `#[handler(inbox)]` handler takes one as a parameter and records it in the same
+/// database transaction as its writes (`SqliteStore::record_inbox`,
+/// `PostgresStore::record_inbox`); a delivery whose key is recorded is not handed to it
+/// again. See the crate docs on "exactly once".
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct InboxKey {
+    /// The handler's name.
+    pub handler: String,
+    /// The event's CloudEvents `source`.
+    pub source: String,
+    /// The event's CloudEvents `id`.
+    pub id: String,
+}
+
+impl InboxKey {
+    /// The key of event `source`/`id` for `handler`.
+    pub fn new(
+        handler: impl Into<String>,
+        source: impl Into<String>,
+        id: impl Into<String>,
+    ) -> InboxKey {
+        InboxKey {
+            handler: handler.into(),
+            source: source.into(),
+            id: id.into(),
+        }
     }
 }

@@ -55,16 +55,20 @@ pub fn to_json(event: &AnyEvent, meta: &Meta) -> Result<Value, serde_json::Error
     Ok(Value::Object(ce))
 }
 
+/// The event's CloudEvents `id`: the one it arrived with, or its event id.
+pub(crate) fn cloudevents_id(meta: &Meta) -> String {
+    match meta.metadata().get(ORIGINAL_ID).and_then(MetaValue::as_str) {
+        Some(original) => original.to_owned(),
+        None => meta.id().to_string(),
+    }
+}
+
 /// Every CloudEvents attribute of an event, typed as the JSON format writes them: what
 /// [`to_json`] sends beside `data`, and what binary mode puts in headers.
 pub(crate) fn attributes(meta: &Meta) -> Map<String, Value> {
     let mut ce = Map::new();
     ce.insert("specversion".into(), "1.0".into());
-    let id = match meta.metadata().get(ORIGINAL_ID).and_then(MetaValue::as_str) {
-        Some(original) => original.to_owned(),
-        None => meta.id().to_string(),
-    };
-    ce.insert("id".into(), id.into());
+    ce.insert("id".into(), cloudevents_id(meta).into());
     ce.insert("source".into(), meta.source().into());
     ce.insert("type".into(), meta.name().into());
     let nanos = meta

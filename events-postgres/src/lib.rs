@@ -108,6 +108,14 @@ const MIGRATIONS: &[&str] = &[
         owner TEXT NOT NULL,
         until TIMESTAMPTZ NOT NULL
     );",
+    // 3: the inbox: what `#[handler(inbox)]` handlers recorded, with when.
+    "CREATE TABLE inbox (
+        handler TEXT NOT NULL,
+        source TEXT NOT NULL,
+        id TEXT NOT NULL,
+        at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (handler, source, id)
+    );",
 ];
 
 /// The advisory lock keys: appends, and migrations.
@@ -405,6 +413,32 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(backend)?;
         Ok(staged.committed(&sequences).await)
+    }
+
+    /// Records an `#[handler(inbox)]` handler's key in `tx`, the application's transaction
+    /// of its writes: `Ok(false)` when it is recorded already (the event was handled, or is
+    /// being handled by a concurrent delivery that committed first: write nothing, return
+    /// `Ok`). Once `tx` commits, a redelivery of the event skips the handler.
+    ///
+    /// # Errors
+    /// When the insert fails.
+    pub async fn record_inbox(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        key: &events::outbox::InboxKey,
+    ) -> Result<bool, StoreError> {
+        let added = tx
+            .execute(
+                &format!(
+                    "INSERT INTO {}inbox (handler, source, id) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                    self.prefix
+                ),
+                &[&key.handler, &key.source, &key.id],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(added == 1)
     }
 
     /// Runs `read` on the reader's connection; its result, without blocking the caller.
@@ -1223,6 +1257,25 @@ impl EventStore for PostgresStore {
 
     fn outbox(&self) -> Option<&dyn Outbox> {
         Some(self)
+    }
+
+    fn inbox(&self) -> Option<&dyn events::store::Inbox> {
+        Some(self)
+    }
+}
+
+impl events::store::Inbox for PostgresStore {
+    fn seen(&self, key: &events::outbox::InboxKey) -> Result<bool, StoreError> {
+        let key = key.clone();
+        self.read_with(move |client| {
+            client
+                .query_opt(
+                    "SELECT 1 FROM inbox WHERE handler = $1 AND source = $2 AND id = $3",
+                    &[&key.handler, &key.source, &key.id],
+                )
+                .map(|r| r.is_some())
+                .map_err(backend)
+        })
     }
 }
 

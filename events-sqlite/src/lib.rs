@@ -154,6 +154,14 @@ const MIGRATIONS: &[&str] = &[
         sequence INTEGER PRIMARY KEY,
         partition TEXT NOT NULL
     );",
+    // 3: the inbox: what `#[handler(inbox)]` handlers recorded, with when.
+    "CREATE TABLE inbox (
+        handler TEXT NOT NULL,
+        source TEXT NOT NULL,
+        id TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        PRIMARY KEY (handler, source, id)
+    ) WITHOUT ROWID;",
 ];
 
 /// The most writes one transaction takes: a bound on one commit's latency.
@@ -370,6 +378,29 @@ impl SqliteStore {
         let (value, sequences, staged) = answer.await.map_err(|_| StoreError::Closed)??;
         let receipts = staged.committed(&sequences).await;
         Ok((value, receipts))
+    }
+
+    /// Records an `#[handler(inbox)]` handler's key in `tx`, the transaction of its writes
+    /// (`store.transaction(..)`): `Ok(false)` when it is recorded already (the event was
+    /// handled: write nothing, return `Ok`). Once `tx` commits, a redelivery of the event
+    /// skips the handler.
+    ///
+    /// # Errors
+    /// When the insert fails.
+    pub fn record_inbox(
+        tx: &rusqlite::Transaction<'_>,
+        key: &events::outbox::InboxKey,
+    ) -> Result<bool, StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let added = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO inbox (handler, source, id, time) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![key.handler, key.source, key.id, now]))
+            .map_err(backend)?;
+        Ok(added == 1)
     }
 
     fn read_connection(&self) -> MutexGuard<'_, Connection> {
@@ -1180,6 +1211,19 @@ impl EventStore for SqliteStore {
 
     fn outbox(&self) -> Option<&dyn Outbox> {
         Some(self)
+    }
+
+    fn inbox(&self) -> Option<&dyn events::store::Inbox> {
+        Some(self)
+    }
+}
+
+impl events::store::Inbox for SqliteStore {
+    fn seen(&self, key: &events::outbox::InboxKey) -> Result<bool, StoreError> {
+        self.read_connection()
+            .prepare_cached("SELECT 1 FROM inbox WHERE handler = ?1 AND source = ?2 AND id = ?3")
+            .and_then(|mut s| s.exists(params![key.handler, key.source, key.id]))
+            .map_err(backend)
     }
 }
 

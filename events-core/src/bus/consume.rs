@@ -205,6 +205,10 @@ async fn handle(
             );
             terminate(slot, &reason)
         }
+        Ok(Ok((_, meta))) if bus.in_inbox(slot, &meta) => {
+            tracing::debug!(handler = slot.name(), event_id = %meta.id(), "already in the inbox");
+            Settle::Ack
+        }
         Ok(Ok((event, meta))) => {
             let ctx = Context {
                 bus: bus.clone(),

@@ -569,6 +569,10 @@ impl Bus {
                     .map_err(|e| e.to_string())
                     .and_then(|stored| self.decode_stored(&stored, Some(info)));
                 match decoded {
+                    Ok((_, meta)) if self.in_inbox(slot, &meta) => {
+                        // Handled before the crash, in the handler's own transaction.
+                        store.record_delivery(slot.name(), sequence);
+                    }
                     Ok((event, meta)) => {
                         let ctx = Context {
                             bus: self.clone(),

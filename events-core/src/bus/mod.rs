@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     pub(crate) outbound: bool,
     /// The outbox's forwarder ([`BusBuilder::outbox`]), if any.
     pub(crate) forwarder: Option<Arc<outbox::Forwarder>>,
+    /// Deliveries to `#[handler(inbox)]` handlers skipped: their inbox had them.
+    pub(crate) inbox_hits: std::sync::atomic::AtomicU64,
     /// How many retries may wait at once; past it, failures are dead-lettered.
     pub(crate) max_pending_retries: usize,
     /// The retry policy of handlers and subscriptions without their own.
@@ -169,6 +171,8 @@ pub(crate) struct Slot {
     pub(crate) retry: Option<crate::RetryPolicy>,
     /// `#[handler(durable)]`: its deliveries are recorded in the store.
     pub(crate) durable: bool,
+    /// `#[handler(inbox)]`: deliveries the store's inbox recorded are skipped.
+    pub(crate) inbox: bool,
     /// `false` for `#[handler(replay = false)]` and for upcast steps (replay follows them
     /// by itself).
     pub(crate) replay: bool,
@@ -630,7 +634,7 @@ impl BusBuilder {
         let (selected, scopes) = (self.selected, &self.scopes);
         registry.check(
             problems,
-            |t| self.states.contains_key(&t),
+            |t| t == TypeId::of::<crate::handler::InboxOf>() || self.states.contains_key(&t),
             |module| !selected || scopes.iter().any(|s| in_module(module, s)),
         )?;
 
@@ -641,11 +645,16 @@ impl BusBuilder {
         let mut durable = Vec::new();
         for h in &registry.handlers {
             let states: Vec<Option<AnyState>> = std::iter::once(None)
-                .chain(
-                    h.params
-                        .iter()
-                        .map(|p| p().and_then(|k| self.states.get(&k.type_id).cloned())),
-                )
+                .chain(h.params.iter().map(|p| {
+                    p().and_then(|k| {
+                        if k.type_id == TypeId::of::<crate::handler::InboxOf>() {
+                            // An `InboxKey` parameter: the handler it belongs to.
+                            let of: AnyState = Arc::new(crate::handler::InboxOf(h.name));
+                            return Some(of);
+                        }
+                        self.states.get(&k.type_id).cloned()
+                    })
+                }))
                 .collect();
             let states: Arc<[Option<AnyState>]> = states.into();
             let filter = h.filter.map(|make| make());
@@ -681,6 +690,7 @@ impl BusBuilder {
                         .or(self.retry)
                         .filter(|p| !self.no_retries && p.max_retries() > 0),
                     durable: h.durable,
+                    inbox: h.inbox,
                     replay: h.replay,
                 };
                 if h.durable && !h.is_responder() {
@@ -715,6 +725,7 @@ impl BusBuilder {
                     timeout: None,
                     retry: None,
                     durable: false,
+                    inbox: false,
                     replay: true,
                 });
             }
@@ -761,6 +772,7 @@ impl BusBuilder {
                 lifecycle: lifecycle::Lifecycle::default(),
                 observers: crate::observe::Observers(self.observers.into()),
                 outbound: self.store.is_some() || self.transport.is_some(),
+                inbox_hits: std::sync::atomic::AtomicU64::new(0),
                 forwarder: self
                     .outbox
                     .map(|o| Arc::new(outbox::Forwarder::new(o, source))),

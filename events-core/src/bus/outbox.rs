@@ -275,6 +275,43 @@ async fn round(inner: &Inner, forwarder: &Forwarder) -> Result<usize, RoundError
 }
 
 impl Bus {
+    /// Whether an `#[handler(inbox)]` slot already handled the event `meta` describes (its
+    /// inbox has the key): then the delivery is skipped, and counted. A store that cannot
+    /// be read lets the delivery through: the handler's own record, in its transaction,
+    /// still refuses a second effect.
+    pub(crate) fn in_inbox(&self, slot: &super::Slot, meta: &Meta) -> bool {
+        if !slot.inbox {
+            return false;
+        }
+        let Some(inbox) = self.inner.store.as_ref().and_then(|s| s.inbox()) else {
+            return false;
+        };
+        let key = crate::outbox::InboxKey::new(
+            slot.name(),
+            meta.source(),
+            crate::wire::cloudevents_id(meta),
+        );
+        match inbox.seen(&key) {
+            Ok(seen) => {
+                if seen {
+                    self.inner.inbox_hits.fetch_add(1, Relaxed);
+                    self.inner.observers.inbox_hit(meta, slot.name());
+                }
+                seen
+            }
+            Err(e) => {
+                tracing::warn!(handler = slot.name(), error = %e, "the inbox cannot be read; the delivery goes to the handler");
+                false
+            }
+        }
+    }
+
+    /// How many deliveries `#[handler(inbox)]` handlers were spared: their inbox had
+    /// recorded the event already (a redelivery after a crash, a duplicate).
+    pub fn inbox_hits(&self) -> u64 {
+        self.inner.inbox_hits.load(Relaxed)
+    }
+
     /// The outbox's state, backlog and counts ([`BusBuilder::outbox`](crate::BusBuilder::outbox));
     /// `None` without one.
     ///

@@ -343,6 +343,7 @@ impl Bus {
             paused: Some(Arc::clone(&paused)),
             limit: None,
             durable: false,
+            inbox: false,
             replay: true,
             timeout: None,
             retry: options

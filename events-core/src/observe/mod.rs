@@ -71,6 +71,11 @@ pub trait Observer: Send + Sync + 'static {
     fn outbox(&self, status: &crate::outbox::OutboxStatus) {
         let _ = status;
     }
+    /// A delivery to the `#[handler(inbox)]` handler `handler` was skipped: its inbox had
+    /// the event already.
+    fn inbox_hit(&self, meta: &Meta, handler: &str) {
+        let _ = (meta, handler);
+    }
 }
 
 /// Logs every lifecycle step through `tracing`: published and delivered at `DEBUG`, the
@@ -135,6 +140,9 @@ impl Observers {
     }
     pub(crate) fn outbox(&self, status: &crate::outbox::OutboxStatus) {
         self.0.iter().for_each(|o| o.outbox(status));
+    }
+    pub(crate) fn inbox_hit(&self, meta: &Meta, handler: &str) {
+        self.0.iter().for_each(|o| o.inbox_hit(meta, handler));
     }
     pub(crate) fn handled(&self, meta: &Meta, handler: &str, outcome: &Outcome, elapsed: Duration) {
         match outcome {

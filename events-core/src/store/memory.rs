@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    Backlog, EventStore, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter,
-    StoredEvent,
+    Backlog, EventStore, Inbox, InboxKey, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery,
+    StoredDeadLetter, StoredEvent,
 };
 use crate::envelope::EventId;
 
@@ -42,6 +42,7 @@ struct State {
     /// keeps it until it is forwarded), and what they take.
     outbox: BTreeMap<u64, StoredEvent>,
     outbox_bytes: usize,
+    inbox: std::collections::HashSet<InboxKey>,
 }
 
 /// Roughly how many bytes a dead letter takes in memory.
@@ -166,6 +167,13 @@ impl MemoryStore {
     /// How many dead letters were evicted to stay within the budget.
     pub fn evicted_dead_letters(&self) -> u64 {
         self.lock().evicted_letters
+    }
+
+    /// Records `key` in the inbox; `false` when it was recorded already. A memory store
+    /// has no transaction to share with the application's writes: for tests of
+    /// `#[handler(inbox)]` handlers.
+    pub fn record_inbox(&self, key: &InboxKey) -> bool {
+        self.lock().inbox.insert(key.clone())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -331,6 +339,16 @@ impl EventStore for MemoryStore {
 
     fn outbox(&self) -> Option<&dyn Outbox> {
         Some(self)
+    }
+
+    fn inbox(&self) -> Option<&dyn Inbox> {
+        Some(self)
+    }
+}
+
+impl Inbox for MemoryStore {
+    fn seen(&self, key: &InboxKey) -> Result<bool, StoreError> {
+        Ok(self.lock().inbox.contains(key))
     }
 }
 

@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::error::StoreError;
 pub use memory::MemoryStore;
-pub use outbox::{Backlog, Outbox, TransactionError};
+pub use outbox::{Backlog, Inbox, InboxKey, Outbox, TransactionError};
 
 use crate::envelope::{EventId, Meta, Metadata};
 use crate::event::EventKind;
@@ -552,6 +552,12 @@ pub trait EventStore: Send + Sync + 'static {
     fn outbox(&self) -> Option<&dyn Outbox> {
         None
     }
+
+    /// The store's inbox, if it keeps one: what `#[handler(inbox)]` handlers need. `None`
+    /// by default.
+    fn inbox(&self) -> Option<&dyn Inbox> {
+        None
+    }
 }
 
 /// How many rows recovery and replay read at a time.
@@ -603,6 +609,9 @@ impl<S: EventStore> EventStore for Arc<S> {
     }
     fn outbox(&self) -> Option<&dyn Outbox> {
         (**self).outbox()
+    }
+    fn inbox(&self) -> Option<&dyn Inbox> {
+        (**self).inbox()
     }
 }
 

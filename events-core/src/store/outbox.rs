@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{Row, StoreError, StoreFuture, StoredEvent};
-pub use crate::outbox::Backlog;
+pub use crate::outbox::{Backlog, InboxKey};
 
 /// A store that keeps an outbox: an entry beside each event appended through it, written
 /// in the same transaction, until the bus's forwarder has the broker's acknowledgement
@@ -57,4 +57,16 @@ pub enum TransactionError<E> {
     /// The store could not write or commit it.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A store that keeps an inbox: the deliveries `#[handler(inbox)]` handlers recorded in
+/// their own transactions ([`EventStore::inbox`](super::EventStore::inbox)). The bus asks
+/// it before handing such a handler a delivery; the store's own functions (`record_inbox`)
+/// write the records, in the application's transaction.
+pub trait Inbox: Send + Sync {
+    /// Whether `key` is recorded.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn seen(&self, key: &InboxKey) -> Result<bool, StoreError>;
 }

@@ -6,7 +6,7 @@ use crate::ctxt::Ctxt;
 use crate::lit;
 
 const KEYS: &str = "`name`, `priority`, `filter`, `pattern`, `concurrency`, `timeout`, `retry(..)`, `durable`, \
-     `replay`, `crate`";
+     `inbox`, `replay`, `crate`";
 
 pub(crate) struct Options {
     pub(crate) name: Option<syn::LitStr>,
@@ -23,6 +23,8 @@ pub(crate) struct Options {
     pub(crate) retry: Option<Retry>,
     /// `durable`: the path, for errors.
     pub(crate) durable: Option<syn::Path>,
+    /// `inbox`: the path, for errors.
+    pub(crate) inbox: Option<syn::Path>,
     /// `replay = false`.
     pub(crate) replay: bool,
     pub(crate) krate: syn::Path,
@@ -39,6 +41,7 @@ impl Options {
             timeout: None,
             retry: None,
             durable: None,
+            inbox: None,
             replay: true,
             krate: syn::parse_quote!(::events),
         };
@@ -102,6 +105,12 @@ impl Options {
                         return Err(meta.error("`durable` is a flag: write `#[handler(durable)]`"));
                     }
                     opts.durable = Some(meta.path.clone());
+                }
+                "inbox" => {
+                    if !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
+                        return Err(meta.error("`inbox` is a flag: write `#[handler(inbox)]`"));
+                    }
+                    opts.inbox = Some(meta.path.clone());
                 }
                 "replay" => {
                     let v: syn::LitBool = meta

@@ -219,6 +219,7 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
         None => TokenStream::new(),
     };
     let replay = opts.replay;
+    let inbox = opts.inbox.is_some();
     let timeout_ms = match &opts.timeout {
         Some((ms, _)) => quote!(::core::option::Option::Some(#ms)),
         None => quote!(::core::option::Option::None),
@@ -253,6 +254,7 @@ pub(crate) fn expand(func: &syn::ItemFn, opts: &Options, sig: &Signature) -> Tok
                     timeout_ms: #timeout_ms,
                     retry: #retry,
                     durable: #durable,
+                    inbox: #inbox,
                     replay: #replay,
                     file: ::core::file!(),
                     line: ::core::line!(),

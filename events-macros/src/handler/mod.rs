@@ -50,6 +50,25 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
              filter in a listener (a handler of the query that returns `()`) instead",
         );
     }
+    // `#[handler(inbox)]` and an `InboxKey` parameter go together: the key is what the
+    // handler records in its transaction, and the flag is what makes the bus look for it.
+    if let Some(signature) = &signature {
+        let key = signature.extractors.iter().find(|ty| is_inbox_key(ty));
+        match (&options.inbox, key) {
+            (Some(path), None) => cx.error(
+                path,
+                "an `inbox` handler takes an `events::outbox::InboxKey` parameter and records \
+                 it in the same database transaction as its writes \
+                 (`store.record_inbox(&tx, &key)`): add `key: InboxKey`",
+            ),
+            (None, Some(ty)) => cx.error(
+                ty,
+                "an `InboxKey` parameter is for `#[handler(inbox)]` handlers: add `inbox` to \
+                 the handler's options, so that the bus skips deliveries the inbox has",
+            ),
+            _ => {}
+        }
+    }
     match (cx.check(), signature) {
         (Ok(()), Some(signature)) => expand::expand(&func, &options, &signature),
         (res, _) => {
@@ -59,5 +78,17 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             }
             out
         }
+    }
+}
+
+/// Whether `ty` names `InboxKey` (by its last path segment, as written).
+fn is_inbox_key(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Path(p) => p
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "InboxKey"),
+        _ => false,
     }
 }
