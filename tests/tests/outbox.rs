@@ -371,3 +371,205 @@ mod tx {
         assert_eq!(sent(&broker), [2], "the remote event was forwarded, once");
     }
 }
+
+/// The outbox's state and the inbox's hits through the observers and the `metrics` facade.
+mod visibility {
+    use super::*;
+    use events::observe::MetricsFacade;
+    use events::outbox::InboxKey;
+    use events::store::MemoryStore;
+    use events::{HandlerError, State};
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Event, Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "outbox.payment")]
+    pub struct Payment {
+        pub n: u64,
+    }
+
+    static PAID: AtomicU64 = AtomicU64::new(0);
+
+    /// Records its key (a memory store's inbox has no transaction to share), then pays.
+    #[events::handler(inbox)]
+    fn pay(_: &Payment, key: InboxKey, store: State<Arc<MemoryStore>>) -> Result<(), HandlerError> {
+        if store.record_inbox(&key) {
+            PAID.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// What the recorder saw. Its snapshots reset what they read, so they are merged here:
+    /// counters keep their highest value (the facade sets the outbox's totals absolutely;
+    /// the inbox hit is one increment), gauges their values from the last snapshot taken
+    /// after a report (one in which a forwarder state is 1: a report sets every gauge).
+    #[derive(Default)]
+    struct Seen(std::cell::RefCell<Vec<(String, Vec<(String, String)>, f64)>>);
+
+    fn value(
+        seen: &Seen,
+        snapshotter: &Snapshotter,
+        name: &str,
+        label: Option<(&str, &str)>,
+    ) -> Option<f64> {
+        let mut all = seen.0.borrow_mut();
+        let snapshot = snapshotter.snapshot().into_vec();
+        let reported = snapshot.iter().any(|(key, _, _, v)| {
+            key.key().name() == "events_outbox_forwarder_state"
+                && matches!(v, DebugValue::Gauge(g) if g.into_inner() == 1.0)
+        });
+        for (key, _, _, v) in snapshot {
+            let labels: Vec<(String, String)> = key
+                .key()
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            let name = key.key().name().to_owned();
+            let entry = match all.iter_mut().find(|(n, l, _)| *n == name && *l == labels) {
+                Some(e) => e,
+                None => {
+                    all.push((name, labels, 0.0));
+                    all.last_mut().unwrap()
+                }
+            };
+            match v {
+                DebugValue::Counter(c) => entry.2 = entry.2.max(c as f64),
+                DebugValue::Gauge(g) if reported => entry.2 = g.into_inner(),
+                _ => {}
+            }
+        }
+        all.iter()
+            .find(|(n, labels, _)| {
+                n == name
+                    && label.is_none_or(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|e| e.2)
+    }
+
+    #[test]
+    fn the_forwarders_state_backlog_and_counts_reach_the_metrics_facade() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let seen = Seen::default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let broker = Loopback::new();
+                broker.set_offline(true);
+                let bus = Bus::builder()
+                    .no_handlers()
+                    .store(MemoryStore::new())
+                    .transport(broker.clone())
+                    .outbox(options())
+                    .observer(MetricsFacade)
+                    .build()
+                    .unwrap();
+                for n in 1..=3 {
+                    bus.publish(Order { n }).await.unwrap();
+                }
+                until("backing off", || {
+                    value(
+                        &seen,
+                        &snapshotter,
+                        "events_outbox_forwarder_state",
+                        Some(("state", "backing_off")),
+                    ) == Some(1.0)
+                })
+                .await;
+                assert_eq!(
+                    value(&seen, &snapshotter, "events_outbox_backlog", None),
+                    Some(3.0)
+                );
+                assert!(
+                    value(
+                        &seen,
+                        &snapshotter,
+                        "events_outbox_failed_sends_total",
+                        None
+                    ) >= Some(1.0)
+                );
+                broker.set_offline(false);
+                until("connected", || {
+                    value(
+                        &seen,
+                        &snapshotter,
+                        "events_outbox_forwarder_state",
+                        Some(("state", "connected")),
+                    ) == Some(1.0)
+                })
+                .await;
+                assert_eq!(
+                    value(&seen, &snapshotter, "events_outbox_backlog", None),
+                    Some(0.0)
+                );
+                assert_eq!(
+                    value(&seen, &snapshotter, "events_outbox_forwarded_total", None),
+                    Some(3.0)
+                );
+                assert_eq!(
+                    value(
+                        &seen,
+                        &snapshotter,
+                        "events_outbox_forwarder_state",
+                        Some(("state", "backing_off"))
+                    ),
+                    Some(0.0)
+                );
+            });
+        });
+    }
+
+    #[test]
+    fn a_delivery_the_inbox_has_is_skipped_and_counted() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let seen = Seen::default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let broker = Loopback::new();
+                let store = Arc::new(MemoryStore::new());
+                let bus = Bus::builder()
+                    .scope("outbox::visibility")
+                    .state(Arc::clone(&store))
+                    .store(Arc::clone(&store))
+                    .transport(broker.clone())
+                    .observer(MetricsFacade)
+                    .build()
+                    .unwrap();
+                let _consumers = bus.consume().await.unwrap();
+                // One event delivered twice (a foreign publisher sent it again after a
+                // crash): the same CloudEvents source and id.
+                let message = serde_json::json!({
+                    "specversion": "1.0", "id": "pay-1", "source": "billing",
+                    "type": "outbox.payment", "data": { "n": 1 }
+                });
+                for _ in 0..2 {
+                    broker
+                        .inject(
+                            "outbox.payment",
+                            None,
+                            serde_json::to_vec(&message).unwrap(),
+                        )
+                        .unwrap();
+                }
+                until("the second delivery skipped", || bus.inbox_hits() == 1).await;
+                assert_eq!(PAID.load(Ordering::SeqCst), 1);
+                let hits = value(
+                    &seen,
+                    &snapshotter,
+                    "events_inbox_hits_total",
+                    Some(("handler", "outbox::visibility::pay")),
+                );
+                assert_eq!(hits, Some(1.0));
+            });
+        });
+    }
+}

@@ -19,6 +19,13 @@ use crate::outcome::Outcome;
 /// | `events_rejected_total` | counter | `event` |
 /// | `events_invalid_total` | counter | `event` (empty when the input named no known event) |
 /// | `events_handler_seconds` | histogram | `event`, `handler` |
+/// | `events_outbox_backlog` | gauge | (entries waiting, all partitions) |
+/// | `events_outbox_oldest_seconds` | gauge | (how long the oldest entry has waited) |
+/// | `events_outbox_forwarder_state` | gauge | `state`: 1 for the current one of `starting`, `connected`, `backing_off`, `error`; 0 for the others |
+/// | `events_outbox_forwarded_total` | counter | |
+/// | `events_outbox_duplicates_total` | counter | (sent again, dropped by the broker) |
+/// | `events_outbox_failed_sends_total` | counter | |
+/// | `events_inbox_hits_total` | counter | `event`, `handler` |
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetricsFacade;
 
@@ -51,5 +58,30 @@ impl Observer for MetricsFacade {
     fn invalid(&self, event: Option<&'static str>, _error: &crate::error::IngestError) {
         let event = event.unwrap_or("");
         metrics::counter!("events_invalid_total", "event" => event).increment(1);
+    }
+    fn outbox(&self, status: &crate::outbox::OutboxStatus) {
+        use crate::outbox::ForwarderState as S;
+        metrics::gauge!("events_outbox_backlog").set(status.backlog.events as f64);
+        metrics::gauge!("events_outbox_oldest_seconds").set(status.backlog.age().as_secs_f64());
+        let current = match status.state {
+            S::Starting => "starting",
+            S::Connected => "connected",
+            S::BackingOff { .. } => "backing_off",
+            _ => "error",
+        };
+        for state in ["starting", "connected", "backing_off", "error"] {
+            metrics::gauge!("events_outbox_forwarder_state", "state" => state)
+                .set(if state == current { 1.0 } else { 0.0 });
+        }
+        metrics::counter!("events_outbox_forwarded_total").absolute(status.forwarded);
+        metrics::counter!("events_outbox_duplicates_total").absolute(status.duplicates);
+        metrics::counter!("events_outbox_failed_sends_total").absolute(status.failed_sends);
+    }
+    fn inbox_hit(&self, meta: &Meta, handler: &str) {
+        let labels = [
+            ("event", meta.name().to_owned()),
+            ("handler", handler.to_owned()),
+        ];
+        metrics::counter!("events_inbox_hits_total", &labels).increment(1);
     }
 }
