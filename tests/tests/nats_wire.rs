@@ -500,3 +500,108 @@ async fn the_asyncapi_document_describes_the_captured_traffic() {
         .is_empty()
     );
 }
+
+/// Compression (issue 19): a body above the threshold goes out zstd-compressed and marked,
+/// comes back whole to a consuming bus, and is described by the AsyncAPI document; a small
+/// one goes out as it is; a foreign message with another encoding, or one that would expand
+/// past the limit, is dead-lettered with its header, not read as garbage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_travel_compressed_and_are_read_back_whole() {
+    let _g = SERIAL.lock().await;
+    ORDERS.lock().unwrap().clear();
+    let server = Server::start();
+    let options = || {
+        NatsOptions::new("w5")
+            .memory_storage()
+            .compress_above(1024)
+            .max_decompressed_bytes(64 * 1024)
+    };
+    let bus = bus(&server.url(), options()).await;
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let mut raw = client.subscribe("w5.>").await.unwrap();
+    let mut dlq = client.subscribe("w5-dlq.>").await.unwrap();
+    client.flush().await.unwrap();
+
+    let note: String = (0..4096)
+        .map(|i| char::from(b'a' + (i % 7) as u8))
+        .collect();
+    bus.publish(Order {
+        order_id: 1,
+        note: note.clone(),
+    })
+    .await
+    .unwrap();
+    bus.publish(Order {
+        order_id: 2,
+        note: "small".into(),
+    })
+    .await
+    .unwrap();
+    let big = raw.next().await.unwrap();
+    assert_eq!(header(&big, "Content-Encoding").as_deref(), Some("zstd"));
+    assert!(big.payload.len() < 1024, "{} bytes", big.payload.len());
+    let whole = zstd::bulk::decompress(&big.payload, 1 << 20).unwrap();
+    let cloudevent: serde_json::Value = serde_json::from_slice(&whole).unwrap();
+    assert_eq!(cloudevent["data"]["note"], note.as_str());
+    let small = raw.next().await.unwrap();
+    assert_eq!(header(&small, "Content-Encoding"), None);
+    serde_json::from_slice::<serde_json::Value>(&small.payload).unwrap();
+
+    // Foreign messages: another encoding, and a zstd bomb past the limit.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Encoding", "gzip");
+    client
+        .publish_with_headers(
+            "w5.wire.order",
+            headers,
+            b"\x1f\x8b not json".to_vec().into(),
+        )
+        .await
+        .unwrap();
+    let bomb = zstd::bulk::compress(&vec![b' '; 1 << 20], 19).unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Encoding", "zstd");
+    client
+        .publish_with_headers("w5.wire.order", headers, bomb.into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+
+    let _consumers = bus.consume().await.unwrap();
+    until("both orders", || ORDERS.lock().unwrap().len() == 2).await;
+    let mut got: Vec<u64> = ORDERS.lock().unwrap().iter().map(|o| o.0).collect();
+    got.sort_unstable();
+    assert_eq!(got, [1, 2]);
+    let mut dead = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dead.len() < 2 && Instant::now() < deadline {
+        let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), dlq.next()).await else {
+            break;
+        };
+        dead.push(m);
+    }
+    assert_eq!(dead.len(), 2, "both foreign messages dead-lettered");
+    let errors: Vec<String> = dead
+        .iter()
+        .map(|m| header(m, "Events-Error").unwrap_or_default())
+        .collect();
+    assert!(errors[0].contains("gzip"), "{errors:?}");
+    assert!(errors[1].contains("decompress"), "{errors:?}");
+    assert_eq!(
+        header(&dead[1], "Content-Encoding").as_deref(),
+        Some("zstd")
+    );
+
+    let doc = events::docs::asyncapi(&bus, &events::docs::Options::default()).unwrap();
+    let message = &doc["components"]["messages"]["wire.order.v1.structured"];
+    assert_eq!(
+        message["headers"]["properties"]["Content-Encoding"]["const"],
+        "zstd"
+    );
+    assert_eq!(message["x-events-compression"]["above_bytes"], 1024);
+    let dlq = &doc["components"]["messages"]["DeadLetter"];
+    assert_eq!(
+        dlq["headers"]["properties"]["Content-Encoding"]["const"],
+        "zstd"
+    );
+}

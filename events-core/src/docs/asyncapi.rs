@@ -19,6 +19,7 @@ struct Wire {
     prefix: String,
     stream: String,
     binary: bool,
+    compression: Option<(&'static str, usize)>,
     local: Vec<&'static str>,
     transport: std::sync::Arc<dyn crate::transport::Transport>,
 }
@@ -32,6 +33,7 @@ fn wire(bus: &Bus, events: &[DocEvent]) -> Option<Wire> {
         prefix: w.prefix,
         stream: w.stream,
         binary: w.binary,
+        compression: w.compression,
         local: events
             .iter()
             .map(|e| e.name)
@@ -99,6 +101,9 @@ pub fn asyncapi(bus: &Bus, options: &Options) -> Result<Value, DocsError> {
             } else {
                 structured_message(e, remote.is_some())
             };
+            if let Some((codec, above)) = remote.and_then(|w| w.compression) {
+                compressed(&mut message, codec, above);
+            }
             message["name"] = e.name.into();
             message["title"] = format!("{} v{} ({mode} mode)", e.name, e.version).into();
             message["x-event-kind"] = e.kind.into();
@@ -204,6 +209,20 @@ pub fn asyncapi(bus: &Bus, options: &Options) -> Result<Value, DocsError> {
 }
 
 /// The dead-letter channels: one per handler's consumer, and `unrouted`.
+/// A message whose body may be compressed: the `Content-Encoding` header, and what it
+/// means for the payload.
+fn compressed(message: &mut Value, codec: &str, above: usize) {
+    message["headers"]["properties"]["Content-Encoding"] = json!({
+        "type": "string",
+        "const": codec,
+        "description": format!(
+            "Present when the body was longer than {above} bytes: the body is then the \
+             payload below compressed with {codec}; without it the body is as described."
+        ),
+    });
+    message["x-events-compression"] = json!({ "codec": codec, "above_bytes": above });
+}
+
 fn add_dead_letters(doc: &mut Value, w: &Wire, events: &[DocEvent]) {
     doc["components"]["messages"]["DeadLetter"] = json!({
         "name": "dead letter",
@@ -219,6 +238,18 @@ fn add_dead_letters(doc: &mut Value, w: &Wire, events: &[DocEvent]) {
         },
         "payload": { "description": "The body of the message as it was received." },
     });
+    if let Some((codec, above)) = w.compression {
+        compressed(
+            &mut doc["components"]["messages"]["DeadLetter"],
+            codec,
+            above,
+        );
+        doc["components"]["messages"]["DeadLetter"]["payload"]["description"] = format!(
+            "The body of the message as it was received: {codec}-compressed when its \
+             `Content-Encoding` header says so."
+        )
+        .into();
+    }
     let mut consumers: Vec<String> = events
         .iter()
         .flat_map(|e| e.handlers.iter())

@@ -465,6 +465,9 @@ pub struct Wire {
     pub stream: String,
     /// Whether events are sent in binary mode (attributes in headers).
     pub binary: bool,
+    /// Bodies longer than `.1` bytes are compressed with codec `.0` (`zstd`), marked with
+    /// the header `Content-Encoding: <codec>`.
+    pub compression: Option<(&'static str, usize)>,
 }
 
 impl Wire {
@@ -482,6 +485,14 @@ impl Wire {
             prefix: prefix.into(),
             stream: stream.into(),
             binary,
+            compression: None,
         }
+    }
+
+    /// Bodies longer than `above` bytes are sent compressed with `codec`.
+    #[must_use]
+    pub fn compressed(mut self, codec: &'static str, above: usize) -> Wire {
+        self.compression = Some((codec, above));
+        self
     }
 }
