@@ -573,3 +573,33 @@ mod visibility {
         });
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_committed_together_and_sent_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Loopback::new();
+    let bus = bus(SqliteStore::open(dir.path().join("e.db")).unwrap(), &broker);
+    let receipts = bus.publish_batch((1..=500).map(|n| Order { n })).await;
+    let sequences: Vec<u64> = receipts
+        .iter()
+        .map(|r| r.as_ref().unwrap().sequence().unwrap())
+        .collect();
+    assert_eq!(sequences, (1..=500).collect::<Vec<_>>());
+    bus.drain_outbox(Duration::from_millis(10)).await.unwrap();
+    assert_eq!(sent(&broker), (1..=500).collect::<Vec<_>>());
+
+    // Without the outbox: stored, then one pipelined send; a refused one is that event's
+    // error only.
+    let broker = Loopback::with_options(events::transport::LoopbackOptions::new().max_messages(3));
+    let bus = Bus::builder()
+        .no_handlers()
+        .store(events::store::MemoryStore::new())
+        .transport(broker.clone())
+        .build()
+        .unwrap();
+    let receipts = bus.publish_batch((1..=4).map(|n| Order { n })).await;
+    assert!(receipts[..3].iter().all(Result::is_ok));
+    assert!(matches!(receipts[3], Err(PublishError::Transport { .. })));
+    assert_eq!(sent(&broker), [1, 2, 3]);
+    assert_eq!(bus.store().unwrap().count(&Default::default()).unwrap(), 4);
+}

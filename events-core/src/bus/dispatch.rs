@@ -108,10 +108,21 @@ impl Bus {
     }
 
     /// [`publish`](Self::publish)es each event in order; one result per event.
+    ///
+    /// Events that leave the process go together: with the outbox
+    /// ([`BusBuilder::outbox`](crate::BusBuilder::outbox)) all their appends are handed to
+    /// the store at once (one group commit for the batch, not one per event); without it,
+    /// they are stored, then sent pipelined ([`Transport::send_batch`](crate::transport::Transport::send_batch)),
+    /// every message written before the first acknowledgement is awaited.
     pub async fn publish_batch<E: Event>(
         &self,
         events: impl IntoIterator<Item = E>,
     ) -> Vec<Result<Receipt, PublishError>> {
+        if self.inner.outbound && self.is_remote(E::NAME) {
+            return self
+                .publish_remote_batch(events.into_iter().collect())
+                .await;
+        }
         let mut out = Vec::new();
         for event in events {
             out.push(self.publish_from(event, None, NoOptions).await);

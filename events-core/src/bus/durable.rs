@@ -227,6 +227,157 @@ impl Bus {
         })
     }
 
+    /// [`publish_batch`](Self::publish_batch) of events that leave the process: every
+    /// store write started before the first is awaited (one group commit), and without the
+    /// outbox one pipelined send.
+    #[cold]
+    #[inline(never)]
+    pub(crate) async fn publish_remote_batch<E: crate::event::Event>(
+        &self,
+        events: Vec<E>,
+    ) -> Vec<Result<crate::receipt::Receipt, PublishError>> {
+        let mut items: Vec<(E, Context)> = Vec::with_capacity(events.len());
+        let mut out: Vec<Option<Result<crate::receipt::Receipt, PublishError>>> =
+            Vec::with_capacity(events.len());
+        let mut slots = Vec::with_capacity(events.len());
+        for event in events {
+            match self.context::<E>(None, crate::options::NoOptions) {
+                Ok(ctx) => {
+                    slots.push(out.len());
+                    out.push(None);
+                    items.push((event, ctx));
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        let local = match items.first() {
+            Some((_, ctx)) => match self.acks_locally(&ctx.meta) {
+                Ok(local) => local,
+                Err(e) => {
+                    let text = e.to_string();
+                    let name = E::NAME;
+                    return out
+                        .into_iter()
+                        .map(|r| {
+                            r.unwrap_or_else(|| {
+                                Err(PublishError::Transport {
+                                    name,
+                                    reason: text.clone(),
+                                })
+                            })
+                        })
+                        .collect();
+                }
+            },
+            None => false,
+        };
+        // The store's writes, all started before the first is awaited.
+        let name = E::NAME;
+        let mut stored: Vec<Result<Option<u64>, PublishError>> = Vec::with_capacity(items.len());
+        {
+            let mut pending = Vec::with_capacity(items.len());
+            for (event, ctx) in &items {
+                pending.push(self.start_store_write(event, &ctx.meta, local));
+            }
+            for write in pending {
+                stored.push(match write {
+                    Some(Ok(future)) => match future.await {
+                        Ok(sequence) => Ok(Some(sequence)),
+                        Err(StoreError::Duplicate { sequence, .. }) => Ok(Some(sequence)),
+                        Err(source) => {
+                            Err(self.refused(name, PublishError::Store { name, source }))
+                        }
+                    },
+                    Some(Err(e)) => Err(e),
+                    None => Ok(None),
+                });
+            }
+        }
+        if local {
+            if let Some(f) = &self.inner.forwarder {
+                f.wake();
+            }
+        }
+        for ((_, ctx), sequence) in items.iter_mut().zip(&stored) {
+            if let Ok(Some(sequence)) = sequence {
+                ctx.meta.set_sequence(*sequence);
+            }
+        }
+        // Without the outbox, one pipelined send of what was stored.
+        let mut sent: Vec<Option<Result<u64, PublishError>>> =
+            std::iter::repeat_with(|| None).take(items.len()).collect();
+        if !local {
+            if let Some(transport) = &self.inner.transport {
+                let (indices, messages): (Vec<usize>, Vec<_>) = items
+                    .iter()
+                    .zip(&stored)
+                    .enumerate()
+                    .filter(|(_, (_, s))| s.is_ok())
+                    .map(|(i, ((event, ctx), _))| {
+                        (i, crate::transport::Outgoing::new(event, &ctx.meta))
+                    })
+                    .unzip();
+                let results = transport.send_batch(messages).await;
+                for (i, result) in indices.into_iter().zip(results) {
+                    sent[i] = Some(match result {
+                        Ok(s) => Ok(s.sequence),
+                        Err(crate::transport::SendError::NotSent(reason)) => {
+                            Err(self.refused(name, PublishError::Transport { name, reason }))
+                        }
+                        Err(crate::transport::SendError::Unconfirmed(reason)) => Err(self.refused(
+                            name,
+                            PublishError::Unconfirmed {
+                                name,
+                                id: items[i].1.meta.id(),
+                                reason,
+                            },
+                        )),
+                    });
+                }
+            }
+        }
+        for (((_, ctx), stored), (slot, sent)) in items
+            .into_iter()
+            .zip(stored)
+            .zip(slots.into_iter().zip(sent))
+        {
+            out[slot] = Some(match (stored, sent) {
+                (Err(e), _) => Err(e),
+                (Ok(_), Some(Err(e))) => Err(e),
+                (Ok(_), Some(Ok(sequence))) => Ok(crate::receipt::Receipt::remote(ctx, sequence)),
+                (Ok(sequence), None) => {
+                    Ok(crate::receipt::Receipt::remote(ctx, sequence.unwrap_or(0)))
+                }
+            });
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    /// The store write of one remote event of a batch, started now: with the outbox, the
+    /// event and its entry; else the plain append, if there is a store. `None`: nothing to
+    /// write.
+    fn start_store_write<'a>(
+        &'a self,
+        event: &AnyEvent,
+        meta: &Meta,
+        outbox: bool,
+    ) -> Option<Result<crate::store::StoreFuture<'a, u64>, PublishError>> {
+        let store = self.inner.store.as_deref()?;
+        let name = meta.name();
+        let payload = match event.to_json_text() {
+            Ok(payload) => payload,
+            Err(e) => {
+                let source = StoreError::Backend(format!("the payload cannot be serialized: {e}"));
+                return Some(Err(self.refused(name, PublishError::Store { name, source })));
+            }
+        };
+        let stored = StoredEvent::of(meta, payload);
+        Some(Ok(match (outbox, store.outbox(), &self.inner.forwarder) {
+            (true, Some(o), Some(f)) => o.append(stored, f.partition()),
+            _ => store.append(stored),
+        }))
+    }
+
     /// Whether a remote event's publish resolves on the local commit (the outbox) rather
     /// than on the broker's ack: what it asked for, else the bus's default.
     fn acks_locally(&self, meta: &Meta) -> Result<bool, PublishError> {
