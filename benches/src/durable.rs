@@ -58,6 +58,17 @@ pub fn measure<E: Event>(bus: Bus, publishers: u64, per: u64, make: fn(u64) -> E
         .enable_all()
         .build()
         .expect("runtime");
+    measure_on(rt, bus, publishers, per, make)
+}
+
+/// [`measure`] on a runtime of the caller's (the one a bus with an outbox was built on).
+pub fn measure_on<E: Event>(
+    rt: tokio::runtime::Runtime,
+    bus: Bus,
+    publishers: u64,
+    per: u64,
+    make: fn(u64) -> E,
+) -> Durable {
     let started = Instant::now();
     let latencies = rt.block_on(crate::publish_concurrently(&bus, publishers, per, make));
     let elapsed = started.elapsed();

@@ -51,6 +51,7 @@ pub fn percentiles(mut latencies: Vec<Duration>) -> (Duration, Duration) {
 
 pub mod durable;
 pub mod memory;
+pub mod outbox;
 pub mod postgres;
 pub mod remote;
 

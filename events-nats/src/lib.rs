@@ -984,8 +984,21 @@ fn encode(
     let Some(above) = options.compress_above.filter(|&above| body.len() > above) else {
         return Ok((headers, body));
     };
-    match zstd::bulk::compress(&body, ZSTD_LEVEL) {
-        Ok(compressed) if compressed.len() < body.len() => {
+    // One compression context per thread, kept: making one costs more than compressing
+    // a few kilobytes.
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let compressed = COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+        }
+        c.as_mut().map(|c| c.compress(&body))
+    });
+    match compressed {
+        Some(Ok(compressed)) if compressed.len() < body.len() => {
             headers.insert(CONTENT_ENCODING, ZSTD);
             tracing::trace!(
                 above,
@@ -1014,15 +1027,54 @@ fn decoded_body(
 ) -> Option<Result<Vec<u8>, String>> {
     let encoding = headers?.get(CONTENT_ENCODING)?.as_str();
     Some(if encoding.eq_ignore_ascii_case(ZSTD) {
-        zstd::bulk::Decompressor::new()
-            .and_then(|mut d| d.decompress(payload, max))
-            .map_err(|e| format!("the zstd body does not decompress within {max} bytes: {e}"))
+        decompress(payload, max)
     } else {
         Err(format!(
             "content encoding `{}` is not supported (only `zstd`)",
             clip(encoding, 40)
         ))
     })
+}
+
+/// A zstd body, expanded to at most `max` bytes. The frame's declared size (set by every
+/// zstd encoder that knows it, this one included) sizes the buffer, and is only a claim: a
+/// frame that expands past it fails. A frame without one is decoded as a stream, cut at
+/// `max`.
+fn decompress(payload: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let too_large = |n: u64| format!("the zstd body expands to {n} bytes, more than {max}");
+    match zstd::zstd_safe::get_frame_content_size(payload) {
+        Ok(Some(n)) if n > max as u64 => Err(too_large(n)),
+        Ok(Some(n)) => DECOMPRESSOR
+            .with(|d| {
+                let mut d = d.borrow_mut();
+                if d.is_none() {
+                    *d = Some(zstd::bulk::Decompressor::new()?);
+                }
+                match d.as_mut() {
+                    Some(d) => d.decompress(payload, n as usize),
+                    None => Err(std::io::Error::other("no zstd context")),
+                }
+            })
+            .map_err(|e| {
+                format!("the zstd body does not decompress to the {n} bytes it declares: {e}")
+            }),
+        Ok(None) => {
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::new(payload)
+                .and_then(|d| d.take(max as u64 + 1).read_to_end(&mut out))
+                .map_err(|e| format!("the zstd body does not decompress: {e}"))?;
+            if out.len() > max {
+                return Err(too_large(out.len() as u64));
+            }
+            Ok(out)
+        }
+        Err(_) => Err("the body is not a zstd frame".into()),
+    }
 }
 
 /// [`encode`] before compression.

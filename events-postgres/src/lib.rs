@@ -1296,10 +1296,12 @@ impl Outbox for PostgresStore {
         &'a self,
         owner: &'a str,
         partition: &'a str,
+        after: u64,
         limit: usize,
         lease: std::time::Duration,
     ) -> StoreFuture<'a, Vec<Row>> {
         let (owner, partition) = (owner.to_owned(), partition.to_owned());
+        let after = sql_count(after);
         let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
         let limit = limit.min(i64::MAX as usize) as i64;
         self.read_async(move |client| {
@@ -1338,11 +1340,12 @@ impl Outbox for PostgresStore {
                 .query(
                     &format!(
                         "SELECT {COLUMNS} FROM events WHERE sequence IN (
-                            SELECT sequence FROM outbox WHERE partition = ANY($1)
+                            SELECT sequence FROM outbox
+                            WHERE partition = ANY($1) AND sequence > $3
                             ORDER BY sequence LIMIT $2
                          ) ORDER BY sequence"
                     ),
-                    &[&held, &limit],
+                    &[&held, &limit, &after],
                 )
                 .map_err(backend)?
                 .iter()
@@ -1353,11 +1356,11 @@ impl Outbox for PostgresStore {
         })
     }
 
-    fn forwarded<'a>(&'a self, sequences: &'a [u64]) -> StoreFuture<'a, ()> {
+    fn forwarded(&self, sequences: Vec<u64>) -> StoreFuture<'_, ()> {
         if sequences.is_empty() {
             return Box::pin(std::future::ready(Ok(())));
         }
-        let sequences = sequences.iter().map(|&s| sql_count(s)).collect();
+        let sequences = sequences.into_iter().map(sql_count).collect();
         self.ask(|reply| Command::Forwarded(sequences, reply))
     }
 

@@ -1238,6 +1238,7 @@ impl Outbox for SqliteStore {
         &'a self,
         _owner: &'a str,
         _partition: &'a str,
+        after: u64,
         limit: usize,
         _lease: std::time::Duration,
     ) -> StoreFuture<'a, Vec<Row>> {
@@ -1246,23 +1247,23 @@ impl Outbox for SqliteStore {
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM events WHERE sequence IN \
-                     (SELECT sequence FROM outbox ORDER BY sequence LIMIT ?1) \
+                     (SELECT sequence FROM outbox WHERE sequence > ?1 ORDER BY sequence LIMIT ?2) \
                      ORDER BY sequence"
                 ))
                 .map_err(backend)?;
             let rows = stmt
-                .query_map(params![limit as i64], row)
+                .query_map(params![after as i64, limit as i64], row)
                 .map_err(backend)?;
             rows.map(|r| r.map_err(backend)).collect()
         })();
         Box::pin(std::future::ready(rows))
     }
 
-    fn forwarded<'a>(&'a self, sequences: &'a [u64]) -> StoreFuture<'a, ()> {
+    fn forwarded(&self, sequences: Vec<u64>) -> StoreFuture<'_, ()> {
         if sequences.is_empty() {
             return Box::pin(std::future::ready(Ok(())));
         }
-        self.ask(|reply| Command::Forwarded(sequences.to_vec(), reply))
+        self.ask(|reply| Command::Forwarded(sequences, reply))
     }
 
     fn backlog(&self) -> Result<Backlog, StoreError> {

@@ -6,7 +6,7 @@
 //! cargo run --release -p events-benches --bin compare -- --quick # fewer samples
 //! cargo run --release -p events-benches --bin compare -- --only queued # one row (ids: sync1,
 //!     fanout10, async1, queued, sync1_100subs, fanout10_wild, json, memory, durable,
-//!     postgres, nats)
+//!     postgres, nats, outbox)
 //! ```
 //!
 //! Cells are the median time per event over the samples (and events per second), then the
@@ -200,6 +200,111 @@ fn postgres_rows(runs: usize) {
     );
 }
 
+/// Workload (12): the outbox: local commits, the forwarder against raw `async-nats`, and
+/// compression of a 4 KB event.
+fn outbox_rows(runs: u32) {
+    use events_benches::outbox;
+    const PUBLISHERS: u64 = 1000;
+    println!(
+        "\n(12) the outbox. (a) publish resolving on the local commit (`Ack::Local`, the \
+         broker away), {PUBLISHERS} concurrent publishers, median of {runs} runs, next to \
+         rows (9) and (11) (`synchronous = FULL`, PostgreSQL as in (11)).\n"
+    );
+    println!("| store | events/s | publish p50 / p99 |");
+    println!("|---|---|---|");
+    let median_of = |mut all: Vec<durable::Durable>| {
+        all.sort_by(|a, b| a.events_per_sec.total_cmp(&b.events_per_sec));
+        all[all.len() / 2]
+    };
+    let sqlite = median_of(
+        (0..runs)
+            .map(|_| outbox::local_commit_sqlite(PUBLISHERS, 200))
+            .collect(),
+    );
+    let rows = [
+        ("SQLite (`SqliteStore`)", Some(sqlite)),
+        (
+            "PostgreSQL (`PostgresStore`)",
+            events_benches::postgres::available().ok().map(|()| {
+                median_of(
+                    (0..runs)
+                        .map(|_| outbox::local_commit_postgres(PUBLISHERS, 100))
+                        .collect(),
+                )
+            }),
+        ),
+    ];
+    for (label, m) in rows {
+        match m {
+            Some(m) => {
+                let (p50, p99) = m.latency.unwrap_or_default();
+                println!(
+                    "| {label} | **{:.1}k/s** | {:.2} ms / {:.2} ms |",
+                    m.events_per_sec / 1e3,
+                    p50.as_secs_f64() * 1e3,
+                    p99.as_secs_f64() * 1e3
+                );
+            }
+            None => println!("| {label} | n/a: no PostgreSQL | |"),
+        }
+    }
+    let server = match events_benches::remote::Server::start() {
+        Ok(s) => s,
+        Err(why) => {
+            println!("\n(12b, c) through NATS JetStream: {why}");
+            return;
+        }
+    };
+    const BACKLOG: u64 = 200_000;
+    println!(
+        "\n(12b) the forwarder draining {BACKLOG} events committed to a SQLite outbox while \
+         the broker was away, into JetStream (memory storage), rounds of 512 pipelined; raw: \
+         `async-nats` publishing the same CloudEvents from memory, rounds of 512 pipelined; \
+         alternated, median of {runs} runs.\n"
+    );
+    println!("| | events/s | events / raw |");
+    println!("|---|---|---|");
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    for r in 0..runs {
+        ours.push(outbox::forwarder(&server, r, BACKLOG).events_per_sec);
+        raw.push(outbox::raw_forward(&server, r, BACKLOG).events_per_sec);
+    }
+    let (ours, raw) = (median(ours), median(raw));
+    println!(
+        "| `events` forwarder (SQLite outbox → JetStream) | **{:.1}k/s** | ×{:.2} |",
+        ours / 1e3,
+        ours / raw
+    );
+    println!(
+        "| raw `async-nats`, from memory | {:.1}k/s | ×1.00 |",
+        raw / 1e3
+    );
+    const DOCS: u64 = 20_000;
+    println!(
+        "\n(12c) {DOCS} events of a 4 KB JSON document each, published (`publish_batch`) and \
+         consumed through NATS; bytes JetStream stores per event, and CPU time per event (the \
+         whole process: publish, compress, consume, decompress), median of {runs} runs.\n"
+    );
+    println!("| compression | bytes per event | CPU per event |");
+    println!("|---|---|---|");
+    for (label, on) in [("off", false), ("zstd above 1 KiB", true)] {
+        let all: Vec<_> = (0..runs)
+            .filter_map(|r| outbox::compression(&server, r, DOCS, on))
+            .collect();
+        if all.is_empty() {
+            println!("| {label} | n/a: no /proc/self/stat | |");
+            continue;
+        }
+        let bytes = median(all.iter().map(|c| c.bytes_per_event).collect());
+        let cpu = median(
+            all.iter()
+                .map(|c| c.cpu_per_event.as_secs_f64() * 1e6)
+                .collect(),
+        );
+        println!("| {label} | {bytes:.0} | {cpu:.1} µs |");
+    }
+}
+
 /// Workload (10): end to end through NATS JetStream, `events` next to raw `async-nats`.
 fn nats_rows(runs: u32) {
     const PUBLISHERS: u64 = 64;
@@ -342,6 +447,9 @@ fn main() {
     }
     if only.as_ref().is_none_or(|o| o == "nats") {
         nats_rows(if quick { 1 } else { 7 });
+    }
+    if only.as_ref().is_none_or(|o| o == "outbox") {
+        outbox_rows(if quick { 1 } else { 3 });
     }
 
     let get = |w: Workload| {

@@ -149,18 +149,11 @@ async fn forward(bus: Weak<Inner>, forwarder: Arc<Forwarder>) {
         let Some(inner) = bus.upgrade() else {
             return;
         };
-        let round = round(&inner, &forwarder).await;
-        match round {
-            Ok(sent) => {
+        match drain(&inner, &forwarder).await {
+            Ok(()) => {
                 backoff = options.min_backoff;
-                let changed = sent > 0 && forwarder.set_state(ForwarderState::Connected);
-                if sent > 0 || changed {
-                    forwarder.report(&inner, changed);
-                }
                 drop(inner);
-                if sent == 0 {
-                    let _ = tokio::time::timeout(options.poll, forwarder.wake.notified()).await;
-                }
+                let _ = tokio::time::timeout(options.poll, forwarder.wake.notified()).await;
             }
             Err(e) => {
                 let wait = jitter(backoff);
@@ -199,28 +192,73 @@ fn jitter(wait: Duration) -> Duration {
     wait - spread + Duration::from_nanos(random.checked_rem(nanos.max(1)).unwrap_or(0))
 }
 
-/// One round: claims the oldest entries, sends them pipelined, removes the acknowledged
-/// ones. How many were sent.
-async fn round(inner: &Inner, forwarder: &Forwarder) -> Result<usize, RoundError> {
+/// Rounds until nothing is left: each claims the oldest entries above what is in flight,
+/// sends them pipelined, and hands the acknowledged ones to the store for removal, which
+/// runs while the next round is claimed and sent.
+async fn drain(inner: &Inner, forwarder: &Forwarder) -> Result<(), RoundError> {
     let (Some(store), Some(transport)) = (&inner.store, &inner.transport) else {
-        return Ok(0);
+        return Ok(());
     };
     let Some(outbox) = store.outbox() else {
-        return Ok(0);
+        return Ok(());
     };
     let options = &forwarder.options;
-    let rows = outbox
-        .claim(
-            &forwarder.owner,
-            &forwarder.partition,
-            options.batch,
-            options.lease,
-        )
-        .await
-        .map_err(RoundError::Store)?;
-    if rows.is_empty() {
-        return Ok(0);
+    let mut after = 0;
+    let mut removing: Option<crate::store::StoreFuture<'_, ()>> = None;
+    loop {
+        let claimed = outbox
+            .claim(
+                &forwarder.owner,
+                &forwarder.partition,
+                after,
+                options.batch,
+                options.lease,
+            )
+            .await;
+        let rows = match claimed {
+            Ok(rows) => rows,
+            Err(e) => {
+                if let Some(r) = removing.take() {
+                    let _ = r.await;
+                }
+                return Err(RoundError::Store(e));
+            }
+        };
+        let Some(last) = rows.iter().filter_map(crate::store::row_sequence).max() else {
+            return match removing.take() {
+                Some(r) => r.await.map_err(RoundError::Store),
+                None => Ok(()),
+            };
+        };
+        let (sent, failed) = round(inner, forwarder, transport.as_ref(), rows).await;
+        // The previous round's removal ran meanwhile.
+        if let Some(r) = removing.take() {
+            r.await.map_err(RoundError::Store)?;
+        }
+        let count = sent.len();
+        removing = (!sent.is_empty()).then(|| outbox.forwarded(sent));
+        if let Some(e) = failed {
+            if let Some(r) = removing.take() {
+                r.await.map_err(RoundError::Store)?;
+            }
+            return Err(RoundError::Send(e));
+        }
+        after = last;
+        if count > 0 {
+            let changed = forwarder.set_state(ForwarderState::Connected);
+            forwarder.report(inner, changed);
+        }
     }
+}
+
+/// One round: sends the claimed rows pipelined; the sequences the broker acknowledged, and
+/// the first failure.
+async fn round(
+    inner: &Inner,
+    forwarder: &Forwarder,
+    transport: &dyn crate::transport::Transport,
+    rows: Vec<crate::store::Row>,
+) -> (Vec<u64>, Option<SendError>) {
     let mut events: Vec<(Meta, StoredEvent)> = Vec::with_capacity(rows.len());
     let mut stuck = 0;
     for row in rows {
@@ -243,7 +281,7 @@ async fn round(inner: &Inner, forwarder: &Forwarder) -> Result<usize, RoundError
     }
     forwarder.stuck.fetch_add(stuck, Relaxed);
     if events.is_empty() {
-        return Ok(0);
+        return (Vec::new(), None);
     }
     let messages = events
         .iter()
@@ -265,13 +303,9 @@ async fn round(inner: &Inner, forwarder: &Forwarder) -> Result<usize, RoundError
             }
         }
     }
-    outbox.forwarded(&acked).await.map_err(RoundError::Store)?;
     forwarder.forwarded.fetch_add(acked.len() as u64, Relaxed);
     forwarder.duplicates.fetch_add(duplicates, Relaxed);
-    match failed {
-        Some(e) => Err(RoundError::Send(e)),
-        None => Ok(acked.len()),
-    }
+    (acked, failed)
 }
 
 impl Bus {

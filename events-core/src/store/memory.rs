@@ -380,18 +380,24 @@ impl Outbox for MemoryStore {
         &'a self,
         _owner: &'a str,
         _partition: &'a str,
+        after: u64,
         limit: usize,
         _lease: std::time::Duration,
     ) -> StoreFuture<'a, Vec<Row>> {
         let state = self.lock();
-        let rows = state.outbox.values().take(limit).cloned().map(Ok).collect();
+        let rows = state
+            .outbox
+            .range(after.saturating_add(1)..)
+            .take(limit)
+            .map(|(_, e)| Ok(e.clone()))
+            .collect();
         Box::pin(std::future::ready(Ok(rows)))
     }
 
-    fn forwarded<'a>(&'a self, sequences: &'a [u64]) -> StoreFuture<'a, ()> {
+    fn forwarded(&self, sequences: Vec<u64>) -> StoreFuture<'_, ()> {
         let mut state = self.lock();
         for sequence in sequences {
-            if let Some(e) = state.outbox.remove(sequence) {
+            if let Some(e) = state.outbox.remove(&sequence) {
                 state.outbox_bytes -= e.size();
             }
         }

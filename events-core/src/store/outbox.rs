@@ -25,19 +25,22 @@ pub trait Outbox: Send + Sync {
 
     /// Takes (or renews) for `owner` a lease of `lease` on partition `partition` and on
     /// every partition whose lease ran out, and resolves with up to `limit` of their
-    /// entries' events, oldest first. Entries stay until [`forwarded`](Self::forwarded):
-    /// a second claim returns them again.
+    /// entries' events above sequence `after`, oldest first. Entries stay until
+    /// [`forwarded`](Self::forwarded): a second claim returns them again. (The forwarder
+    /// passes the last sequence it has in flight as `after`, and 0 after a failure or
+    /// when it finds nothing.)
     fn claim<'a>(
         &'a self,
         owner: &'a str,
         partition: &'a str,
+        after: u64,
         limit: usize,
         lease: Duration,
     ) -> StoreFuture<'a, Vec<Row>>;
 
     /// Removes the entries of these sequences: the broker has them. The events stay in the
     /// store's history.
-    fn forwarded<'a>(&'a self, sequences: &'a [u64]) -> StoreFuture<'a, ()>;
+    fn forwarded(&self, sequences: Vec<u64>) -> StoreFuture<'_, ()>;
 
     /// How many entries wait, and since when the oldest does.
     ///

@@ -367,7 +367,7 @@ pub async fn the_outbox_keeps_entries_until_they_are_forwarded(store: impl Event
         return;
     };
     let lease = std::time::Duration::from_secs(10);
-    let claim = |limit| outbox.claim("owner-1", "partition-1", limit, lease);
+    let claim = |limit| outbox.claim("owner-1", "partition-1", 0, limit, lease);
     assert!(claim(10).await.expect("claim").is_empty());
     assert_eq!(outbox.backlog().expect("backlog").events, 0);
     let events: Vec<StoredEvent> = (1..=4).map(|n| event(n, "order.placed")).collect();
@@ -407,7 +407,17 @@ pub async fn the_outbox_keeps_entries_until_they_are_forwarded(store: impl Event
     let two = claimed(claim(2).await.expect("claim"));
     assert_eq!(two.len(), 2, "the limit");
     assert_eq!(two[0].sequence, first, "claimed again until forwarded");
-    outbox.forwarded(&[first]).await.expect("forwarded");
+    let above: Vec<u64> = claimed(
+        outbox
+            .claim("owner-1", "partition-1", third, 10, lease)
+            .await
+            .expect("claim"),
+    )
+    .iter()
+    .map(|e| e.sequence)
+    .collect();
+    assert_eq!(above, [fourth], "only entries above `after`");
+    outbox.forwarded(vec![first]).await.expect("forwarded");
     let left: Vec<u64> = claimed(claim(10).await.expect("claim"))
         .iter()
         .map(|e| e.sequence)
@@ -417,7 +427,10 @@ pub async fn the_outbox_keeps_entries_until_they_are_forwarded(store: impl Event
         outbox.backlog().expect("backlog").oldest,
         Some(events[2].time)
     );
-    outbox.forwarded(&[third, fourth]).await.expect("forwarded");
+    outbox
+        .forwarded(vec![third, fourth])
+        .await
+        .expect("forwarded");
     assert!(claim(10).await.expect("claim").is_empty());
     let backlog = outbox.backlog().expect("backlog");
     assert_eq!((backlog.events, backlog.oldest), (0, None));
