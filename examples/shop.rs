@@ -1,5 +1,7 @@
-//! A shop on the durable SQLite store (`./shop.db`): order -> payment -> shipping, with a
-//! payment gateway that times out and recovers through retries, a shipment that ends in the
+//! A shop on the durable SQLite store (`./shop.db`): order -> payment -> shipping, each
+//! order written to the shop's own `orders` table and published in one transaction (a
+//! refused order publishes nothing), with a payment gateway that times out and recovers
+//! through retries, a shipment that ends in the
 //! dead-letter queue and is retried from it once the address is fixed, a replay of the
 //! history into an analytics handler added at run time, and a summary.
 //!
@@ -15,7 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use events::store::{SqliteStore, StoreQuery};
+use events::store::{SqliteStore, StoreQuery, rusqlite};
 use events::{Bus, Context, DeadLetterFilter, Event, HandlerError, SubscribeOptions, handler};
 
 /// A customer placed an order.
@@ -131,8 +133,22 @@ async fn mails_reach(n: u64) -> bool {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = SystemTime::now();
-    let store = SqliteStore::open("shop.db")?;
-    let bus = Bus::builder().source("shop").store(store).build()?;
+    // The shop's own tables live in the same file: a handle to write them in transactions
+    // with the events, and another for the bus.
+    let store = std::sync::Arc::new(SqliteStore::open("shop.db")?);
+    let bus = Bus::builder()
+        .source("shop")
+        .store(std::sync::Arc::clone(&store))
+        .build()?;
+    store
+        .transaction(&bus, |tx, _| {
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS orders (
+                    number INTEGER NOT NULL, customer TEXT NOT NULL, total_cents INTEGER NOT NULL)",
+                [],
+            )
+        })
+        .await?;
 
     // After a crash this completes whatever durable handlers had not finished.
     let recovered = bus.recover().await?;
@@ -151,9 +167,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     for o in orders.iter().cloned() {
         let n = o.order;
-        let receipt = bus.publish(o).await?;
-        let sequence = receipt.sequence().unwrap_or_default();
-        println!("order {n} placed: stored as #{sequence} before its handlers ran");
+        // The order row and the event commit together; the handlers run after the commit.
+        let (_, receipts) = store
+            .transaction(&bus, move |tx, staged| {
+                tx.execute(
+                    "INSERT INTO orders (number, customer, total_cents) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![o.order as i64, o.customer, o.total_cents as i64],
+                )?;
+                staged.publish(o)?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+            .await?;
+        let sequence = receipts[0].sequence().unwrap_or_default();
+        println!("order {n} placed: its row and its event (#{sequence}) committed together");
+    }
+    // The fraud check refuses order 6 inside the transaction: its row is rolled back and its
+    // event is never published.
+    let refused = store
+        .transaction(&bus, |tx, staged| {
+            let o = order(6, "mallory", 99_999);
+            tx.execute(
+                "INSERT INTO orders (number, customer, total_cents) VALUES (?1, ?2, ?3)",
+                rusqlite::params![o.order as i64, o.customer, o.total_cents as i64],
+            )?;
+            staged.publish(o)?;
+            Err::<(), Box<dyn std::error::Error + Send + Sync>>("the fraud check refused it".into())
+        })
+        .await;
+    if let Err(e) = refused {
+        println!("order 6 refused ({e}): no row, no event");
     }
     // Order 2's payment is being retried on its own task; order 4 is a dead letter.
     let all_but_one = mails_reach(4).await;
@@ -215,6 +257,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("\nsummary:");
     println!("  events stored this run: {this_run} (orders, payments, shipments)");
+    let rows = store
+        .transaction(&bus, |tx, _| {
+            tx.query_row("SELECT COUNT(*) FROM orders WHERE number = 6", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .await?
+        .0;
+    println!("  rows of the refused order 6 in `orders`: {rows}");
     println!(
         "  replayed {} orders into analytics: revenue {:.2} EUR from {}",
         report.events,
