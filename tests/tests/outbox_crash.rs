@@ -1,6 +1,7 @@
 //! The outbox under SIGKILL: a publisher is killed at random points, while the broker is
 //! down and while its forwarder drains, a dozen times; every event a `publish` acknowledged
-//! (on the local commit) reaches the broker's stream, once, in commit order. The child is
+//! (on the local commit) reaches the broker's stream, once, in commit order. And its memory:
+//! draining a backlog of 200,000 events takes no more than draining 20,000. The child is
 //! `src/bin/outbox_child.rs`; the broker is a `nats-server` of the test's own, stopped and
 //! started again.
 
@@ -183,4 +184,49 @@ async fn every_acknowledged_event_reaches_the_broker_across_sigkills() {
         got.len()
     );
     drop(server);
+}
+
+/// Fills an outbox with `count` events (the broker unreachable), then drains it in a fresh
+/// child; that child's peak resident memory, in KiB.
+async fn drain_peak(server: &NatsServer, count: u64) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("backlog.db");
+    let nowhere = format!("127.0.0.1:{}", events_tests::free_port());
+    let filled = Command::new(CHILD)
+        .args([db.to_str().unwrap(), &nowhere, "1", &count.to_string()])
+        .env("OUTBOX_CHILD_FILL", "1")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&filled.stdout).contains("filled"));
+    assert_eq!(waiting(&db), count as i64);
+    let drain = Publisher::start(&db, &server.url(), count + 1, 0);
+    let mut peak = None;
+    while peak.is_none() {
+        let line = drain.line().expect("the child drains the backlog");
+        peak = line
+            .strip_prefix("peak_kib ")
+            .map(|k| k.parse::<u64>().unwrap());
+    }
+    drain.kill();
+    assert_eq!(waiting(&db), 0);
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("CRASH").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        count,
+        "each event once"
+    );
+    peak.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_a_large_backlog_takes_memory_independent_of_its_length() {
+    let small = drain_peak(&NatsServer::start(), 20_000).await;
+    let large = drain_peak(&NatsServer::start(), 200_000).await;
+    eprintln!("peak RSS draining 20,000: {small} KiB; 200,000: {large} KiB");
+    assert!(
+        large <= small + 16 * 1024,
+        "draining 200,000 took {large} KiB, 20,000 took {small} KiB"
+    );
 }

@@ -1,8 +1,10 @@
 //! The outbox crash test's child process (`tests/tests/outbox_crash.rs`): a publisher with
 //! a SQLite store, NATS and the outbox. It publishes `count` events numbered from `first`,
 //! printing `ack <n>` as each `publish` resolves (on the local commit), then `published`;
-//! then it waits for the outbox to drain and prints `drained <forwarded> <duplicates>`, and
-//! sleeps until it is killed.
+//! then it waits for the outbox to drain and prints `drained <forwarded> <duplicates>` and
+//! `peak_kib <VmHWM>` (its peak resident memory), and sleeps until it is killed. With
+//! `OUTBOX_CHILD_FILL=1` it publishes the events in batches and exits once they are
+//! committed (`filled`): a backlog for the next child to drain.
 //!
 //! `outbox_child <db> <nats host:port> <first> <count>`
 
@@ -53,6 +55,18 @@ async fn main() {
         )
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
+    if std::env::var_os("OUTBOX_CHILD_FILL").is_some() {
+        let mut n = first;
+        while n < first + count {
+            let end = (n + 4096).min(first + count);
+            for r in bus.publish_batch((n..end).map(|n| Order { n })).await {
+                r.unwrap_or_else(|e| panic!("{e}"));
+            }
+            n = end;
+        }
+        say(format_args!("filled"));
+        return;
+    }
     for n in first..first + count {
         bus.publish(Order { n })
             .await
@@ -66,6 +80,13 @@ async fn main() {
     let status = bus.outbox().and_then(Result::ok);
     let (forwarded, duplicates) = status.map_or((0, 0), |s| (s.forwarded, s.duplicates));
     say(format_args!("drained {forwarded} {duplicates}"));
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    say(format_args!("peak_kib {peak}"));
     loop {
         tokio::time::sleep(Duration::from_secs(60)).await;
     }
