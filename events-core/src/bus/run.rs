@@ -11,10 +11,7 @@ use crate::event::{AnyEvent, Payload};
 use crate::handler::{HandlerError, Invocation};
 use crate::receipt::Outcome;
 
-/// Runs every slot in order, sync and async. `inline`: the future's body belongs in the
-/// caller's poll (the publish), and LLVM's heuristics left it out of line after unrelated
-/// changes, at +40 instructions per async publish (cachegrind, `probe async1`).
-#[inline]
+/// Runs every slot in order, sync and async.
 pub(crate) async fn run(
     slots: &[Slot],
     payload: &dyn Payload,
