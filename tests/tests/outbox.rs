@@ -405,7 +405,10 @@ mod visibility {
     /// the inbox hit is one increment), gauges their values from the last snapshot taken
     /// after a report (one in which a forwarder state is 1: a report sets every gauge).
     #[derive(Default)]
-    struct Seen(std::cell::RefCell<Vec<(String, Vec<(String, String)>, f64)>>);
+    struct Seen(std::cell::RefCell<Vec<Metric>>);
+
+    /// A metric's name, labels and value.
+    type Metric = (String, Vec<(String, String)>, f64);
 
     fn value(
         seen: &Seen,
