@@ -266,16 +266,7 @@ pub fn compression(server: &Server, run: u32, count: u64, compress: bool) -> Opt
         let cpu = cpu_time()? - before;
         let client = async_nats::connect(&server.url).await.expect("connect");
         let js = async_nats::jetstream::new(client);
-        let stream_name: String = prefix
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let stream_name = NatsOptions::new(prefix).stream_name().to_owned();
         let mut stream = js.get_stream(stream_name).await.expect("stream");
         let info = stream.info().await.expect("info");
         let state = &info.state;

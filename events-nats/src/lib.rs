@@ -142,8 +142,9 @@ impl NatsOptions {
     fn prefix_name(&self) -> &str {
         &self.prefix
     }
-    /// The stream's name.
-    fn stream_name(&self) -> &str {
+    /// The stream's name: [`stream`](Self::stream)'s, else the prefix in upper case with
+    /// every other character `_` (`orders-eu` → `ORDERS_EU`).
+    pub fn stream_name(&self) -> &str {
         &self.stream
     }
     /// How sent events are laid out.

@@ -190,3 +190,50 @@ impl Calls {
         self.0.lock().unwrap().clear();
     }
 }
+
+/// A child process whose standard output is read line by line on a thread of its own: for
+/// the crash tests, which read what a child acknowledged and kill it with `SIGKILL`.
+#[derive(Debug)]
+pub struct ChildLines {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ChildLines {
+    /// Starts `command` with its standard output piped (its standard error dropped).
+    pub fn spawn(mut command: Command) -> ChildLines {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ChildLines { child, lines }
+    }
+
+    /// The next line, waiting at most `wait`.
+    pub fn line(&self, wait: Duration) -> Option<String> {
+        self.lines.recv_timeout(wait).ok()
+    }
+
+    /// A line already printed, if any (no waiting).
+    pub fn try_line(&self) -> Option<String> {
+        self.lines.try_recv().ok()
+    }
+
+    /// Kills it with `SIGKILL` (no destructor, no flush) and waits for it.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}

@@ -5,15 +5,13 @@
 
 #![allow(unreachable_pub)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use events::nats::{Nats, NatsOptions};
 use events::postgres::{PostgresOptions, PostgresStore, tokio_postgres};
 use events::{Bus, Event};
-use events_tests::{NatsServer, SeededRng};
+use events_tests::{ChildLines, NatsServer, SeededRng};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_inbox_child");
 const EVENTS: i64 = 150;
@@ -29,36 +27,11 @@ fn config() -> String {
         .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned())
 }
 
-struct Consumer {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Consumer {
-    fn start(schema: &str, url: &str) -> Consumer {
-        let mut child = Command::new(CHILD)
-            .args([&config(), schema, url])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Consumer { child, lines }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
+/// Starts a consumer child.
+fn start_consumer(schema: &str, url: &str) -> ChildLines {
+    let mut command = Command::new(CHILD);
+    command.args([&config(), schema, url]);
+    ChildLines::spawn(command)
 }
 
 async fn rows(client: &tokio_postgres::Client, schema: &str) -> (i64, i64) {
@@ -105,7 +78,7 @@ async fn each_events_write_exists_once_after_sigkills_mid_handler() {
 
     let mut kills = (0, 0);
     for round in 0..8 {
-        let consumer = Consumer::start(&schema, &url);
+        let consumer = start_consumer(&schema, &url);
         // Odd rounds die between a write and its commit; even ones just after a commit.
         let before_commit = round % 2 == 1;
         let wanted = if before_commit {
@@ -117,7 +90,7 @@ async fn each_events_write_exists_once_after_sigkills_mid_handler() {
         let mut seen = 0;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            let Ok(line) = consumer.lines.recv_timeout(Duration::from_secs(5)) else {
+            let Some(line) = consumer.line(Duration::from_secs(5)) else {
                 break;
             };
             if line.starts_with(wanted) {
@@ -136,7 +109,7 @@ async fn each_events_write_exists_once_after_sigkills_mid_handler() {
     }
 
     // A last consumer, left alone, handles what is left and what comes again.
-    let consumer = Consumer::start(&schema, &url);
+    let consumer = start_consumer(&schema, &url);
     let deadline = Instant::now() + Duration::from_secs(60);
     while rows(&client, &schema).await.1 < EVENTS {
         assert!(Instant::now() < deadline, "not every event was handled");
@@ -145,7 +118,7 @@ async fn each_events_write_exists_once_after_sigkills_mid_handler() {
     // Redeliveries of what was committed but not acknowledged arrive after the ack wait.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut hits = 0;
-    while let Ok(line) = consumer.lines.try_recv() {
+    while let Some(line) = consumer.try_line() {
         if let Some(k) = line.strip_prefix("hits ") {
             hits = k.parse().unwrap();
         }

@@ -8,57 +8,28 @@
 #![allow(unreachable_pub)]
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-use events_tests::{NatsServer, SeededRng};
+use events_tests::{ChildLines, NatsServer, SeededRng};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_outbox_child");
 
-/// A running child and its stdout lines.
-struct Publisher {
-    child: Child,
-    lines: mpsc::Receiver<String>,
+/// Starts a publisher child on `db`.
+fn start_publisher(db: &std::path::Path, url: &str, first: u64, count: u64) -> ChildLines {
+    let mut command = Command::new(CHILD);
+    command.args([
+        db.to_str().unwrap(),
+        url,
+        &first.to_string(),
+        &count.to_string(),
+    ]);
+    ChildLines::spawn(command)
 }
 
-impl Publisher {
-    fn start(db: &std::path::Path, url: &str, first: u64, count: u64) -> Publisher {
-        let mut child = Command::new(CHILD)
-            .args([
-                db.to_str().unwrap(),
-                url,
-                &first.to_string(),
-                &count.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Publisher { child, lines }
-    }
-
-    /// The next line, within 30 s.
-    fn line(&self) -> Option<String> {
-        self.lines.recv_timeout(Duration::from_secs(30)).ok()
-    }
-
-    fn kill(mut self) {
-        // SIGKILL: no destructor, no flush, no goodbye.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
+/// The next line of `child`, within 30 s.
+fn line(child: &ChildLines) -> Option<String> {
+    child.line(Duration::from_secs(30))
 }
 
 /// How many outbox entries wait in the store (read beside the killed child's file).
@@ -109,17 +80,17 @@ async fn every_acknowledged_event_reaches_the_broker_across_sigkills() {
         } else if let Some((port, store)) = parked.take() {
             server = Some(NatsServer::start_at(port, store));
         }
-        let publisher;
+        let publisher: ChildLines;
         let count;
         if down {
             // A backlog builds up: hundreds of events acknowledged on the local commit;
             // killed somewhere in its second half.
             count = 300 + rng.below(500) as u64;
             let kill_after = count / 2 + rng.below((count / 2) as usize) as u64;
-            publisher = Publisher::start(&db, &url, next, count);
+            publisher = start_publisher(&db, &url, next, count);
             let mut seen = 0;
             while seen < kill_after {
-                let Some(line) = publisher.line() else { break };
+                let Some(line) = line(&publisher) else { break };
                 if let Some(n) = line.strip_prefix("ack ") {
                     acked.push(n.parse().unwrap());
                     seen += 1;
@@ -130,14 +101,14 @@ async fn every_acknowledged_event_reaches_the_broker_across_sigkills() {
             // own) and is killed a random moment into it.
             count = rng.below(20) as u64;
             let before = waiting(&db);
-            publisher = Publisher::start(&db, &url, next, count);
+            publisher = start_publisher(&db, &url, next, count);
             // Once the drain has begun (entries are leaving the outbox), a moment more.
             let start = std::time::Instant::now();
             while waiting(&db) >= before && start.elapsed() < Duration::from_secs(10) {
                 std::thread::sleep(Duration::from_millis(1));
             }
             std::thread::sleep(Duration::from_millis(rng.below(4) as u64));
-            while let Ok(line) = publisher.lines.try_recv() {
+            while let Some(line) = publisher.try_line() {
                 if let Some(n) = line.strip_prefix("ack ") {
                     acked.push(n.parse().unwrap());
                 }
@@ -156,9 +127,9 @@ async fn every_acknowledged_event_reaches_the_broker_across_sigkills() {
         server = Some(NatsServer::start_at(port, store));
     }
     // One last child, killed by nobody: it forwards what is left.
-    let publisher = Publisher::start(&db, &url, next, 0);
+    let publisher = start_publisher(&db, &url, next, 0);
     let drained = loop {
-        let line = publisher.line().expect("the last child drains the outbox");
+        let line = line(&publisher).expect("the last child drains the outbox");
         if let Some(rest) = line.strip_prefix("drained ") {
             break rest.to_owned();
         }
@@ -199,10 +170,10 @@ async fn drain_peak(server: &NatsServer, count: u64) -> u64 {
         .unwrap();
     assert!(String::from_utf8_lossy(&filled.stdout).contains("filled"));
     assert_eq!(waiting(&db), count as i64);
-    let drain = Publisher::start(&db, &server.url(), count + 1, 0);
+    let drain = start_publisher(&db, &server.url(), count + 1, 0);
     let mut peak = None;
     while peak.is_none() {
-        let line = drain.line().expect("the child drains the backlog");
+        let line = line(&drain).expect("the child drains the backlog");
         peak = line
             .strip_prefix("peak_kib ")
             .map(|k| k.parse::<u64>().unwrap());
