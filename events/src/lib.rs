@@ -59,6 +59,7 @@
 //! | `pattern = "order.*"` | none | for a wildcard handler (`ev: &AnyEvent`): the event names it takes, `*` for one segment, a final `>` for the rest |
 //! | `retry(..)` | the bus's [`BusBuilder::retry`], else none | re-runs the handler alone after a transient failure: `max = 5` (retries, default 3), `backoff = "exponential"` (default: the delay doubles from `base`) or `backoff = "fixed"` (every delay is `base`), `base = "100ms"` (default), `max_delay = "30s"` (default), `jitter = true` (default; `false` for exact delays); durations are a whole number with `ms`, `s`, `m` or `h` |
 //! | `durable` | off | with a [`store`]: deliveries are recorded, and [`Bus::recover`] makes the ones a crash interrupted |
+//! | `inbox` | off | with a store that keeps an inbox: the handler takes an [`outbox::InboxKey`] and records it in the transaction of its writes; a delivery whose key is recorded is skipped (exactly once for those writes: see the README's "Offline and outbox") |
 //! | `replay = false` | `true` | [`Bus::replay`] never calls the handler (one that sends mail, say) |
 //! | `concurrency = 4` | unlimited | `async fn` only: at most this many calls at once, across publishes |
 //! | `timeout = "2s"` | none | `async fn` only: a call past it fails with a transient [`HandlerTimedOut`] |
