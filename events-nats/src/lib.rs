@@ -823,8 +823,17 @@ impl Shared {
     /// later messages are still going out (pipelined), in order.
     async fn send_batch(&self, messages: Vec<Outgoing<'_>>) -> Vec<Result<Sent, SendError>> {
         let mut acks = Vec::with_capacity(messages.len());
+        let mut failed = false;
         for message in &messages {
-            acks.push(self.write(message).await);
+            // After a message the client did not take, none is written: a later event must
+            // not reach the stream before an earlier one.
+            if failed {
+                acks.push(Err(SendError::after_failure()));
+                continue;
+            }
+            let written = self.write(message).await;
+            failed = written.is_err();
+            acks.push(written);
         }
         let mut results = Vec::with_capacity(acks.len());
         for ack in acks {

@@ -606,3 +606,71 @@ async fn a_batch_is_committed_together_and_sent_in_order() {
     assert_eq!(sent(&broker), [1, 2, 3]);
     assert_eq!(bus.store().unwrap().count(&Default::default()).unwrap(), 4);
 }
+
+/// A broker that refuses one send (the third it sees), then takes everything: a round that
+/// fails in its middle must not let later events in before the refused one.
+#[derive(Clone)]
+struct RefusesThird {
+    inner: Loopback,
+    seen: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl events::transport::Transport for RefusesThird {
+    fn is_local(&self, name: &str) -> bool {
+        self.inner.is_local(name)
+    }
+    fn send<'a>(
+        &'a self,
+        message: events::transport::Outgoing<'a>,
+    ) -> events::transport::BoxFuture<
+        'a,
+        Result<events::transport::Sent, events::transport::SendError>,
+    > {
+        if self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 2 {
+            return Box::pin(std::future::ready(Err(
+                events::transport::SendError::NotSent("refused once".into()),
+            )));
+        }
+        self.inner.send(message)
+    }
+    fn consumer<'a>(
+        &'a self,
+        spec: events::transport::ConsumerSpec,
+    ) -> events::transport::BoxFuture<
+        'a,
+        Result<Box<dyn events::transport::Consumer>, events::transport::TransportError>,
+    > {
+        self.inner.consumer(spec)
+    }
+    fn address(&self, name: &str) -> String {
+        self.inner.address(name)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_that_fails_midway_keeps_commit_order() {
+    let broker = Loopback::new();
+    let flaky = RefusesThird {
+        inner: broker.clone(),
+        seen: Default::default(),
+    };
+    let bus = Bus::builder()
+        .no_handlers()
+        .store(events::store::MemoryStore::new())
+        .transport(flaky)
+        .outbox(options())
+        .build()
+        .unwrap();
+    // One batch: one commit, so the forwarder's first round holds all ten.
+    for r in bus.publish_batch((1..=10).map(|n| Order { n })).await {
+        r.unwrap();
+    }
+    bus.drain_outbox(Duration::from_millis(5)).await.unwrap();
+    assert_eq!(sent(&broker), (1..=10).collect::<Vec<_>>());
+    let status = bus.outbox().unwrap().unwrap();
+    assert_eq!(
+        status.failed_sends, 8,
+        "the refused send and the seven after it"
+    );
+    assert_eq!(status.forwarded, 10);
+}

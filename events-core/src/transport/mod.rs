@@ -52,17 +52,26 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Sends several events, in order, and resolves with each one's result in the same
     /// order: what [`Bus::publish_batch`](crate::Bus::publish_batch) and the outbox's
-    /// forwarder call. The default sends them one after the other; a transport whose
-    /// broker pipelines (NATS: every message written before the first ack is awaited)
-    /// overrides it.
+    /// forwarder call. The default sends them one after the other and stops at the first
+    /// failure (the rest are [`SendError::NotSent`]), so that no event reaches the broker
+    /// before an earlier one that did not; a transport whose broker pipelines (NATS: every
+    /// message written before the first ack is awaited) overrides it, and stops writing at
+    /// the first message the client does not take.
     fn send_batch<'a>(
         &'a self,
         messages: Vec<Outgoing<'a>>,
     ) -> BoxFuture<'a, Vec<Result<Sent, SendError>>> {
         Box::pin(async move {
             let mut results = Vec::with_capacity(messages.len());
+            let mut failed = false;
             for message in messages {
-                results.push(self.send(message).await);
+                if failed {
+                    results.push(Err(SendError::after_failure()));
+                    continue;
+                }
+                let result = self.send(message).await;
+                failed = result.is_err();
+                results.push(result);
             }
             results
         })
@@ -326,6 +335,14 @@ pub enum SendError {
     /// The event may have reached the broker: no answer came. Publish it again with its id.
     #[error("{0}")]
     Unconfirmed(String),
+}
+
+impl SendError {
+    /// What a batch answers for the events after its first failure: not sent, so that
+    /// none reaches the broker before it.
+    pub fn after_failure() -> SendError {
+        SendError::NotSent("not sent: an earlier event of the batch failed".into())
+    }
 }
 
 /// The broker refused to set up a consumer, or the bus has no transport.
