@@ -361,3 +361,54 @@ impl HandlerInfo {
         }
     }
 }
+
+/// What `#[aggregate]` generates calls.
+pub mod aggregate {
+    use crate::aggregate::{Aggregate, Decision};
+    use crate::event::Event;
+
+    /// The shape of `A`'s state: a hash of its name and JSON Schema.
+    pub fn shape<A: Aggregate>() -> String {
+        use sha2::Digest;
+        let schema = schemars::schema_for!(A);
+        let text = serde_json::to_string(&schema).unwrap_or_default();
+        let mut hash = sha2::Sha256::new();
+        hash.update(A::NAME.as_bytes());
+        hash.update([0]);
+        hash.update(text.as_bytes());
+        let digest = hash.finalize();
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A stored `E` at `version`, upcast if older.
+    ///
+    /// # Errors
+    /// When it does not deserialize or cannot be upcast.
+    pub fn decode<E: Event>(version: u32, payload: &str) -> Result<E, String> {
+        crate::aggregate::decode_as::<E>(version, payload)
+    }
+
+    /// The error for a stored event no `#[apply]` of `A` takes.
+    pub fn not_applied<A: Aggregate>(name: &str, version: u32) -> String {
+        format!(
+            "aggregate `{}` has no `#[apply]` for stored event `{}` v{version}",
+            A::NAME,
+            crate::text::clip(&name.escape_debug().to_string(), 120)
+        )
+    }
+
+    /// Compiles only when a command's result `D` is something `A` can apply.
+    pub const fn assert_decision<A: Aggregate, D: Decision<A>>() {}
+
+    pub use crate::aggregate::{AggregateEntry, AggregateInfo};
+
+    /// The registry entry of `A`.
+    pub const fn info<A: Aggregate>(type_name: &'static str) -> AggregateInfo {
+        AggregateInfo {
+            name: A::NAME,
+            type_name,
+            events: A::events,
+            check: crate::aggregate::check::<A>,
+        }
+    }
+}

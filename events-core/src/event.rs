@@ -297,6 +297,8 @@ pub trait Payload: Any + Send + Sync {
     fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
     /// The event as `Any`, to downcast.
     fn as_any(&self) -> &(dyn Any + Send + Sync);
+    /// The boxed event as `Any`, to downcast by value.
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send + Sync>;
     /// The payload as JSON text (what an event store keeps).
     ///
     /// # Errors
@@ -338,6 +340,9 @@ impl<E: Event> Payload for E {
     }
     #[inline]
     fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send + Sync> {
         self
     }
 }

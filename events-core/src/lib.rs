@@ -13,6 +13,7 @@
 // Nothing user input reaches may panic; tests may.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod aggregate;
 mod bus;
 pub mod compat;
 mod context;
@@ -23,6 +24,7 @@ pub mod docs;
 mod envelope;
 mod error;
 mod event;
+mod example;
 mod filter;
 mod handler;
 mod ids;
@@ -45,10 +47,12 @@ mod wire;
 #[doc(hidden)]
 pub mod __private;
 
+pub use aggregate::{Aggregate, Apply, Changes, Decision};
 pub use bus::{
-    Bus, BusBuilder, DeadLetters, PublishError, Recovery, Replay, ReplayError, ReplayProgress,
-    ReplayReport, Request, RequestError, ShutdownReport, Staged, StagedRow, SubscribeOptions,
-    Subscription, SubscriptionInfo, Unprocessed,
+    Aggregates, Bus, BusBuilder, CommandError, DeadLetters, Executed, LoadError, Loaded,
+    PublishError, Recovery, Replay, ReplayError, ReplayProgress, ReplayReport, Request,
+    RequestError, ShutdownReport, Staged, StagedRow, SubscribeOptions, Subscription,
+    SubscriptionInfo, Unprocessed,
 };
 pub use context::{Context, spawn};
 pub use dead_letter::{DeadLetter, DeadLetterFilter};
@@ -76,3 +80,8 @@ pub use events_macros::Event;
 /// for the signature rules and options.
 #[cfg(feature = "macros")]
 pub use events_macros::handler;
+
+/// Makes a state type an event-sourced aggregate. See [`Aggregate`] for the options and
+/// the rules.
+#[cfg(feature = "macros")]
+pub use events_macros::aggregate;

@@ -23,6 +23,11 @@ impl Ctxt {
         }
     }
 
+    /// Whether nothing was recorded.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.errors.is_none()
+    }
+
     /// `Ok` when nothing was recorded, else every error combined.
     pub(crate) fn check(self) -> syn::Result<()> {
         self.errors.map_or(Ok(()), Err)

@@ -7,6 +7,7 @@
 // Never panic on user input: every problem is a `syn::Error`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod aggregate;
 mod ctxt;
 mod event;
 mod handler;
@@ -26,4 +27,12 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
     handler::expand(args.into(), item.into()).into()
+}
+
+/// Makes the state type of an `impl` block an event-sourced aggregate: its `#[apply]`
+/// methods (one per event type) rebuild the state, its `#[command]` methods decide new
+/// events. See `events::Aggregate` for the options and the rules.
+#[proc_macro_attribute]
+pub fn aggregate(args: TokenStream, item: TokenStream) -> TokenStream {
+    aggregate::expand(args.into(), item.into()).into()
 }

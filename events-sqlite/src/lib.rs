@@ -17,8 +17,8 @@ use tokio::sync::oneshot;
 
 use events::store::TransactionError;
 use events::store::{
-    Backlog, EventStore, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter,
-    StoredEvent,
+    Backlog, EventStore, Order, Outbox, Row, Snapshot, StoreError, StoreFuture, StoreQuery,
+    StoredDeadLetter, StoredEvent, StreamAppend, Streams,
 };
 use events::{EventId, Staged};
 
@@ -162,6 +162,22 @@ const MIGRATIONS: &[&str] = &[
         time INTEGER NOT NULL,
         PRIMARY KEY (handler, source, id)
     ) WITHOUT ROWID;",
+    // 4: streams of aggregates: each event's stream and version in it, each stream's
+    // version (the row an append's expected version is checked against), snapshots.
+    "ALTER TABLE events ADD COLUMN stream TEXT;
+    ALTER TABLE events ADD COLUMN stream_version INTEGER;
+    CREATE UNIQUE INDEX events_by_stream ON events (stream, stream_version)
+        WHERE stream IS NOT NULL;
+    CREATE TABLE streams (
+        stream TEXT PRIMARY KEY,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE snapshots (
+        stream TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        shape TEXT NOT NULL,
+        state TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The most writes one transaction takes: a bound on one commit's latency.
@@ -212,6 +228,9 @@ enum Command {
     PutDeadLetter(Box<StoredDeadLetter>),
     RemoveDeadLetter(u64),
     Flush(Reply<()>),
+    /// Events appended to a stream if it is at the expected version.
+    AppendStream(Box<StreamAppend>, Reply<Vec<u64>>),
+    PutSnapshot(Box<Snapshot>, Reply<()>),
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -603,6 +622,8 @@ fn write_loop(
 enum Answer {
     /// A sequence: an append's (`true`) or a checkpoint's.
     Sequence(Reply<u64>, Result<u64, StoreError>, bool),
+    /// The sequences of a stream append.
+    Sequences(Reply<Vec<u64>>, Result<Vec<u64>, StoreError>),
     Done(Reply<()>),
 }
 
@@ -611,6 +632,7 @@ impl Answer {
     fn appended(&self) -> Option<u64> {
         match self {
             Answer::Sequence(_, Ok(sequence), true) => Some(*sequence),
+            Answer::Sequences(_, Ok(sequences)) => sequences.last().copied(),
             _ => None,
         }
     }
@@ -619,6 +641,8 @@ impl Answer {
         match (self, committed) {
             (Answer::Sequence(tx, result, _), Ok(())) => drop(tx.send(result)),
             (Answer::Sequence(tx, _, _), Err(e)) => drop(tx.send(Err(e.clone()))),
+            (Answer::Sequences(tx, result), Ok(())) => drop(tx.send(result)),
+            (Answer::Sequences(tx, _), Err(e)) => drop(tx.send(Err(e.clone()))),
             (Answer::Done(tx), Ok(())) => drop(tx.send(Ok(()))),
             (Answer::Done(tx), Err(e)) => drop(tx.send(Err(e.clone()))),
         }
@@ -660,7 +684,9 @@ fn write_batch(
     max_dead_letters: u64,
 ) -> Result<(), StoreError> {
     let mut commands = batch.drain(..);
-    let tx = match conn.transaction() {
+    // Immediate: the write lock first (waiting up to the busy timeout for another process
+    // that has it), so that a stream's version read in this transaction is the latest.
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             answers.extend(commands.filter_map(Command::waiter));
@@ -684,7 +710,12 @@ impl Command {
             | Command::Checkpoint(_, _, reply) => {
                 Some(Answer::Sequence(reply, Err(StoreError::Closed), false))
             }
-            Command::Flush(reply) | Command::Forwarded(_, reply) => Some(Answer::Done(reply)),
+            Command::Flush(reply)
+            | Command::Forwarded(_, reply)
+            | Command::PutSnapshot(_, reply) => Some(Answer::Done(reply)),
+            Command::AppendStream(_, reply) => {
+                Some(Answer::Sequences(reply, Err(StoreError::Closed)))
+            }
             Command::Transaction(_) => None,
             Command::Delivered(..) | Command::PutDeadLetter(_) | Command::RemoveDeadLetter(_) => {
                 None
@@ -767,6 +798,38 @@ fn write_commands(
                     .map_err(backend)?;
             }
             Command::Flush(reply) => answers.push(Answer::Done(reply)),
+            Command::AppendStream(append, reply) => {
+                // In a savepoint: a refused append leaves nothing in the group commit.
+                tx.execute_batch("SAVEPOINT stream_append")
+                    .map_err(backend)?;
+                let result = append_stream(tx, &append);
+                let undo = match &result {
+                    Ok(_) => "RELEASE stream_append",
+                    Err(_) => "ROLLBACK TO stream_append; RELEASE stream_append",
+                };
+                let rolled_back = rolled_back(tx, &result);
+                answers.push(Answer::Sequences(reply, result));
+                rolled_back?;
+                tx.execute_batch(undo).map_err(backend)?;
+            }
+            Command::PutSnapshot(snapshot, reply) => {
+                tx.prepare_cached(
+                    "INSERT INTO snapshots (stream, version, shape, state) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (stream) DO UPDATE SET version = excluded.version,
+                        shape = excluded.shape, state = excluded.state
+                     WHERE excluded.version >= snapshots.version",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        snapshot.stream,
+                        snapshot.version as i64,
+                        snapshot.shape,
+                        snapshot.state
+                    ])
+                })
+                .map_err(backend)?;
+                answers.push(Answer::Done(reply));
+            }
             // Split off by the writer's loop: never in a batch.
             Command::Transaction(_) => {}
         }
@@ -812,7 +875,9 @@ fn run_transaction<T, E>(
     staged: &mut Staged,
     work: impl FnOnce(&rusqlite::Transaction<'_>, &mut Staged) -> Result<T, E>,
 ) -> Result<(T, Vec<u64>), TransactionError<E>> {
-    let tx = conn.transaction().map_err(backend)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
     let value = work(&tx, staged).map_err(TransactionError::RolledBack)?;
     let mut sequences = Vec::with_capacity(staged.len());
     for row in staged.rows() {
@@ -831,15 +896,62 @@ fn run_transaction<T, E>(
     Ok((value, sequences))
 }
 
+/// Appends to a stream at its expected version: the events, their outbox entries, the
+/// stream's new version; their sequences, or the conflict (nothing written: the caller's
+/// savepoint undoes a failure midway).
+fn append_stream(
+    tx: &rusqlite::Transaction<'_>,
+    append: &StreamAppend,
+) -> Result<Vec<u64>, StoreError> {
+    let actual: i64 = tx
+        .prepare_cached("SELECT version FROM streams WHERE stream = ?1")
+        .and_then(|mut s| s.query_row(params![append.stream], |r| r.get(0)).optional())
+        .map_err(backend)?
+        .unwrap_or(0);
+    if actual as u64 != append.expected {
+        return Err(StoreError::Conflict {
+            stream: append.stream.clone(),
+            expected: append.expected,
+            actual: actual as u64,
+        });
+    }
+    let mut sequences = Vec::with_capacity(append.events.len());
+    for (i, (event, partition)) in append.events.iter().enumerate() {
+        let version = append.expected + i as u64 + 1;
+        let sequence = insert_in(tx, event, Some((&append.stream, version)))?;
+        if let Some(partition) = partition {
+            add_outbox_entry(tx, sequence, partition)?;
+        }
+        sequences.push(sequence);
+    }
+    let version = append.expected + append.events.len() as u64;
+    tx.prepare_cached(
+        "INSERT INTO streams (stream, version) VALUES (?1, ?2)
+         ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+    )
+    .and_then(|mut s| s.execute(params![append.stream, version as i64]))
+    .map_err(backend)?;
+    Ok(sequences)
+}
+
 /// Inserts one event; a duplicate id is that append's error, not the batch's.
 fn insert(tx: &rusqlite::Transaction<'_>, e: &StoredEvent) -> Result<u64, StoreError> {
+    insert_in(tx, e, None)
+}
+
+/// [`insert`], as event `version` of `stream` when it belongs to one.
+fn insert_in(
+    tx: &rusqlite::Transaction<'_>,
+    e: &StoredEvent,
+    stream: Option<(&str, u64)>,
+) -> Result<u64, StoreError> {
     let metadata =
         serde_json::to_string(&e.metadata).map_err(|e| StoreError::Backend(e.to_string()))?;
     let inserted = tx
         .prepare_cached(
             "INSERT INTO events (id, name, version, kind, time, source, target, correlation_id,
-                causation_id, depth, priority, metadata, payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                causation_id, depth, priority, metadata, payload, stream, stream_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
              ON CONFLICT (id) DO NOTHING",
         )
         .and_then(|mut s| {
@@ -857,6 +969,8 @@ fn insert(tx: &rusqlite::Transaction<'_>, e: &StoredEvent) -> Result<u64, StoreE
                 e.priority,
                 metadata,
                 e.payload,
+                stream.map(|(s, _)| s),
+                stream.map(|(_, v)| v as i64),
             ])
         })
         .map_err(backend)?;
@@ -1215,6 +1329,63 @@ impl EventStore for SqliteStore {
 
     fn inbox(&self) -> Option<&dyn events::store::Inbox> {
         Some(self)
+    }
+
+    fn streams(&self) -> Option<&dyn Streams> {
+        Some(self)
+    }
+}
+
+/// Streams in the file: appends go through the group commit (each in a savepoint, checked
+/// against the `streams` row inside the writer's immediate transaction, so two processes
+/// sharing the file cannot both append at one version).
+impl Streams for SqliteStore {
+    fn append_to_stream(&self, append: StreamAppend) -> StoreFuture<'_, Vec<u64>> {
+        self.ask(|reply| Command::AppendStream(Box::new(append), reply))
+    }
+
+    fn read_stream(&self, stream: &str, after: u64) -> Result<Vec<Row>, StoreError> {
+        let conn = self.read_connection();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND stream_version > ?2
+                 ORDER BY stream_version"
+            ))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![stream, after as i64], row)
+            .map_err(backend)?;
+        rows.map(|r| r.map_err(backend)).collect()
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        let version: Option<i64> = self
+            .read_connection()
+            .prepare_cached("SELECT version FROM streams WHERE stream = ?1")
+            .and_then(|mut s| s.query_row(params![stream], |r| r.get(0)).optional())
+            .map_err(backend)?;
+        Ok(version.unwrap_or(0) as u64)
+    }
+
+    fn snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        self.read_connection()
+            .prepare_cached("SELECT version, shape, state FROM snapshots WHERE stream = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![stream], |r| {
+                    Ok(Snapshot::new(
+                        stream,
+                        r.get::<_, i64>(0)? as u64,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(backend)
+    }
+
+    fn put_snapshot(&self, snapshot: Snapshot) -> StoreFuture<'_, ()> {
+        self.ask(|reply| Command::PutSnapshot(Box::new(snapshot), reply))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The [`Bus`]: built once from the registry, then publishes events to their handlers.
 
+mod aggregates;
 mod call;
 mod consume;
 mod dead_letters;
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+pub use aggregates::{Aggregates, CommandError, Executed, LoadError, Loaded};
 pub(crate) use call::call_once;
 pub use dead_letters::DeadLetters;
 pub use dispatch::PublishError;

@@ -98,9 +98,21 @@ impl Staged {
         event: E,
         options: PublishOptions,
     ) -> Result<EventId, PublishError> {
+        self.publish_boxed(Box::new(event), options)
+    }
+
+    /// [`publish_with`](Self::publish_with) of an event of any type.
+    pub(crate) fn publish_boxed(
+        &mut self,
+        event: Box<AnyEvent>,
+        options: PublishOptions,
+    ) -> Result<EventId, PublishError> {
         let bus = &self.bus;
-        let meta = bus.meta::<E>(None, (!options.is_empty()).then_some(options))?;
-        let name = E::NAME;
+        let info = event.info();
+        let name = info.name;
+        let meta = bus
+            .try_meta_of(info, None, (!options.is_empty()).then_some(options))
+            .map_err(|e| bus.refused(name, e))?;
         let partition = if bus.is_remote(name) {
             match &bus.inner.forwarder {
                 Some(f) => Some(f.partition().to_owned()),
@@ -120,7 +132,7 @@ impl Staged {
         } else {
             None
         };
-        let payload = crate::event::Payload::to_json_text(&event).map_err(|e| {
+        let payload = event.to_json_text().map_err(|e| {
             bus.refused(
                 name,
                 PublishError::Store {
@@ -134,11 +146,19 @@ impl Staged {
         let id = meta.id();
         self.items.push(Item {
             stored: StoredEvent::of(&meta, payload),
-            event: Box::new(event),
+            event,
             meta,
             partition,
         });
         Ok(id)
+    }
+
+    /// The staged events as a stream append's rows.
+    pub(crate) fn stream_rows(&self) -> Vec<(StoredEvent, Option<String>)> {
+        self.items
+            .iter()
+            .map(|i| (i.stored.clone(), i.partition.clone()))
+            .collect()
     }
 
     /// How many events are staged.

@@ -13,7 +13,6 @@
 //! Behind the `docs` feature.
 
 mod asyncapi;
-mod example;
 
 use std::path::{Path, PathBuf};
 
@@ -132,7 +131,7 @@ fn doc_event(
 ) -> Result<DocEvent, DocsError> {
     let key = format!("{}.v{}", info.name(), info.version());
     let schema = schema_document(info)?;
-    let example = example::example(&schema);
+    let example = crate::example::example(&schema);
     let handlers = handlers
         .iter()
         .filter(|h| match h.event() {

@@ -194,6 +194,20 @@ pub enum StoreError {
         /// The first problems `quick_check` reported.
         problems: String,
     },
+    /// An append to a stream was refused: it expected the stream at `expected` events, and
+    /// another writer had brought it to `actual` first. Nothing was written; reload and
+    /// decide again.
+    #[error(
+        "stream `{stream}` is at version {actual}, not {expected}: another writer appended          first; nothing was written"
+    )]
+    Conflict {
+        /// The stream.
+        stream: String,
+        /// The version the writer read.
+        expected: u64,
+        /// The version the stream is at.
+        actual: u64,
+    },
 }
 
 impl StoreError {

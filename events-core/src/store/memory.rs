@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    Backlog, EventStore, Inbox, InboxKey, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery,
-    StoredDeadLetter, StoredEvent,
+    Backlog, EventStore, Inbox, InboxKey, Order, Outbox, Row, Snapshot, StoreError, StoreFuture,
+    StoreQuery, StoredDeadLetter, StoredEvent, StreamAppend, Streams,
 };
 use crate::envelope::EventId;
 
@@ -43,6 +43,11 @@ struct State {
     outbox: BTreeMap<u64, StoredEvent>,
     outbox_bytes: usize,
     inbox: std::collections::HashSet<InboxKey>,
+    /// Each stream's events (kept whole: history may evict them, an aggregate needs its
+    /// stream), what they take, and each stream's snapshot.
+    streams: HashMap<String, Vec<StoredEvent>>,
+    stream_bytes: usize,
+    snapshots: HashMap<String, Snapshot>,
 }
 
 /// Roughly how many bytes a dead letter takes in memory.
@@ -343,6 +348,99 @@ impl EventStore for MemoryStore {
 
     fn inbox(&self) -> Option<&dyn Inbox> {
         Some(self)
+    }
+
+    fn streams(&self) -> Option<&dyn Streams> {
+        Some(self)
+    }
+}
+
+/// Streams in memory: never evicted (an aggregate needs its whole stream), so they take at
+/// most the store's budget beside the history: an append past it is refused.
+impl Streams for MemoryStore {
+    fn append_to_stream(&self, append: StreamAppend) -> StoreFuture<'_, Vec<u64>> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let actual = state
+            .streams
+            .get(&append.stream)
+            .map_or(0, |s| s.len() as u64);
+        if actual != append.expected {
+            return Box::pin(std::future::ready(Err(StoreError::Conflict {
+                stream: append.stream,
+                expected: append.expected,
+                actual,
+            })));
+        }
+        let size: usize = append.events.iter().map(|(e, _)| e.size()).sum();
+        if state.stream_bytes + size > self.budget {
+            return Box::pin(std::future::ready(Err(StoreError::Backend(format!(
+                "the memory store's streams hold its budget of {} bytes",
+                self.budget
+            )))));
+        }
+        if let Some((e, _)) = append
+            .events
+            .iter()
+            .find(|(e, _)| state.ids.contains_key(&e.id))
+        {
+            let sequence = state.ids[&e.id];
+            return Box::pin(std::future::ready(Err(StoreError::Duplicate {
+                id: e.id,
+                sequence,
+            })));
+        }
+        let mut sequences = Vec::with_capacity(append.events.len());
+        let mut kept = Vec::with_capacity(append.events.len());
+        for (event, partition) in append.events {
+            let mut copy = event.clone();
+            let appended = state.append(event, self.budget);
+            let Ok(sequence) = appended else {
+                return Box::pin(std::future::ready(appended.map(|_| Vec::new())));
+            };
+            copy.sequence = sequence;
+            if partition.is_some() {
+                state.outbox_bytes += copy.size();
+                state.outbox.insert(sequence, copy.clone());
+            }
+            sequences.push(sequence);
+            kept.push(copy);
+        }
+        state.stream_bytes += size;
+        state.streams.entry(append.stream).or_default().extend(kept);
+        Box::pin(std::future::ready(Ok(sequences)))
+    }
+
+    fn read_stream(&self, stream: &str, after: u64) -> Result<Vec<Row>, StoreError> {
+        let state = self.lock();
+        let skip = usize::try_from(after).unwrap_or(usize::MAX);
+        Ok(state.streams.get(stream).map_or_else(Vec::new, |s| {
+            s.iter().skip(skip).map(|e| Ok(e.clone())).collect()
+        }))
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .lock()
+            .streams
+            .get(stream)
+            .map_or(0, |s| s.len() as u64))
+    }
+
+    fn snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.lock().snapshots.get(stream).cloned())
+    }
+
+    fn put_snapshot(&self, snapshot: Snapshot) -> StoreFuture<'_, ()> {
+        let mut state = self.lock();
+        let newer = state
+            .snapshots
+            .get(&snapshot.stream)
+            .is_none_or(|kept| kept.version <= snapshot.version);
+        if newer {
+            state.snapshots.insert(snapshot.stream.clone(), snapshot);
+        }
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

@@ -24,6 +24,7 @@
 
 mod memory;
 mod outbox;
+mod stream;
 
 use std::fmt;
 use std::future::Future;
@@ -35,6 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use crate::error::StoreError;
 pub use memory::MemoryStore;
 pub use outbox::{Backlog, Inbox, InboxKey, Outbox, TransactionError};
+pub use stream::{Snapshot, StreamAppend, Streams};
 
 use crate::envelope::{EventId, Meta, Metadata};
 use crate::event::EventKind;
@@ -558,6 +560,12 @@ pub trait EventStore: Send + Sync + 'static {
     fn inbox(&self) -> Option<&dyn Inbox> {
         None
     }
+
+    /// The store's streams and snapshots, if it keeps them: what event-sourced aggregates
+    /// ([`Bus::aggregates`](crate::Bus::aggregates)) need. `None` by default.
+    fn streams(&self) -> Option<&dyn Streams> {
+        None
+    }
 }
 
 /// How many rows recovery and replay read at a time.
@@ -612,6 +620,9 @@ impl<S: EventStore> EventStore for Arc<S> {
     }
     fn inbox(&self) -> Option<&dyn Inbox> {
         (**self).inbox()
+    }
+    fn streams(&self) -> Option<&dyn Streams> {
+        (**self).streams()
     }
 }
 

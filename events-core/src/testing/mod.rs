@@ -52,11 +52,17 @@
 //!   too ([`TestBus`] derefs to it).
 //! - **Handlers without a bus.** A `#[handler]` is still a plain function: call it with
 //!   [`State::new`](crate::State::new) and [`Context::for_test`](crate::Context::for_test).
+//! - **Aggregates.** [`AggregateTest`]: given past events, when a command, then new events
+//!   or an error, with no store or bus; [`check_aggregates`] checks that every aggregate's
+//!   events round-trip through JSON and upcasting.
 //! - **Stores.** [`store`] is the conformance suite every [`EventStore`](crate::store::EventStore)
 //!   passes, run with [`store_conformance!`](crate::store_conformance).
 
+mod aggregate;
 pub mod store;
 pub mod transport;
+
+pub use aggregate::{AggregateTest, Then, check_aggregate, check_aggregates};
 
 use std::any::TypeId;
 use std::fmt;

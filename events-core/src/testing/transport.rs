@@ -156,6 +156,9 @@ macro_rules! probe {
             fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
                 self
             }
+            fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send + Sync> {
+                self
+            }
         }
     };
 }

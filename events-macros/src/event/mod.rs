@@ -3,7 +3,7 @@
 
 mod attr;
 mod expand;
-mod name;
+pub(crate) mod name;
 
 use proc_macro2::TokenStream;
 
