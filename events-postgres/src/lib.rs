@@ -41,8 +41,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use events::store::{
-    Backlog, EventStore, Order, Outbox, Row, StoreError, StoreFuture, StoreQuery, StoredDeadLetter,
-    StoredEvent,
+    Backlog, EventStore, Order, Outbox, Row, Snapshot, StoreError, StoreFuture, StoreQuery,
+    StoredDeadLetter, StoredEvent, StreamAppend, Streams,
 };
 use events::{EventId, Staged};
 use postgres::types::ToSql;
@@ -116,6 +116,21 @@ const MIGRATIONS: &[&str] = &[
         at TIMESTAMPTZ NOT NULL DEFAULT now(),
         PRIMARY KEY (handler, source, id)
     );",
+    // 4: streams of aggregates: each event's stream and version in it, each stream's
+    // version (checked under the append lock), snapshots.
+    "ALTER TABLE events ADD COLUMN stream TEXT, ADD COLUMN stream_version BIGINT;
+    CREATE UNIQUE INDEX events_by_stream ON events (stream, stream_version)
+        WHERE stream IS NOT NULL;
+    CREATE TABLE streams (
+        stream TEXT PRIMARY KEY,
+        version BIGINT NOT NULL
+    );
+    CREATE TABLE snapshots (
+        stream TEXT PRIMARY KEY,
+        version BIGINT NOT NULL,
+        shape TEXT NOT NULL,
+        state TEXT NOT NULL
+    );",
 ];
 
 /// The advisory lock keys: appends, and migrations.
@@ -183,6 +198,9 @@ enum Command {
     PutDeadLetter(Box<StoredDeadLetter>),
     RemoveDeadLetter(u64),
     Flush(Reply<()>),
+    /// Events appended to a stream if it is at the expected version.
+    AppendStream(Box<StreamAppend>, Reply<Vec<u64>>),
+    PutSnapshot(Box<Snapshot>, Reply<()>),
 }
 
 /// A read, run on the reader's connection.
@@ -394,6 +412,8 @@ impl PostgresStore {
             for (row, id) in staged.rows().zip(ids) {
                 previous += 1;
                 rows.push(previous, id, row.event)?;
+                rows.stream.push(None);
+                rows.stream_version.push(None);
                 if let Some(p) = row.outbox {
                     entries.push(previous);
                     partitions.push(p.to_owned());
@@ -579,6 +599,8 @@ fn sql_count(n: u64) -> i64 {
 /// Who waits for a command's result, told once the transaction commits (or fails).
 enum Waiter {
     Value(Reply<u64>),
+    /// A stream append's caller, and its sequences (told if the transaction commits).
+    Sequences(Reply<Vec<u64>>, Vec<u64>),
     Done(Reply<()>),
     Nobody,
 }
@@ -587,6 +609,7 @@ impl Waiter {
     fn tell(self, result: Result<u64, StoreError>) {
         match self {
             Waiter::Value(tx) => drop(tx.send(result)),
+            Waiter::Sequences(tx, sequences) => drop(tx.send(result.map(|_| sequences))),
             Waiter::Done(tx) => drop(tx.send(result.map(|_| ()))),
             Waiter::Nobody => {}
         }
@@ -690,17 +713,37 @@ fn append_many(
     events: &[&StoredEvent],
     last: &mut Option<i64>,
 ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
-    let mut previous = match *last {
-        Some(n) => n,
-        None => {
-            // Held until commit: appends from every process commit in sequence order.
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
-                .map_err(backend)?;
-            tx.query_one("SELECT COALESCE(MAX(sequence), 0) FROM events", &[])
-                .map_err(backend)?
-                .get::<_, i64>(0)
-        }
-    };
+    append_many_in(tx, events, last, None)
+}
+
+/// The append lock (held until commit: appends from every process commit in sequence
+/// order) and the last sequence, once per transaction.
+fn lock_appends(
+    tx: &mut postgres::Transaction<'_>,
+    last: &mut Option<i64>,
+) -> Result<i64, StoreError> {
+    if let Some(n) = *last {
+        return Ok(n);
+    }
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
+        .map_err(backend)?;
+    let n = tx
+        .query_one("SELECT COALESCE(MAX(sequence), 0) FROM events", &[])
+        .map_err(backend)?
+        .get::<_, i64>(0);
+    *last = Some(n);
+    Ok(n)
+}
+
+/// [`append_many`], as the events of `stream` from version `from` on when they belong to
+/// one.
+fn append_many_in(
+    tx: &mut postgres::Transaction<'_>,
+    events: &[&StoredEvent],
+    last: &mut Option<i64>,
+    stream: Option<(&str, u64)>,
+) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
+    let mut previous = lock_appends(tx, last)?;
     let ids: Vec<uuid::Uuid> = events.iter().map(|e| uuid::Uuid::from(e.id)).collect();
     let mut known: std::collections::HashMap<uuid::Uuid, i64> = tx
         .query(
@@ -724,6 +767,13 @@ fn append_many(
         previous += 1;
         known.insert(id, previous);
         rows.push(previous, id, event)?;
+        if let Some((name, from)) = stream {
+            rows.stream.push(Some(name.to_owned()));
+            rows.stream_version.push(Some((from + answers.len() as u64) as i64));
+        } else {
+            rows.stream.push(None);
+            rows.stream_version.push(None);
+        }
         answers.push(Ok(previous as u64));
     }
     *last = Some(previous);
@@ -753,10 +803,12 @@ fn add_outbox_entries(
 fn insert_events(prefix: &str) -> String {
     format!(
         "INSERT INTO {prefix}events (sequence, id, name, version, kind, time, source, target,
-                                 correlation_id, causation_id, depth, priority, metadata, payload)
+                                 correlation_id, causation_id, depth, priority, metadata, payload,
+                                 stream, stream_version)
          SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int4[], $5::text[],
                               $6::int8[], $7::text[], $8::text[], $9::uuid[], $10::uuid[],
-                              $11::int4[], $12::int4[], $13::text[], $14::text[])"
+                              $11::int4[], $12::int4[], $13::text[], $14::text[], $15::text[],
+                              $16::int8[])"
     )
 }
 
@@ -792,6 +844,8 @@ struct Columns {
     priority: Vec<i32>,
     metadata: Vec<String>,
     payload: Vec<String>,
+    stream: Vec<Option<String>>,
+    stream_version: Vec<Option<i64>>,
 }
 
 impl Columns {
@@ -820,7 +874,7 @@ impl Columns {
         Ok(())
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 14] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
         [
             &self.sequence,
             &self.id,
@@ -836,6 +890,8 @@ impl Columns {
             &self.priority,
             &self.metadata,
             &self.payload,
+            &self.stream,
+            &self.stream_version,
         ]
     }
 }
@@ -843,7 +899,10 @@ impl Columns {
 fn waiter_of(command: Command) -> Waiter {
     match command {
         Command::Append(_, _, reply) | Command::Checkpoint(_, _, reply) => Waiter::Value(reply),
-        Command::Flush(reply) | Command::Forwarded(_, reply) => Waiter::Done(reply),
+        Command::Flush(reply) | Command::Forwarded(_, reply) | Command::PutSnapshot(_, reply) => {
+            Waiter::Done(reply)
+        }
+        Command::AppendStream(_, reply) => Waiter::Sequences(reply, Vec::new()),
         _ => Waiter::Nobody,
     }
 }
@@ -896,6 +955,101 @@ fn apply(
                 .map_err(backend),
         ),
         Command::Flush(reply) => (Waiter::Done(reply), Ok(Ok(0))),
+        Command::AppendStream(append, reply) => match append_stream(tx, &append, last) {
+            Ok(Ok(sequences)) => (Waiter::Sequences(reply, sequences), Ok(Ok(0))),
+            Ok(Err(e)) => (Waiter::Sequences(reply, Vec::new()), Ok(Err(e))),
+            Err(e) => (Waiter::Sequences(reply, Vec::new()), Err(e)),
+        },
+        Command::PutSnapshot(snapshot, reply) => (
+            Waiter::Done(reply),
+            tx.execute(
+                "INSERT INTO snapshots (stream, version, shape, state) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (stream) DO UPDATE SET version = excluded.version,
+                    shape = excluded.shape, state = excluded.state
+                 WHERE excluded.version >= snapshots.version",
+                &[
+                    &snapshot.stream,
+                    &sql_count(snapshot.version),
+                    &snapshot.shape,
+                    &snapshot.state,
+                ],
+            )
+            .map(|_| Ok(0))
+            .map_err(backend),
+        ),
+    }
+}
+
+/// A stream append in the open transaction, in a savepoint: the stream's version is read
+/// under the append lock (so no other process appends between the check and the insert),
+/// then the events, their outbox entries and the new version are written. The inner `Err`
+/// (a conflict, a duplicate id) is the append's own, with nothing of it left.
+fn append_stream(
+    tx: &mut postgres::Transaction<'_>,
+    append: &StreamAppend,
+    last: &mut Option<i64>,
+) -> Result<Result<Vec<u64>, StoreError>, StoreError> {
+    lock_appends(tx, last)?;
+    let before = *last;
+    tx.batch_execute("SAVEPOINT stream_append").map_err(backend)?;
+    let result = (|| -> Result<Result<Vec<u64>, StoreError>, StoreError> {
+        let actual: i64 = tx
+            .query_opt(
+                "SELECT version FROM streams WHERE stream = $1",
+                &[&append.stream],
+            )
+            .map_err(backend)?
+            .map_or(0, |r| r.get(0));
+        if actual as u64 != append.expected {
+            return Ok(Err(StoreError::Conflict {
+                stream: append.stream.clone(),
+                expected: append.expected,
+                actual: actual as u64,
+            }));
+        }
+        let events: Vec<&StoredEvent> = append.events.iter().map(|(e, _)| e).collect();
+        let answers = append_many_in(
+            tx,
+            &events,
+            last,
+            Some((&append.stream, append.expected + 1)),
+        )?;
+        let mut sequences = Vec::with_capacity(answers.len());
+        for answer in answers {
+            match answer {
+                Ok(sequence) => sequences.push(sequence),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        let entries = append
+            .events
+            .iter()
+            .zip(&sequences)
+            .filter_map(|((_, p), s)| Some((*s as i64, p.clone()?)));
+        add_outbox_entries(tx, entries.unzip())?;
+        let version = append.expected + append.events.len() as u64;
+        tx.execute(
+            "INSERT INTO streams (stream, version) VALUES ($1, $2)
+             ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+            &[&append.stream, &sql_count(version)],
+        )
+        .map_err(backend)?;
+        Ok(Ok(sequences))
+    })();
+    match &result {
+        Ok(Ok(_)) => tx
+            .batch_execute("RELEASE SAVEPOINT stream_append")
+            .map_err(backend)?,
+        _ => {
+            *last = before;
+            tx.batch_execute("ROLLBACK TO SAVEPOINT stream_append; RELEASE SAVEPOINT stream_append")
+                .map_err(backend)?;
+        }
+    }
+    // A statement that failed fails the append alone: its savepoint is undone.
+    match result {
+        Err(e) => Ok(Err(e)),
+        ok => ok,
     }
 }
 
@@ -1261,6 +1415,69 @@ impl EventStore for PostgresStore {
 
     fn inbox(&self) -> Option<&dyn events::store::Inbox> {
         Some(self)
+    }
+
+    fn streams(&self) -> Option<&dyn Streams> {
+        Some(self)
+    }
+}
+
+/// Streams in the database: appends go through the group commit, each in a savepoint, its
+/// version checked under the append lock that every process's appends take, so exactly
+/// one of two writers at one version wins across processes.
+impl Streams for PostgresStore {
+    fn append_to_stream(&self, append: StreamAppend) -> StoreFuture<'_, Vec<u64>> {
+        self.ask(|reply| Command::AppendStream(Box::new(append), reply))
+    }
+
+    fn read_stream(&self, stream: &str, after: u64) -> Result<Vec<Row>, StoreError> {
+        let stream = stream.to_owned();
+        self.read_with(move |client| {
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT {COLUMNS} FROM events WHERE stream = $1 AND stream_version > $2
+                         ORDER BY stream_version"
+                    ),
+                    &[&stream, &sql_count(after)],
+                )
+                .map_err(backend)?;
+            Ok(rows.iter().map(row).collect())
+        })
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        let stream = stream.to_owned();
+        self.read_with(move |client| {
+            Ok(client
+                .query_opt("SELECT version FROM streams WHERE stream = $1", &[&stream])
+                .map_err(backend)?
+                .map_or(0, |r| r.get::<_, i64>(0) as u64))
+        })
+    }
+
+    fn snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        let stream = stream.to_owned();
+        self.read_with(move |client| {
+            Ok(client
+                .query_opt(
+                    "SELECT version, shape, state FROM snapshots WHERE stream = $1",
+                    &[&stream],
+                )
+                .map_err(backend)?
+                .map(|r| {
+                    Snapshot::new(
+                        stream.clone(),
+                        r.get::<_, i64>(0) as u64,
+                        r.get::<_, String>(1),
+                        r.get::<_, String>(2),
+                    )
+                }))
+        })
+    }
+
+    fn put_snapshot(&self, snapshot: Snapshot) -> StoreFuture<'_, ()> {
+        self.ask(|reply| Command::PutSnapshot(Box::new(snapshot), reply))
     }
 }
 

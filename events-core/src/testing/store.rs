@@ -30,6 +30,8 @@ pub const CASES: &[&str] = &[
     "checkpoints_move_up_to_the_first_unfinished_event",
     "dead_letters_are_kept_listed_and_removed",
     "the_outbox_keeps_entries_until_they_are_forwarded",
+    "streams_append_at_the_expected_version_only",
+    "streams_read_in_order_and_snapshots_round_trip",
 ];
 
 /// Runs one case on a current-thread runtime: the macro's test body.
@@ -441,6 +443,163 @@ pub async fn the_outbox_keeps_entries_until_they_are_forwarded(store: impl Event
     );
 }
 
+/// A store that keeps streams ([`EventStore::streams`]): an append is taken only at the
+/// stream's current version, and a refused one ([`StoreError::Conflict`] with both versions)
+/// writes nothing, not even the events that were not in conflict; a duplicate id refuses
+/// the whole append; stream events are in the log like any other, with their outbox
+/// entries. A store without streams passes trivially.
+pub async fn streams_append_at_the_expected_version_only(store: impl EventStore) {
+    use crate::store::StreamAppend;
+    let Some(streams) = store.streams() else {
+        return;
+    };
+    let rows = |from: u64, n: u64| -> Vec<(StoredEvent, Option<String>)> {
+        (from..from + n)
+            .map(|i| (event(i, "account.deposited"), None))
+            .collect()
+    };
+    assert_eq!(streams.stream_version("account-1").expect("version"), 0);
+    let first = streams
+        .append_to_stream(StreamAppend::new("account-1", 0, rows(1, 2)))
+        .await
+        .expect("append at 0");
+    assert_eq!(first.len(), 2);
+    assert!(first[0] < first[1]);
+    assert_eq!(streams.stream_version("account-1").expect("version"), 2);
+    // A stale writer: refused, with both versions, and nothing of it written.
+    match streams
+        .append_to_stream(StreamAppend::new("account-1", 1, rows(3, 2)))
+        .await
+    {
+        Err(StoreError::Conflict {
+            stream,
+            expected,
+            actual,
+        }) => {
+            assert_eq!((stream.as_str(), expected, actual), ("account-1", 1, 2));
+        }
+        other => panic!("a stale append must conflict, got {other:?}"),
+    }
+    match streams
+        .append_to_stream(StreamAppend::new("account-1", 3, rows(3, 1)))
+        .await
+    {
+        Err(StoreError::Conflict { actual: 2, .. }) => {}
+        other => panic!("an append ahead of the stream must conflict, got {other:?}"),
+    }
+    assert_eq!(streams.stream_version("account-1").expect("version"), 2);
+    assert_eq!(store.count(&StoreQuery::all()).expect("count"), 2);
+    // A duplicate id refuses the whole append.
+    let mut dup = rows(5, 1);
+    dup.push(
+        streams
+            .read_stream("account-1", 0)
+            .expect("read")
+            .remove(0)
+            .map(|e| (e, None))
+            .expect("readable"),
+    );
+    match streams
+        .append_to_stream(StreamAppend::new("account-1", 2, dup))
+        .await
+    {
+        Err(StoreError::Duplicate { .. }) => {}
+        other => panic!("an append with a stored id must be refused, got {other:?}"),
+    }
+    assert_eq!(streams.stream_version("account-1").expect("version"), 2);
+    assert_eq!(store.count(&StoreQuery::all()).expect("count"), 2);
+    // Appends between streams and plain appends share the log; other streams are apart.
+    store.append(event(9, "other.event")).await.expect("append");
+    streams
+        .append_to_stream(StreamAppend::new("account-2", 0, rows(10, 1)))
+        .await
+        .expect("another stream at 0");
+    let third = streams
+        .append_to_stream(StreamAppend::new("account-1", 2, rows(11, 1)))
+        .await
+        .expect("append at 2");
+    assert_eq!(streams.stream_version("account-1").expect("version"), 3);
+    assert_eq!(streams.stream_version("account-2").expect("version"), 1);
+    let log: Vec<u64> = store
+        .query(&StoreQuery::all())
+        .expect("query")
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(log.len(), 5);
+    assert_eq!(log.last(), Some(&third[0]));
+    // With an outbox, entries come with the append.
+    if let Some(outbox) = store.outbox() {
+        let before = outbox.backlog().expect("backlog").events;
+        let mut row = rows(12, 1);
+        row[0].1 = Some("partition-1".into());
+        streams
+            .append_to_stream(StreamAppend::new("account-3", 0, row))
+            .await
+            .expect("append with an entry");
+        assert_eq!(outbox.backlog().expect("backlog").events, before + 1);
+    }
+}
+
+/// A stream reads back whole and in order from any version, in one call; a snapshot
+/// round-trips, and an older one never replaces a newer one.
+pub async fn streams_read_in_order_and_snapshots_round_trip(store: impl EventStore) {
+    use crate::store::{Snapshot, StreamAppend};
+    let Some(streams) = store.streams() else {
+        return;
+    };
+    let mut written = Vec::new();
+    let mut version = 0;
+    for batch in [3, 1, 5] {
+        let rows: Vec<(StoredEvent, Option<String>)> = (0..batch)
+            .map(|i| (event(version + i + 1, "account.deposited"), None))
+            .collect();
+        let sequences = streams
+            .append_to_stream(StreamAppend::new("ledger-7", version, rows.clone()))
+            .await
+            .expect("append");
+        for ((mut e, _), s) in rows.into_iter().zip(sequences) {
+            e.sequence = s;
+            written.push(e);
+        }
+        version += batch;
+        // Interleaved with another stream.
+        let other = vec![(event(100 + version, "account.deposited"), None)];
+        let at = streams.stream_version("ledger-8").expect("version");
+        streams
+            .append_to_stream(StreamAppend::new("ledger-8", at, other))
+            .await
+            .expect("append");
+    }
+    let read = |after| -> Vec<StoredEvent> {
+        streams
+            .read_stream("ledger-7", after)
+            .expect("read")
+            .into_iter()
+            .map(|r| r.expect("readable"))
+            .collect()
+    };
+    assert_eq!(read(0), written, "whole, in order, every field");
+    assert_eq!(read(4), written[4..].to_vec(), "after a version");
+    assert!(read(9).is_empty());
+    assert!(streams.read_stream("nobody-1", 0).expect("read").is_empty());
+    assert_eq!(streams.snapshot("ledger-7").expect("snapshot"), None);
+    let snap = Snapshot::new("ledger-7", 6, "shape-a", r#"{"balance":6,"name":"ünï"}"#);
+    streams.put_snapshot(snap.clone()).await.expect("put");
+    assert_eq!(streams.snapshot("ledger-7").expect("snapshot"), Some(snap.clone()));
+    let older = Snapshot::new("ledger-7", 3, "shape-a", "{}");
+    streams.put_snapshot(older).await.expect("put");
+    assert_eq!(
+        streams.snapshot("ledger-7").expect("snapshot"),
+        Some(snap),
+        "an older snapshot does not replace a newer one"
+    );
+    let newer = Snapshot::new("ledger-7", 9, "shape-b", "{}");
+    streams.put_snapshot(newer.clone()).await.expect("put");
+    assert_eq!(streams.snapshot("ledger-7").expect("snapshot"), Some(newer));
+    assert_eq!(streams.snapshot("ledger-8").expect("snapshot"), None);
+}
+
 /// Runs the store conformance suite ([`events::testing::store`](crate::testing::store)):
 /// one `#[test]` per case, each on a fresh store made by the expression given.
 ///
@@ -460,6 +619,8 @@ macro_rules! store_conformance {
             checkpoints_move_up_to_the_first_unfinished_event,
             dead_letters_are_kept_listed_and_removed,
             the_outbox_keeps_entries_until_they_are_forwarded,
+            streams_append_at_the_expected_version_only,
+            streams_read_in_order_and_snapshots_round_trip,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
