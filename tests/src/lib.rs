@@ -231,9 +231,75 @@ impl ChildLines {
         self.lines.try_recv().ok()
     }
 
+    /// Writes `line` to its standard input (the command had it piped).
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("the child's stdin is piped");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Every line until one equal to `last` (included), waiting at most `wait` for each.
+    ///
+    /// # Panics
+    /// When a line does not come in time.
+    pub fn lines_until(&self, last: &str, wait: Duration) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self
+                .line(wait)
+                .unwrap_or_else(|| panic!("no line within {wait:?}; got {lines:?}"));
+            let done = line == last;
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    /// Waits for it to exit; whether it succeeded.
+    pub fn wait(mut self) -> bool {
+        self.child.wait().unwrap().success()
+    }
+
     /// Kills it with `SIGKILL` (no destructor, no flush) and waits for it.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+}
+
+/// The aggregate of the stream concurrency tests (`tests/tests/stream_concurrency.rs` and
+/// its child, `src/bin/stream_child.rs`): a counter that two processes increment.
+pub mod counter {
+    use events::{Event, aggregate};
+
+    /// The counter went up by one.
+    #[derive(Debug, Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[event(name = "tests.counter.incremented")]
+    pub struct Incremented {
+        /// Which process did it.
+        pub by: String,
+    }
+
+    /// A counter.
+    #[derive(Debug, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    pub struct Counter {
+        /// How many increments it has.
+        pub value: u64,
+    }
+
+    #[aggregate(name = "tests.counter")]
+    impl Counter {
+        #[apply]
+        fn incremented(&mut self, _: &Incremented) {
+            self.value += 1;
+        }
+
+        /// One more, by `by`.
+        #[command]
+        pub fn increment(&self, by: &str) -> Result<Incremented, std::convert::Infallible> {
+            Ok(Incremented { by: by.into() })
+        }
     }
 }
