@@ -333,6 +333,8 @@ fn generate(
     let private = quote!(#krate::__private::aggregate);
     let apply_impls = applies.iter().map(|a| {
         let (method, event) = (&a.method, &a.event);
+        // The whole trait path on the event's token: an error about it points there.
+        let krate = respan(krate.to_token_stream(), event.span());
         quote_spanned! {event.span()=>
             impl #krate::Apply<#event> for #self_ty {
                 #[inline]
@@ -344,12 +346,12 @@ fn generate(
     });
     let infos = applies.iter().map(|a| {
         let event = &a.event;
-        quote!(<#event as #krate::Event>::info())
+        quote_spanned!(event.span()=> <#event as #krate::Event>::info())
     });
     // An exact version first; then by name, upcast from an older version.
     let exact = applies.iter().map(|a| {
         let (method, event) = (&a.method, &a.event);
-        quote! {
+        quote_spanned! {event.span()=>
             if name == <#event as #krate::Event>::NAME && version == <#event as #krate::Event>::VERSION {
                 let event: #event = #private::decode::<#event>(version, payload)?;
                 <#self_ty>::#method(self, &event);
@@ -359,7 +361,7 @@ fn generate(
     });
     let by_name = applies.iter().map(|a| {
         let (method, event) = (&a.method, &a.event);
-        quote! {
+        quote_spanned! {event.span()=>
             if name == <#event as #krate::Event>::NAME {
                 let event: #event = #private::decode::<#event>(version, payload)?;
                 <#self_ty>::#method(self, &event);
@@ -412,4 +414,21 @@ fn generate(
             }
         };
     }
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let proc_macro2::TokenTree::Group(g) = &t {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                t = proc_macro2::TokenTree::Group(group);
+            } else {
+                t.set_span(span);
+            }
+            t
+        })
+        .collect()
 }

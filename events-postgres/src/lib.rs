@@ -769,7 +769,8 @@ fn append_many_in(
         rows.push(previous, id, event)?;
         if let Some((name, from)) = stream {
             rows.stream.push(Some(name.to_owned()));
-            rows.stream_version.push(Some((from + answers.len() as u64) as i64));
+            rows.stream_version
+                .push(Some((from + answers.len() as u64) as i64));
         } else {
             rows.stream.push(None);
             rows.stream_version.push(None);
@@ -991,7 +992,8 @@ fn append_stream(
 ) -> Result<Result<Vec<u64>, StoreError>, StoreError> {
     lock_appends(tx, last)?;
     let before = *last;
-    tx.batch_execute("SAVEPOINT stream_append").map_err(backend)?;
+    tx.batch_execute("SAVEPOINT stream_append")
+        .map_err(backend)?;
     let result = (|| -> Result<Result<Vec<u64>, StoreError>, StoreError> {
         let actual: i64 = tx
             .query_opt(
@@ -1042,8 +1044,10 @@ fn append_stream(
             .map_err(backend)?,
         _ => {
             *last = before;
-            tx.batch_execute("ROLLBACK TO SAVEPOINT stream_append; RELEASE SAVEPOINT stream_append")
-                .map_err(backend)?;
+            tx.batch_execute(
+                "ROLLBACK TO SAVEPOINT stream_append; RELEASE SAVEPOINT stream_append",
+            )
+            .map_err(backend)?;
         }
     }
     // A statement that failed fails the append alone: its savepoint is undone.

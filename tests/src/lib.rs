@@ -234,7 +234,11 @@ impl ChildLines {
     /// Writes `line` to its standard input (the command had it piped).
     pub fn send(&mut self, line: &str) {
         use std::io::Write;
-        let stdin = self.child.stdin.as_mut().expect("the child's stdin is piped");
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .expect("the child's stdin is piped");
         writeln!(stdin, "{line}").unwrap();
         stdin.flush().unwrap();
     }

@@ -32,7 +32,10 @@ fn race(target: &str, schema: &str, mode: &str) -> [Vec<String>; 2] {
         })
         .collect();
     for child in &children {
-        assert_eq!(child.line(Duration::from_secs(60)).as_deref(), Some("ready"));
+        assert_eq!(
+            child.line(Duration::from_secs(60)).as_deref(),
+            Some("ready")
+        );
     }
     for child in &mut children {
         child.send("go");
@@ -56,18 +59,32 @@ fn one_winner_per_version(lines: &[Vec<String>; 2]) {
     };
     let lost = |l: &Vec<String>| l.iter().filter(|s| s.starts_with("lost ")).count() as u64;
     let (a, b) = (won(&lines[0]), won(&lines[1]));
-    assert!(a.is_disjoint(&b), "a version won twice: {:?}", a.intersection(&b));
+    assert!(
+        a.is_disjoint(&b),
+        "a version won twice: {:?}",
+        a.intersection(&b)
+    );
     let all: BTreeSet<u64> = a.union(&b).copied().collect();
     assert_eq!(all, (0..N).collect(), "every version won once");
-    assert_eq!(lost(&lines[0]) + lost(&lines[1]), N, "the other append conflicted");
+    assert_eq!(
+        lost(&lines[0]) + lost(&lines[1]),
+        N,
+        "the other append conflicted"
+    );
 }
 
 /// No increment lost: both processes' `N` commands are in the counter.
 fn no_lost_update(lines: &[Vec<String>; 2], bus: &events::Bus) -> u64 {
     for l in lines {
-        assert_eq!(l.iter().filter(|s| s.starts_with("done ")).count() as u64, N);
+        assert_eq!(
+            l.iter().filter(|s| s.starts_with("done ")).count() as u64,
+            N
+        );
     }
-    let counter = bus.aggregates::<Counter>().load(&"shared".to_owned()).unwrap();
+    let counter = bus
+        .aggregates::<Counter>()
+        .load(&"shared".to_owned())
+        .unwrap();
     assert_eq!((counter.state.value, counter.version), (2 * N, 2 * N));
     // Retries happened: the attempts beyond one per command.
     lines
@@ -84,7 +101,10 @@ fn check_log(store: &dyn EventStore) {
     let raw = streams.read_stream("tests.counter-raw", 0).unwrap();
     assert_eq!(raw.len() as u64, N);
     let sequences: Vec<u64> = raw.iter().map(|r| r.as_ref().unwrap().sequence).collect();
-    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "stream order is log order");
+    assert!(
+        sequences.windows(2).all(|w| w[0] < w[1]),
+        "stream order is log order"
+    );
 }
 
 #[test]
@@ -97,7 +117,11 @@ fn two_processes_on_one_sqlite_file() {
     let lines = race(target, "-", "execute");
     let store = events::store::SqliteStore::open(&path).unwrap();
     check_log(&store);
-    let bus = events::Bus::builder().no_handlers().store(store).build().unwrap();
+    let bus = events::Bus::builder()
+        .no_handlers()
+        .store(store)
+        .build()
+        .unwrap();
     let retries = no_lost_update(&lines, &bus);
     eprintln!("sqlite: {retries} conflicts retried by execute");
 }
@@ -112,7 +136,11 @@ fn two_processes_on_one_postgres_schema() {
         let store =
             PostgresStore::connect(&config(), PostgresOptions::new().schema(&schema)).unwrap();
         check_log(&store);
-        let bus = events::Bus::builder().no_handlers().store(store).build().unwrap();
+        let bus = events::Bus::builder()
+            .no_handlers()
+            .store(store)
+            .build()
+            .unwrap();
         let retries = no_lost_update(&lines, &bus);
         eprintln!("postgres: {retries} conflicts retried by execute");
     });

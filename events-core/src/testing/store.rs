@@ -586,7 +586,10 @@ pub async fn streams_read_in_order_and_snapshots_round_trip(store: impl EventSto
     assert_eq!(streams.snapshot("ledger-7").expect("snapshot"), None);
     let snap = Snapshot::new("ledger-7", 6, "shape-a", r#"{"balance":6,"name":"ünï"}"#);
     streams.put_snapshot(snap.clone()).await.expect("put");
-    assert_eq!(streams.snapshot("ledger-7").expect("snapshot"), Some(snap.clone()));
+    assert_eq!(
+        streams.snapshot("ledger-7").expect("snapshot"),
+        Some(snap.clone())
+    );
     let older = Snapshot::new("ledger-7", 3, "shape-a", "{}");
     streams.put_snapshot(older).await.expect("put");
     assert_eq!(

@@ -26,7 +26,9 @@ fn say(line: std::fmt::Arguments<'_>) {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, target, schema, mode, n, name] = &args[..] else {
-        panic!("usage: stream_child <sqlite path | postgres config> <schema|-> <raw|execute> <n> <name>");
+        panic!(
+            "usage: stream_child <sqlite path | postgres config> <schema|-> <raw|execute> <n> <name>"
+        );
     };
     let n: u64 = n.parse().unwrap();
     let builder = Bus::builder().no_handlers().source(name.clone());
@@ -51,7 +53,8 @@ async fn main() {
         "raw" => {
             let streams = bus.store().unwrap().streams().unwrap();
             for v in 0..n {
-                let mut event = StoredEvent::new(events::EventId::new(), "tests.counter.incremented");
+                let mut event =
+                    StoredEvent::new(events::EventId::new(), "tests.counter.incremented");
                 event.payload = format!(r#"{{"by":"{name}"}}"#);
                 let append = StreamAppend::new("tests.counter-raw", v, vec![(event, None)]);
                 match streams.append_to_stream(append).await {

@@ -1,0 +1,34 @@
+use events::{Event, aggregate};
+
+#[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "account.deposited")]
+struct Deposited {
+    cents: u64,
+}
+
+#[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "account.withdrawn")]
+struct Withdrawn {
+    cents: u64,
+}
+
+#[derive(Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Account {
+    balance: u64,
+}
+
+#[aggregate]
+impl Account {
+    #[apply]
+    fn deposited(&mut self, e: &Deposited) {
+        self.balance += e.cents;
+    }
+
+    // A second apply of the same event: which one would loading call?
+    #[apply]
+    fn deposited_again(&mut self, e: &Deposited) {
+        self.balance += e.cents;
+    }
+}
+
+fn main() {}
