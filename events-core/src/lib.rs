@@ -49,10 +49,10 @@ pub mod __private;
 
 pub use aggregate::{Aggregate, Apply, Changes, Decision};
 pub use bus::{
-    Aggregates, Bus, BusBuilder, CommandError, DeadLetters, Executed, LoadError, Loaded,
-    PublishError, Recovery, Replay, ReplayError, ReplayProgress, ReplayReport, Request,
-    RequestError, ShutdownReport, Staged, StagedRow, SubscribeOptions, Subscription,
-    SubscriptionInfo, Unprocessed,
+    Aggregates, Bus, BusBuilder, CommandError, DeadLetters, Executed, Lag, LoadError, Loaded,
+    PublishError, Rebuild, RebuildError, RebuildProgress, RebuildReport, Recovery, Replay,
+    ReplayError, ReplayProgress, ReplayReport, Request, RequestError, ShutdownReport, Staged,
+    StagedRow, SubscribeOptions, Subscription, SubscriptionInfo, Unprocessed,
 };
 pub use context::{Context, spawn};
 pub use dead_letter::{DeadLetter, DeadLetterFilter};

@@ -201,6 +201,8 @@ enum Command {
     /// Events appended to a stream if it is at the expected version.
     AppendStream(Box<StreamAppend>, Reply<Vec<u64>>),
     PutSnapshot(Box<Snapshot>, Reply<()>),
+    /// A durable handler's records and checkpoint for an event forgotten.
+    Reset(String, String, Reply<()>),
 }
 
 /// A read, run on the reader's connection.
@@ -900,9 +902,10 @@ impl Columns {
 fn waiter_of(command: Command) -> Waiter {
     match command {
         Command::Append(_, _, reply) | Command::Checkpoint(_, _, reply) => Waiter::Value(reply),
-        Command::Flush(reply) | Command::Forwarded(_, reply) | Command::PutSnapshot(_, reply) => {
-            Waiter::Done(reply)
-        }
+        Command::Flush(reply)
+        | Command::Forwarded(_, reply)
+        | Command::PutSnapshot(_, reply)
+        | Command::Reset(_, _, reply) => Waiter::Done(reply),
         Command::AppendStream(_, reply) => Waiter::Sequences(reply, Vec::new()),
         _ => Waiter::Nobody,
     }
@@ -961,6 +964,22 @@ fn apply(
             Ok(Err(e)) => (Waiter::Sequences(reply, Vec::new()), Ok(Err(e))),
             Err(e) => (Waiter::Sequences(reply, Vec::new()), Err(e)),
         },
+        Command::Reset(handler, event, reply) => (
+            Waiter::Done(reply),
+            tx.execute(
+                "DELETE FROM checkpoints WHERE handler = $1 AND event = $2",
+                &[&handler, &event],
+            )
+            .and_then(|_| {
+                tx.execute(
+                    "DELETE FROM deliveries WHERE handler = $1
+                       AND sequence IN (SELECT sequence FROM events WHERE name = $2)",
+                    &[&handler, &event],
+                )
+            })
+            .map(|_| Ok(0))
+            .map_err(backend),
+        ),
         Command::PutSnapshot(snapshot, reply) => (
             Waiter::Done(reply),
             tx.execute(
@@ -1423,6 +1442,31 @@ impl EventStore for PostgresStore {
 
     fn streams(&self) -> Option<&dyn Streams> {
         Some(self)
+    }
+
+    fn reset<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, ()> {
+        self.ask(|reply| Command::Reset(handler.into(), event.into(), reply))
+    }
+
+    fn lag(&self, handler: &str, event: &str) -> Result<(u64, Option<u64>), StoreError> {
+        let (handler, event) = (handler.to_owned(), event.to_owned());
+        self.read_with(move |client| {
+            let r = client
+                .query_one(
+                    "SELECT COUNT(*), MIN(e.time) FROM events e
+                     WHERE e.name = $2
+                       AND e.sequence > COALESCE((SELECT sequence FROM checkpoints
+                                                  WHERE handler = $1 AND event = $2), 0)
+                       AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                       WHERE d.handler = $1 AND d.sequence = e.sequence)",
+                    &[&handler, &event],
+                )
+                .map_err(backend)?;
+            Ok((
+                r.get::<_, i64>(0) as u64,
+                r.get::<_, Option<i64>>(1).map(time_of_key),
+            ))
+        })
     }
 }
 

@@ -231,6 +231,8 @@ enum Command {
     /// Events appended to a stream if it is at the expected version.
     AppendStream(Box<StreamAppend>, Reply<Vec<u64>>),
     PutSnapshot(Box<Snapshot>, Reply<()>),
+    /// A durable handler's records and checkpoint for an event forgotten.
+    Reset(Box<str>, Box<str>, Reply<()>),
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -712,7 +714,8 @@ impl Command {
             }
             Command::Flush(reply)
             | Command::Forwarded(_, reply)
-            | Command::PutSnapshot(_, reply) => Some(Answer::Done(reply)),
+            | Command::PutSnapshot(_, reply)
+            | Command::Reset(_, _, reply) => Some(Answer::Done(reply)),
             Command::AppendStream(_, reply) => {
                 Some(Answer::Sequences(reply, Err(StoreError::Closed)))
             }
@@ -811,6 +814,21 @@ fn write_commands(
                 answers.push(Answer::Sequences(reply, result));
                 rolled_back?;
                 tx.execute_batch(undo).map_err(backend)?;
+            }
+            Command::Reset(handler, event, reply) => {
+                tx.execute(
+                    "DELETE FROM checkpoints WHERE handler = ?1 AND event = ?2",
+                    params![&*handler, &*event],
+                )
+                .map_err(backend)?;
+                tx.execute(
+                    "DELETE FROM deliveries
+                     WHERE handler = (SELECT id FROM handlers WHERE name = ?1)
+                       AND sequence IN (SELECT sequence FROM events WHERE name = ?2)",
+                    params![&*handler, &*event],
+                )
+                .map_err(backend)?;
+                answers.push(Answer::Done(reply));
             }
             Command::PutSnapshot(snapshot, reply) => {
                 tx.prepare_cached(
@@ -1333,6 +1351,32 @@ impl EventStore for SqliteStore {
 
     fn streams(&self) -> Option<&dyn Streams> {
         Some(self)
+    }
+
+    fn reset<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, ()> {
+        self.ask(|reply| Command::Reset(handler.into(), event.into(), reply))
+    }
+
+    fn lag(&self, handler: &str, event: &str) -> Result<(u64, Option<u64>), StoreError> {
+        self.read_connection()
+            .prepare_cached(
+                "SELECT COUNT(*), MIN(e.time) FROM events e
+                 WHERE e.name = ?2
+                   AND e.sequence > COALESCE((SELECT sequence FROM checkpoints
+                                              WHERE handler = ?1 AND event = ?2), 0)
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                   WHERE d.handler = (SELECT id FROM handlers WHERE name = ?1)
+                                     AND d.sequence = e.sequence)",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![handler, event], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        r.get::<_, Option<i64>>(1)?.map(|t| t as u64),
+                    ))
+                })
+            })
+            .map_err(backend)
     }
 }
 

@@ -41,9 +41,12 @@ pub(super) enum Step {
 /// Filters, then calls a synchronous slot; the filter runs exactly once.
 #[inline(always)]
 pub(super) fn call_sync(slot: &Slot, inv: &Invocation<'_>) -> Step {
-    // Only subscriptions pause; link-time handlers have no flag to read.
+    // Only subscriptions and durable handlers pause; other link-time handlers have no flag
+    // to read. A durable handler being rebuilt takes live events past the rebuild's boundary.
     if let Some(paused) = &slot.paused {
-        if paused.load(std::sync::atomic::Ordering::Relaxed) {
+        if paused.load(std::sync::atomic::Ordering::Relaxed)
+            && !(slot.durable && inv.ctx.bus.passes_rebuild(slot, &inv.ctx.meta))
+        {
             return Step::Paused;
         }
     }

@@ -163,7 +163,11 @@ impl Outcomes {
             .unwrap_or(0);
         self.skipped_async & bit != 0
             || self.exceptions.iter().any(|(i, o)| {
-                *i == index && matches!(o, Outcome::Retrying { .. } | Outcome::SkippedAsync)
+                *i == index
+                    && matches!(
+                        o,
+                        Outcome::Retrying { .. } | Outcome::SkippedAsync | Outcome::Paused
+                    )
             })
     }
 }
@@ -601,7 +605,7 @@ impl Bus {
 
     /// The event `stored` as a value of `target`'s type (upcast along the chain if it was
     /// stored as an older version), with its envelope.
-    fn decode_stored(
+    pub(crate) fn decode_stored(
         &self,
         stored: &StoredEvent,
         target: Option<&'static EventInfo>,
@@ -687,6 +691,11 @@ impl Bus {
             for p in &mut pending {
                 if p.page.is_empty() && !p.done {
                     let (info, slot) = &self.inner.durable[p.handler];
+                    if self.is_rebuilding(slot.name()) {
+                        // `Bus::rebuild` delivers its history.
+                        p.done = true;
+                        continue;
+                    }
                     let rows = store.undelivered(slot.name(), info.name, p.after, PAGE)?;
                     p.done = rows.len() < PAGE;
                     for row in rows {

@@ -10,6 +10,7 @@ mod failure;
 mod ingest;
 mod lifecycle;
 mod outbox;
+mod projection;
 mod queue;
 mod request;
 mod run;
@@ -33,6 +34,7 @@ pub use dispatch::PublishError;
 pub(crate) use dispatch::{Outcomes, spans_on};
 pub use durable::{Recovery, Replay, ReplayError, ReplayProgress, ReplayReport};
 pub use lifecycle::{ShutdownReport, Unprocessed};
+pub use projection::{Lag, Rebuild, RebuildError, RebuildProgress, RebuildReport};
 pub use request::{Request, RequestError};
 pub(crate) use run::run_one;
 pub use staged::{Staged, StagedRow};
@@ -97,6 +99,9 @@ pub(crate) struct Inner {
     pub(crate) forwarder: Option<Arc<outbox::Forwarder>>,
     /// Deliveries to `#[handler(inbox)]` handlers skipped: their inbox had them.
     pub(crate) inbox_hits: std::sync::atomic::AtomicU64,
+    /// The durable handlers being rebuilt, with the sequence above which live deliveries
+    /// go to them again (`None`: not yet).
+    pub(crate) rebuilds: Mutex<HashMap<String, Option<u64>>>,
     /// How many retries may wait at once; past it, failures are dead-lettered.
     pub(crate) max_pending_retries: usize,
     /// The retry policy of handlers and subscriptions without their own.
@@ -163,7 +168,8 @@ pub(crate) struct Slot {
     pub(crate) filter: Option<crate::Filter>,
     /// `State<T>` values by parameter position, resolved at `build()`.
     pub(crate) states: Arc<[Option<AnyState>]>,
-    /// Set while a dynamic subscription is paused; `None` for link-time handlers.
+    /// Set while a dynamic subscription is paused, or a durable handler is rebuilt
+    /// ([`Bus::rebuild`]); `None` for other link-time handlers.
     pub(crate) paused: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// `#[handler(concurrency = N)]`: one semaphore per handler per bus.
     pub(crate) limit: Option<Arc<tokio::sync::Semaphore>>,
@@ -645,6 +651,9 @@ impl BusBuilder {
             HashMap::default();
         let mut grouped: HashMap<TypeId, Vec<Slot>> = HashMap::new();
         let mut durable = Vec::new();
+        // One gate per durable handler, shared by every event type it takes: closed while
+        // `Bus::rebuild` replays its history.
+        let mut gates: HashMap<&'static str, Arc<std::sync::atomic::AtomicBool>> = HashMap::new();
         for h in &registry.handlers {
             let states: Vec<Option<AnyState>> = std::iter::once(None)
                 .chain(h.params.iter().map(|p| {
@@ -684,7 +693,9 @@ impl BusBuilder {
                     target: Target::Handler(h.call),
                     filter: filter.clone(),
                     states: Arc::clone(&states),
-                    paused: None,
+                    paused: h
+                        .durable
+                        .then(|| Arc::clone(gates.entry(h.name).or_default())),
                     limit: limit.clone(),
                     timeout: h.timeout(),
                     retry: h
@@ -775,6 +786,7 @@ impl BusBuilder {
                 observers: crate::observe::Observers(self.observers.into()),
                 outbound: self.store.is_some() || self.transport.is_some(),
                 inbox_hits: std::sync::atomic::AtomicU64::new(0),
+                rebuilds: Mutex::new(HashMap::new()),
                 forwarder: self
                     .outbox
                     .map(|o| Arc::new(outbox::Forwarder::new(o, source))),

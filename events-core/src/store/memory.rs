@@ -353,6 +353,36 @@ impl EventStore for MemoryStore {
     fn streams(&self) -> Option<&dyn Streams> {
         Some(self)
     }
+
+    fn reset<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, ()> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        state
+            .checkpoints
+            .remove(&(handler.to_owned(), event.to_owned()));
+        if let Some(done) = state.deliveries.get_mut(handler) {
+            let of_event: Vec<u64> = state
+                .events
+                .iter()
+                .filter(|e| e.name == event)
+                .map(|e| e.sequence)
+                .collect();
+            for sequence in of_event {
+                done.remove(&sequence);
+            }
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn lag(&self, handler: &str, event: &str) -> Result<(u64, Option<u64>), StoreError> {
+        let state = self.lock();
+        let mut undelivered = state.undelivered(handler, event);
+        let oldest = undelivered.next().map(|e| e.time);
+        Ok((
+            u64::from(oldest.is_some()) + undelivered.count() as u64,
+            oldest,
+        ))
+    }
 }
 
 /// Streams in memory: never evicted (an aggregate needs its whole stream), so they take at

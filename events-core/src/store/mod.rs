@@ -561,6 +561,40 @@ pub trait EventStore: Send + Sync + 'static {
         None
     }
 
+    /// Forgets durable handler `handler`'s delivery records and its checkpoint for events
+    /// named `event`: every stored `event` is undelivered to it again (what
+    /// [`Bus::rebuild`](crate::Bus::rebuild) starts from). Not supported by default.
+    fn reset<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, ()> {
+        let _ = (handler, event);
+        Box::pin(std::future::ready(Err(StoreError::Backend(
+            "this store cannot reset a durable handler's progress".into(),
+        ))))
+    }
+
+    /// How many stored events named `event` durable handler `handler` has not finished
+    /// (neither a delivery record nor its checkpoint covers them), and the time of the
+    /// oldest (nanoseconds since the Unix epoch). By default counted a page at a time
+    /// through [`undelivered`](Self::undelivered).
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn lag(&self, handler: &str, event: &str) -> Result<(u64, Option<u64>), StoreError> {
+        let (mut count, mut oldest, mut after) = (0u64, None, 0);
+        loop {
+            let rows = self.undelivered(handler, event, after, PAGE)?;
+            for row in &rows {
+                if let Ok(e) = row {
+                    oldest.get_or_insert(e.time);
+                }
+                after = after.max(row_sequence(row).unwrap_or(after));
+            }
+            count += rows.len() as u64;
+            if rows.len() < PAGE {
+                return Ok((count, oldest));
+            }
+        }
+    }
+
     /// The store's streams and snapshots, if it keeps them: what event-sourced aggregates
     /// ([`Bus::aggregates`](crate::Bus::aggregates)) need. `None` by default.
     fn streams(&self) -> Option<&dyn Streams> {
@@ -623,6 +657,12 @@ impl<S: EventStore> EventStore for Arc<S> {
     }
     fn streams(&self) -> Option<&dyn Streams> {
         (**self).streams()
+    }
+    fn reset<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, ()> {
+        (**self).reset(handler, event)
+    }
+    fn lag(&self, handler: &str, event: &str) -> Result<(u64, Option<u64>), StoreError> {
+        (**self).lag(handler, event)
     }
 }
 

@@ -30,6 +30,7 @@ pub const CASES: &[&str] = &[
     "checkpoints_move_up_to_the_first_unfinished_event",
     "dead_letters_are_kept_listed_and_removed",
     "the_outbox_keeps_entries_until_they_are_forwarded",
+    "lag_and_reset_follow_delivery_records",
     "streams_append_at_the_expected_version_only",
     "streams_read_in_order_and_snapshots_round_trip",
 ];
@@ -443,6 +444,52 @@ pub async fn the_outbox_keeps_entries_until_they_are_forwarded(store: impl Event
     );
 }
 
+/// [`EventStore::lag`] counts what a durable handler has not finished (by record or by
+/// checkpoint) and dates the oldest; [`EventStore::reset`] makes every event of the type
+/// undelivered to it again, and leaves other handlers and event types alone.
+pub async fn lag_and_reset_follow_delivery_records(store: impl EventStore) {
+    let events: Vec<StoredEvent> = ["job", "job", "other", "job", "job"]
+        .iter()
+        .enumerate()
+        .map(|(n, name)| event(n as u64, name))
+        .collect();
+    append_all(&store, &events).await;
+    assert_eq!(
+        store.lag("h", "job").expect("lag"),
+        (4, Some(events[0].time))
+    );
+    for s in [1, 2, 5] {
+        store.record_delivery("h", s);
+    }
+    store.record_delivery("other-handler", 1);
+    store.flush().await.expect("flush");
+    assert_eq!(
+        store.lag("h", "job").expect("lag"),
+        (1, Some(events[3].time))
+    );
+    store.checkpoint("h", "job").await.expect("checkpoint");
+    assert_eq!(
+        store.lag("h", "job").expect("lag"),
+        (1, Some(events[3].time)),
+        "a checkpoint changes nothing"
+    );
+    store.record_delivery("h", 4);
+    store.flush().await.expect("flush");
+    store.checkpoint("h", "job").await.expect("checkpoint");
+    assert_eq!(store.lag("h", "job").expect("lag"), (0, None));
+    store.reset("h", "job").await.expect("reset");
+    assert_eq!(
+        store.lag("h", "job").expect("lag"),
+        (4, Some(events[0].time))
+    );
+    assert_eq!(undelivered(&store, "h", "job", 0), [1, 2, 4, 5]);
+    assert_eq!(
+        store.lag("other-handler", "job").expect("lag").0,
+        3,
+        "other handlers keep theirs"
+    );
+}
+
 /// A store that keeps streams ([`EventStore::streams`]): an append is taken only at the
 /// stream's current version, and a refused one ([`StoreError::Conflict`] with both versions)
 /// writes nothing, not even the events that were not in conflict; a duplicate id refuses
@@ -622,6 +669,7 @@ macro_rules! store_conformance {
             checkpoints_move_up_to_the_first_unfinished_event,
             dead_letters_are_kept_listed_and_removed,
             the_outbox_keeps_entries_until_they_are_forwarded,
+            lag_and_reset_follow_delivery_records,
             streams_append_at_the_expected_version_only,
             streams_read_in_order_and_snapshots_round_trip,
         );
