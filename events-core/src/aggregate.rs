@@ -12,6 +12,12 @@ use serde::de::DeserializeOwned;
 
 use crate::event::{AnyEvent, Event, EventInfo};
 
+/// The metadata key of an aggregate's event that names its stream (`<aggregate>-<id>`).
+pub const STREAM_KEY: &str = "stream";
+/// The metadata key of an aggregate's event that gives its version in the stream, as
+/// decimal text.
+pub const STREAM_VERSION_KEY: &str = "streamversion";
+
 /// The state of an event-sourced entity, rebuilt from its stream: implemented by
 /// `#[aggregate]` on the type's `impl`, never by hand.
 ///

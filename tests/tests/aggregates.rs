@@ -441,3 +441,62 @@ async fn old_versions_in_a_stream_are_upcast_and_bad_ids_refused() {
         ));
     }
 }
+
+/// A command arrives as an event; its handler runs the aggregate's command.
+#[derive(Debug, Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "es.account.deposit.requested", kind = "command")]
+struct DepositRequested {
+    account: String,
+    cents: u64,
+}
+
+#[handler(name = "aggregates.deposit")]
+async fn deposit(
+    cmd: &DepositRequested,
+    ctx: &events::Context,
+) -> Result<(), events::HandlerError> {
+    ctx.bus()
+        .aggregates::<Account>()
+        .execute(&cmd.account, |a| a.deposit(cmd.cents))
+        .await
+        .map_err(|e| events::HandlerError::permanent(e.to_string()))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn events_decided_in_a_handler_carry_its_lineage() {
+    let bus = bus(MemoryStore::new());
+    let accounts = bus.aggregates::<Account>();
+    let correlation = events::EventId::new();
+    let opened = accounts
+        .execute_with(
+            &id("l"),
+            events::PublishOptions::new().correlation_id(correlation),
+            |a| a.open("l", 0),
+        )
+        .await
+        .unwrap();
+    let store = bus.store().unwrap();
+    let stored = |name: &str| store.query(&StoreQuery::all().name(name).unwrap()).unwrap();
+    let event = stored("es.account.opened")
+        .into_iter()
+        .find(|e| e.id == opened.receipts[0].event_id())
+        .unwrap();
+    assert_eq!(event.correlation_id, correlation);
+    let receipt = bus
+        .publish(DepositRequested {
+            account: id("l"),
+            cents: 70,
+        })
+        .await
+        .unwrap();
+    assert_eq!(accounts.load(&id("l")).unwrap().state.balance, 70);
+    let command = stored("es.account.deposit.requested").remove(0);
+    assert_eq!(command.id, receipt.event_id());
+    let deposited = stored("es.account.deposited")
+        .into_iter()
+        .find(|e| e.causation_id == Some(command.id))
+        .expect("the deposit's cause is the command event");
+    assert_eq!(deposited.correlation_id, command.correlation_id);
+    assert_eq!(deposited.depth, 1);
+}

@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 
 use super::{Bus, PublishError};
-use crate::aggregate::{Aggregate, Changes, Decision, stream_name};
+use crate::aggregate::{Aggregate, Changes, Decision, STREAM_KEY, STREAM_VERSION_KEY, stream_name};
 use crate::options::PublishOptions;
 use crate::receipt::Receipt;
 use crate::store::{Snapshot, StoreError, StreamAppend, Streams};
@@ -246,6 +246,10 @@ impl<A: Aggregate> Aggregates<A> {
     /// the handler this runs in, if any): on a conflict (another writer appended first) it
     /// reloads and runs the command again, up to [`retries`](Self::retries) times.
     ///
+    /// Each new event carries metadata `stream` (`<aggregate>-<id>`) and `streamversion`
+    /// (its version in the stream, as text): what a projection keys its rows by, and what
+    /// other services see as CloudEvents extensions.
+    ///
     /// The events are stored and their outbox entries written in one transaction; this
     /// process's handlers of them run once it has committed (durable ones are recovered
     /// after a crash, as for [`Bus::publish`]); events that leave the process go through
@@ -354,9 +358,14 @@ impl<A: Aggregate> Aggregates<A> {
             });
         }
         let mut staged = self.bus.stage();
-        for event in events {
+        for (i, event) in events.into_iter().enumerate() {
+            // Where it belongs, for handlers and other services (CloudEvents extensions).
+            let options = options
+                .clone()
+                .metadata(STREAM_KEY, stream)
+                .metadata(STREAM_VERSION_KEY, (version + i as u64 + 1).to_string());
             staged
-                .publish_boxed(event, options.clone())
+                .publish_boxed(event, options)
                 .map_err(CommandError::Publish)?;
         }
         let count = staged.len() as u64;
