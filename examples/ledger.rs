@@ -184,7 +184,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `execute` resolves conflicts itself: two tasks debit alice at once, 40 times each.
     let mut writers = Vec::new();
     for _ in 0..2 {
-        let accounts = accounts.clone();
+        let accounts = accounts.clone().retries(10);
         writers.push(tokio::spawn(async move {
             let alice = "alice".to_owned();
             let mut retried = 0;

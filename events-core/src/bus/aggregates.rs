@@ -244,6 +244,7 @@ impl<A: Aggregate> Aggregates<A> {
     /// Loads `id`, runs `command` on its state, and appends what it decides at the version
     /// it loaded, publishing the new events like any other (one envelope each, lineage from
     /// the handler this runs in, if any): on a conflict (another writer appended first) it
+    /// waits a little (at random, up to 1 ms, doubling with each attempt up to 32 ms),
     /// reloads and runs the command again, up to [`retries`](Self::retries) times.
     ///
     /// Each new event carries metadata `stream` (`<aggregate>-<id>`) and `streamversion`
@@ -309,6 +310,12 @@ impl<A: Aggregate> Aggregates<A> {
                         });
                     }
                     tracing::debug!(stream = %s, expected, actual, attempts, "a command conflicted; it runs again on the reloaded state");
+                    // A short random wait, growing with the attempts: two writers that keep
+                    // colliding fall out of step.
+                    let ceiling = 1u64 << attempts.min(6);
+                    let random = crate::EventId::new().as_uuid().as_u64_pair().1;
+                    tokio::time::sleep(std::time::Duration::from_micros(random % (ceiling * 500)))
+                        .await;
                 }
                 done => return done,
             }
