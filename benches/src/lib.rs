@@ -54,6 +54,7 @@ pub mod memory;
 pub mod outbox;
 pub mod postgres;
 pub mod remote;
+pub mod sourcing;
 
 /// What every handler does.
 #[inline]

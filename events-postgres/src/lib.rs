@@ -42,10 +42,10 @@ use std::thread::JoinHandle;
 
 use events::store::{
     Backlog, EventStore, Order, Outbox, Row, Snapshot, StoreError, StoreFuture, StoreQuery,
-    StoredDeadLetter, StoredEvent, StreamAppend, Streams,
+    StoredDeadLetter, StoredEvent, StreamAppend, StreamEvent, StreamLoad, Streams,
 };
 use events::{EventId, Staged};
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 
 use postgres::{Client, NoTls};
 use tokio::sync::oneshot;
@@ -618,7 +618,50 @@ impl Waiter {
     }
 }
 
+/// Statements prepared once on the writer's connection (planned once, not per append).
+#[derive(Default)]
+struct Prepared {
+    append_stream: Option<postgres::Statement>,
+    lock: Option<(postgres::Statement, postgres::Statement)>,
+}
+
+impl Prepared {
+    /// The append lock's statement, and the last sequence's.
+    fn lock(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+    ) -> Result<(postgres::Statement, postgres::Statement), StoreError> {
+        if let Some(l) = &self.lock {
+            return Ok(l.clone());
+        }
+        let lock = tx
+            .prepare_typed("SELECT pg_advisory_xact_lock($1)", &[Type::INT8])
+            .map_err(backend)?;
+        let max = tx
+            .prepare("SELECT COALESCE(MAX(sequence), 0) FROM events")
+            .map_err(backend)?;
+        self.lock = Some((lock.clone(), max.clone()));
+        Ok((lock, max))
+    }
+
+    fn append_stream(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+    ) -> Result<postgres::Statement, StoreError> {
+        if let Some(s) = &self.append_stream {
+            return Ok(s.clone());
+        }
+        let mut types = vec![Type::TEXT, Type::INT8, Type::INT8, Type::UUID_ARRAY];
+        types.extend(COLUMN_TYPES.into_iter().skip(1));
+        types.extend([Type::INT8_ARRAY, Type::TEXT_ARRAY]);
+        let statement = tx.prepare_typed(APPEND_STREAM, &types).map_err(backend)?;
+        self.append_stream = Some(statement.clone());
+        Ok(statement)
+    }
+}
+
 fn write_loop(client: &mut Client, commands: &mpsc::Receiver<Command>) {
+    let mut prepared = Prepared::default();
     while let Ok(first) = commands.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -628,7 +671,7 @@ fn write_loop(client: &mut Client, commands: &mpsc::Receiver<Command>) {
             }
         }
         let mut results = Vec::with_capacity(batch.len());
-        let committed = commit(client, batch, &mut results);
+        let committed = commit(client, &mut prepared, batch, &mut results);
         if let Err(e) = &committed {
             tracing::error!(error = %e, "an event store commit failed; nothing of it was stored");
         }
@@ -645,6 +688,7 @@ fn write_loop(client: &mut Client, commands: &mpsc::Receiver<Command>) {
 /// own result, which stands only if the transaction commits.
 fn commit(
     client: &mut Client,
+    prepared: &mut Prepared,
     batch: Vec<Command>,
     results: &mut Vec<(Waiter, Result<u64, StoreError>)>,
 ) -> Result<(), StoreError> {
@@ -668,7 +712,7 @@ fn commit(
                 }
             }
             let events: Vec<&StoredEvent> = run.iter().map(|(e, _, _)| &**e).collect();
-            let appended = append_many(&mut tx, &events, &mut last).and_then(|answers| {
+            let appended = append_many(&mut tx, prepared, &events, &mut last).and_then(|answers| {
                 let entries = run.iter().zip(&answers).filter_map(|((_, p, _), a)| {
                     Some((*a.as_ref().ok()? as i64, p.as_deref()?.to_owned()))
                 });
@@ -692,7 +736,7 @@ fn commit(
             }
             continue;
         }
-        let (waiter, applied) = apply(&mut tx, command, &mut last);
+        let (waiter, applied) = apply(&mut tx, prepared, command, &mut last);
         match applied {
             Ok(result) => results.push((waiter, result)),
             Err(e) => {
@@ -712,45 +756,17 @@ fn commit(
 /// without gaps.
 fn append_many(
     tx: &mut postgres::Transaction<'_>,
+    prepared: &mut Prepared,
     events: &[&StoredEvent],
     last: &mut Option<i64>,
 ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
-    append_many_in(tx, events, last, None)
-}
+    let mut previous = lock_appends(tx, prepared, last)?;
 
-/// The append lock (held until commit: appends from every process commit in sequence
-/// order) and the last sequence, once per transaction.
-fn lock_appends(
-    tx: &mut postgres::Transaction<'_>,
-    last: &mut Option<i64>,
-) -> Result<i64, StoreError> {
-    if let Some(n) = *last {
-        return Ok(n);
-    }
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
-        .map_err(backend)?;
-    let n = tx
-        .query_one("SELECT COALESCE(MAX(sequence), 0) FROM events", &[])
-        .map_err(backend)?
-        .get::<_, i64>(0);
-    *last = Some(n);
-    Ok(n)
-}
-
-/// [`append_many`], as the events of `stream` from version `from` on when they belong to
-/// one.
-fn append_many_in(
-    tx: &mut postgres::Transaction<'_>,
-    events: &[&StoredEvent],
-    last: &mut Option<i64>,
-    stream: Option<(&str, u64)>,
-) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
-    let mut previous = lock_appends(tx, last)?;
     let ids: Vec<uuid::Uuid> = events.iter().map(|e| uuid::Uuid::from(e.id)).collect();
     let mut known: std::collections::HashMap<uuid::Uuid, i64> = tx
-        .query(
+        .query_typed(
             "SELECT id, sequence FROM events WHERE id = ANY($1)",
-            &[&ids],
+            &[(&ids, Type::UUID_ARRAY)],
         )
         .map_err(backend)?
         .iter()
@@ -769,14 +785,8 @@ fn append_many_in(
         previous += 1;
         known.insert(id, previous);
         rows.push(previous, id, event)?;
-        if let Some((name, from)) = stream {
-            rows.stream.push(Some(name.to_owned()));
-            rows.stream_version
-                .push(Some((from + answers.len() as u64) as i64));
-        } else {
-            rows.stream.push(None);
-            rows.stream_version.push(None);
-        }
+        rows.stream.push(None);
+        rows.stream_version.push(None);
         answers.push(Ok(previous as u64));
     }
     *last = Some(previous);
@@ -784,6 +794,24 @@ fn append_many_in(
         rows.insert(tx)?;
     }
     Ok(answers)
+}
+
+/// The append lock (held until commit: appends from every process commit in sequence
+/// order) and the last sequence, once per transaction.
+fn lock_appends(
+    tx: &mut postgres::Transaction<'_>,
+    prepared: &mut Prepared,
+    last: &mut Option<i64>,
+) -> Result<i64, StoreError> {
+    if let Some(n) = *last {
+        return Ok(n);
+    }
+    let (lock, max) = prepared.lock(tx)?;
+    tx.execute(&lock, &[&APPEND_LOCK]).map_err(backend)?;
+    // A statement of its own: its snapshot is taken once the lock is held.
+    let n: i64 = tx.query_one(&max, &[]).map_err(backend)?.get(0);
+    *last = Some(n);
+    Ok(n)
 }
 
 /// Outbox entries (sequences and partitions) for events of this transaction, and a lease
@@ -830,6 +858,26 @@ fn outbox_statements(prefix: &str) -> [String; 2] {
     ]
 }
 
+/// The types of [`Columns::params`], in order.
+const COLUMN_TYPES: [Type; 16] = [
+    Type::INT8_ARRAY,
+    Type::UUID_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::INT4_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::INT8_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::UUID_ARRAY,
+    Type::UUID_ARRAY,
+    Type::INT4_ARRAY,
+    Type::INT4_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::INT8_ARRAY,
+];
+
 /// Rows to insert, one array per column.
 #[derive(Default)]
 struct Columns {
@@ -872,7 +920,10 @@ impl Columns {
     }
 
     fn insert(&self, tx: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
-        tx.execute(&insert_events(""), &self.params())
+        // Typed: one round trip, no statement to prepare first.
+        let params: Vec<(&(dyn ToSql + Sync), Type)> =
+            self.params().into_iter().zip(COLUMN_TYPES).collect();
+        tx.query_typed(&insert_events(""), &params)
             .map_err(backend)?;
         Ok(())
     }
@@ -916,6 +967,7 @@ fn waiter_of(command: Command) -> Waiter {
 /// read once the append lock is held.
 fn apply(
     tx: &mut postgres::Transaction<'_>,
+    prepared: &mut Prepared,
     command: Command,
     last: &mut Option<i64>,
 ) -> (Waiter, Result<Result<u64, StoreError>, StoreError>) {
@@ -923,7 +975,7 @@ fn apply(
         // Runs of appends are `commit`'s; one alone is a run of one.
         Command::Append(event, partition, reply) => (
             Waiter::Value(reply),
-            append_many(tx, &[&event], last).and_then(|mut answers| {
+            append_many(tx, prepared, &[&event], last).and_then(|mut answers| {
                 let answer = answers.remove(0);
                 if let (Ok(sequence), Some(p)) = (&answer, partition) {
                     add_outbox_entries(tx, (vec![*sequence as i64], vec![p.into()]))?;
@@ -959,7 +1011,7 @@ fn apply(
                 .map_err(backend),
         ),
         Command::Flush(reply) => (Waiter::Done(reply), Ok(Ok(0))),
-        Command::AppendStream(append, reply) => match append_stream(tx, &append, last) {
+        Command::AppendStream(append, reply) => match append_stream(tx, prepared, &append, last) {
             Ok(Ok(sequences)) => (Waiter::Sequences(reply, sequences), Ok(Ok(0))),
             Ok(Err(e)) => (Waiter::Sequences(reply, Vec::new()), Ok(Err(e))),
             Err(e) => (Waiter::Sequences(reply, Vec::new()), Err(e)),
@@ -1000,80 +1052,148 @@ fn apply(
     }
 }
 
-/// A stream append in the open transaction, in a savepoint: the stream's version is read
-/// under the append lock (so no other process appends between the check and the insert),
-/// then the events, their outbox entries and the new version are written. The inner `Err`
-/// (a conflict, a duplicate id) is the append's own, with nothing of it left.
+/// A stream append in the open transaction: the append lock (once per transaction), then
+/// one statement that reads the ids already stored, the stream's version and the last
+/// sequence (its snapshot is taken with the lock held), and only when the version is the
+/// expected one and no id is stored, writes the new version, the events (numbered after
+/// the last sequence) and their outbox entries. The inner `Err` (a conflict, a duplicate
+/// id) is the append's own, and nothing of it was written.
 fn append_stream(
     tx: &mut postgres::Transaction<'_>,
+    prepared: &mut Prepared,
     append: &StreamAppend,
     last: &mut Option<i64>,
 ) -> Result<Result<Vec<u64>, StoreError>, StoreError> {
-    lock_appends(tx, last)?;
-    let before = *last;
-    tx.batch_execute("SAVEPOINT stream_append")
-        .map_err(backend)?;
-    let result = (|| -> Result<Result<Vec<u64>, StoreError>, StoreError> {
-        let actual: i64 = tx
-            .query_opt(
-                "SELECT version FROM streams WHERE stream = $1",
-                &[&append.stream],
-            )
-            .map_err(backend)?
-            .map_or(0, |r| r.get(0));
-        if actual as u64 != append.expected {
-            return Ok(Err(StoreError::Conflict {
-                stream: append.stream.clone(),
-                expected: append.expected,
-                actual: actual as u64,
-            }));
-        }
-        let events: Vec<&StoredEvent> = append.events.iter().map(|(e, _)| e).collect();
-        let answers = append_many_in(
-            tx,
-            &events,
-            last,
-            Some((&append.stream, append.expected + 1)),
-        )?;
-        let mut sequences = Vec::with_capacity(answers.len());
-        for answer in answers {
-            match answer {
-                Ok(sequence) => sequences.push(sequence),
-                Err(e) => return Ok(Err(e)),
-            }
-        }
-        let entries = append
-            .events
-            .iter()
-            .zip(&sequences)
-            .filter_map(|((_, p), s)| Some((*s as i64, p.clone()?)));
-        add_outbox_entries(tx, entries.unzip())?;
-        let version = append.expected + append.events.len() as u64;
-        tx.execute(
-            "INSERT INTO streams (stream, version) VALUES ($1, $2)
-             ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
-            &[&append.stream, &sql_count(version)],
-        )
-        .map_err(backend)?;
-        Ok(Ok(sequences))
-    })();
-    match &result {
-        Ok(Ok(_)) => tx
-            .batch_execute("RELEASE SAVEPOINT stream_append")
-            .map_err(backend)?,
-        _ => {
-            *last = before;
-            tx.batch_execute(
-                "ROLLBACK TO SAVEPOINT stream_append; RELEASE SAVEPOINT stream_append",
-            )
-            .map_err(backend)?;
+    if last.is_none() {
+        let (lock, _) = prepared.lock(tx)?;
+        tx.execute(&lock, &[&APPEND_LOCK]).map_err(backend)?;
+    }
+    let mut rows = Columns::default();
+    let mut ids = Vec::with_capacity(append.events.len());
+    let (mut entries, mut partitions) = (Vec::new(), Vec::new());
+    for (i, (event, partition)) in append.events.iter().enumerate() {
+        let id = uuid::Uuid::from(event.id);
+        ids.push(id);
+        // The sequence is the statement's: the last one plus the position.
+        rows.push(0, id, event)?;
+        rows.stream.push(Some(append.stream.clone()));
+        rows.stream_version
+            .push(Some(sql_count(append.expected + 1 + i as u64)));
+        if let Some(p) = partition {
+            entries.push(i as i64 + 1);
+            partitions.push(p.clone());
         }
     }
-    // A statement that failed fails the append alone: its savepoint is undone.
-    match result {
-        Err(e) => Ok(Err(e)),
-        ok => ok,
+    let new_version = sql_count(append.expected + append.events.len() as u64);
+    let expected = sql_count(append.expected);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&append.stream, &expected, &new_version, &ids];
+    params.extend(rows.params().into_iter().skip(1));
+    params.push(&entries);
+    params.push(&partitions);
+    let statement = prepared.append_stream(tx)?;
+    let r = tx.query_one(&statement, &params).map_err(backend)?;
+    let actual: i64 = r.get(0);
+    let bumped: i64 = r.get(1);
+    let dup_ids: Vec<uuid::Uuid> = r.get(2);
+    let dup_sequences: Vec<i64> = r.get(3);
+    let base: i64 = r.get(4);
+    *last = Some(base);
+    if let (Some(id), Some(sequence)) = (dup_ids.first(), dup_sequences.first()) {
+        return Ok(Err(StoreError::Duplicate {
+            id: EventId::from(*id),
+            sequence: *sequence as u64,
+        }));
     }
+    if bumped == 0 {
+        return Ok(Err(StoreError::Conflict {
+            stream: append.stream.clone(),
+            expected: append.expected,
+            actual: actual as u64,
+        }));
+    }
+    *last = Some(base + append.events.len() as i64);
+    Ok(Ok((1..=append.events.len() as i64)
+        .map(|i| (base + i) as u64)
+        .collect()))
+}
+
+/// [`append_stream`]'s statement: `$1` stream, `$2` expected version, `$3` new version, `$4`
+/// the events' ids, `$5`..`$19` the events' columns after the sequence ([`Columns::params`]),
+/// `$20`/`$21` the outbox entries' positions (1-based) and partitions. It returns the
+/// stream's version, whether it was bumped, the ids already stored with their sequences,
+/// and the last sequence before the append.
+const APPEND_STREAM: &str = "
+WITH dup AS (
+    SELECT id, sequence FROM events WHERE id = ANY($4::uuid[])
+), current AS (
+    SELECT COALESCE((SELECT version FROM streams WHERE stream = $1), 0) AS version
+), base AS (
+    SELECT COALESCE(MAX(sequence), 0) AS n FROM events
+), ok AS (
+    SELECT 1 FROM current WHERE current.version = $2 AND NOT EXISTS (SELECT 1 FROM dup)
+), bump AS (
+    INSERT INTO streams (stream, version) SELECT $1, $3 FROM ok
+    ON CONFLICT (stream) DO UPDATE SET version = excluded.version
+    RETURNING 1
+), added AS (
+    INSERT INTO events (sequence, id, name, version, kind, time, source, target, correlation_id,
+                        causation_id, depth, priority, metadata, payload, stream, stream_version)
+    SELECT (SELECT n FROM base) + u.ord, u.id, u.name, u.version, u.kind, u.time, u.source,
+           u.target, u.correlation_id, u.causation_id, u.depth, u.priority, u.metadata,
+           u.payload, u.stream, u.stream_version
+      FROM UNNEST($5::uuid[], $6::text[], $7::int4[], $8::text[], $9::int8[], $10::text[],
+                  $11::text[], $12::uuid[], $13::uuid[], $14::int4[], $15::int4[], $16::text[],
+                  $17::text[], $18::text[], $19::int8[])
+           WITH ORDINALITY AS u(id, name, version, kind, time, source, target, correlation_id,
+                                causation_id, depth, priority, metadata, payload, stream,
+                                stream_version, ord)
+     WHERE EXISTS (SELECT 1 FROM ok)
+    RETURNING 1
+), entries AS (
+    INSERT INTO outbox (sequence, partition)
+    SELECT (SELECT n FROM base) + o.position, o.partition
+      FROM UNNEST($20::int8[], $21::text[]) AS o(position, partition)
+     WHERE EXISTS (SELECT 1 FROM ok)
+    RETURNING 1
+), leases AS (
+    INSERT INTO outbox_leases (partition, owner, until)
+    SELECT DISTINCT p, '', '-infinity'::timestamptz FROM UNNEST($21::text[]) AS p
+    WHERE EXISTS (SELECT 1 FROM ok)
+    ON CONFLICT (partition) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT version FROM current), (SELECT count(*) FROM bump),
+       ARRAY(SELECT id FROM dup), ARRAY(SELECT sequence FROM dup), (SELECT n FROM base)";
+
+/// What loading an aggregate reads, in one statement (one snapshot of the database, one
+/// round trip): the snapshot's row first (`part` 0), then the events after it (`part` 1).
+const LOAD_STREAM: &str = "
+WITH snap AS (SELECT version, state FROM snapshots WHERE stream = $1 AND shape = $2)
+SELECT 0 AS part, version AS v, NULL::text AS name, NULL::int4 AS ver, state AS body FROM snap
+UNION ALL
+SELECT 1, e.sequence, e.name, e.version, e.payload FROM events e
+ WHERE e.stream = $1 AND e.stream_version > COALESCE((SELECT version FROM snap), 0)
+ORDER BY part, v";
+
+thread_local! {
+    /// Statements prepared on the reader thread's connection: the thread holds that one
+    /// connection for its whole life, so they stay valid.
+    static READER_STATEMENTS: std::cell::RefCell<std::collections::HashMap<&'static str, postgres::Statement>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// `sql` prepared (once) on the reader's connection.
+fn reader_statement(
+    client: &mut Client,
+    sql: &'static str,
+    types: &[Type],
+) -> Result<postgres::Statement, StoreError> {
+    if let Some(s) = READER_STATEMENTS.with(|m| m.borrow().get(sql).cloned()) {
+        return Ok(s);
+    }
+    let statement = client.prepare_typed(sql, types).map_err(backend)?;
+    READER_STATEMENTS.with(|m| m.borrow_mut().insert(sql, statement.clone()));
+    Ok(statement)
 }
 
 fn put_dead_letter(
@@ -1491,6 +1611,45 @@ impl Streams for PostgresStore {
                 )
                 .map_err(backend)?;
             Ok(rows.iter().map(row).collect())
+        })
+    }
+
+    fn load(&self, stream: &str, shape: &str) -> Result<StreamLoad, StoreError> {
+        let (stream, shape) = (stream.to_owned(), shape.to_owned());
+        self.read_with(move |client| {
+            // One statement (one snapshot of the database, one round trip): the snapshot's
+            // row first, then the events after it.
+            let statement = reader_statement(client, LOAD_STREAM, &[Type::TEXT, Type::TEXT])?;
+            let rows = client
+                .query(&statement, &[&stream, &shape])
+                .map_err(backend)?;
+            let mut snapshot = None;
+            let mut events = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let v: i64 = r.try_get(1).map_err(backend)?;
+                if r.try_get::<_, i32>(0).map_err(backend)? == 0 {
+                    let state: String = r.try_get(4).map_err(backend)?;
+                    snapshot = Some(Snapshot::new(
+                        stream.clone(),
+                        v as u64,
+                        shape.clone(),
+                        state,
+                    ));
+                    continue;
+                }
+                let read = || -> Result<StreamEvent, String> {
+                    Ok(StreamEvent::new(
+                        r.try_get::<_, String>(2).map_err(|e| e.to_string())?,
+                        r.try_get::<_, i32>(3).map_err(|e| e.to_string())? as u32,
+                        r.try_get::<_, String>(4).map_err(|e| e.to_string())?,
+                    ))
+                };
+                events.push(read().map_err(|reason| StoreError::Corrupt {
+                    sequence: v as u64,
+                    reason,
+                }));
+            }
+            Ok(StreamLoad::new(snapshot, events))
         })
     }
 

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use events::store::TransactionError;
 use events::store::{
     Backlog, EventStore, Order, Outbox, Row, Snapshot, StoreError, StoreFuture, StoreQuery,
-    StoredDeadLetter, StoredEvent, StreamAppend, Streams,
+    StoredDeadLetter, StoredEvent, StreamAppend, StreamEvent, StreamLoad, Streams,
 };
 use events::{EventId, Staged};
 
@@ -1400,6 +1400,57 @@ impl Streams for SqliteStore {
             .query_map(params![stream, after as i64], row)
             .map_err(backend)?;
         rows.map(|r| r.map_err(backend)).collect()
+    }
+
+    fn load(&self, stream: &str, shape: &str) -> Result<StreamLoad, StoreError> {
+        let conn = self.read_connection();
+        // One read transaction: the snapshot and the events after it are of one moment.
+        let tx = conn.unchecked_transaction().map_err(backend)?;
+        let snapshot = tx
+            .prepare_cached(
+                "SELECT version, state FROM snapshots WHERE stream = ?1 AND shape = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![stream, shape], |r| {
+                    Ok(Snapshot::new(
+                        stream,
+                        r.get::<_, i64>(0)? as u64,
+                        shape,
+                        r.get::<_, String>(1)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(backend)?;
+        let after = snapshot.as_ref().map_or(0, |s| s.version);
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT sequence, name, version, payload FROM events
+                 WHERE stream = ?1 AND stream_version > ?2 ORDER BY stream_version",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![stream, after as i64], |r| {
+                let sequence: i64 = r.get(0)?;
+                let event = (|| {
+                    Ok::<_, rusqlite::Error>(StreamEvent::new(
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })();
+                Ok(event.map_err(|e| StoreError::Corrupt {
+                    sequence: sequence as u64,
+                    reason: events::text::clip(&e.to_string(), 80),
+                }))
+            })
+            .map_err(backend)?;
+        let events = rows
+            .map(|r| r.map_err(backend))
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        tx.finish().map_err(backend)?;
+        Ok(StreamLoad::new(snapshot, events))
     }
 
     fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {

@@ -6,7 +6,7 @@
 //! cargo run --release -p events-benches --bin compare -- --quick # fewer samples
 //! cargo run --release -p events-benches --bin compare -- --only queued # one row (ids: sync1,
 //!     fanout10, async1, queued, sync1_100subs, fanout10_wild, json, memory, durable,
-//!     postgres, nats, outbox)
+//!     postgres, nats, outbox, sourcing)
 //! ```
 //!
 //! Cells are the median time per event over the samples (and events per second), then the
@@ -305,6 +305,65 @@ fn outbox_rows(runs: u32) {
     }
 }
 
+/// Workload (13): event sourcing, `events` next to cqrs-es with postgres-es on the same
+/// PostgreSQL, and `events` on SQLite.
+fn sourcing_rows(runs: u32) {
+    use events_benches::sourcing::{self, Sourcing};
+    const COMMANDS: usize = 1000;
+    const LOADS: usize = 15;
+    println!(
+        "\n(13) event sourcing: (a) {COMMANDS} commands of one event each, on 100 streams in \
+         turn (load, decide, append at the loaded version); (b) loading an aggregate of 1,000 \
+         and 10,000 events, without a snapshot and with one at the last event (median of \
+         {LOADS} loads). The peer is cqrs-es 0.5 with postgres-es (sqlx) on the same \
+         PostgreSQL; alternated, median of {runs} runs.\n"
+    );
+    if let Err(why) = events_benches::postgres::available() {
+        println!("(13) n/a: {why}");
+        return;
+    }
+    let mut ours = Vec::new();
+    let mut peer = Vec::new();
+    let mut lite = Vec::new();
+    for _ in 0..runs {
+        ours.push(sourcing::ours_postgres(COMMANDS, LOADS));
+        match sourcing::peer(COMMANDS, LOADS) {
+            Ok(p) => peer.push(p),
+            Err(why) => println!("(13) the peer did not run: {why}"),
+        }
+        lite.push(sourcing::ours_sqlite(COMMANDS, LOADS));
+    }
+    let mid = |all: &[Sourcing], f: &dyn Fn(&Sourcing) -> f64| median(all.iter().map(f).collect());
+    println!("| | `events` (PostgreSQL) | cqrs-es + postgres-es | peer / events | `events` (SQLite) |");
+    println!("|---|---|---|---|---|");
+    let row = |label: &str, f: &dyn Fn(&Sourcing) -> f64, unit: &str, higher_is_better: bool| {
+        let (o, l) = (mid(&ours, f), mid(&lite, f));
+        match peer.is_empty() {
+            true => println!("| {label} | **{o:.2} {unit}** | n/a | | {l:.2} {unit} |"),
+            false => {
+                let p = mid(&peer, f);
+                let ratio = if higher_is_better { o / p } else { p / o };
+                println!("| {label} | **{o:.2} {unit}** | {p:.2} {unit} | ×{ratio:.2} | {l:.2} {unit} |");
+            }
+        }
+    };
+    row("(13a) commands/s, one event each", &|s| s.append_per_sec, "/s", true);
+    row("(13a) command p50", &|s| s.append_p50_us / 1e3, "ms", false);
+    row("(13a) command p99", &|s| s.append_p99_us / 1e3, "ms", false);
+    for (i, label) in [
+        "(13b) load 1,000 events",
+        "(13b) load 1,000 events, snapshot",
+        "(13c) load 10,000 events",
+        "(13c) load 10,000 events, snapshot",
+    ]
+    .iter()
+    .enumerate()
+    {
+        row(label, &|s| s.loads[i], "ms", false);
+    }
+    println!("\nRatios: above 1, events is ahead (faster, or more commands per second).");
+}
+
 /// Workload (10): end to end through NATS JetStream, `events` next to raw `async-nats`.
 fn nats_rows(runs: u32) {
     const PUBLISHERS: u64 = 64;
@@ -450,6 +509,9 @@ fn main() {
     }
     if only.as_ref().is_none_or(|o| o == "outbox") {
         outbox_rows(if quick { 1 } else { 3 });
+    }
+    if only.as_ref().is_none_or(|o| o == "sourcing") {
+        sourcing_rows(if quick { 1 } else { 3 });
     }
 
     let get = |w: Workload| {

@@ -196,35 +196,24 @@ impl<A: Aggregate> Aggregates<A> {
 
     fn load_stream(&self, stream: &str) -> Result<Loaded<A>, LoadError> {
         let streams = self.streams()?;
-        let (mut state, snapshot) = match streams.snapshot(stream)? {
-            Some(s) if s.shape == A::shape() => match serde_json::from_str::<A>(&s.state) {
-                Ok(state) => (state, Some(s.version)),
-                Err(e) => {
-                    tracing::warn!(stream, version = s.version, error = %e, "a snapshot does not deserialize; the stream is read from the start");
-                    (A::default(), None)
-                }
-            },
-            Some(s) => {
-                tracing::debug!(
-                    stream,
-                    version = s.version,
-                    "a snapshot of another shape of the state is ignored"
-                );
-                (A::default(), None)
+        let load = streams.load(stream, A::shape())?;
+        let (state, snapshot, load) = match load.snapshot.as_ref().map(|s| (s.version, serde_json::from_str::<A>(&s.state))) {
+            None => (A::default(), None, load),
+            Some((version, Ok(state))) => (state, Some(version), load),
+            Some((version, Err(e))) => {
+                tracing::warn!(stream, version, error = %e, "a snapshot does not deserialize; the stream is read from the start");
+                // No snapshot has an empty shape: the whole stream.
+                (A::default(), None, streams.load(stream, "")?)
             }
-            None => (A::default(), None),
         };
+        let mut state = state;
         let start = snapshot.unwrap_or(0);
-        let rows = match streams.read_stream(stream, start) {
-            Ok(rows) => rows,
-            Err(e) => return Err(LoadError::Store(e)),
-        };
         let mut version = start;
-        for row in rows {
+        for event in load.events {
             version += 1;
-            let applied = row
-                .map_err(|e| e.to_string())
-                .and_then(|event| state.apply_stored(&event.name, event.version, &event.payload));
+            let applied = event.map_err(|e| e.to_string()).and_then(|event| {
+                state.apply_stored(&event.name, event.version, &event.payload)
+            });
             if let Err(reason) = applied {
                 return Err(LoadError::Unreadable {
                     stream: stream.to_owned(),

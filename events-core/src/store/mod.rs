@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use crate::error::StoreError;
 pub use memory::MemoryStore;
 pub use outbox::{Backlog, Inbox, InboxKey, Outbox, TransactionError};
-pub use stream::{Snapshot, StreamAppend, Streams};
+pub use stream::{Snapshot, StreamAppend, StreamEvent, StreamLoad, Streams};
 
 use crate::envelope::{EventId, Meta, Metadata};
 use crate::event::EventKind;

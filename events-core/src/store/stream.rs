@@ -63,6 +63,50 @@ impl Snapshot {
     }
 }
 
+/// One event of a stream as an aggregate loads it: its type and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamEvent {
+    /// Its name.
+    pub name: String,
+    /// Its payload's version.
+    pub version: u32,
+    /// The payload, as JSON text.
+    pub payload: String,
+}
+
+impl StreamEvent {
+    /// An event named `name` at `version` with `payload`.
+    pub fn new(name: impl Into<String>, version: u32, payload: impl Into<String>) -> StreamEvent {
+        StreamEvent {
+            name: name.into(),
+            version,
+            payload: payload.into(),
+        }
+    }
+}
+
+/// What an aggregate loads: [`Streams::load`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct StreamLoad {
+    /// The stream's snapshot, when one of the asked-for shape is kept.
+    pub snapshot: Option<Snapshot>,
+    /// The events after it (after version 0 without it), in stream order; an unreadable
+    /// one is `Err(StoreError::Corrupt)` in its place.
+    pub events: Vec<Result<StreamEvent, StoreError>>,
+}
+
+impl StreamLoad {
+    /// A load of `events` after `snapshot`.
+    pub fn new(
+        snapshot: Option<Snapshot>,
+        events: Vec<Result<StreamEvent, StoreError>>,
+    ) -> StreamLoad {
+        StreamLoad { snapshot, events }
+    }
+}
+
 /// A store that keeps streams ([`EventStore::streams`](super::EventStore::streams)): the
 /// events of each aggregate instance, numbered 1, 2, .. within it, in the store's log like
 /// every other event (each also has its log sequence), and a snapshot per stream.
@@ -83,6 +127,23 @@ pub trait Streams: Send + Sync {
     /// # Errors
     /// When the store cannot be read.
     fn read_stream(&self, stream: &str, after: u64) -> Result<Vec<Row>, StoreError>;
+
+    /// What loading an aggregate reads, in one trip to the store: the snapshot of `stream`
+    /// if one of shape `shape` is kept, and the stream's events after it. By default
+    /// [`snapshot`](Self::snapshot) then [`read_stream`](Self::read_stream).
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn load(&self, stream: &str, shape: &str) -> Result<StreamLoad, StoreError> {
+        let snapshot = self.snapshot(stream)?.filter(|s| s.shape == shape);
+        let after = snapshot.as_ref().map_or(0, |s| s.version);
+        let events = self
+            .read_stream(stream, after)?
+            .into_iter()
+            .map(|row| row.map(|e| StreamEvent::new(e.name, e.version, e.payload)))
+            .collect();
+        Ok(StreamLoad { snapshot, events })
+    }
 
     /// How many events `stream` has (0 for a stream never written).
     ///
