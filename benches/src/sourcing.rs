@@ -105,9 +105,9 @@ pub fn ours(store: impl EventStore, commands: usize, loads: usize) -> Sourcing {
             for snapshot in [false, true] {
                 let id = format!("load-{size}-{snapshot}");
                 // Written 1,000 events per command; a snapshot at every 1,000th.
-                let writer = bus
-                    .aggregates::<Account>()
-                    .snapshot_every(if snapshot { 1000 } else { 0 });
+                let writer =
+                    bus.aggregates::<Account>()
+                        .snapshot_every(if snapshot { 1000 } else { 0 });
                 for _ in 0..size / 1000 {
                     writer
                         .execute(&id, |a| a.deposit_many(1000, 1))
@@ -156,7 +156,12 @@ pub fn peer(commands: usize, loads: usize) -> Result<Sourcing, String> {
     let schema = format!("cqrs_bench_{}", std::process::id());
     let output = std::process::Command::new(env!("CARGO"))
         .args(["run", "-q", "--release", "--manifest-path", manifest, "--"])
-        .args([url.as_str(), &schema, &commands.to_string(), &loads.to_string()])
+        .args([
+            url.as_str(),
+            &schema,
+            &commands.to_string(),
+            &loads.to_string(),
+        ])
         .output()
         .map_err(|e| format!("cannot run the cqrs-es peer: {e}"))?;
     if !output.status.success() {
@@ -181,8 +186,7 @@ pub fn peer(commands: usize, loads: usize) -> Result<Sourcing, String> {
                 out.append_p99_us = values[2];
             }
             _ => {
-                if let (Some(i), Some(v)) = (LOADS.iter().position(|l| *l == key), values.first())
-                {
+                if let (Some(i), Some(v)) = (LOADS.iter().position(|l| *l == key), values.first()) {
                     out.loads[i] = *v;
                 }
             }

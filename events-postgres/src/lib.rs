@@ -622,32 +622,23 @@ impl Waiter {
 #[derive(Default)]
 struct Prepared {
     append_stream: Option<postgres::Statement>,
-    lock: Option<(postgres::Statement, postgres::Statement)>,
+    max: Option<postgres::Statement>,
 }
 
 impl Prepared {
-    /// The append lock's statement, and the last sequence's.
-    fn lock(
-        &mut self,
-        tx: &mut postgres::Transaction<'_>,
-    ) -> Result<(postgres::Statement, postgres::Statement), StoreError> {
-        if let Some(l) = &self.lock {
-            return Ok(l.clone());
+    /// The last sequence's statement.
+    fn max(&mut self, tx: &mut Client) -> Result<postgres::Statement, StoreError> {
+        if let Some(s) = &self.max {
+            return Ok(s.clone());
         }
-        let lock = tx
-            .prepare_typed("SELECT pg_advisory_xact_lock($1)", &[Type::INT8])
-            .map_err(backend)?;
         let max = tx
             .prepare("SELECT COALESCE(MAX(sequence), 0) FROM events")
             .map_err(backend)?;
-        self.lock = Some((lock.clone(), max.clone()));
-        Ok((lock, max))
+        self.max = Some(max.clone());
+        Ok(max)
     }
 
-    fn append_stream(
-        &mut self,
-        tx: &mut postgres::Transaction<'_>,
-    ) -> Result<postgres::Statement, StoreError> {
+    fn append_stream(&mut self, tx: &mut Client) -> Result<postgres::Statement, StoreError> {
         if let Some(s) = &self.append_stream {
             return Ok(s.clone());
         }
@@ -692,14 +683,40 @@ fn commit(
     batch: Vec<Command>,
     results: &mut Vec<(Waiter, Result<u64, StoreError>)>,
 ) -> Result<(), StoreError> {
+    // A batch with appends takes the append lock with its `BEGIN`, in one round trip:
+    // held until the commit, it orders every process's appends.
+    let appends = batch
+        .iter()
+        .any(|c| matches!(c, Command::Append(..) | Command::AppendStream(..)));
     let commands = batch.into_iter();
-    let mut tx = match client.transaction() {
-        Ok(tx) => tx,
-        Err(e) => {
-            results.extend(commands.map(|c| (waiter_of(c), Ok(0))));
-            return Err(backend(e));
-        }
+    let begin = match appends {
+        true => format!("BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})"),
+        false => "BEGIN".to_owned(),
     };
+    if let Err(e) = client.batch_execute(&begin) {
+        results.extend(commands.map(|c| (waiter_of(c), Ok(0))));
+        return Err(backend(e));
+    }
+    let done = write(client, prepared, commands, results);
+    match done {
+        Ok(()) => client.batch_execute("COMMIT").map_err(backend),
+        Err(e) => {
+            // Nothing of the batch stays; a broken connection fails the next batch too.
+            let _ = client.batch_execute("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// The commands of a batch, in the open transaction (the append lock held if it has
+/// appends); the first error fails them all.
+fn write(
+    client: &mut Client,
+    prepared: &mut Prepared,
+    commands: std::vec::IntoIter<Command>,
+    results: &mut Vec<(Waiter, Result<u64, StoreError>)>,
+) -> Result<(), StoreError> {
+    let tx = client;
     let mut last = None;
     let mut commands = commands.peekable();
     while let Some(command) = commands.next() {
@@ -712,11 +729,11 @@ fn commit(
                 }
             }
             let events: Vec<&StoredEvent> = run.iter().map(|(e, _, _)| &**e).collect();
-            let appended = append_many(&mut tx, prepared, &events, &mut last).and_then(|answers| {
+            let appended = append_many(tx, prepared, &events, &mut last).and_then(|answers| {
                 let entries = run.iter().zip(&answers).filter_map(|((_, p, _), a)| {
                     Some((*a.as_ref().ok()? as i64, p.as_deref()?.to_owned()))
                 });
-                add_outbox_entries(&mut tx, entries.unzip())?;
+                add_outbox_entries(tx, entries.unzip())?;
                 Ok(answers)
             });
             match appended {
@@ -736,7 +753,7 @@ fn commit(
             }
             continue;
         }
-        let (waiter, applied) = apply(&mut tx, prepared, command, &mut last);
+        let (waiter, applied) = apply(tx, prepared, command, &mut last);
         match applied {
             Ok(result) => results.push((waiter, result)),
             Err(e) => {
@@ -746,7 +763,7 @@ fn commit(
             }
         }
     }
-    tx.commit().map_err(backend)
+    Ok(())
 }
 
 /// Appends `events` in order: the append lock and the last sequence (once per
@@ -755,7 +772,7 @@ fn commit(
 /// sequence (of an earlier transaction, or of an earlier event of this run); sequences stay
 /// without gaps.
 fn append_many(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut Client,
     prepared: &mut Prepared,
     events: &[&StoredEvent],
     last: &mut Option<i64>,
@@ -799,16 +816,16 @@ fn append_many(
 /// The append lock (held until commit: appends from every process commit in sequence
 /// order) and the last sequence, once per transaction.
 fn lock_appends(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut Client,
     prepared: &mut Prepared,
     last: &mut Option<i64>,
 ) -> Result<i64, StoreError> {
     if let Some(n) = *last {
         return Ok(n);
     }
-    let (lock, max) = prepared.lock(tx)?;
-    tx.execute(&lock, &[&APPEND_LOCK]).map_err(backend)?;
-    // A statement of its own: its snapshot is taken once the lock is held.
+    // The lock came with the batch's `BEGIN`; a statement of its own after it, so its
+    // snapshot sees every commit made before the lock was granted.
+    let max = prepared.max(tx)?;
     let n: i64 = tx.query_one(&max, &[]).map_err(backend)?.get(0);
     *last = Some(n);
     Ok(n)
@@ -817,7 +834,7 @@ fn lock_appends(
 /// Outbox entries (sequences and partitions) for events of this transaction, and a lease
 /// row (free) for each partition that has none yet.
 fn add_outbox_entries(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut Client,
     (sequences, partitions): (Vec<i64>, Vec<String>),
 ) -> Result<(), StoreError> {
     if sequences.is_empty() {
@@ -919,7 +936,7 @@ impl Columns {
         Ok(())
     }
 
-    fn insert(&self, tx: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
+    fn insert(&self, tx: &mut Client) -> Result<(), StoreError> {
         // Typed: one round trip, no statement to prepare first.
         let params: Vec<(&(dyn ToSql + Sync), Type)> =
             self.params().into_iter().zip(COLUMN_TYPES).collect();
@@ -966,7 +983,7 @@ fn waiter_of(command: Command) -> Waiter {
 /// inner one is the command's own answer (a duplicate id). `last` is the highest sequence,
 /// read once the append lock is held.
 fn apply(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut Client,
     prepared: &mut Prepared,
     command: Command,
     last: &mut Option<i64>,
@@ -1059,15 +1076,12 @@ fn apply(
 /// the last sequence) and their outbox entries. The inner `Err` (a conflict, a duplicate
 /// id) is the append's own, and nothing of it was written.
 fn append_stream(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut Client,
     prepared: &mut Prepared,
     append: &StreamAppend,
     last: &mut Option<i64>,
 ) -> Result<Result<Vec<u64>, StoreError>, StoreError> {
-    if last.is_none() {
-        let (lock, _) = prepared.lock(tx)?;
-        tx.execute(&lock, &[&APPEND_LOCK]).map_err(backend)?;
-    }
+    // The append lock came with the batch's `BEGIN`.
     let mut rows = Columns::default();
     let mut ids = Vec::with_capacity(append.events.len());
     let (mut entries, mut partitions) = (Vec::new(), Vec::new());
@@ -1196,10 +1210,7 @@ fn reader_statement(
     Ok(statement)
 }
 
-fn put_dead_letter(
-    tx: &mut postgres::Transaction<'_>,
-    letter: &StoredDeadLetter,
-) -> Result<u64, StoreError> {
+fn put_dead_letter(tx: &mut Client, letter: &StoredDeadLetter) -> Result<u64, StoreError> {
     let json = serde_json::to_string(letter).map_err(backend)?;
     let id = sql_count(letter.id);
     tx.execute(
@@ -1217,11 +1228,7 @@ fn put_dead_letter(
     Ok(0)
 }
 
-fn checkpoint(
-    tx: &mut postgres::Transaction<'_>,
-    handler: &str,
-    event: &str,
-) -> Result<u64, StoreError> {
+fn checkpoint(tx: &mut Client, handler: &str, event: &str) -> Result<u64, StoreError> {
     let old: i64 = tx
         .query_opt(
             "SELECT sequence FROM checkpoints WHERE handler = $1 AND event = $2",

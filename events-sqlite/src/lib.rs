@@ -1407,9 +1407,7 @@ impl Streams for SqliteStore {
         // One read transaction: the snapshot and the events after it are of one moment.
         let tx = conn.unchecked_transaction().map_err(backend)?;
         let snapshot = tx
-            .prepare_cached(
-                "SELECT version, state FROM snapshots WHERE stream = ?1 AND shape = ?2",
-            )
+            .prepare_cached("SELECT version, state FROM snapshots WHERE stream = ?1 AND shape = ?2")
             .and_then(|mut s| {
                 s.query_row(params![stream, shape], |r| {
                     Ok(Snapshot::new(

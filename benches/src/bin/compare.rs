@@ -334,7 +334,9 @@ fn sourcing_rows(runs: u32) {
         lite.push(sourcing::ours_sqlite(COMMANDS, LOADS));
     }
     let mid = |all: &[Sourcing], f: &dyn Fn(&Sourcing) -> f64| median(all.iter().map(f).collect());
-    println!("| | `events` (PostgreSQL) | cqrs-es + postgres-es | peer / events | `events` (SQLite) |");
+    println!(
+        "| | `events` (PostgreSQL) | cqrs-es + postgres-es | peer / events | `events` (SQLite) |"
+    );
     println!("|---|---|---|---|---|");
     let row = |label: &str, f: &dyn Fn(&Sourcing) -> f64, unit: &str, higher_is_better: bool| {
         let (o, l) = (mid(&ours, f), mid(&lite, f));
@@ -343,11 +345,18 @@ fn sourcing_rows(runs: u32) {
             false => {
                 let p = mid(&peer, f);
                 let ratio = if higher_is_better { o / p } else { p / o };
-                println!("| {label} | **{o:.2} {unit}** | {p:.2} {unit} | ×{ratio:.2} | {l:.2} {unit} |");
+                println!(
+                    "| {label} | **{o:.2} {unit}** | {p:.2} {unit} | ×{ratio:.2} | {l:.2} {unit} |"
+                );
             }
         }
     };
-    row("(13a) commands/s, one event each", &|s| s.append_per_sec, "/s", true);
+    row(
+        "(13a) commands/s, one event each",
+        &|s| s.append_per_sec,
+        "/s",
+        true,
+    );
     row("(13a) command p50", &|s| s.append_p50_us / 1e3, "ms", false);
     row("(13a) command p99", &|s| s.append_p99_us / 1e3, "ms", false);
     for (i, label) in [

@@ -197,7 +197,11 @@ impl<A: Aggregate> Aggregates<A> {
     fn load_stream(&self, stream: &str) -> Result<Loaded<A>, LoadError> {
         let streams = self.streams()?;
         let load = streams.load(stream, A::shape())?;
-        let (state, snapshot, load) = match load.snapshot.as_ref().map(|s| (s.version, serde_json::from_str::<A>(&s.state))) {
+        let (state, snapshot, load) = match load
+            .snapshot
+            .as_ref()
+            .map(|s| (s.version, serde_json::from_str::<A>(&s.state)))
+        {
             None => (A::default(), None, load),
             Some((version, Ok(state))) => (state, Some(version), load),
             Some((version, Err(e))) => {
@@ -211,9 +215,9 @@ impl<A: Aggregate> Aggregates<A> {
         let mut version = start;
         for event in load.events {
             version += 1;
-            let applied = event.map_err(|e| e.to_string()).and_then(|event| {
-                state.apply_stored(&event.name, event.version, &event.payload)
-            });
+            let applied = event
+                .map_err(|e| e.to_string())
+                .and_then(|event| state.apply_stored(&event.name, event.version, &event.payload));
             if let Err(reason) = applied {
                 return Err(LoadError::Unreadable {
                     stream: stream.to_owned(),
