@@ -21,6 +21,54 @@ pub const STREAM_VERSION_KEY: &str = "streamversion";
 /// The state of an event-sourced entity, rebuilt from its stream: implemented by
 /// `#[aggregate]` on the type's `impl`, never by hand.
 ///
+/// ```
+/// use events::{Event, aggregate};
+///
+/// #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// #[event(name = "doc.cart.item.added")]
+/// struct ItemAdded { sku: String }
+///
+/// #[derive(Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// struct Cart { items: Vec<String> }
+///
+/// #[aggregate(name = "doc.cart", id = u64, snapshot_every = 50)]
+/// impl Cart {
+///     #[apply]
+///     fn added(&mut self, e: &ItemAdded) { self.items.push(e.sku.clone()); }
+///
+///     #[command]
+///     fn add(&self, sku: &str) -> Result<Option<ItemAdded>, String> {
+///         // Adding what is in the cart already decides nothing.
+///         Ok((!self.items.iter().any(|i| i == sku)).then(|| ItemAdded { sku: sku.into() }))
+///     }
+/// }
+///
+/// assert_eq!(<Cart as events::Aggregate>::NAME, "doc.cart");
+/// assert_eq!(events::aggregate::stream_name::<Cart>(&7).unwrap(), "doc.cart-7");
+/// ```
+///
+/// # `#[aggregate(..)]` keys
+///
+/// | key | default | meaning |
+/// |---|---|---|
+/// | `name = "ledger.account"` | the type name as dotted lower case (`BankAccount` → `bank.account`) | the first part of its streams' names; the rule of event names |
+/// | `id = AccountId` | `String` | the type that identifies an instance (`Display`: the second part of the stream's name) |
+/// | `snapshot_every = 100` | `0` (only when asked) | keep a snapshot whenever an append crosses a multiple of this many events |
+/// | `crate = path` | `::events` | where the `events` crate is |
+///
+/// # Methods
+///
+/// - `#[apply] fn name(&mut self, event: &E)`: one per event type `E` the state is built
+///   from; not `async`, no return value (applying cannot fail: deciding is a command's job).
+/// - `#[command] fn name(&self, ..) -> Result<D, Error>` (or `-> D`): reads the state and
+///   decides `D`, an event the aggregate applies, `()`, or an `Option`, `Vec` or tuple of up
+///   to six of them. Not `async`: a command may run again after a conflict, so it decides
+///   from the state and its arguments alone.
+///
+/// Every other method of the block is left as written. Compile errors, on the user's token:
+/// an `#[apply]` of a type that is not an event, two `#[apply]`s for one event type, a wrong
+/// `#[apply]` or `#[command]` signature, a command that returns an event with no `#[apply]`.
+///
 /// The state starts as [`Default`], and each stored event is handed to the `#[apply]`
 /// method of its type, in stream order. A command is a method that reads the state and
 /// returns the new events (a [`Decision`]) or an error; the repository

@@ -341,12 +341,12 @@ fn sourcing_rows(runs: u32) {
     let row = |label: &str, f: &dyn Fn(&Sourcing) -> f64, unit: &str, higher_is_better: bool| {
         let (o, l) = (mid(&ours, f), mid(&lite, f));
         match peer.is_empty() {
-            true => println!("| {label} | **{o:.2} {unit}** | n/a | | {l:.2} {unit} |"),
+            true => println!("| {label} | **{o:.3} {unit}** | n/a | | {l:.3} {unit} |"),
             false => {
                 let p = mid(&peer, f);
                 let ratio = if higher_is_better { o / p } else { p / o };
                 println!(
-                    "| {label} | **{o:.2} {unit}** | {p:.2} {unit} | ×{ratio:.2} | {l:.2} {unit} |"
+                    "| {label} | **{o:.3} {unit}** | {p:.3} {unit} | ×{ratio:.2} | {l:.3} {unit} |"
                 );
             }
         }
