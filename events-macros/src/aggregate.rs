@@ -135,16 +135,9 @@ fn parse_options(cx: &mut Ctxt, args: TokenStream) -> Options {
     };
     let mut seen: Vec<String> = Vec::new();
     let parser = syn::meta::parser(|meta| {
-        let key = lit::key(&meta);
-        if seen.contains(&key) {
-            cx.error(
-                &meta.path,
-                format!("duplicate `#[aggregate]` key `{key}`; give it once"),
-            );
-            let _ = meta.value().and_then(|v| v.parse::<syn::Expr>());
+        let Some(key) = lit::first_time(cx, &meta, &mut seen, "`#[aggregate]` key") else {
             return Ok(());
-        }
-        seen.push(key.clone());
+        };
         match key.as_str() {
             "name" => {
                 let s = lit::string(&meta, "name")?;
@@ -164,7 +157,7 @@ fn parse_options(cx: &mut Ctxt, args: TokenStream) -> Options {
                          `snapshot_every`, `crate`"
                     ),
                 );
-                let _ = meta.value().and_then(|v| v.parse::<syn::Expr>());
+                lit::skip_value(&meta);
             }
         }
         Ok(())

@@ -90,3 +90,30 @@ pub(crate) fn key(meta: &ParseNestedMeta<'_>) -> String {
                 .replace(' ', "")
         })
 }
+
+/// The option's name, the first time it is given; `None` (with an error on it, and its value
+/// consumed so that parsing goes on to the next one) when `seen` has it already. `what`
+/// names the option in the message, e.g. "`#[handler]` option".
+pub(crate) fn first_time(
+    cx: &mut crate::ctxt::Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    seen: &mut Vec<String>,
+    what: &str,
+) -> Option<String> {
+    let key = key(meta);
+    if seen.contains(&key) {
+        cx.error(
+            &meta.path,
+            format!("duplicate {what} `{key}`; give it once"),
+        );
+        skip_value(meta);
+        return None;
+    }
+    seen.push(key.clone());
+    Some(key)
+}
+
+/// Consumes an option's `= value`, if any, unread: after an error on the option.
+pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) {
+    let _ = meta.value().and_then(|v| v.parse::<Expr>());
+}

@@ -49,17 +49,9 @@ impl Model {
         let mut kind: Option<syn::LitStr> = None;
         for attr in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
             let res = attr.parse_nested_meta(|meta| {
-                let key = lit::key(&meta);
-                if seen.contains(&key) {
-                    cx.error(
-                        &meta.path,
-                        format!("duplicate `#[event]` key `{key}`; give it once"),
-                    );
-                    // Still consume the value so parsing goes on to the next key.
-                    let _ = meta.value().and_then(|v| v.parse::<syn::Expr>());
+                let Some(key) = lit::first_time(cx, &meta, &mut seen, "`#[event]` key") else {
                     return Ok(());
-                }
-                seen.push(key.clone());
+                };
                 match key.as_str() {
                     "name" => {
                         let s = lit::string(&meta, "name")?;
@@ -107,7 +99,7 @@ impl Model {
                             format!("unknown `#[event]` key `{key}`; expected one of {KEYS}"),
                         );
                         if meta.input.peek(syn::Token![=]) {
-                            let _ = meta.value().and_then(|v| v.parse::<syn::Expr>());
+                            lit::skip_value(&meta);
                         }
                     }
                 }

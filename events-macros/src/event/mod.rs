@@ -120,7 +120,7 @@ fn serde_rename(attrs: &[syn::Attribute]) -> Option<String> {
                     }
                 }
             } else if meta.input.peek(syn::Token![=]) {
-                let _ = meta.value().and_then(|v| v.parse::<syn::Expr>());
+                crate::lit::skip_value(&meta);
             } else if meta.input.peek(syn::token::Paren) {
                 let _ = meta.parse_nested_meta(|m| {
                     if m.input.peek(syn::Token![=]) {

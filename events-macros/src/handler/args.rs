@@ -47,16 +47,9 @@ impl Options {
         };
         let mut seen: Vec<String> = Vec::new();
         let parser = syn::meta::parser(|meta| {
-            let key = lit::key(&meta);
-            if seen.contains(&key) {
-                cx.error(
-                    &meta.path,
-                    format!("duplicate `#[handler]` option `{key}`; give it once"),
-                );
-                let _ = meta.value().and_then(|v| v.parse::<syn::Expr>());
+            let Some(key) = lit::first_time(cx, &meta, &mut seen, "`#[handler]` option") else {
                 return Ok(());
-            }
-            seen.push(key.clone());
+            };
             match key.as_str() {
                 "name" => {
                     let s = lit::string(&meta, "name")?;
@@ -125,7 +118,7 @@ impl Options {
                         format!("unknown `#[handler]` option `{key}`; expected one of {KEYS}"),
                     );
                     if meta.input.peek(syn::Token![=]) {
-                        let _ = meta.value().and_then(|v| v.parse::<syn::Expr>());
+                        lit::skip_value(&meta);
                     } else if meta.input.peek(syn::token::Paren) {
                         let _ = meta.parse_nested_meta(|m| {
                             let _ = m.value().and_then(|v| v.parse::<syn::Expr>());
