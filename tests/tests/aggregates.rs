@@ -500,3 +500,81 @@ async fn events_decided_in_a_handler_carry_its_lineage() {
     assert_eq!(deposited.correlation_id, command.correlation_id);
     assert_eq!(deposited.depth, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_leave_the_process_go_out_through_the_outbox_written_with_the_append() {
+    use events::outbox::OutboxOptions;
+    use events::transport::Loopback;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Loopback::new();
+    broker.set_offline(true);
+    let bus = Bus::builder()
+        .no_handlers()
+        .store(SqliteStore::open(dir.path().join("e.db")).unwrap())
+        .transport(broker.clone())
+        .outbox(
+            OutboxOptions::new()
+                .backoff(
+                    std::time::Duration::from_millis(5),
+                    std::time::Duration::from_millis(50),
+                )
+                .poll(std::time::Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap();
+    let accounts = bus.aggregates::<Account>();
+    let done = accounts
+        .execute(&id("r"), |a| a.open("r", 40))
+        .await
+        .unwrap();
+    assert_eq!(done.version, 2);
+    // The entries were committed with the append: they wait while the broker is away.
+    assert_eq!(bus.outbox().unwrap().unwrap().backlog.events, 2);
+    broker.set_offline(false);
+    bus.drain_outbox(std::time::Duration::from_millis(10))
+        .await
+        .unwrap();
+    let sent = broker.messages();
+    let wire: Vec<(&str, &str, &str)> = sent
+        .iter()
+        .map(|m| {
+            (
+                m["type"].as_str().unwrap(),
+                m["stream"].as_str().unwrap(),
+                m["streamversion"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        wire,
+        [
+            ("es.account.opened", "es.account-r", "1"),
+            ("es.account.deposited", "es.account-r", "2")
+        ]
+    );
+
+    // Without the outbox an event that leaves the process cannot go with the append: the
+    // command is refused and nothing is stored.
+    let bus = Bus::builder()
+        .no_handlers()
+        .store(MemoryStore::new())
+        .transport(Loopback::new())
+        .build()
+        .unwrap();
+    let refused = bus
+        .aggregates::<Account>()
+        .execute(&id("x"), |a| a.open("x", 0))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, CommandError::Publish(_)), "{refused:?}");
+    let store = bus.store().unwrap();
+    assert_eq!(store.count(&StoreQuery::all()).unwrap(), 0);
+    assert_eq!(
+        store
+            .streams()
+            .unwrap()
+            .stream_version("es.account-x")
+            .unwrap(),
+        0
+    );
+}
