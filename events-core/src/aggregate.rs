@@ -298,13 +298,30 @@ pub fn stream_name<A: Aggregate>(id: &A::Id) -> Result<String, String> {
     Ok(format!("{}-{id}", A::NAME))
 }
 
+/// What went wrong in a payload, without the values serde quotes (a stored payload may hold
+/// redacted or personal fields, and this text reaches error messages and logs).
+pub(crate) fn without_values(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "an I/O error",
+        serde_json::error::Category::Syntax => "invalid JSON",
+        serde_json::error::Category::Data => "a value that does not fit the type",
+        serde_json::error::Category::Eof => "JSON cut short",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
 /// Decodes a stored payload of `E`'s name at `version` as an `E`: directly when it is
 /// `E`'s version, else as the older version's type and then along the upcast chain
 /// (`#[event(upcast_from = ..)]`).
 pub(crate) fn decode_as<E: Event>(version: u32, payload: &str) -> Result<E, String> {
     if version == E::VERSION {
-        return serde_json::from_str(payload)
-            .map_err(|e| format!("stored `{}` v{version} does not deserialize: {e}", E::NAME));
+        return serde_json::from_str(payload).map_err(|e| {
+            format!(
+                "stored `{}` v{version} does not deserialize: {}",
+                E::NAME,
+                without_values(&e)
+            )
+        });
     }
     // The chain from E down to the stored version.
     let mut chain: Vec<&'static EventInfo> = vec![E::info()];
@@ -325,8 +342,13 @@ pub(crate) fn decode_as<E: Event>(version: u32, payload: &str) -> Result<E, Stri
             E::VERSION
         ));
     };
-    let json: serde_json::Value = serde_json::from_str(payload)
-        .map_err(|e| format!("stored `{}` v{version} is not JSON: {e}", E::NAME))?;
+    let json: serde_json::Value = serde_json::from_str(payload).map_err(|e| {
+        format!(
+            "stored `{}` v{version} is not JSON: {}",
+            E::NAME,
+            without_values(&e)
+        )
+    })?;
     let mut event = (stored.decode)(json, true)
         .map_err(|e| format!("stored `{}` v{version} does not deserialize: {e}", E::NAME))?;
     // Up the chain: each step's conversion is on the newer version's entry.

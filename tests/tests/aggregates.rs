@@ -578,3 +578,36 @@ async fn events_that_leave_the_process_go_out_through_the_outbox_written_with_th
         0
     );
 }
+
+#[tokio::test]
+async fn an_unreadable_stored_event_is_a_typed_error_that_quotes_no_value() {
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let bus = bus(store.clone());
+    let mut event = events::store::StoredEvent::new(events::EventId::new(), "es.account.deposited");
+    event.payload = r#"{"cents": "4111-1111-1111-1111"}"#.into();
+    store
+        .streams()
+        .unwrap()
+        .append_to_stream(events::store::StreamAppend::new(
+            "es.account-bad",
+            0,
+            vec![(event, None)],
+        ))
+        .await
+        .unwrap();
+    match bus.aggregates::<Account>().load(&id("bad")) {
+        Err(LoadError::Unreadable {
+            stream,
+            version,
+            reason,
+        }) => {
+            assert_eq!((stream.as_str(), version), ("es.account-bad", 1));
+            assert!(
+                !reason.contains("4111"),
+                "the value is not quoted: {reason}"
+            );
+            assert!(reason.contains("does not deserialize"), "{reason}");
+        }
+        other => panic!("expected an unreadable event, got {other:?}"),
+    }
+}

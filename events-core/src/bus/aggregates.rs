@@ -205,7 +205,8 @@ impl<A: Aggregate> Aggregates<A> {
             None => (A::default(), None, load),
             Some((version, Ok(state))) => (state, Some(version), load),
             Some((version, Err(e))) => {
-                tracing::warn!(stream, version, error = %e, "a snapshot does not deserialize; the stream is read from the start");
+                let error = crate::aggregate::without_values(&e);
+                tracing::warn!(stream, version, %error, "a snapshot does not deserialize; the stream is read from the start");
                 // No snapshot has an empty shape: the whole stream.
                 (A::default(), None, streams.load(stream, "")?)
             }
