@@ -305,5 +305,14 @@ pub mod counter {
         pub fn increment(&self, by: &str) -> Result<Incremented, std::convert::Infallible> {
             Ok(Incremented { by: by.into() })
         }
+
+        /// Two more in one command: both appended, or neither.
+        #[command]
+        pub fn increment_twice(
+            &self,
+            by: &str,
+        ) -> Result<(Incremented, Incremented), std::convert::Infallible> {
+            Ok((Incremented { by: by.into() }, Incremented { by: by.into() }))
+        }
     }
 }

@@ -167,3 +167,91 @@ fn drop_schema(schema: &str) {
             .unwrap();
     });
 }
+
+/// A writer SIGKILLed at random points, 6 times per store: after each kill the stream holds
+/// whole commands only (two events each: an even version), every command the child saw
+/// acknowledged, and reads back contiguous; the next writer goes on from there.
+fn killed_writers_leave_whole_commands(target: &str, schema: &str, open: &dyn Fn() -> events::Bus) {
+    let mut rng = events_tests::SeededRng::from_env("STREAM_CRASH_SEED");
+    let mut acknowledged = 0;
+    for _ in 0..6 {
+        let mut command = Command::new(CHILD);
+        command
+            .args([target, schema, "pairs", "1000000", "k"])
+            .stdin(Stdio::piped());
+        let mut child = ChildLines::spawn(command);
+        assert_eq!(
+            child.line(Duration::from_secs(60)).as_deref(),
+            Some("ready")
+        );
+        child.send("go");
+        let wait = Duration::from_millis(rng.below(300) as u64 + 50);
+        let start = std::time::Instant::now();
+        while start.elapsed() < wait {
+            if let Some(line) = child.line(Duration::from_millis(5)) {
+                if let Some(v) = line.strip_prefix("done ") {
+                    acknowledged = acknowledged.max(v.parse::<u64>().unwrap());
+                }
+            }
+        }
+        child.kill();
+        let bus = open();
+        let loaded = bus
+            .aggregates::<Counter>()
+            .load(&"shared".to_owned())
+            .unwrap();
+        assert_eq!(loaded.version % 2, 0, "a half command was stored");
+        assert!(
+            loaded.version >= acknowledged,
+            "acknowledged {acknowledged}, stored {}",
+            loaded.version
+        );
+        assert_eq!(
+            loaded.state.value, loaded.version,
+            "every event applied once"
+        );
+        let streams = bus.store().unwrap().streams().unwrap();
+        let rows = streams.read_stream("tests.counter-shared", 0).unwrap();
+        assert_eq!(rows.len() as u64, loaded.version, "contiguous");
+        acknowledged = loaded.version;
+    }
+    assert!(acknowledged > 0, "the writer made progress");
+}
+
+#[test]
+fn sigkilled_writers_leave_whole_commands_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.db");
+    drop(events::store::SqliteStore::open(&path).unwrap());
+    let open = || {
+        events::Bus::builder()
+            .no_handlers()
+            .store(events::store::SqliteStore::open(&path).unwrap())
+            .build()
+            .unwrap()
+    };
+    killed_writers_leave_whole_commands(path.to_str().unwrap(), "-", &open);
+}
+
+#[test]
+fn sigkilled_writers_leave_whole_commands_on_postgres() {
+    let schema = format!("events_streams_crash_{}", std::process::id());
+    drop(PostgresStore::connect(&config(), PostgresOptions::new().schema(&schema)).unwrap());
+    let result = std::panic::catch_unwind(|| {
+        let open = || {
+            events::Bus::builder()
+                .no_handlers()
+                .store(
+                    PostgresStore::connect(&config(), PostgresOptions::new().schema(&schema))
+                        .unwrap(),
+                )
+                .build()
+                .unwrap()
+        };
+        killed_writers_leave_whole_commands(&config(), &schema, &open);
+    });
+    drop_schema(&schema);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

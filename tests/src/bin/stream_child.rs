@@ -5,7 +5,9 @@
 //! - `raw`: for each version `v` in `0..n`, appends one event at expected version `v` and
 //!   prints `won v` or `lost v` (a conflict);
 //! - `execute`: runs the counter's `increment` command `n` times through
-//!   `Aggregates::execute` (reloading on conflicts) and prints `done <attempts>` each time.
+//!   `Aggregates::execute` (reloading on conflicts) and prints `done <attempts>` each time;
+//! - `pairs`: runs `increment_twice` (two events per command) `n` times, printing
+//!   `done <version>` after each: what the crash test kills.
 //!
 //! `stream_child <sqlite path | postgres config> <schema or -> <raw|execute> <n> <name>`
 
@@ -72,6 +74,17 @@ async fn main() {
             for _ in 0..n {
                 let done = counters.execute(&id, |c| c.increment(name)).await.unwrap();
                 say(format_args!("done {}", done.attempts));
+            }
+        }
+        "pairs" => {
+            // Until killed: two events per command, the version after each.
+            let counters = bus.aggregates::<Counter>().retries(1_000);
+            for _ in 0..n {
+                let done = counters
+                    .execute(&id, |c| c.increment_twice(name))
+                    .await
+                    .unwrap();
+                say(format_args!("done {}", done.version));
             }
         }
         other => panic!("unknown mode {other}"),
