@@ -141,6 +141,15 @@ impl Meta {
     pub fn metadata(&self) -> &Metadata {
         self.extra.as_ref().map_or(&NO_METADATA, |e| &e.metadata)
     }
+    /// The authenticated caller that put the event on the bus from outside
+    /// ([`Bus::ingress`](crate::Bus::ingress)): `None` for events published in-process and
+    /// for anonymous input. Unlike [`source`](Self::source), which says what the sender
+    /// claims, it was checked against the [access rules](crate::security::AccessRules).
+    pub fn principal(&self) -> Option<&str> {
+        self.metadata()
+            .get(crate::security::PRINCIPAL_KEY)
+            .and_then(crate::MetaValue::as_str)
+    }
     /// Its priority in the background queue: set when published, else the event type's.
     pub fn priority(&self) -> i32 {
         self.extra

@@ -41,6 +41,7 @@ enum Node {
     Source(Cow<'static, str>),
     Target(Cow<'static, str>),
     Untargeted,
+    Principal(Cow<'static, str>),
     Priority(Bound<i32>, Bound<i32>),
     Name(String),
     Metadata(String, crate::MetaValue),
@@ -63,6 +64,13 @@ impl Filter {
     /// Events published with [`PublishOptions::target`](crate::PublishOptions::target) `target`.
     pub fn target(target: impl Into<Cow<'static, str>>) -> Filter {
         Filter::new(Node::Target(target.into()))
+    }
+
+    /// Events that the authenticated principal `principal` put on the bus from outside
+    /// ([`Meta::principal`]). Unlike [`Filter::source`], it cannot be spoofed by the sender:
+    /// in-process and anonymous events have no principal and never pass.
+    pub fn principal(principal: impl Into<Cow<'static, str>>) -> Filter {
+        Filter::new(Node::Principal(principal.into()))
     }
 
     /// Events published without a target: meant for everyone.
@@ -162,6 +170,7 @@ impl Filter {
             Node::Source(s) => meta.source() == s,
             Node::Target(t) => meta.target() == Some(t),
             Node::Untargeted => meta.target().is_none(),
+            Node::Principal(p) => meta.principal() == Some(p),
             Node::Priority(lo, hi) => (*lo, *hi).contains(&meta.priority()),
             Node::Name(p) => crate::pattern::matches(p, meta.name()),
             Node::Metadata(k, v) => meta.metadata().get(k) == Some(v),
@@ -212,6 +221,7 @@ impl fmt::Display for Filter {
             Node::Source(s) => write!(f, "source == {s:?}"),
             Node::Target(t) => write!(f, "target == {t:?}"),
             Node::Untargeted => f.write_str("untargeted"),
+            Node::Principal(p) => write!(f, "principal == {p:?}"),
             Node::Priority(lo, hi) => {
                 f.write_str("priority in ")?;
                 match lo {

@@ -38,6 +38,7 @@ mod pattern;
 mod receipt;
 mod registry;
 pub mod retry;
+pub mod security;
 pub mod store;
 pub mod testing;
 pub mod text;
@@ -49,8 +50,8 @@ pub mod __private;
 
 pub use aggregate::{Aggregate, Apply, Changes, Decision};
 pub use bus::{
-    Aggregates, Bus, BusBuilder, CommandError, DeadLetters, Executed, Lag, LoadError, Loaded,
-    PublishError, Rebuild, RebuildError, RebuildProgress, RebuildReport, Recovery, Replay,
+    Aggregates, Bus, BusBuilder, CommandError, DeadLetters, Executed, Ingress, Lag, LoadError,
+    Loaded, PublishError, Rebuild, RebuildError, RebuildProgress, RebuildReport, Recovery, Replay,
     ReplayError, ReplayProgress, ReplayReport, Request, RequestError, ShutdownReport, Staged,
     StagedRow, SubscribeOptions, Subscription, SubscriptionInfo, Unprocessed,
 };

@@ -322,6 +322,13 @@ pub enum Problem {
         /// What is missing.
         missing: &'static str,
     },
+    /// An access rule or a rate limit is not one
+    /// ([`BusBuilder::access`](crate::BusBuilder::access),
+    /// [`BusBuilder::rate_limits`](crate::BusBuilder::rate_limits)).
+    Security {
+        /// What is wrong.
+        reason: String,
+    },
     /// A query has more than one handler that answers it.
     SeveralResponders {
         /// The query's name.
@@ -448,6 +455,7 @@ impl fmt::Display for Problem {
             Problem::Outbox { missing } => {
                 write!(f, "the outbox (`BusBuilder::outbox`) needs {missing}")
             }
+            Problem::Security { reason } => f.write_str(reason),
         }
     }
 }

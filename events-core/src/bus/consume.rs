@@ -110,7 +110,11 @@ impl Bus {
     ) -> Result<(Box<AnyEvent>, &'static EventInfo, crate::PublishOptions), String> {
         let attributes = delivery.attributes()?;
         let (event, options) = self
-            .decode_cloudevent_parts(attributes, delivery.body())
+            .decode_cloudevent_parts(
+                delivery.principal().unwrap_or(super::anonymous()),
+                attributes,
+                delivery.body(),
+            )
             .map_err(|e| e.to_string())?;
         // The address says which consumers see the message: it must be the type's own.
         let name = event.info().name;

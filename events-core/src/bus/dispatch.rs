@@ -48,7 +48,10 @@ pub(super) fn check_options(
                            may not";
     let has_control = |text: &str| text.chars().any(char::is_control);
     for (key, value) in &extra.metadata {
-        if !crate::options::is_metadata_key(key) && key != crate::cloudevents::ORIGINAL_ID {
+        if !crate::options::is_metadata_key(key)
+            && key != crate::cloudevents::ORIGINAL_ID
+            && key != crate::security::PRINCIPAL_KEY
+        {
             return Err(bad_envelope(
                 name,
                 key,

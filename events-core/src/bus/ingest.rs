@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::Bus;
+use super::{Bus, Ingress, anonymous};
 use crate::envelope::{EventId, PublishOptions};
 use crate::error::IngestError;
 use crate::event::{AnyEvent, EventInfo};
@@ -15,6 +15,7 @@ use crate::ingest::cloudevents::{
 };
 use crate::ingest::{clip, decode, parse, validate};
 use crate::receipt::Receipt;
+use crate::security::Principal;
 
 impl Bus {
     /// Checks JSON from outside against the schema of event `name` at `version`, then
@@ -50,8 +51,9 @@ impl Bus {
         json: &[u8],
         options: PublishOptions,
     ) -> Result<Receipt, IngestError> {
-        let payload = self.decode_json(name, version, json)?;
-        self.publish_any(payload, options).await.map_err(Into::into)
+        self.ingress(anonymous())
+            .publish_json(name, version, json, options)
+            .await
     }
 
     /// [`publish_json`](Self::publish_json) without a runtime: runs the synchronous handlers
@@ -66,26 +68,8 @@ impl Bus {
         json: &[u8],
         options: PublishOptions,
     ) -> Result<Receipt, IngestError> {
-        // The typed path: no boxed payload, the event's own `publish_blocking`.
-        let info = self.find_event(name, version)?;
-        let (value, whole_floats) = parse(json, self.inner.ingest_limits)
-            .and_then(|parsed| validate(info, &parsed.0, self.inner.ingest_limits).map(|()| parsed))
-            .map_err(|e| self.invalid(Some(info.name), e))?;
-        let options = (!options.is_empty()).then_some(options);
-        let mut receipt: Option<Receipt> = None;
-        (info.publish_value)(self, value, whole_floats, options, &mut receipt)
-            .and_then(|()| {
-                receipt.ok_or_else(|| {
-                    IngestError::Publish(crate::error::PublishError::Transport {
-                        name: info.name,
-                        reason: "the typed ingest path gave no receipt: a bug in `events`".into(),
-                    })
-                })
-            })
-            .map_err(|e| match e {
-                IngestError::Publish(_) => e, // told to the observers as a refusal already
-                e => self.invalid(Some(info.name), e),
-            })
+        self.ingress(anonymous())
+            .publish_json_blocking(name, version, json, options)
     }
 
     /// Every check of [`publish_json`](Self::publish_json), and the typed event, without
@@ -99,12 +83,7 @@ impl Bus {
         version: u32,
         json: &[u8],
     ) -> Result<Box<AnyEvent>, IngestError> {
-        let info = self.find_event(name, version)?;
-        parse(json, self.inner.ingest_limits)
-            .and_then(|(value, whole_floats)| {
-                decode(info, value, whole_floats, self.inner.ingest_limits)
-            })
-            .map_err(|e| self.invalid(Some(info.name), e))
+        self.ingress(anonymous()).decode_json(name, version, json)
     }
 
     /// The event type `name` at `version`; the observers hear of a miss.
@@ -136,8 +115,7 @@ impl Bus {
     /// [`IngestError`]: the limits, a missing or malformed attribute, binary or non-JSON
     /// data, an unknown event or version, a schema violation. Nothing is dispatched.
     pub async fn ingest_cloudevent(&self, json: &[u8]) -> Result<Receipt, IngestError> {
-        let decoded = self.decode_cloudevent(json)?;
-        Ok(self.publish_any(decoded.event, decoded.options).await?)
+        self.ingress(anonymous()).ingest_cloudevent(json).await
     }
 
     /// [`ingest_cloudevent`](Self::ingest_cloudevent) without a runtime: synchronous
@@ -146,8 +124,7 @@ impl Bus {
     /// # Errors
     /// As [`ingest_cloudevent`](Self::ingest_cloudevent).
     pub fn ingest_cloudevent_blocking(&self, json: &[u8]) -> Result<Receipt, IngestError> {
-        let decoded = self.decode_cloudevent(json)?;
-        Ok(self.publish_any_blocking(decoded.event, decoded.options)?)
+        self.ingress(anonymous()).ingest_cloudevent_blocking(json)
     }
 
     /// Ingests a CloudEvents JSON batch (`application/cloudevents-batch+json`: an array of
@@ -159,32 +136,9 @@ impl Bus {
     /// bus refusal while publishing ([`IngestError::Publish`]) stops the batch there; the
     /// events before it were published.
     pub async fn ingest_cloudevents_batch(&self, json: &[u8]) -> Result<Vec<Receipt>, IngestError> {
-        let (value, whole_floats) =
-            parse(json, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
-        let Value::Array(items) = value else {
-            return Err(self.invalid(
-                None,
-                IngestError::NotAnEvent {
-                    found: kind(&value),
-                    expected: "an array of CloudEvents",
-                },
-            ));
-        };
-        let mut decoded = Vec::with_capacity(items.len());
-        for (index, item) in items.into_iter().enumerate() {
-            let one = self
-                .decode_cloudevent_value(item, whole_floats)
-                .map_err(|error| IngestError::InBatch {
-                    index,
-                    error: Box::new(error),
-                })?;
-            decoded.push(one);
-        }
-        let mut receipts = Vec::with_capacity(decoded.len());
-        for one in decoded {
-            receipts.push(self.publish_any(one.event, one.options).await?);
-        }
-        Ok(receipts)
+        self.ingress(anonymous())
+            .ingest_cloudevents_batch(json)
+            .await
     }
 
     /// A CloudEvent in structured mode (`attributes` is `None`: `body` is the whole event)
@@ -192,40 +146,47 @@ impl Bus {
     /// event and publish options.
     pub(crate) fn decode_cloudevent_parts(
         &self,
+        principal: &Principal,
         attributes: Option<Map<String, Value>>,
         body: &[u8],
     ) -> Result<(Box<AnyEvent>, PublishOptions), IngestError> {
         let decoded = match attributes {
-            None => self.decode_cloudevent(body)?,
+            None => self.decode_cloudevent(principal, body)?,
             Some(mut ce) => {
                 let (data, whole_floats) =
                     parse(body, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
                 ce.insert("data".into(), data);
-                self.decode_cloudevent_value(Value::Object(ce), whole_floats)?
+                self.decode_cloudevent_value(principal, Value::Object(ce), whole_floats)?
             }
         };
         Ok((decoded.event, decoded.options))
     }
 
-    fn decode_cloudevent(&self, json: &[u8]) -> Result<Decoded, IngestError> {
+    fn decode_cloudevent(
+        &self,
+        principal: &Principal,
+        json: &[u8],
+    ) -> Result<Decoded, IngestError> {
         let (value, whole_floats) =
             parse(json, self.inner.ingest_limits).map_err(|e| self.invalid(None, e))?;
-        self.decode_cloudevent_value(value, whole_floats)
+        self.decode_cloudevent_value(principal, value, whole_floats)
     }
 
     /// Checks one CloudEvent already parsed; tells the observers when it is refused.
     fn decode_cloudevent_value(
         &self,
+        principal: &Principal,
         value: Value,
         whole_floats: bool,
     ) -> Result<Decoded, IngestError> {
         let mut named = None;
-        self.try_decode_cloudevent(value, whole_floats, &mut named)
+        self.try_decode_cloudevent(principal, value, whole_floats, &mut named)
             .map_err(|e| self.invalid(named, e))
     }
 
     fn try_decode_cloudevent(
         &self,
+        principal: &Principal,
         value: Value,
         whole_floats: bool,
         named: &mut Option<&'static str>,
@@ -245,6 +206,10 @@ impl Bus {
         let id = required(&ce, "id", max)?.to_owned();
         let source = required(&ce, "source", max)?.to_owned();
         let name = required(&ce, "type", max)?.to_owned();
+        // Who may send it, before anything else of it is looked at.
+        if let Some(guard) = &self.inner.guard {
+            guard.admit(principal, &name)?;
+        }
         let time = optional_str(&ce, "time", max)?
             .map(parse_time)
             .transpose()?;
@@ -287,6 +252,9 @@ impl Bus {
         };
         let info = self.inner.catalog.find(&name, version)?;
         *named = Some(info.name);
+        if let Some(guard) = &self.inner.guard {
+            guard.meter(principal, info)?;
+        }
         let correlation = optional_str(&ce, CORRELATION, max)?
             .map(|c| event_id(CORRELATION, c))
             .transpose()?;
@@ -353,6 +321,148 @@ impl Bus {
             options = options.metadata("subject", subject);
         }
         options.metadata.append(&mut metadata);
+        super::guard::record(principal, &mut options);
         Ok(Decoded { event, options })
+    }
+}
+
+/// The same entry points as [`Bus`]'s, for one caller: each is its `Bus` namesake plus the
+/// [access rules](crate::security::AccessRules) and [rate limits](crate::security::RateLimits)
+/// checked for this caller before the payload is read, and the caller recorded in the
+/// envelope ([`Meta::principal`](crate::Meta::principal)).
+impl Ingress<'_> {
+    /// [`Bus::publish_json`] for this caller.
+    ///
+    /// # Errors
+    /// As [`Bus::publish_json`], and [`IngestError::Forbidden`] or
+    /// [`IngestError::RateLimited`].
+    pub async fn publish_json(
+        &self,
+        name: &str,
+        version: u32,
+        json: &[u8],
+        mut options: PublishOptions,
+    ) -> Result<Receipt, IngestError> {
+        let payload = self.decode_json(name, version, json)?;
+        super::guard::record(self.principal, &mut options);
+        self.bus
+            .publish_any(payload, options)
+            .await
+            .map_err(Into::into)
+    }
+
+    /// [`Bus::publish_json_blocking`] for this caller.
+    ///
+    /// # Errors
+    /// As [`publish_json`](Self::publish_json).
+    pub fn publish_json_blocking(
+        &self,
+        name: &str,
+        version: u32,
+        json: &[u8],
+        mut options: PublishOptions,
+    ) -> Result<Receipt, IngestError> {
+        let bus = self.bus;
+        bus.admit(self.principal, name)?;
+        let info = bus.find_event(name, version)?;
+        bus.meter(self.principal, info)?;
+        super::guard::record(self.principal, &mut options);
+        let (value, whole_floats) = parse(json, bus.inner.ingest_limits)
+            .and_then(|parsed| validate(info, &parsed.0, bus.inner.ingest_limits).map(|()| parsed))
+            .map_err(|e| bus.invalid(Some(info.name), e))?;
+        let options = (!options.is_empty()).then_some(options);
+        let mut receipt: Option<Receipt> = None;
+        (info.publish_value)(bus, value, whole_floats, options, &mut receipt)
+            .and_then(|()| {
+                receipt.ok_or_else(|| {
+                    IngestError::Publish(crate::error::PublishError::Transport {
+                        name: info.name,
+                        reason: "the typed ingest path gave no receipt: a bug in `events`".into(),
+                    })
+                })
+            })
+            .map_err(|e| match e {
+                IngestError::Publish(_) => e, // told to the observers as a refusal already
+                e => bus.invalid(Some(info.name), e),
+            })
+    }
+
+    /// [`Bus::decode_json`] for this caller. A decoded event carries no principal: the
+    /// caller publishes it.
+    ///
+    /// # Errors
+    /// As [`publish_json`](Self::publish_json).
+    pub fn decode_json(
+        &self,
+        name: &str,
+        version: u32,
+        json: &[u8],
+    ) -> Result<Box<AnyEvent>, IngestError> {
+        let bus = self.bus;
+        bus.admit(self.principal, name)?;
+        let info = bus.find_event(name, version)?;
+        bus.meter(self.principal, info)?;
+        parse(json, bus.inner.ingest_limits)
+            .and_then(|(value, whole_floats)| {
+                decode(info, value, whole_floats, bus.inner.ingest_limits)
+            })
+            .map_err(|e| bus.invalid(Some(info.name), e))
+    }
+
+    /// [`Bus::ingest_cloudevent`] for this caller.
+    ///
+    /// # Errors
+    /// As [`Bus::ingest_cloudevent`], and [`IngestError::Forbidden`] or
+    /// [`IngestError::RateLimited`].
+    pub async fn ingest_cloudevent(&self, json: &[u8]) -> Result<Receipt, IngestError> {
+        let decoded = self.bus.decode_cloudevent(self.principal, json)?;
+        Ok(self.bus.publish_any(decoded.event, decoded.options).await?)
+    }
+
+    /// [`Bus::ingest_cloudevent_blocking`] for this caller.
+    ///
+    /// # Errors
+    /// As [`ingest_cloudevent`](Self::ingest_cloudevent).
+    pub fn ingest_cloudevent_blocking(&self, json: &[u8]) -> Result<Receipt, IngestError> {
+        let decoded = self.bus.decode_cloudevent(self.principal, json)?;
+        Ok(self
+            .bus
+            .publish_any_blocking(decoded.event, decoded.options)?)
+    }
+
+    /// [`Bus::ingest_cloudevents_batch`] for this caller: every event is checked, the access
+    /// rules and rate limits included, before any is published.
+    ///
+    /// # Errors
+    /// As [`Bus::ingest_cloudevents_batch`], and [`IngestError::Forbidden`] or
+    /// [`IngestError::RateLimited`] inside [`IngestError::InBatch`].
+    pub async fn ingest_cloudevents_batch(&self, json: &[u8]) -> Result<Vec<Receipt>, IngestError> {
+        let bus = self.bus;
+        let (value, whole_floats) =
+            parse(json, bus.inner.ingest_limits).map_err(|e| bus.invalid(None, e))?;
+        let Value::Array(items) = value else {
+            return Err(bus.invalid(
+                None,
+                IngestError::NotAnEvent {
+                    found: kind(&value),
+                    expected: "an array of CloudEvents",
+                },
+            ));
+        };
+        let mut decoded = Vec::with_capacity(items.len());
+        for (index, item) in items.into_iter().enumerate() {
+            let one = bus
+                .decode_cloudevent_value(self.principal, item, whole_floats)
+                .map_err(|error| IngestError::InBatch {
+                    index,
+                    error: Box::new(error),
+                })?;
+            decoded.push(one);
+        }
+        let mut receipts = Vec::with_capacity(decoded.len());
+        for one in decoded {
+            receipts.push(bus.publish_any(one.event, one.options).await?);
+        }
+        Ok(receipts)
     }
 }

@@ -7,6 +7,7 @@ mod dead_letters;
 mod dispatch;
 pub(crate) mod durable;
 mod failure;
+mod guard;
 mod ingest;
 mod lifecycle;
 mod outbox;
@@ -33,6 +34,8 @@ pub use dead_letters::DeadLetters;
 pub use dispatch::PublishError;
 pub(crate) use dispatch::{Outcomes, spans_on};
 pub use durable::{Recovery, Replay, ReplayError, ReplayProgress, ReplayReport};
+pub use guard::Ingress;
+pub(crate) use guard::anonymous;
 pub use lifecycle::{ShutdownReport, Unprocessed};
 pub use projection::{Lag, Rebuild, RebuildError, RebuildProgress, RebuildReport};
 pub use request::{Request, RequestError};
@@ -69,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) catalog: crate::ingest::Catalog,
     /// How much outside JSON is accepted.
     pub(crate) ingest_limits: crate::ingest::IngestLimits,
+    /// Access rules and rate limits of outside input, if any.
+    pub(crate) guard: Option<guard::Guard>,
     /// The responder of each query, kept out of the routes: only `request` calls it.
     pub(crate) responders: HashMap<TypeId, Slot, BuildHasherDefault<TypeIdHasher>>,
     /// How long `request` waits for an answer unless told otherwise.
@@ -371,6 +376,8 @@ pub struct BusBuilder {
     store: Option<Arc<dyn crate::store::EventStore>>,
     transport: Option<Arc<dyn crate::transport::Transport>>,
     outbox: Option<crate::outbox::OutboxOptions>,
+    access: Option<crate::security::AccessRules>,
+    rate_limits: Option<crate::security::RateLimits>,
 }
 
 impl Default for BusBuilder {
@@ -394,6 +401,8 @@ impl Default for BusBuilder {
             store: None,
             transport: None,
             outbox: None,
+            access: None,
+            rate_limits: None,
         }
     }
 }
@@ -583,6 +592,24 @@ impl BusBuilder {
         self
     }
 
+    /// Who may publish what from outside: with rules, an entry point that takes outside
+    /// input ([`Bus::ingress`], [`Bus::publish_json`], the CloudEvents entry points, a NATS
+    /// consumer) refuses a caller no rule allows ([`IngestError::Forbidden`](crate::IngestError)).
+    /// Without (the default), every caller may publish every event. See
+    /// [`security`](crate::security).
+    pub fn access(mut self, rules: crate::security::AccessRules) -> Self {
+        self.access = Some(rules);
+        self
+    }
+
+    /// How often callers may publish from outside: past a limit, an entry point refuses the
+    /// call ([`IngestError::RateLimited`](crate::IngestError), with when to retry). No limit
+    /// by default. See [`security`](crate::security).
+    pub fn rate_limits(mut self, limits: crate::security::RateLimits) -> Self {
+        self.rate_limits = Some(limits);
+        self
+    }
+
     /// Adds an observer, told about every event's lifecycle (see [`crate::observe`]).
     /// Observers are called in the order they were added.
     pub fn observer(mut self, observer: impl crate::observe::Observer) -> Self {
@@ -623,6 +650,11 @@ impl BusBuilder {
                     source: crate::ingest::clip(source),
                 },
             );
+        }
+        for reason in (self.access.iter().flat_map(|a| a.problems()))
+            .chain(self.rate_limits.iter().flat_map(|r| r.problems()))
+        {
+            problems.push(crate::registry::Problem::Security { reason });
         }
         let runtime = tokio::runtime::Handle::try_current().ok();
         if self.outbox.is_some() {
@@ -776,6 +808,7 @@ impl BusBuilder {
                 request_timeout: self.request_timeout,
                 catalog,
                 ingest_limits: self.ingest_limits,
+                guard: guard::Guard::new(self.access, self.rate_limits),
                 dead_letters: dead_letters::Queue::new(self.dead_letter_capacity),
                 max_pending_retries: self.max_pending_retries,
                 dynamic: Mutex::new(Vec::new()),

@@ -138,6 +138,31 @@ pub enum IngestError {
         /// Why it was refused.
         error: Box<IngestError>,
     },
+    /// No [access rule](crate::security::AccessRules) lets this principal publish this
+    /// event. Checked before the payload is read: nothing of it was looked at.
+    #[error("principal `{principal}` may not publish `{name}`")]
+    Forbidden {
+        /// The caller.
+        principal: crate::security::Principal,
+        /// The event name it sent (control characters escaped, clipped).
+        name: String,
+    },
+    /// A [rate limit](crate::security::RateLimits) refused the call. Checked before the
+    /// payload is read.
+    #[error(
+        "{limit} rate limit refused `{name}` from principal `{principal}`; retry after {} ms",
+        retry_after.as_millis()
+    )]
+    RateLimited {
+        /// The caller.
+        principal: crate::security::Principal,
+        /// The event.
+        name: &'static str,
+        /// Which limit.
+        limit: crate::security::Limit,
+        /// How long until the same call would be let through.
+        retry_after: std::time::Duration,
+    },
     /// The input was valid but the bus refused to publish it.
     #[error(transparent)]
     Publish(#[from] PublishError),
@@ -178,13 +203,23 @@ impl IngestError {
         }
     }
 
+    /// Whether the caller was refused (access rules, rate limits) rather than its input.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            IngestError::Forbidden { .. } | IngestError::RateLimited { .. } => true,
+            IngestError::InBatch { error, .. } => error.is_refusal(),
+            _ => false,
+        }
+    }
+
     /// The event's name, when the input got far enough to name a known event.
     pub fn event(&self) -> Option<&'static str> {
         match self {
             IngestError::UnknownVersion { name, .. }
             | IngestError::Invalid { name, .. }
             | IngestError::Decode { name, .. }
-            | IngestError::BadSchema { name, .. } => Some(name),
+            | IngestError::BadSchema { name, .. }
+            | IngestError::RateLimited { name, .. } => Some(name),
             IngestError::InBatch { error, .. } => error.event(),
             _ => None,
         }

@@ -18,6 +18,7 @@ use crate::outcome::Outcome;
 /// | `events_expired_total` | counter | `event` |
 /// | `events_rejected_total` | counter | `event` |
 /// | `events_invalid_total` | counter | `event` (empty when the input named no known event) |
+/// | `events_refused_total` | counter | `event` (empty when not a known one), `reason`: `forbidden` or `rate_limited` |
 /// | `events_handler_seconds` | histogram | `event`, `handler` |
 /// | `events_outbox_backlog` | gauge | (entries waiting, all partitions) |
 /// | `events_outbox_oldest_seconds` | gauge | (how long the oldest entry has waited) |
@@ -58,6 +59,19 @@ impl Observer for MetricsFacade {
     fn invalid(&self, event: Option<&'static str>, _error: &crate::error::IngestError) {
         let event = event.unwrap_or("");
         metrics::counter!("events_invalid_total", "event" => event).increment(1);
+    }
+    fn refused(&self, event: Option<&'static str>, error: &crate::error::IngestError) {
+        let event = event.unwrap_or("");
+        let mut error = error;
+        while let crate::error::IngestError::InBatch { error: inner, .. } = error {
+            error = inner;
+        }
+        let reason = match error {
+            crate::error::IngestError::RateLimited { .. } => "rate_limited",
+            _ => "forbidden",
+        };
+        metrics::counter!("events_refused_total", "event" => event, "reason" => reason)
+            .increment(1);
     }
     fn outbox(&self, status: &crate::outbox::OutboxStatus) {
         use crate::outbox::ForwarderState as S;

@@ -33,6 +33,7 @@ struct Store {
     events: RwLock<HashMap<&'static str, Arc<EventCounters>>>,
     handlers: RwLock<HashMap<String, Arc<HandlerCounters>>>,
     invalid_inputs: AtomicU64,
+    refused_inputs: AtomicU64,
 }
 
 #[derive(Default)]
@@ -43,6 +44,7 @@ struct EventCounters {
     expired: AtomicU64,
     rejected: AtomicU64,
     invalid: AtomicU64,
+    refused: AtomicU64,
 }
 
 struct HandlerCounters {
@@ -131,6 +133,12 @@ impl Observer for Metrics {
             self.inner.event(event).invalid.fetch_add(1, Relaxed);
         }
     }
+    fn refused(&self, event: Option<&'static str>, _error: &IngestError) {
+        self.inner.refused_inputs.fetch_add(1, Relaxed);
+        if let Some(event) = event {
+            self.inner.event(event).refused.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -155,6 +163,8 @@ pub struct EventStats {
     pub rejected: u64,
     /// Payloads from outside refused for this event (schema violations, bad version, ...).
     pub invalid: u64,
+    /// Callers refused for this event by the access rules or the rate limits.
+    pub refused: u64,
 }
 
 /// Calls, failures and latency of one handler.
@@ -215,6 +225,9 @@ pub struct MetricsSnapshot {
     pub queue_depth: usize,
     /// Inputs from outside refused, including those naming no known event.
     pub invalid_inputs: u64,
+    /// Callers refused by the access rules or the rate limits, including those naming no
+    /// known event.
+    pub refused_inputs: u64,
 }
 
 /// What has a queue whose depth a [`MetricsSnapshot`] reports: [`Bus`](crate::Bus).
@@ -251,6 +264,7 @@ impl Metrics {
                             expired: c.expired.load(Relaxed),
                             rejected: c.rejected.load(Relaxed),
                             invalid: c.invalid.load(Relaxed),
+                            refused: c.refused.load(Relaxed),
                         },
                     )
                 })
@@ -286,6 +300,7 @@ impl Metrics {
                 .collect(),
             queue_depth: bus.queue_depth(),
             invalid_inputs: self.inner.invalid_inputs.load(Relaxed),
+            refused_inputs: self.inner.refused_inputs.load(Relaxed),
         }
     }
 }

@@ -65,6 +65,14 @@ pub trait Observer: Send + Sync + 'static {
     fn invalid(&self, event: Option<&'static str>, error: &IngestError) {
         let _ = (event, error);
     }
+    /// A caller was refused at an entry point that takes outside input: no
+    /// [access rule](crate::security::AccessRules) allowed it
+    /// ([`IngestError::Forbidden`]) or a [rate limit](crate::security::RateLimits) did not
+    /// ([`IngestError::RateLimited`]). Nothing was dispatched. `event` is the event it named,
+    /// when that is a known one.
+    fn refused(&self, event: Option<&'static str>, error: &IngestError) {
+        let _ = (event, error);
+    }
     /// The outbox's forwarder ([`BusBuilder::outbox`](crate::BusBuilder::outbox)) reports
     /// its state, backlog and counts: when its state changes, and at most once a second
     /// while it forwards. Called on the forwarder's task.
@@ -99,6 +107,9 @@ impl Observer for Tracing {
     fn invalid(&self, event: Option<&'static str>, error: &IngestError) {
         tracing::warn!(event, error = %error, "invalid input refused");
     }
+    fn refused(&self, event: Option<&'static str>, error: &IngestError) {
+        tracing::warn!(event, error = %error, "caller refused");
+    }
     fn outbox(&self, status: &crate::outbox::OutboxStatus) {
         tracing::debug!(
             backlog = status.backlog.events,
@@ -130,7 +141,11 @@ impl Observers {
         self.0.iter().for_each(|o| o.dead_lettered(letter));
     }
     pub(crate) fn invalid(&self, event: Option<&'static str>, error: &IngestError) {
-        self.0.iter().for_each(|o| o.invalid(event, error));
+        if error.is_refusal() {
+            self.0.iter().for_each(|o| o.refused(event, error));
+        } else {
+            self.0.iter().for_each(|o| o.invalid(event, error));
+        }
     }
     pub(crate) fn rejected(&self, event: &'static str, error: &PublishError) {
         self.0.iter().for_each(|o| o.rejected(event, error));

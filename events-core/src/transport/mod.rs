@@ -393,6 +393,12 @@ pub trait Delivery: Send + Sync + 'static {
 
     /// The body.
     fn body(&self) -> &[u8];
+    /// Who sent the message, when the transport authenticated it (a verified signature):
+    /// the principal the bus checks against its [access rules](crate::security::AccessRules)
+    /// and records in the envelope. `None` (the default): the anonymous principal.
+    fn principal(&self) -> Option<&crate::security::Principal> {
+        None
+    }
 
     /// The sender's W3C `traceparent`, if it sent one.
     fn traceparent(&self) -> Option<&str> {
