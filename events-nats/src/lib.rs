@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use events::Event;
-use events::text::{clip, decode_header_value, header_value, readable_header_value};
+use events::text::{clip, header_value, readable_header_value};
 use events::transport::{
     BoxFuture, Consumer, ConsumerSpec, Delivery, Outgoing, SendError, Sent, Settle, Transport,
     TransportError, Wire,
@@ -1123,52 +1123,26 @@ fn received_attributes(
     let Some(headers) = headers else {
         return Ok(None);
     };
-    let mut content_type = None;
-    let mut ce = serde_json::Map::new();
-    for (name, values) in headers.iter() {
+    events::cloudevents::binary_attributes(headers.iter().flat_map(|(name, values)| {
         let name: &str = name.as_ref();
-        let Some(value) = values.first() else {
-            continue;
-        };
-        if name.eq_ignore_ascii_case("content-type") {
-            content_type = Some(value.as_str());
-        } else if name
-            .get(..CE_PREFIX.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(CE_PREFIX))
-        {
-            let attribute = name[CE_PREFIX.len()..].to_ascii_lowercase();
-            let attribute = attribute.as_str();
-            if values.len() > 1 || ce.contains_key(attribute) {
-                return Err(format!(
-                    "header `{}` is given more than once",
-                    clip(name, 80)
-                ));
-            }
-            let text = decode_header_value(value.as_str()).ok_or_else(|| {
-                format!("header `{}` is not percent-encoded UTF-8", clip(name, 80))
-            })?;
-            ce.insert(attribute.to_owned(), text.into());
-        }
-    }
-    let is = |prefix: &str| {
-        content_type
-            .map(str::trim)
-            .and_then(|ct| ct.get(..prefix.len()))
-            .is_some_and(|ct| ct.eq_ignore_ascii_case(prefix))
+        values.iter().map(move |v| (name, v.as_str()))
+    }))
+}
+
+/// Not public API: what a consumer makes of a received message, for the fuzz targets
+/// (`fuzz/`): its CloudEvents attributes (`None`: structured mode) and its body,
+/// decompressed as a delivery's is.
+#[doc(hidden)]
+pub fn __received(
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+    max_decompressed: usize,
+) -> Result<(Option<serde_json::Map<String, serde_json::Value>>, Vec<u8>), String> {
+    let body = match decoded_body(headers, payload, max_decompressed) {
+        Some(decoded) => decoded?,
+        None => payload.to_vec(),
     };
-    match content_type {
-        _ if is("application/cloudevents-batch") => {
-            Err("a CloudEvents batch is not an event; send one event a message".into())
-        }
-        _ if is("application/cloudevents") => Ok(None),
-        _ if ce.is_empty() => Ok(None),
-        ct => {
-            if let Some(ct) = ct {
-                ce.entry("datacontenttype").or_insert(ct.into());
-            }
-            Ok(Some(ce))
-        }
-    }
+    Ok((received_attributes(headers)?, body))
 }
 
 /// A handler's durable pull consumer: batches of up to `prefetch` messages.

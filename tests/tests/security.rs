@@ -173,10 +173,7 @@ async fn rules_allow_refuse_and_match_patterns_at_every_entry_point() {
     );
     assert!(seen().is_empty(), "nothing refused was dispatched");
     let stored = bus.store().unwrap().query(&StoreQuery::all()).unwrap();
-    let names: Vec<_> = stored
-        .iter()
-        .map(|r| r.name.clone())
-        .collect();
+    let names: Vec<_> = stored.iter().map(|r| r.name.clone()).collect();
     assert_eq!(names, ["pay.captured", "pay.refunded", "shop.ping"]);
     assert_eq!(
         stored[0].metadata.get("events.principal"),

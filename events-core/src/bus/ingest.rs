@@ -430,6 +430,64 @@ impl Ingress<'_> {
             .publish_any_blocking(decoded.event, decoded.options)?)
     }
 
+    /// Ingests one CloudEvent in binary mode, as the HTTP and NATS bindings carry one: the
+    /// attributes in `headers` (`ce-id`, `ce-type`, ..., `Content-Type`; see
+    /// [`cloudevents::binary_attributes`](crate::cloudevents::binary_attributes)) and the
+    /// data in `body`. Headers without `ce-` attributes, or a `Content-Type` of
+    /// `application/cloudevents+json`, mean structured mode: `body` is the whole event.
+    /// Every check of [`ingest_cloudevent`](Self::ingest_cloudevent) applies.
+    ///
+    /// # Errors
+    /// As [`ingest_cloudevent`](Self::ingest_cloudevent); a bad header is
+    /// [`IngestError::BadAttribute`].
+    pub async fn ingest_cloudevent_binary<'h>(
+        &self,
+        headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+        body: &[u8],
+    ) -> Result<Receipt, IngestError> {
+        let (event, options) = self.decode_binary(headers, body)?;
+        Ok(self.bus.publish_any(event, options).await?)
+    }
+
+    /// [`ingest_cloudevent_binary`](Self::ingest_cloudevent_binary) without a runtime:
+    /// synchronous handlers only.
+    ///
+    /// # Errors
+    /// As [`ingest_cloudevent_binary`](Self::ingest_cloudevent_binary).
+    pub fn ingest_cloudevent_binary_blocking<'h>(
+        &self,
+        headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+        body: &[u8],
+    ) -> Result<Receipt, IngestError> {
+        let (event, options) = self.decode_binary(headers, body)?;
+        Ok(self.bus.publish_any_blocking(event, options)?)
+    }
+
+    fn decode_binary<'h>(
+        &self,
+        headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+        body: &[u8],
+    ) -> Result<(Box<AnyEvent>, PublishOptions), IngestError> {
+        let attributes = crate::cloudevents::binary_attributes(headers)
+            .map_err(|reason| self.bus.invalid(None, bad("headers", reason)))?;
+        self.bus
+            .decode_cloudevent_parts(self.principal, attributes, body)
+    }
+
+    /// Not public API: a message's attributes (`None`: structured mode) and body as a
+    /// transport read them, through the consumer's ingest path; for the fuzz targets.
+    #[doc(hidden)]
+    pub fn __ingest_parts_blocking(
+        &self,
+        attributes: Option<Map<String, Value>>,
+        body: &[u8],
+    ) -> Result<Receipt, IngestError> {
+        let (event, options) =
+            self.bus
+                .decode_cloudevent_parts(self.principal, attributes, body)?;
+        Ok(self.bus.publish_any_blocking(event, options)?)
+    }
+
     /// [`Bus::ingest_cloudevents_batch`] for this caller: every event is checked, the access
     /// rules and rate limits included, before any is published.
     ///

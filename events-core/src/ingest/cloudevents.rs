@@ -34,6 +34,60 @@ pub(crate) use crate::wire::{
     is_traceparent,
 };
 
+/// The CloudEvents attributes of a message in binary mode, read from its headers as the
+/// HTTP and NATS bindings write them: `ce-<attribute>` (any case) with a percent-encoded
+/// UTF-8 value, and `Content-Type` as `datacontenttype`. `Ok(None)` when the message is in
+/// structured mode (its content type is `application/cloudevents...`, or it has no `ce-`
+/// header): the body is then the whole event.
+///
+/// # Errors
+/// A header given twice, a value that is not percent-encoded UTF-8, or a batch content
+/// type (`application/cloudevents-batch+json`: one event a message).
+pub fn binary_attributes<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Option<Map<String, Value>>, String> {
+    const CE_PREFIX: &str = "ce-";
+    let mut content_type = None;
+    let mut ce = Map::new();
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("content-type") {
+            if content_type.replace(value).is_some() {
+                return Err("header `Content-Type` is given more than once".into());
+            }
+        } else if name
+            .get(..CE_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(CE_PREFIX))
+        {
+            let attribute = name[CE_PREFIX.len()..].to_ascii_lowercase();
+            if ce.contains_key(&attribute) {
+                return Err(format!("header `{}` is given more than once", clip(name)));
+            }
+            let text = crate::text::decode_header_value(value)
+                .ok_or_else(|| format!("header `{}` is not percent-encoded UTF-8", clip(name)))?;
+            ce.insert(attribute, text.into());
+        }
+    }
+    let is = |prefix: &str| {
+        content_type
+            .map(str::trim)
+            .and_then(|ct| ct.get(..prefix.len()))
+            .is_some_and(|ct| ct.eq_ignore_ascii_case(prefix))
+    };
+    match content_type {
+        _ if is("application/cloudevents-batch") => {
+            Err("a CloudEvents batch is not an event; send one event a message".into())
+        }
+        _ if is("application/cloudevents") => Ok(None),
+        _ if ce.is_empty() => Ok(None),
+        ct => {
+            if let Some(ct) = ct {
+                ce.entry("datacontenttype").or_insert(ct.into());
+            }
+            Ok(Some(ce))
+        }
+    }
+}
+
 /// An optional attribute: absent and `null` are the same.
 pub(crate) fn optional<'a>(ce: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     ce.get(name).filter(|v| !v.is_null())
