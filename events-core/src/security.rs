@@ -289,3 +289,222 @@ impl fmt::Display for Limit {
         })
     }
 }
+
+/// The header that carries an event's signature across processes
+/// ([`SigningKey::sign_message`]): `v1 key=<key id> sig=<128 hex digits>`.
+pub const SIGNATURE_HEADER: &str = "Events-Signature";
+
+/// Which headers a signature covers: every header a receiving bus reads. The CloudEvents
+/// attributes (`ce-*`), `Content-Type`, `Content-Encoding`, the broker's dedup id
+/// (`Nats-Msg-Id`) and the trace context.
+fn signed_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with("ce-")
+        || matches!(
+            n.as_str(),
+            "content-type" | "content-encoding" | "nats-msg-id" | "traceparent" | "tracestate"
+        )
+}
+
+/// What is signed: the covered headers (names lower-cased, sorted with their values), then
+/// the SHA-256 of the body as sent. Hashing the body keeps a large one from being copied.
+fn signed_bytes<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>, body: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut covered: Vec<(String, &str)> = headers
+        .into_iter()
+        .filter(|(n, _)| signed_header(n))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v))
+        .collect();
+    covered.sort_unstable();
+    let mut out = b"events-signature-v1\n".to_vec();
+    for (name, value) in covered {
+        out.extend_from_slice(name.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    out.extend_from_slice(&sha2::Sha256::digest(body));
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    if text.len() != 2 * N {
+        return None;
+    }
+    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A service's Ed25519 key (`ed25519-dalek`) for signing the events it sends to other
+/// processes, so that a consumer can trust the publishing service and not only the broker
+/// (see `NatsOptions::sign_with` and `NatsOptions::verify_with` in `events::nats`). The key
+/// id names it in every signature; the [`Keyring`] of a consumer maps it to a principal.
+/// Its `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct SigningKey {
+    id: Arc<str>,
+    key: ed25519_dalek::SigningKey,
+}
+
+impl SigningKey {
+    /// The key with id `id` (a principal-like name: see [`Principal::new`]) and the 32-byte
+    /// secret `secret` (keep it in a secret store; `SigningKey::generate` makes one).
+    ///
+    /// # Errors
+    /// [`InvalidPrincipal`] when `id` is not a valid name.
+    pub fn from_bytes(id: &str, secret: &[u8; 32]) -> Result<SigningKey, InvalidPrincipal> {
+        check_name(id)?;
+        Ok(SigningKey {
+            id: id.into(),
+            key: ed25519_dalek::SigningKey::from_bytes(secret),
+        })
+    }
+
+    /// A new random key with id `id`, from the operating system's generator.
+    ///
+    /// # Errors
+    /// [`InvalidPrincipal`] when `id` is not a valid name.
+    ///
+    /// # Panics
+    /// When the operating system has no random generator to give.
+    pub fn generate(id: &str) -> Result<SigningKey, InvalidPrincipal> {
+        let mut secret = [0u8; 32];
+        #[allow(clippy::expect_used)]
+        getrandom::fill(&mut secret).expect("the operating system's random generator");
+        SigningKey::from_bytes(id, &secret)
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The 32-byte secret, to keep in a secret store.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// The 32-byte public key, for the consumers' [`Keyring`]s.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// The [`SIGNATURE_HEADER`] value for a message with these headers and body (the body
+    /// as sent: compressed, if it is).
+    pub fn sign_message<'a>(
+        &self,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        body: &[u8],
+    ) -> String {
+        use ed25519_dalek::Signer;
+        let signature = self.key.sign(&signed_bytes(headers, body));
+        format!("v1 key={} sig={}", self.id, hex(&signature.to_bytes()))
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("id", &self.id)
+            .field("public_key", &hex(&self.public_key()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The public keys a consumer trusts, each with the principal its signatures authenticate.
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct Keyring {
+    keys: std::collections::HashMap<String, (ed25519_dalek::VerifyingKey, Principal)>,
+}
+
+impl Keyring {
+    /// No key: every message is refused.
+    pub fn new() -> Keyring {
+        Keyring::default()
+    }
+
+    /// Trusts the key `id` with public key `public_key`: a message it signs comes from
+    /// `principal`.
+    ///
+    /// # Errors
+    /// [`InvalidPrincipal`] when `id` is not a valid name or `public_key` is not an Ed25519
+    /// public key (reason says which).
+    pub fn trust(
+        mut self,
+        id: &str,
+        public_key: [u8; 32],
+        principal: Principal,
+    ) -> Result<Keyring, InvalidPrincipal> {
+        check_name(id)?;
+        let key =
+            ed25519_dalek::VerifyingKey::from_bytes(&public_key).map_err(|_| InvalidPrincipal {
+                name: id.to_owned(),
+                reason: "its public key is not an Ed25519 public key",
+            })?;
+        self.keys.insert(id.to_owned(), (key, principal));
+        Ok(self)
+    }
+
+    /// Checks a message's signature (`signature`: its [`SIGNATURE_HEADER`], if it has one):
+    /// the principal of the key that signed it.
+    ///
+    /// # Errors
+    /// [`SignatureError`]: no signature, a malformed one, an unknown key, or a signature
+    /// that does not match the headers and body (tampered, or made with another key).
+    pub fn verify<'a>(
+        &self,
+        signature: Option<&str>,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        body: &[u8],
+    ) -> Result<&Principal, SignatureError> {
+        let signature = signature.ok_or(SignatureError::Unsigned)?;
+        let mut parts = signature.split(' ');
+        let (Some("v1"), Some(key), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(SignatureError::Malformed);
+        };
+        let (Some(id), Some(sig)) = (key.strip_prefix("key="), sig.strip_prefix("sig=")) else {
+            return Err(SignatureError::Malformed);
+        };
+        let sig = unhex::<64>(sig).ok_or(SignatureError::Malformed)?;
+        let (key, principal) = self
+            .keys
+            .get(id)
+            .ok_or_else(|| SignatureError::UnknownKey(crate::text::clip(id, 64)))?;
+        key.verify_strict(
+            &signed_bytes(headers, body),
+            &ed25519_dalek::Signature::from_bytes(&sig),
+        )
+        .map_err(|_| SignatureError::Mismatch)?;
+        Ok(principal)
+    }
+}
+
+/// Why a message's signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// It has no signature.
+    #[error("the message is not signed (no `Events-Signature` header)")]
+    Unsigned,
+    /// The signature header is not `v1 key=<id> sig=<128 hex digits>`.
+    #[error("the `Events-Signature` header is malformed")]
+    Malformed,
+    /// No trusted key has this id.
+    #[error("the message is signed with key `{0}`, which is not trusted")]
+    UnknownKey(String),
+    /// The signature does not match the headers and body.
+    #[error("the signature does not match the message: it was changed, or signed with another key")]
+    Mismatch,
+}

@@ -89,6 +89,10 @@ pub struct NatsOptions {
     compress_above: Option<usize>,
     /// The most a compressed body may expand to on receipt.
     max_decompressed: usize,
+    /// Signs every message sent.
+    signer: Option<events::security::SigningKey>,
+    /// Verifies every message received: unsigned or badly signed ones are dead-lettered.
+    keyring: Option<Arc<events::security::Keyring>>,
     connection: Connection,
 }
 
@@ -182,6 +186,8 @@ impl NatsOptions {
             report_unrouted: true,
             compress_above: None,
             max_decompressed: 16 * 1024 * 1024,
+            signer: None,
+            keyring: None,
             connection: Connection {
                 auth: None,
                 root_certificates: Vec::new(),
@@ -277,6 +283,26 @@ impl NatsOptions {
     /// take more memory than this. The bus's ingest limits then apply to what it expands to.
     pub fn max_decompressed_bytes(mut self, bytes: usize) -> NatsOptions {
         self.max_decompressed = bytes;
+        self
+    }
+    /// Signs every message this bus sends with `key` (Ed25519, `ed25519-dalek`), in the
+    /// `Events-Signature` header: over the headers a receiver reads (`ce-*`,
+    /// `Content-Type`, `Content-Encoding`, `Nats-Msg-Id`, trace context) and the SHA-256 of
+    /// the body as sent. A consumer with [`verify_with`](Self::verify_with) then knows
+    /// which service published an event, not only that the broker passed it. Off by default.
+    pub fn sign_with(mut self, key: events::security::SigningKey) -> NatsOptions {
+        self.signer = Some(key);
+        self
+    }
+    /// Verifies every message this bus consumes against `keyring`: a message that is not
+    /// signed, is signed by a key the keyring does not trust, or does not match its
+    /// signature (a changed header or body) is refused into the dead-letter stream with the
+    /// reason, and no handler sees it. A verified message's events carry the key's principal
+    /// ([`Meta::principal`](events::Meta::principal)), which the bus's
+    /// [access rules](events::security::AccessRules) then check. Off by default: consumed
+    /// events are then the anonymous principal's.
+    pub fn verify_with(mut self, keyring: events::security::Keyring) -> NatsOptions {
+        self.keyring = Some(Arc::new(keyring));
         self
     }
     /// `E` stays in this process: published and handled locally, never sent to NATS.
@@ -990,6 +1016,26 @@ fn encode(
     message: &Outgoing<'_>,
     options: &NatsOptions,
 ) -> Result<(async_nats::HeaderMap, Vec<u8>), serde_json::Error> {
+    let (mut headers, body) = encode_compressed(message, options)?;
+    if let Some(key) = &options.signer {
+        let signature = key.sign_message(header_pairs(&headers), &body);
+        headers.insert(events::security::SIGNATURE_HEADER, signature.as_str());
+    }
+    Ok((headers, body))
+}
+
+/// Every header of a message as `(name, value)` pairs, each value on its own.
+fn header_pairs(headers: &async_nats::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers.iter().flat_map(|(name, values)| {
+        let name: &str = name.as_ref();
+        values.iter().map(move |v| (name, v.as_str()))
+    })
+}
+
+fn encode_compressed(
+    message: &Outgoing<'_>,
+    options: &NatsOptions,
+) -> Result<(async_nats::HeaderMap, Vec<u8>), serde_json::Error> {
     let (mut headers, body) = encode_plain(message, options.mode)?;
     let Some(above) = options.compress_above.filter(|&above| body.len() > above) else {
         return Ok((headers, body));
@@ -1123,10 +1169,7 @@ fn received_attributes(
     let Some(headers) = headers else {
         return Ok(None);
     };
-    events::cloudevents::binary_attributes(headers.iter().flat_map(|(name, values)| {
-        let name: &str = name.as_ref();
-        values.iter().map(move |v| (name, v.as_str()))
-    }))
+    events::cloudevents::binary_attributes(header_pairs(headers))
 }
 
 /// Not public API: what a consumer makes of a received message, for the fuzz targets
@@ -1216,6 +1259,21 @@ struct NatsDelivery {
     /// The body decompressed (`Content-Encoding: zstd`), or why it cannot be; `None` for a
     /// body sent as it is.
     decoded: Option<Result<Vec<u8>, String>>,
+    /// Who signed it, when the bus verifies signatures.
+    principal: Option<events::security::Principal>,
+}
+
+/// The principal of the key that signed `message`, or why its signature is refused.
+fn verify<'k>(
+    keyring: &'k events::security::Keyring,
+    message: &jetstream::Message,
+) -> Result<&'k events::security::Principal, events::security::SignatureError> {
+    let empty = async_nats::HeaderMap::new();
+    let headers = message.headers.as_ref().unwrap_or(&empty);
+    let signature = headers
+        .get(events::security::SIGNATURE_HEADER)
+        .map(|v| v.as_str());
+    keyring.verify(signature, header_pairs(headers), &message.payload)
 }
 
 impl NatsDelivery {
@@ -1228,17 +1286,26 @@ impl NatsDelivery {
             .as_ref()
             .and_then(|h| h.get("traceparent"))
             .map(|v| v.to_string());
-        let decoded = decoded_body(
-            message.headers.as_ref(),
-            &message.payload,
-            shared.options.max_decompressed,
-        );
+        let mut principal = None;
+        let decoded = match &shared.options.keyring {
+            Some(keyring) => verify(keyring, &message).map(|p| principal = Some(p.clone())),
+            None => Ok(()),
+        };
+        let decoded = match decoded {
+            Ok(()) => decoded_body(
+                message.headers.as_ref(),
+                &message.payload,
+                shared.options.max_decompressed,
+            ),
+            Err(e) => Some(Err(e.to_string())),
+        };
         NatsDelivery {
             shared: Arc::clone(shared),
             message,
             attempt,
             traceparent,
             decoded,
+            principal,
         }
     }
 }
@@ -1277,6 +1344,10 @@ impl Delivery for NatsDelivery {
 
     fn traceparent(&self) -> Option<&str> {
         self.traceparent.as_deref()
+    }
+
+    fn principal(&self) -> Option<&events::security::Principal> {
+        self.principal.as_ref()
     }
 
     fn progress_every(&self) -> Option<Duration> {
