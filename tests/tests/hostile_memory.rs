@@ -49,6 +49,30 @@ fn many_extensions(size: usize) -> Vec<u8> {
 fn peak_memory_is_a_small_multiple_of_the_input() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let bus = Bus::builder().no_handlers().build().unwrap();
+    // A zero with a huge exponent (found by `cargo fuzz`, target `json_ingest`): 25 bytes
+    // once cost one byte per unit of exponent (here 2 GB) while checking whether the float
+    // reads back as the integer it says.
+    let input = br#"{"order_id":0e2000000000}"#;
+    // Once first, so that the schema's compiled validator is not counted.
+    bus.publish_json_blocking(
+        "memory.order",
+        1,
+        br#"{"order_id":1}"#,
+        PublishOptions::new(),
+    )
+    .unwrap();
+    let before = dhat::HeapStats::get();
+    bus.publish_json_blocking("memory.order", 1, input, PublishOptions::new())
+        .unwrap();
+    let after = dhat::HeapStats::get();
+    let peak = after.max_bytes.saturating_sub(before.curr_bytes);
+    eprintln!("0e2000000000: peak {peak} bytes");
+    assert!(
+        peak <= 1 << 20,
+        "peak {peak} bytes for {} bytes of input",
+        input.len()
+    );
+
     let size = (1 << 20) - 16;
     for (what, input, cloudevent) in [
         ("[-1,-1,...]", minus_ones(size), false),

@@ -331,7 +331,18 @@ fn literal_is_exact(token: &[u8]) -> bool {
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let digits: String = [int, frac].concat();
-    let point = int.len() as i64 + exponent;
+    // Leading zeros say nothing; without them, a zero is a zero whatever its exponent
+    // (`0e2000000000` must not become two billion zeros), and a value below 2^64 has at
+    // most 20 digits before its point.
+    let lead = digits.bytes().take_while(|&d| d == b'0').count();
+    let digits = &digits[lead..];
+    if digits.is_empty() {
+        return f == 0.0;
+    }
+    let point = (int.len() as i64 - lead as i64).saturating_add(exponent);
+    if point > 20 {
+        return false;
+    }
     let whole: String = if point <= 0 {
         if digits.bytes().any(|d| d != b'0') {
             return false; // below 1 in size, not zero
