@@ -1574,3 +1574,100 @@ mod tests {
         assert!(subject_matches(">", "a"));
     }
 }
+
+/// The nats-server permissions a service needs, and no more, made from its bus's catalog:
+/// for operators who enforce at the broker which service may publish which events.
+///
+/// Publish: the subject of every event the bus may send (`<prefix>.<name>`; events kept
+/// local with [`NatsOptions::local`] are left out), its dead-letter subjects
+/// (`<prefix>-dlq.>`), and the JetStream API of its two streams only (stream info and
+/// creation, its consumers, acks). Subscribe: `_INBOX.>`, where JetStream and request
+/// replies come back (pull consumers need no event subject). A message to any other
+/// subject is refused by the server (`Permissions Violation`).
+///
+/// ```
+/// # use events::nats::{NatsOptions, Permissions};
+/// # #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// # #[event(name = "order.placed")]
+/// # struct OrderPlaced { order_id: u64 }
+/// let bus = events::Bus::builder().no_handlers().build().unwrap();
+/// let permissions = Permissions::for_bus(&bus, &NatsOptions::new("shop"));
+/// assert!(permissions.publish.contains(&"shop.order.placed".to_owned()));
+/// let config = permissions.user("checkout", "$CHECKOUT_PASSWORD");
+/// assert!(config.starts_with("{ user: \"checkout\""));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Permissions {
+    /// Subjects the service may publish to.
+    pub publish: Vec<String>,
+    /// Subjects the service may subscribe to.
+    pub subscribe: Vec<String>,
+}
+
+impl Permissions {
+    /// What a service with `bus`'s catalog and these NATS options needs.
+    pub fn for_bus(bus: &events::Bus, options: &NatsOptions) -> Permissions {
+        let (prefix, stream) = (&options.prefix, &options.stream);
+        let mut publish: Vec<String> = bus
+            .events()
+            .iter()
+            .map(|e| e.name())
+            .filter(|name| !options.local.contains(name))
+            .map(|name| format!("{prefix}.{name}"))
+            .collect();
+        publish.sort_unstable();
+        publish.dedup();
+        publish.push(format!("{prefix}-dlq.>"));
+        publish.push("$JS.API.INFO".into());
+        for s in [stream.clone(), format!("{stream}_DLQ")] {
+            publish.push(format!("$JS.API.STREAM.*.{s}"));
+            publish.push(format!("$JS.API.STREAM.MSG.GET.{s}"));
+            publish.push(format!("$JS.API.DIRECT.GET.{s}.>"));
+            publish.push(format!("$JS.API.CONSUMER.*.{s}"));
+            publish.push(format!("$JS.API.CONSUMER.*.{s}.>"));
+            publish.push(format!("$JS.API.CONSUMER.MSG.NEXT.{s}.>"));
+            publish.push(format!("$JS.API.CONSUMER.DURABLE.CREATE.{s}.>"));
+            publish.push(format!("$JS.ACK.{s}.>"));
+        }
+        Permissions {
+            publish,
+            subscribe: vec!["_INBOX.>".into()],
+        }
+    }
+
+    /// A nats-server `authorization.users` entry for `user` with these permissions;
+    /// `password` is written as given (a literal, or `$VARIABLE` for the server to read
+    /// from its environment).
+    pub fn user(&self, user: &str, password: &str) -> String {
+        let quote = |s: &str| serde_json::Value::from(s).to_string();
+        format!(
+            "{{ user: {}, password: {}, permissions: {self} }}",
+            quote(user),
+            if password.starts_with('$') {
+                password.to_owned()
+            } else {
+                quote(password)
+            }
+        )
+    }
+}
+
+/// The `permissions` block of a nats-server configuration.
+impl std::fmt::Display for Permissions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |subjects: &[String]| {
+            subjects
+                .iter()
+                .map(|s| serde_json::Value::from(s.as_str()).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        write!(
+            f,
+            "{{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }} }}",
+            list(&self.publish),
+            list(&self.subscribe)
+        )
+    }
+}

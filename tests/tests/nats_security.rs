@@ -258,3 +258,78 @@ async fn a_verified_principal_is_still_checked_against_the_access_rules() {
     );
     assert!(ORDERS.lock().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_server_permissions_let_a_service_do_its_work_and_nothing_else() {
+    let _g = SERIAL.lock().await;
+    ORDERS.lock().unwrap().clear();
+    let options = || {
+        NatsOptions::new("s3")
+            .memory_storage()
+            .local::<Audit>()
+            .user_and_password("checkout", "pw")
+    };
+    let catalog = Bus::builder()
+        .scope("nats_security::handlers")
+        .build()
+        .unwrap();
+    let permissions = events::nats::Permissions::for_bus(&catalog, &options());
+    assert!(permissions.publish.contains(&"s3.sec.order".to_owned()));
+    assert!(!permissions.publish.iter().any(|s| s.contains("sec.audit")));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "authorization {{ users = [ {}, {{ user: \"admin\", password: \"admin\" }} ] }}\n",
+            permissions.user("checkout", "pw")
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("server.log");
+    let server = Server::start_with(&["-c", config.to_str().unwrap(), "-l", log.to_str().unwrap()]);
+
+    // The service, as `checkout`, creates its streams, publishes, consumes and acks.
+    let bus = Bus::builder()
+        .scope("nats_security::handlers")
+        .transport(Nats::connect(&server.url(), options()).await.unwrap())
+        .build()
+        .unwrap();
+    let _consumers = bus.consume().await.unwrap();
+    bus.publish(Order { order_id: 3 }).await.unwrap();
+    until("the order", || !ORDERS.lock().unwrap().is_empty()).await;
+    assert_eq!(ORDERS.lock().unwrap()[0].0, 3);
+
+    // As `checkout`, the broker refuses a subject outside its permissions.
+    let as_checkout =
+        async_nats::ConnectOptions::with_user_and_password("checkout".into(), "pw".into())
+            .connect(server.url())
+            .await
+            .unwrap();
+    let js = async_nats::jetstream::new(as_checkout);
+    let refused = match js.publish("s3.sec.audit", "{}".into()).await {
+        Ok(ack) => ack.await.err().map(|e| e.to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    assert!(
+        refused.is_some(),
+        "the broker took a publish outside the permissions"
+    );
+    // The same publish as `admin` is taken: the refusal is the permissions'.
+    let admin = async_nats::ConnectOptions::with_user_and_password("admin".into(), "admin".into())
+        .connect(server.url())
+        .await
+        .unwrap();
+    async_nats::jetstream::new(admin)
+        .publish("s3.sec.audit", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // The server logged one violation: the refused publish; the service's own work needed
+    // nothing outside its permissions.
+    let log = std::fs::read_to_string(&log).unwrap();
+    let violations: Vec<&str> = log.lines().filter(|l| l.contains("Violation")).collect();
+    assert_eq!(violations.len(), 1, "{violations:#?}");
+    assert!(violations[0].contains("s3.sec.audit"), "{violations:#?}");
+}
