@@ -14,6 +14,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod aggregate;
+#[cfg(feature = "macros")]
+pub mod audit;
 mod bus;
 pub mod compat;
 mod context;

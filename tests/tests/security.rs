@@ -340,3 +340,109 @@ async fn rate_limits_per_principal_and_per_event_say_when_to_retry() {
     assert_eq!(snapshot.events["pay.refunded"].refused, 3);
     assert_eq!(snapshot.invalid_inputs, 0);
 }
+
+#[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "pay.failing")]
+struct Failing {
+    n: u64,
+}
+
+#[handler]
+fn always_fails(_: &Failing) -> Result<(), events::HandlerError> {
+    Err(events::HandlerError::permanent("no"))
+}
+
+static AUDITED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Audit records are events: a handler takes them like any other.
+#[handler]
+fn on_refused(ev: &events::audit::Refused) {
+    AUDITED
+        .lock()
+        .unwrap()
+        .push(format!("{} {} {}", ev.principal, ev.reason, ev.suppressed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn refusals_dead_letter_actions_and_replays_are_recorded_as_events() {
+    let _g = LOCK.lock().await;
+    seen();
+    AUDITED.lock().unwrap().clear();
+    let bus = Bus::builder()
+        .scope(module_path!())
+        .access(rules().allow("billing", "pay.failing"))
+        .store(MemoryStore::new())
+        .audit(true)
+        .no_retries()
+        .build()
+        .unwrap();
+    let web = Principal::new("web").unwrap();
+    // 150 refusals at once: 100 are recorded, then the next record counts the others.
+    for _ in 0..150 {
+        bus.ingress(&web)
+            .publish_json("pay.captured", 1, br#"{"cents":1}"#, PublishOptions::new())
+            .await
+            .unwrap_err();
+    }
+    tokio::time::advance(Duration::from_secs(1)).await;
+    bus.publish_json("pay.refunded", 1, br#"{"cents":1}"#, PublishOptions::new())
+        .await
+        .unwrap_err();
+    events_tests::until("the refusal records", || {
+        AUDITED.lock().unwrap().len() == 101
+    })
+    .await;
+    let audited = AUDITED.lock().unwrap().clone();
+    assert_eq!(audited[0], "web forbidden 0");
+    assert_eq!(audited[100], "anonymous forbidden 50");
+
+    // A dead letter retried, then discarded; a replay.
+    bus.publish(Failing { n: 1 }).await.unwrap();
+    let letter = bus.dead_letters().list(&events::DeadLetterFilter::all())[0].id;
+    assert!(bus.dead_letters().retry(letter).await);
+    assert_eq!(
+        bus.dead_letters().discard(&events::DeadLetterFilter::all()),
+        1
+    );
+    bus.replay(StoreQuery::all().name("pay.failing").unwrap())
+        .await
+        .unwrap();
+
+    let stored = || {
+        bus.store()
+            .unwrap()
+            .query(&StoreQuery::all().name("events.audit.>").unwrap())
+            .unwrap()
+    };
+    events_tests::until("the audit records", || stored().len() == 104).await;
+    let records = stored();
+    let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| **n == "events.audit.refused")
+            .count(),
+        101
+    );
+    let tail: Vec<&str> = names[101..].to_vec();
+    assert_eq!(
+        tail,
+        [
+            "events.audit.dead_letter_retried",
+            "events.audit.dead_letters_discarded",
+            "events.audit.replayed"
+        ]
+    );
+    let refused = records[0].payload_json().unwrap();
+    assert_eq!(refused["principal"], "web");
+    assert_eq!(refused["event"], "pay.captured");
+    assert_eq!(
+        refused["message"],
+        "principal `web` may not publish `pay.captured`"
+    );
+    let retried = records[101].payload_json().unwrap();
+    assert_eq!(retried["handler"], "security::always_fails");
+    assert_eq!(retried["event"], "pay.failing");
+    let replayed = records[103].payload_json().unwrap();
+    assert_eq!(replayed["events"], 1);
+}

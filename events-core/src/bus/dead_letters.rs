@@ -172,16 +172,29 @@ impl DeadLetters<'_> {
 
     /// Removes the dead letters `filter` selects; how many there were.
     pub fn discard(&self, filter: &DeadLetterFilter) -> usize {
+        let mut discarded = Vec::new();
         let mut letters = self.bus.inner.dead_letters.lock();
-        let before = letters.len();
         letters.retain(|d| {
             let discard = filter.matches(d);
             if discard {
                 self.bus.unstore_dead_letter(d.id);
+                discarded.push((
+                    d.id,
+                    d.meta.id(),
+                    d.meta.name().to_owned(),
+                    d.handler.clone(),
+                ));
             }
             !discard
         });
-        before - letters.len()
+        drop(letters);
+        let count = discarded.len();
+        #[cfg(feature = "macros")]
+        if count > 0 {
+            self.bus
+                .audit(crate::audit::DeadLettersDiscarded { letters: discarded });
+        }
+        count
     }
 
     /// Delivers dead letter `id` again, to its handler only, as the next attempt, and
@@ -205,7 +218,16 @@ impl DeadLetters<'_> {
             meta: letter.meta,
             attempt: letter.attempts + 1,
         };
+        #[cfg(feature = "macros")]
+        let record = crate::audit::DeadLetterRetried {
+            letter: id,
+            event_id: ctx.meta.id(),
+            event: ctx.meta.name().to_owned(),
+            handler: letter.handler.clone(),
+        };
         crate::bus::run_one(&slot, &*event, &ctx).await;
+        #[cfg(feature = "macros")]
+        self.bus.audit(record);
         true
     }
 

@@ -818,6 +818,10 @@ impl Bus {
                 }
             }
         }
+        // What the audit record says, when there is one.
+        let asked = self
+            .audits()
+            .then(|| (format!("{query:?}"), only.clone().unwrap_or_default()));
         let selection = Arc::new(Selection {
             only: only.map(|o| o.into_iter().collect()),
         });
@@ -859,6 +863,18 @@ impl Bus {
                 break;
             }
         }
+        #[cfg(feature = "macros")]
+        if let Some((query, only)) = asked {
+            self.audit(crate::audit::Replayed {
+                query,
+                only,
+                events: report.events as u64,
+                deliveries: report.deliveries as u64,
+                failures: report.failures as u64,
+            });
+        }
+        #[cfg(not(feature = "macros"))]
+        let _ = asked;
         Ok(report)
     }
 

@@ -20,6 +20,15 @@ pub(crate) struct TokioClock {
     base: tokio::time::Instant,
 }
 
+impl TokioClock {
+    /// A clock whose zero is now.
+    pub(crate) fn new() -> TokioClock {
+        TokioClock {
+            base: tokio::time::Instant::now(),
+        }
+    }
+}
+
 impl Clock for TokioClock {
     type Instant = Duration;
     fn now(&self) -> Duration {
@@ -57,9 +66,7 @@ impl Guard {
         if rules.is_none() && limits.is_none() {
             return None;
         }
-        let clock = TokioClock {
-            base: tokio::time::Instant::now(),
-        };
+        let clock = TokioClock::new();
         let limits = limits.unwrap_or_default();
         Some(Guard {
             rules,

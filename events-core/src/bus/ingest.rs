@@ -99,6 +99,9 @@ impl Bus {
     #[cold]
     pub(crate) fn invalid(&self, event: Option<&'static str>, error: IngestError) -> IngestError {
         self.inner.observers.invalid(event, &error);
+        if error.is_refusal() {
+            self.audit_refusal(event, &error);
+        }
         error
     }
 }

@@ -1,6 +1,7 @@
 //! The [`Bus`]: built once from the registry, then publishes events to their handlers.
 
 mod aggregates;
+mod audit;
 mod call;
 mod consume;
 mod dead_letters;
@@ -74,6 +75,8 @@ pub(crate) struct Inner {
     pub(crate) ingest_limits: crate::ingest::IngestLimits,
     /// Access rules and rate limits of outside input, if any.
     pub(crate) guard: Option<guard::Guard>,
+    /// Records the bus's own actions as events ([`BusBuilder::audit`]), if asked.
+    pub(crate) auditor: Option<audit::Auditor>,
     /// The responder of each query, kept out of the routes: only `request` calls it.
     pub(crate) responders: HashMap<TypeId, Slot, BuildHasherDefault<TypeIdHasher>>,
     /// How long `request` waits for an answer unless told otherwise.
@@ -378,6 +381,7 @@ pub struct BusBuilder {
     outbox: Option<crate::outbox::OutboxOptions>,
     access: Option<crate::security::AccessRules>,
     rate_limits: Option<crate::security::RateLimits>,
+    audit: bool,
 }
 
 impl Default for BusBuilder {
@@ -403,6 +407,7 @@ impl Default for BusBuilder {
             outbox: None,
             access: None,
             rate_limits: None,
+            audit: false,
         }
     }
 }
@@ -610,6 +615,15 @@ impl BusBuilder {
         self
     }
 
+    /// Records the bus's own security- and operator-relevant actions as events of the
+    /// [`audit`](crate::audit) module (`events.audit.>`): refusals at the entry points,
+    /// dead letters retried or discarded, replays, forgotten data subjects, retention runs.
+    /// They are published like any other event: stored, queried, handled. Off by default.
+    pub fn audit(mut self, on: bool) -> Self {
+        self.audit = on;
+        self
+    }
+
     /// Adds an observer, told about every event's lifecycle (see [`crate::observe`]).
     /// Observers are called in the order they were added.
     pub fn observer(mut self, observer: impl crate::observe::Observer) -> Self {
@@ -809,6 +823,7 @@ impl BusBuilder {
                 catalog,
                 ingest_limits: self.ingest_limits,
                 guard: guard::Guard::new(self.access, self.rate_limits),
+                auditor: self.audit.then(audit::Auditor::new),
                 dead_letters: dead_letters::Queue::new(self.dead_letter_capacity),
                 max_pending_retries: self.max_pending_retries,
                 dynamic: Mutex::new(Vec::new()),

@@ -1,0 +1,103 @@
+//! The bus's own record of what was done to it: refusals at the entry points, dead letters
+//! retried or discarded, replays, forgotten data subjects and retention runs, as events
+//! ([`BusBuilder::audit`](crate::BusBuilder::audit)). They are published like any other
+//! event: stored with the rest, queried by name (`events.audit.>`), handled by
+//! `#[handler]`s, sent to other processes.
+//!
+//! Refusals are recorded at most 100 a second (burst 100): past that, the next record says
+//! how many were left out (`suppressed`), so a flood of hostile input cannot flood the store.
+
+use crate::ids::EventId;
+
+/// A caller was refused at an entry point that takes outside input: no access rule allowed
+/// it, or a rate limit did not.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    crate::Event,
+)]
+#[event(name = "events.audit.refused", crate = crate)]
+pub struct Refused {
+    /// The caller.
+    pub principal: String,
+    /// The event it named, as it sent it (control characters escaped, clipped); empty when
+    /// it named none.
+    pub event: String,
+    /// `forbidden` or `rate_limited`.
+    pub reason: String,
+    /// The refusal's message.
+    pub message: String,
+    /// Refusals left out of the record since the previous one (past 100 a second).
+    pub suppressed: u64,
+}
+
+/// A dead letter was delivered again to its handler.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    crate::Event,
+)]
+#[event(name = "events.audit.dead_letter_retried", crate = crate)]
+pub struct DeadLetterRetried {
+    /// The dead letter's id.
+    pub letter: u64,
+    /// Its event's id.
+    pub event_id: EventId,
+    /// Its event's name.
+    pub event: String,
+    /// The handler it went to.
+    pub handler: String,
+}
+
+/// Dead letters were discarded.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    crate::Event,
+)]
+#[event(name = "events.audit.dead_letters_discarded", crate = crate)]
+pub struct DeadLettersDiscarded {
+    /// The discarded letters: `(letter id, event id, event name, handler)`.
+    pub letters: Vec<(u64, EventId, String, String)>,
+}
+
+/// Stored events were delivered again ([`Bus::replay`](crate::Bus::replay) or a projection's
+/// rebuild).
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    crate::Event,
+)]
+#[event(name = "events.audit.replayed", crate = crate)]
+pub struct Replayed {
+    /// The query, as it reads (`StoreQuery`'s `Debug`).
+    pub query: String,
+    /// The handlers it was limited to; empty for every handler that allows replay.
+    pub only: Vec<String>,
+    /// Events delivered again.
+    pub events: u64,
+    /// Deliveries made.
+    pub deliveries: u64,
+    /// Handler calls that failed.
+    pub failures: u64,
+}
