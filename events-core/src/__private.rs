@@ -130,6 +130,7 @@ pub const fn event_info<E: Event>(
         validator: OnceLock::new(),
         upcast,
         redacted: E::REDACTED,
+        personal: E::PERSONAL,
         publish_value: publish_value::<E>,
     }
 }

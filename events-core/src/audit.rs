@@ -101,3 +101,41 @@ pub struct Replayed {
     /// Handler calls that failed.
     pub failures: u64,
 }
+
+/// A data subject was forgotten ([`Bus::forget`](crate::Bus::forget)).
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    crate::Event,
+)]
+#[event(name = "events.audit.forgotten", crate = crate)]
+pub struct Forgotten {
+    /// The subject's id (control characters escaped, clipped).
+    pub subject: String,
+    /// How many keys were deleted.
+    pub keys: u64,
+}
+
+/// A retention run deleted events ([`Bus::enforce_retention`](crate::Bus::enforce_retention)).
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    crate::Event,
+)]
+#[event(name = "events.audit.retention", crate = crate)]
+pub struct RetentionRun {
+    /// Events deleted, per rule (the rule's pattern).
+    pub deleted: Vec<(String, u64)>,
+    /// Dead letters deleted.
+    pub dead_letters: u64,
+}

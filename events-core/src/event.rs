@@ -62,6 +62,14 @@ pub trait Event: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'stat
     /// The JSON keys of the `#[event(redact)]` fields: kept out of `Debug`, logs and dumps
     /// (see [`Payload::to_redacted_json`]).
     const REDACTED: &'static [&'static str] = &[];
+    /// Whether it holds [`Personal`](crate::personal::Personal) data (set by the derive).
+    const PERSONAL: bool = false;
+
+    /// The data subject its personal data is about: the `#[event(subject)]` field, as text
+    /// (see [`personal`](crate::personal)). `None` when it names none.
+    fn data_subject(&self) -> Option<String> {
+        None
+    }
 
     /// The catalog entry of this event.
     fn info() -> &'static EventInfo;
@@ -186,6 +194,8 @@ pub struct EventInfo {
     pub(crate) upcast: Option<UpcastInfo>,
     /// The JSON keys of the `#[event(redact)]` fields.
     pub(crate) redacted: &'static [&'static str],
+    /// Whether it holds personal data.
+    pub(crate) personal: bool,
 }
 
 /// Deserializes a checked payload as its type and publishes it on the typed path, without a
@@ -243,6 +253,10 @@ impl EventInfo {
     /// The JSON keys of its `#[event(redact)]` fields.
     pub fn redacted_fields(&self) -> &'static [&'static str] {
         self.redacted
+    }
+    /// Whether the type holds [`Personal`](crate::personal::Personal) data.
+    pub fn has_personal_data(&self) -> bool {
+        self.personal
     }
     /// The previous version this one is upcast from (`#[event(upcast_from = ..)]`).
     pub fn upcast_from(&self) -> Option<&'static EventInfo> {
@@ -306,13 +320,18 @@ pub trait Payload: Any + Send + Sync {
     fn to_json_text(&self) -> Result<String, serde_json::Error> {
         self.to_json().map(|v| v.to_string())
     }
-    /// The payload as JSON with every `#[event(redact)]` field replaced by `"[redacted]"`:
-    /// what logs, error reports and dead-letter dumps show. Handlers still get the values.
+    /// The data subject of its personal data ([`Event::data_subject`]).
+    fn data_subject(&self) -> Option<String> {
+        None
+    }
+    /// The payload as JSON with every `#[event(redact)]` field replaced by `"[redacted]"`
+    /// and every [`Personal`](crate::personal::Personal) value by `"[personal]"`: what
+    /// logs, error reports and dead-letter dumps show. Handlers still get the values.
     ///
     /// # Errors
     /// When the type's `Serialize` implementation fails.
     fn to_redacted_json(&self) -> Result<serde_json::Value, serde_json::Error> {
-        let mut json = self.to_json()?;
+        let mut json = crate::personal::shown(|| self.to_json())?;
         if let serde_json::Value::Object(map) = &mut json {
             for key in self.info().redacted {
                 if let Some(v) = map.get_mut(*key) {
@@ -337,6 +356,9 @@ impl<E: Event> Payload for E {
     }
     fn to_json_text(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string(self)
+    }
+    fn data_subject(&self) -> Option<String> {
+        Event::data_subject(self)
     }
     #[inline]
     fn as_any(&self) -> &(dyn Any + Send + Sync) {

@@ -37,6 +37,7 @@ mod options;
 pub mod outbox;
 mod outcome;
 mod pattern;
+pub mod personal;
 mod receipt;
 mod registry;
 pub mod retry;

@@ -131,6 +131,13 @@ const MIGRATIONS: &[&str] = &[
         shape TEXT NOT NULL,
         state TEXT NOT NULL
     );",
+    // 5: the data keys of personal data, one per data subject (deleted by `forget`).
+    "CREATE TABLE subject_keys (
+        subject TEXT PRIMARY KEY,
+        id BYTEA NOT NULL UNIQUE,
+        secret BYTEA NOT NULL,
+        created BIGINT NOT NULL
+    );",
 ];
 
 /// The advisory lock keys: appends, and migrations.
@@ -146,6 +153,7 @@ const MAX_BATCH: usize = 4096;
 pub struct PostgresOptions {
     schema: Option<String>,
     temporary: bool,
+    kms: Option<std::sync::Arc<dyn events::store::Kms>>,
 }
 
 impl PostgresOptions {
@@ -158,6 +166,14 @@ impl PostgresOptions {
     /// hold several stores. Lower-case letters, digits and `_`, not starting with a digit.
     pub fn schema(mut self, name: impl Into<String>) -> PostgresOptions {
         self.schema = Some(name.into());
+        self
+    }
+
+    /// Keeps every data key encrypted by `kms`'s master key (envelope encryption): a copy
+    /// of the database (a backup, a replica, dead tuples not yet vacuumed) holds no usable
+    /// key. Without it (the default), data keys are kept as they are.
+    pub fn kms(mut self, kms: impl events::store::Kms) -> PostgresOptions {
+        self.kms = Some(std::sync::Arc::new(kms));
         self
     }
 
@@ -179,6 +195,8 @@ pub struct PostgresStore {
     /// `"schema".` when the store has a schema of its own: what an application's
     /// transaction prefixes the store's tables with.
     prefix: String,
+    /// Encrypts the data keys it keeps, if given.
+    kms: Option<std::sync::Arc<dyn events::store::Kms>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -312,6 +330,7 @@ impl PostgresStore {
             })
             .map_err(|e| open(e.to_string()))?;
         Ok(PostgresStore {
+            kms: options.kms.clone(),
             prefix: options
                 .schema
                 .as_ref()
@@ -1563,6 +1582,9 @@ impl EventStore for PostgresStore {
         Some(self)
     }
 
+    fn keys(&self) -> Option<&dyn events::store::KeyStore> {
+        Some(self)
+    }
     fn inbox(&self) -> Option<&dyn events::store::Inbox> {
         Some(self)
     }
@@ -1837,5 +1859,107 @@ mod tests {
             redact("postgresql://app:hunter2@db:5432/x"),
             "postgresql://app@db:5432/x"
         );
+    }
+}
+
+impl PostgresStore {
+    fn wrap_secret(&self, secret: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
+        match &self.kms {
+            Some(kms) => kms.wrap(secret).map_err(|e| {
+                StoreError::Backend(format!(
+                    "the KMS refused to wrap a key: {}",
+                    events::text::clip(&e, 200)
+                ))
+            }),
+            None => Ok(secret.to_vec()),
+        }
+    }
+
+    fn unwrap_secret(&self, stored: &[u8]) -> Result<[u8; 32], StoreError> {
+        match &self.kms {
+            Some(kms) => kms.unwrap(stored).map_err(|e| {
+                StoreError::Backend(format!(
+                    "the KMS refused to unwrap a key: {}",
+                    events::text::clip(&e, 200)
+                ))
+            }),
+            None => stored
+                .try_into()
+                .map_err(|_| StoreError::Backend("a stored data key is not 32 bytes".into())),
+        }
+    }
+}
+
+/// The data keys of personal data, in table `subject_keys`, read and written on the
+/// reader's connection (each statement its own transaction). A forgotten key's row is
+/// deleted; PostgreSQL keeps the dead tuple's bytes until the space is reused, and its WAL
+/// and backups keep them longer: give the store a [`Kms`](events::store::Kms)
+/// ([`PostgresOptions::kms`]) to make a forgotten key unusable everywhere.
+impl events::store::KeyStore for PostgresStore {
+    fn key_for(&self, subject: &str) -> Result<events::personal::DataKey, StoreError> {
+        let fresh = events::personal::DataKey::generate()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let wrapped = self.wrap_secret(&fresh.secret)?;
+        let subject = subject.to_owned();
+        let (id, secret): (Vec<u8>, Vec<u8>) = self.read_with(move |client| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            // Insert unless there is one, then read what is kept: two racing callers get
+            // the same key.
+            client
+                .execute(
+                    "INSERT INTO subject_keys (subject, id, secret, created) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (subject) DO NOTHING",
+                    &[&subject, &&fresh.id.0[..], &wrapped, &now],
+                )
+                .map_err(backend)?;
+            let row = client
+                .query_one(
+                    "SELECT id, secret FROM subject_keys WHERE subject = $1",
+                    &[&subject],
+                )
+                .map_err(backend)?;
+            Ok((row.get(0), row.get(1)))
+        })?;
+        let id: [u8; 16] = id
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Backend("a stored key id is not 16 bytes".into()))?;
+        Ok(events::personal::DataKey {
+            id: events::personal::KeyId(id),
+            secret: self.unwrap_secret(&secret)?,
+        })
+    }
+
+    fn key(
+        &self,
+        id: &events::personal::KeyId,
+    ) -> Result<Option<events::personal::DataKey>, StoreError> {
+        let wanted = id.0.to_vec();
+        let stored: Option<Vec<u8>> = self.read_with(move |client| {
+            client
+                .query_opt("SELECT secret FROM subject_keys WHERE id = $1", &[&wanted])
+                .map(|row| row.map(|r| r.get(0)))
+                .map_err(backend)
+        })?;
+        stored
+            .map(|s| {
+                Ok(events::personal::DataKey {
+                    id: *id,
+                    secret: self.unwrap_secret(&s)?,
+                })
+            })
+            .transpose()
+    }
+
+    fn forget(&self, subject: &str) -> Result<usize, StoreError> {
+        let subject = subject.to_owned();
+        self.read_with(move |client| {
+            client
+                .execute("DELETE FROM subject_keys WHERE subject = $1", &[&subject])
+                .map(|n| n as usize)
+                .map_err(backend)
+        })
     }
 }

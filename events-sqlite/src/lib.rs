@@ -52,6 +52,7 @@ pub struct SqliteOptions {
     quick_check: bool,
     accept_lost_tail: bool,
     max_dead_letters: u64,
+    kms: Option<std::sync::Arc<dyn events::store::Kms>>,
 }
 
 impl SqliteOptions {
@@ -66,7 +67,15 @@ impl SqliteOptions {
             quick_check: false,
             accept_lost_tail: false,
             max_dead_letters: SqliteOptions::DEFAULT_MAX_DEAD_LETTERS,
+            kms: None,
         }
+    }
+    /// Keeps every data key encrypted by `kms`'s master key (envelope encryption): a copy
+    /// of the file holds no usable key. Without it (the default), data keys are kept as they
+    /// are, in the same file as the data they seal.
+    pub fn kms(mut self, kms: impl events::store::Kms) -> SqliteOptions {
+        self.kms = Some(std::sync::Arc::new(kms));
+        self
     }
     /// How hard SQLite works to make a commit survive.
     pub fn synchronous(mut self, synchronous: Synchronous) -> SqliteOptions {
@@ -178,6 +187,13 @@ const MIGRATIONS: &[&str] = &[
         shape TEXT NOT NULL,
         state TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 5: the data keys of personal data, one per data subject (deleted by `forget`).
+    "CREATE TABLE subject_keys (
+        subject TEXT PRIMARY KEY,
+        id BLOB NOT NULL UNIQUE,
+        secret BLOB NOT NULL,
+        created INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The most writes one transaction takes: a bound on one commit's latency.
@@ -209,6 +225,123 @@ pub struct SqliteStore {
     writer: Mutex<Option<mpsc::Sender<Command>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     reader: Mutex<Connection>,
+    keys: SqliteKeys,
+}
+
+/// The store's data keys ([`EventStore::keys`]): a connection of their own, with
+/// `secure_delete` on, so that a forgotten key's bytes are overwritten in the file, and a
+/// WAL checkpoint after each `forget`, so that no earlier copy stays in the log.
+struct SqliteKeys {
+    conn: Mutex<Connection>,
+    kms: Option<std::sync::Arc<dyn events::store::Kms>>,
+}
+
+impl SqliteKeys {
+    fn wrap(&self, secret: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
+        match &self.kms {
+            Some(kms) => kms.wrap(secret).map_err(|e| {
+                StoreError::Backend(format!(
+                    "the KMS refused to wrap a key: {}",
+                    events::text::clip(&e, 200)
+                ))
+            }),
+            None => Ok(secret.to_vec()),
+        }
+    }
+
+    fn unwrap_secret(&self, stored: &[u8]) -> Result<[u8; 32], StoreError> {
+        match &self.kms {
+            Some(kms) => kms.unwrap(stored).map_err(|e| {
+                StoreError::Backend(format!(
+                    "the KMS refused to unwrap a key: {}",
+                    events::text::clip(&e, 200)
+                ))
+            }),
+            None => stored
+                .try_into()
+                .map_err(|_| StoreError::Backend("a stored data key is not 32 bytes".into())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl events::store::KeyStore for SqliteKeys {
+    fn key_for(&self, subject: &str) -> Result<events::personal::DataKey, StoreError> {
+        let conn = self.lock();
+        let read = |conn: &Connection| {
+            conn.query_row(
+                "SELECT id, secret FROM subject_keys WHERE subject = ?1",
+                [subject],
+                |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()
+            .map_err(backend)
+        };
+        let found = match read(&conn)? {
+            Some(found) => found,
+            None => {
+                let key = events::personal::DataKey::generate()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                conn.execute(
+                    "INSERT INTO subject_keys (subject, id, secret, created) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (subject) DO NOTHING",
+                    rusqlite::params![subject, &key.id.0[..], self.wrap(&key.secret)?, now],
+                )
+                .map_err(backend)?;
+                read(&conn)?
+                    .ok_or_else(|| StoreError::Backend("a new data key was not kept".into()))?
+            }
+        };
+        let id: [u8; 16] = found
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Backend("a stored key id is not 16 bytes".into()))?;
+        Ok(events::personal::DataKey {
+            id: events::personal::KeyId(id),
+            secret: self.unwrap_secret(&found.1)?,
+        })
+    }
+
+    fn key(
+        &self,
+        id: &events::personal::KeyId,
+    ) -> Result<Option<events::personal::DataKey>, StoreError> {
+        let stored: Option<Vec<u8>> = self
+            .lock()
+            .query_row(
+                "SELECT secret FROM subject_keys WHERE id = ?1",
+                [&id.0[..]],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        stored
+            .map(|s| {
+                Ok(events::personal::DataKey {
+                    id: *id,
+                    secret: self.unwrap_secret(&s)?,
+                })
+            })
+            .transpose()
+    }
+
+    fn forget(&self, subject: &str) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        let n = conn
+            .execute("DELETE FROM subject_keys WHERE subject = ?1", [subject])
+            .map_err(backend)?;
+        // The log may hold the page as it was: copy the overwritten page into the file
+        // and truncate the log. A reader in the way leaves it for the next checkpoint.
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        Ok(n)
+    }
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -311,6 +444,15 @@ impl SqliteStore {
         reader
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(opening)?;
+        let keys = Connection::open(&path).map_err(opening)?;
+        keys.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(opening)?;
+        keys.pragma_update(None, "secure_delete", "ON")
+            .map_err(opening)?;
+        let keys = SqliteKeys {
+            conn: Mutex::new(keys),
+            kms: options.kms.clone(),
+        };
         let (tx, rx) = mpsc::channel();
         let max_dead_letters = options.max_dead_letters;
         let thread = std::thread::Builder::new()
@@ -322,6 +464,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             reader: Mutex::new(reader),
+            keys,
         })
     }
 
@@ -1345,6 +1488,9 @@ impl EventStore for SqliteStore {
         Some(self)
     }
 
+    fn keys(&self) -> Option<&dyn events::store::KeyStore> {
+        Some(&self.keys)
+    }
     fn inbox(&self) -> Option<&dyn events::store::Inbox> {
         Some(self)
     }

@@ -40,14 +40,18 @@ impl Bus {
         self.inner.auditor.is_some()
     }
 
-    /// Publishes an audit record: queued inside a runtime (never waits), published on the
-    /// caller's thread outside one. A record that cannot be published is logged.
+    /// Publishes an audit record: on the caller's thread, stored before the action returns
+    /// (synchronous handlers run; async ones get it through recovery when durable), or,
+    /// on a bus with a transport inside a runtime, queued (never waiting on the network). A
+    /// record that cannot be published is logged.
     #[cfg(feature = "macros")]
     pub(crate) fn audit<E: crate::Event>(&self, record: E) {
         if !self.audits() {
             return;
         }
-        let result = if tokio::runtime::Handle::try_current().is_ok() {
+        let queued =
+            self.inner.transport.is_some() && tokio::runtime::Handle::try_current().is_ok();
+        let result = if queued {
             self.try_emit(record).map(|_| ())
         } else {
             self.publish_blocking(record).map(|_| ())

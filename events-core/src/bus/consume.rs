@@ -109,12 +109,16 @@ impl Bus {
         typed: Option<&'static EventInfo>,
     ) -> Result<(Box<AnyEvent>, &'static EventInfo, crate::PublishOptions), String> {
         let attributes = delivery.attributes()?;
+        // Sealed personal data from another process of the service is opened with the
+        // shared key store (a subject forgotten there reads as forgotten).
         let (event, options) = self
-            .decode_cloudevent_parts(
-                delivery.principal().unwrap_or(super::anonymous()),
-                attributes,
-                delivery.body(),
-            )
+            .unsealed(|| {
+                self.decode_cloudevent_parts(
+                    delivery.principal().unwrap_or(super::anonymous()),
+                    attributes,
+                    delivery.body(),
+                )
+            })
             .map_err(|e| e.to_string())?;
         // The address says which consumers see the message: it must be the type's own.
         let name = event.info().name;
@@ -240,7 +244,7 @@ async fn handle(
             match crate::retry::fate(&outcome, slot.retry, attempt) {
                 crate::retry::Fate::Retry { after, .. } => Settle::Nak { after },
                 crate::retry::Fate::DeadLetter { error, permanent } => {
-                    let json = event.to_json().unwrap_or_else(|e| {
+                    let json = bus.sealed_json(&*event).unwrap_or_else(|e| {
                         serde_json::Value::String(format!("unserializable: {e}"))
                     });
                     let settle = terminate(slot, &error);

@@ -208,7 +208,10 @@ impl DeadLetters<'_> {
         let Some(slot) = self.bus.slot_for(letter.meta.info(), &letter.handler) else {
             return false;
         };
-        let Ok(event) = (letter.meta.info().decode)(letter.payload.clone(), true) else {
+        let decoded = self
+            .bus
+            .unsealed(|| (letter.meta.info().decode)(letter.payload.clone(), true));
+        let Ok(event) = decoded else {
             return false;
         };
         self.bus.inner.dead_letters.lock().retain(|d| d.id != id);

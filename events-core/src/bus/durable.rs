@@ -124,11 +124,12 @@ impl Selection {
 /// Serializes the payload and hands the record to the store.
 #[inline(never)]
 fn begin_append<'a>(
+    bus: &Bus,
     store: &'a dyn EventStore,
     event: &AnyEvent,
     meta: &Meta,
 ) -> crate::store::StoreFuture<'a, u64> {
-    match event.to_json_text() {
+    match bus.sealed_text(event) {
         Ok(payload) => store.append(StoredEvent::of(meta, payload)),
         Err(e) => Box::pin(std::future::ready(Err(StoreError::Backend(format!(
             "the payload cannot be serialized: {e}"
@@ -187,7 +188,7 @@ impl Bus {
         meta: &Meta,
     ) -> Result<u64, PublishError> {
         let name = meta.name();
-        match begin_append(store, event, meta).await {
+        match begin_append(self, store, event, meta).await {
             Ok(sequence) => Ok(sequence),
             Err(source) => Err(self.refused(name, PublishError::Store { name, source })),
         }
@@ -212,7 +213,7 @@ impl Bus {
                 return Ok(Some(sequence));
             }
             if let Some(store) = &self.inner.store {
-                let sequence = match begin_append(&**store, event, meta).await {
+                let sequence = match begin_append(self, &**store, event, meta).await {
                     Ok(sequence) => sequence,
                     // A remote event published again with its id after `Unconfirmed`: the
                     // store has it, and the broker stores the send once.
@@ -318,7 +319,11 @@ impl Bus {
                     .enumerate()
                     .filter(|(_, (_, s))| s.is_ok())
                     .map(|(i, ((event, ctx), _))| {
-                        (i, crate::transport::Outgoing::new(event, &ctx.meta))
+                        (
+                            i,
+                            crate::transport::Outgoing::new(event, &ctx.meta)
+                                .sealed_with(self.sealing_key(event).ok().flatten()),
+                        )
                     })
                     .unzip();
                 let results = transport.send_batch(messages).await;
@@ -368,7 +373,7 @@ impl Bus {
     ) -> Option<Result<crate::store::StoreFuture<'a, u64>, PublishError>> {
         let store = self.inner.store.as_deref()?;
         let name = meta.name();
-        let payload = match event.to_json_text() {
+        let payload = match self.sealed_text(event) {
             Ok(payload) => payload,
             Err(e) => {
                 let source = StoreError::Backend(format!("the payload cannot be serialized: {e}"));
@@ -416,7 +421,7 @@ impl Bus {
         let Some(outbox) = store.outbox() else {
             return Err(refused(StoreError::Closed));
         };
-        let payload = event.to_json_text().map_err(|e| {
+        let payload = self.sealed_text(event).map_err(|e| {
             refused(StoreError::Backend(format!(
                 "the payload cannot be serialized: {e}"
             )))
@@ -458,7 +463,8 @@ impl Bus {
                     reason: "the bus has no transport".into(),
                 });
             };
-            let message = crate::transport::Outgoing::new(event, meta);
+            let message = crate::transport::Outgoing::new(event, meta)
+                .sealed_with(self.sealing_key(event).ok().flatten());
             transport
                 .send(message)
                 .await
@@ -616,7 +622,7 @@ impl Bus {
             .find(&stored.name, stored.version)
             .map_err(|e| e.to_string())?;
         let json = stored.payload_json().map_err(|e| e.to_string())?;
-        let event = (info.decode)(json, true).map_err(|e| {
+        let event = self.unsealed(|| (info.decode)(json, true)).map_err(|e| {
             format!(
                 "stored `{}` v{} does not deserialize: {e}",
                 stored.name, stored.version

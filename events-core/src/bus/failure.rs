@@ -77,8 +77,10 @@ pub(super) fn settle_failure(
     };
     if let Some(Fate::DeadLetter { error, permanent }) = crate::retry::dead_letter(&outcome) {
         if !matches!(slot.target, Target::Upcast { .. }) {
-            let json = payload
-                .to_json()
+            // Sealed: a dead letter is kept, and may be stored.
+            let json = ctx
+                .bus
+                .sealed_json(payload)
                 .unwrap_or_else(|e| serde_json::Value::String(format!("unserializable: {e}")));
             ctx.bus
                 .dead_letter(ctx, slot.name(), json, error, permanent);

@@ -12,6 +12,7 @@ mod guard;
 mod ingest;
 mod lifecycle;
 mod outbox;
+mod personal;
 mod projection;
 mod queue;
 mod request;
@@ -77,6 +78,8 @@ pub(crate) struct Inner {
     pub(crate) guard: Option<guard::Guard>,
     /// Records the bus's own actions as events ([`BusBuilder::audit`]), if asked.
     pub(crate) auditor: Option<audit::Auditor>,
+    /// The data keys of personal data, if the bus keeps any.
+    pub(crate) keys: Option<Arc<personal::Keys>>,
     /// The responder of each query, kept out of the routes: only `request` calls it.
     pub(crate) responders: HashMap<TypeId, Slot, BuildHasherDefault<TypeIdHasher>>,
     /// How long `request` waits for an answer unless told otherwise.
@@ -382,6 +385,7 @@ pub struct BusBuilder {
     access: Option<crate::security::AccessRules>,
     rate_limits: Option<crate::security::RateLimits>,
     audit: bool,
+    keys: Option<Arc<dyn crate::store::KeyStore>>,
 }
 
 impl Default for BusBuilder {
@@ -408,6 +412,7 @@ impl Default for BusBuilder {
             access: None,
             rate_limits: None,
             audit: false,
+            keys: None,
         }
     }
 }
@@ -624,6 +629,13 @@ impl BusBuilder {
         self
     }
 
+    /// Where the data keys of [`Personal`](crate::personal::Personal) values are kept,
+    /// instead of the store's own key store: a key management service, a vault.
+    pub fn keys(mut self, keys: impl crate::store::KeyStore) -> Self {
+        self.keys = Some(Arc::new(keys));
+        self
+    }
+
     /// Adds an observer, told about every event's lifecycle (see [`crate::observe`]).
     /// Observers are called in the order they were added.
     pub fn observer(mut self, observer: impl crate::observe::Observer) -> Self {
@@ -669,6 +681,22 @@ impl BusBuilder {
             .chain(self.rate_limits.iter().flat_map(|r| r.problems()))
         {
             problems.push(crate::registry::Problem::Security { reason });
+        }
+        let has_keys =
+            self.keys.is_some() || self.store.as_ref().is_some_and(|s| s.keys().is_some());
+        if let (Some(transport), false) = (&self.transport, has_keys) {
+            for info in registry.events.iter().filter(|e| e.personal) {
+                if !transport.is_local(info.name) {
+                    problems.push(crate::registry::Problem::Security {
+                        reason: format!(
+                            "event `{}` holds personal data and leaves the process, and the bus \
+                             keeps no keys to seal it with: give it a store that keeps keys \
+                             (SQLite, PostgreSQL) or `BusBuilder::keys`",
+                            info.name
+                        ),
+                    });
+                }
+            }
         }
         let runtime = tokio::runtime::Handle::try_current().ok();
         if self.outbox.is_some() {
@@ -824,6 +852,7 @@ impl BusBuilder {
                 ingest_limits: self.ingest_limits,
                 guard: guard::Guard::new(self.access, self.rate_limits),
                 auditor: self.audit.then(audit::Auditor::new),
+                keys: personal::Keys::new(self.keys, self.store.as_ref()),
                 dead_letters: dead_letters::Queue::new(self.dead_letter_capacity),
                 max_pending_retries: self.max_pending_retries,
                 dynamic: Mutex::new(Vec::new()),

@@ -132,7 +132,7 @@ impl Staged {
         } else {
             None
         };
-        let payload = event.to_json_text().map_err(|e| {
+        let payload = bus.sealed_text(&*event).map_err(|e| {
             bus.refused(
                 name,
                 PublishError::Store {

@@ -21,6 +21,7 @@ use crate::envelope::EventId;
 pub struct MemoryStore {
     budget: usize,
     state: Mutex<State>,
+    keys: super::MemoryKeys,
 }
 
 #[derive(Default)]
@@ -129,6 +130,7 @@ impl MemoryStore {
                 next: 1,
                 ..State::default()
             }),
+            keys: super::MemoryKeys::new(),
         }
     }
 
@@ -346,6 +348,9 @@ impl EventStore for MemoryStore {
         Some(self)
     }
 
+    fn keys(&self) -> Option<&dyn super::KeyStore> {
+        Some(&self.keys)
+    }
     fn inbox(&self) -> Option<&dyn Inbox> {
         Some(self)
     }

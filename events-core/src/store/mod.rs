@@ -22,6 +22,7 @@
 //!
 //! Implement [`EventStore`] for another backend.
 
+mod keys;
 mod memory;
 mod outbox;
 mod stream;
@@ -34,6 +35,8 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::error::StoreError;
+pub(crate) use keys::check_subject;
+pub use keys::{KeyStore, Kms, MAX_SUBJECT_BYTES, MemoryKeys};
 pub use memory::MemoryStore;
 pub use outbox::{Backlog, Inbox, InboxKey, Outbox, TransactionError};
 pub use stream::{Snapshot, StreamAppend, StreamEvent, StreamLoad, Streams};
@@ -555,6 +558,12 @@ pub trait EventStore: Send + Sync + 'static {
         None
     }
 
+    /// The store's key store, if it keeps one: where the data keys of
+    /// [`Personal`](crate::personal::Personal) values are kept. `None` by default.
+    fn keys(&self) -> Option<&dyn KeyStore> {
+        None
+    }
+
     /// The store's inbox, if it keeps one: what `#[handler(inbox)]` handlers need. `None`
     /// by default.
     fn inbox(&self) -> Option<&dyn Inbox> {
@@ -606,7 +615,7 @@ pub trait EventStore: Send + Sync + 'static {
 pub(crate) const PAGE: usize = 256;
 
 /// A shared store: keep a handle (to query it, or in tests) and give the bus another.
-impl<S: EventStore> EventStore for Arc<S> {
+impl<S: EventStore + ?Sized> EventStore for Arc<S> {
     fn append(&self, event: StoredEvent) -> StoreFuture<'_, u64> {
         (**self).append(event)
     }
@@ -654,6 +663,9 @@ impl<S: EventStore> EventStore for Arc<S> {
     }
     fn inbox(&self) -> Option<&dyn Inbox> {
         (**self).inbox()
+    }
+    fn keys(&self) -> Option<&dyn KeyStore> {
+        (**self).keys()
     }
     fn streams(&self) -> Option<&dyn Streams> {
         (**self).streams()

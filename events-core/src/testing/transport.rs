@@ -110,6 +110,7 @@ macro_rules! probe {
                     validator: std::sync::OnceLock::new(),
                     upcast: None,
                     redacted: &[],
+                    personal: false,
                     publish_value: $ty::publish_value,
                 };
                 &INFO

@@ -196,6 +196,8 @@ impl Sent {
 pub struct Outgoing<'a> {
     body: Body<'a>,
     meta: &'a Meta,
+    /// Seals its personal data (`None`: it has none, or nothing to seal it with).
+    seal: Option<crate::personal::DataKey>,
 }
 
 #[derive(Clone, Copy)]
@@ -219,7 +221,21 @@ impl<'a> Outgoing<'a> {
         Outgoing {
             body: Body::Event(event),
             meta,
+            seal: None,
         }
+    }
+
+    /// The key its personal data is sealed with on the wire.
+    pub(crate) fn sealed_with(mut self, key: Option<crate::personal::DataKey>) -> Outgoing<'a> {
+        self.seal = key;
+        self
+    }
+
+    /// The payload as JSON, its personal data sealed.
+    fn payload(&self, event: &AnyEvent) -> Result<Value, serde_json::Error> {
+        crate::personal::at_rest(self.seal.clone(), crate::personal::NO_KEY, || {
+            event.to_json()
+        })
     }
 
     /// A stored event: its envelope and its payload as JSON text (as the store keeps it;
@@ -228,6 +244,7 @@ impl<'a> Outgoing<'a> {
         Outgoing {
             body: Body::Json(payload),
             meta,
+            seal: None,
         }
     }
 
@@ -263,7 +280,7 @@ impl<'a> Outgoing<'a> {
         let mut ce = crate::wire::attributes(self.meta);
         match self.body {
             Body::Event(event) => {
-                ce.insert("data".into(), event.to_json()?);
+                ce.insert("data".into(), self.payload(event)?);
                 serde_json::to_vec(&Value::Object(ce))
             }
             Body::Json(text) => {
@@ -286,7 +303,7 @@ impl<'a> Outgoing<'a> {
     /// When the payload's `Serialize` implementation fails.
     pub fn data(&self) -> Result<Vec<u8>, serde_json::Error> {
         match self.body {
-            Body::Event(event) => serde_json::to_vec(&event.to_json()?),
+            Body::Event(event) => serde_json::to_vec(&self.payload(event)?),
             Body::Json(text) => Ok(text.as_bytes().to_vec()),
         }
     }

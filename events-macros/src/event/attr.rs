@@ -27,6 +27,10 @@ pub(crate) struct Model {
     pub(crate) upcast_from: Option<syn::Type>,
     /// `#[event(redact)]` fields: `(ident, JSON key)`.
     pub(crate) redacted: Vec<(syn::Ident, String)>,
+    /// The `#[event(subject)]` field.
+    pub(crate) subject: Option<syn::Ident>,
+    /// Whether a field's type mentions `Personal`, or a subject is named.
+    pub(crate) personal: bool,
     pub(crate) krate: syn::Path,
     pub(crate) description: Option<String>,
 }
@@ -41,6 +45,8 @@ impl Model {
             response: None,
             upcast_from: None,
             redacted: Vec::new(),
+            subject: None,
+            personal: false,
             krate: syn::parse_quote!(::events),
             description: doc_string(&input.attrs),
         };

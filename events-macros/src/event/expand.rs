@@ -56,6 +56,21 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
         quote!(const REDACTED: &'static [&'static str] = &[#(#redacted_keys),*];)
     };
     let debug_impl = redacted_debug(input, m);
+    let personal_const = if m.personal {
+        quote!(
+            const PERSONAL: bool = true;
+        )
+    } else {
+        TokenStream::new()
+    };
+    let subject_fn = match &m.subject {
+        Some(field) => quote! {
+            fn data_subject(&self) -> ::core::option::Option<::std::string::String> {
+                ::core::option::Option::Some(::std::string::ToString::to_string(&self.#field))
+            }
+        },
+        None => TokenStream::new(),
+    };
     let description = match &m.description {
         Some(d) => quote!(::core::option::Option::Some(#d)),
         None => quote!(::core::option::Option::None),
@@ -76,6 +91,8 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
                 const KIND: #krate::EventKind = #krate::EventKind::#kind;
                 const PRIORITY: i32 = #priority;
                 #redacted_const
+                #personal_const
+                #subject_fn
 
                 fn info() -> &'static #krate::EventInfo {
                     &__EVENTS_INFO

@@ -13,7 +13,10 @@ pub(crate) fn derive(input: syn::DeriveInput) -> TokenStream {
     let mut cx = Ctxt::default();
     let mut model = attr::Model::parse(&mut cx, &input);
     check_item(&mut cx, &input);
-    model.redacted = redacted_fields(&mut cx, &input);
+    let fields = field_options(&mut cx, &input);
+    model.redacted = fields.redacted;
+    model.subject = fields.subject;
+    model.personal = fields.personal;
     match cx.check() {
         Ok(()) => expand::expand(&input, &model),
         Err(err) => {
@@ -63,23 +66,62 @@ fn check_item(cx: &mut Ctxt, input: &syn::DeriveInput) {
     }
 }
 
-/// `#[event(redact)]` fields of a struct with named fields: `(ident, JSON key)`.
-fn redacted_fields(cx: &mut Ctxt, input: &syn::DeriveInput) -> Vec<(syn::Ident, String)> {
+/// What the fields say: `#[event(redact)]`, `#[event(subject)]`, `Personal<..>` types.
+#[derive(Default)]
+struct Fields {
+    redacted: Vec<(syn::Ident, String)>,
+    subject: Option<syn::Ident>,
+    personal: bool,
+}
+
+/// Whether `ty` mentions `Personal<..>` anywhere (`Option<Personal<String>>` too).
+fn mentions_personal(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Path(p) => p.path.segments.iter().any(|seg| {
+            seg.ident == "Personal"
+                || match &seg.arguments {
+                    syn::PathArguments::AngleBracketed(args) => args.args.iter().any(
+                        |a| matches!(a, syn::GenericArgument::Type(t) if mentions_personal(t)),
+                    ),
+                    _ => false,
+                }
+        }),
+        syn::Type::Array(a) => mentions_personal(&a.elem),
+        syn::Type::Slice(a) => mentions_personal(&a.elem),
+        syn::Type::Tuple(t) => t.elems.iter().any(mentions_personal),
+        syn::Type::Paren(p) => mentions_personal(&p.elem),
+        syn::Type::Group(g) => mentions_personal(&g.elem),
+        _ => false,
+    }
+}
+
+/// The field options of a struct with named fields.
+fn field_options(cx: &mut Ctxt, input: &syn::DeriveInput) -> Fields {
     let syn::Data::Struct(s) = &input.data else {
-        return Vec::new();
+        return Fields::default();
     };
     let mut out = Vec::new();
+    let mut fields = Fields::default();
+    let mut first_personal: Option<&syn::Field> = None;
     for field in &s.fields {
+        if mentions_personal(&field.ty) {
+            first_personal.get_or_insert(field);
+        }
         for a in field.attrs.iter().filter(|a| a.path().is_ident("event")) {
             let mut redact = false;
+            let mut subject = false;
             let res = a.parse_nested_meta(|meta| {
                 if meta.path.is_ident("redact") {
                     redact = true;
                     Ok(())
+                } else if meta.path.is_ident("subject") {
+                    subject = true;
+                    Ok(())
                 } else {
                     Err(meta.error(
-                        "unknown field option; the only one is `#[event(redact)]`, which keeps \
-                         the field's value out of `Debug`, logs and dumps",
+                        "unknown field option; expected `#[event(redact)]`, which keeps the \
+                         field's value out of `Debug`, logs and dumps, or `#[event(subject)]`, \
+                         which names the person the event's `Personal` data is about",
                     ))
                 }
             });
@@ -88,9 +130,28 @@ fn redacted_fields(cx: &mut Ctxt, input: &syn::DeriveInput) -> Vec<(syn::Ident, 
                 continue;
             }
             let Some(ident) = &field.ident else {
-                cx.error(a, "`#[event(redact)]` needs a named field");
+                cx.error(
+                    a,
+                    "`#[event(redact)]` and `#[event(subject)]` need a named field",
+                );
                 continue;
             };
+            if subject {
+                if mentions_personal(&field.ty) {
+                    cx.error(
+                        &field.ty,
+                        "the data subject's id names its key and stays readable: it cannot be \
+                         `Personal`; use a pseudonymous id (a customer number, a UUID)",
+                    );
+                } else if fields.subject.is_some() {
+                    cx.error(
+                        a,
+                        "an event has one data subject: `#[event(subject)]` is given twice",
+                    );
+                } else {
+                    fields.subject = Some(ident.clone());
+                }
+            }
             if redact {
                 let key = serde_rename(&field.attrs)
                     .unwrap_or_else(|| ident.to_string().trim_start_matches("r#").to_owned());
@@ -105,7 +166,17 @@ fn redacted_fields(cx: &mut Ctxt, input: &syn::DeriveInput) -> Vec<(syn::Ident, 
              redacted fields one by one with `#[serde(rename = \"..\")]`",
         );
     }
-    out
+    if let (Some(field), None) = (first_personal, &fields.subject) {
+        cx.error(
+            &field.ty,
+            "this event holds `Personal` data but names no data subject: mark the field that \
+             identifies the person (a customer id) with `#[event(subject)]`; its key encrypts \
+             the data, and `Bus::forget` deletes it",
+        );
+    }
+    fields.personal = first_personal.is_some() || fields.subject.is_some();
+    fields.redacted = out;
+    fields
 }
 
 /// `#[serde(rename = "..")]` on a field.
