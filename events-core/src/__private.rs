@@ -207,9 +207,14 @@ fn publish_value<E: Event>(
 
 /// Deserializes an `E` for the ingest path.
 fn decode_json<E: Event>(
-    value: serde_json::Value,
+    mut value: serde_json::Value,
     whole_floats: bool,
 ) -> Result<Box<crate::AnyEvent>, crate::IngestError> {
+    if !E::REDACTED.is_empty() {
+        // Kept sealed at rest: opened when read back from the store (outside input cannot
+        // hold a sealed field; its schema refused it already).
+        crate::personal::open_fields(&mut value, E::REDACTED);
+    }
     Ok(Box::new(crate::ingest::deserialize_checked::<E>(
         value,
         whole_floats,

@@ -314,6 +314,24 @@ pub(crate) fn without_values(e: &serde_json::Error) -> String {
 /// `E`'s version, else as the older version's type and then along the upcast chain
 /// (`#[event(upcast_from = ..)]`).
 pub(crate) fn decode_as<E: Event>(version: u32, payload: &str) -> Result<E, String> {
+    if version == E::VERSION && !E::REDACTED.is_empty() {
+        // Redacted fields are sealed at rest: opened first.
+        let mut json: serde_json::Value = serde_json::from_str(payload).map_err(|e| {
+            format!(
+                "stored `{}` v{version} is not JSON: {}",
+                E::NAME,
+                without_values(&e)
+            )
+        })?;
+        crate::personal::open_fields(&mut json, E::REDACTED);
+        return serde_json::from_value(json).map_err(|e| {
+            format!(
+                "stored `{}` v{version} does not deserialize: {}",
+                E::NAME,
+                without_values(&e)
+            )
+        });
+    }
     if version == E::VERSION {
         return serde_json::from_str(payload).map_err(|e| {
             format!(

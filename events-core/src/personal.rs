@@ -400,3 +400,53 @@ pub(crate) fn unhex_vec(text: &str) -> Option<Vec<u8>> {
 pub(crate) fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     unhex_vec(text)?.try_into().ok()
 }
+
+/// The subject of the key that seals `#[event(redact)]` fields at rest: reserved (a data
+/// subject may not start with `events:`), so no `forget` can reach it.
+pub(crate) const REDACTION_SUBJECT: &str = "events:redacted";
+
+/// Seals the top-level fields `fields` of `payload` with `key`, each as
+/// `{"$personal": "v1..."}`: how `#[event(redact)]` values are kept at rest.
+pub(crate) fn seal_fields(
+    payload: &mut serde_json::Value,
+    fields: &[&str],
+    key: &DataKey,
+) -> Result<(), String> {
+    let serde_json::Value::Object(map) = payload else {
+        return Ok(());
+    };
+    for field in fields {
+        if let Some(value) = map.get_mut(*field) {
+            let plain = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+            let mut sealed = serde_json::Map::new();
+            sealed.insert(PERSONAL_KEY.into(), key.seal(&plain)?.into());
+            *value = serde_json::Value::Object(sealed);
+        }
+    }
+    Ok(())
+}
+
+/// Opens the sealed top-level fields `fields` of `payload` with this thread's lookup
+/// ([`unsealing`]); a field that cannot be opened is left sealed (and then does not
+/// deserialize: a redacted value is never forgotten, its key cannot be).
+pub(crate) fn open_fields(payload: &mut serde_json::Value, fields: &[&str]) {
+    let serde_json::Value::Object(map) = payload else {
+        return;
+    };
+    for field in fields {
+        let Some(value) = map.get_mut(*field) else {
+            continue;
+        };
+        let opened = match &*value {
+            serde_json::Value::Object(m) if m.len() == 1 => m
+                .get(PERSONAL_KEY)
+                .and_then(serde_json::Value::as_str)
+                .and_then(open)
+                .and_then(|plain| serde_json::from_slice(&plain).ok()),
+            _ => None,
+        };
+        if let Some(opened) = opened {
+            *value = opened;
+        }
+    }
+}

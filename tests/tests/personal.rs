@@ -237,7 +237,9 @@ async fn forgetting_a_subject_on_sqlite() {
     let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crm.db");
-    let open = || -> std::sync::Arc<dyn EventStore> { std::sync::Arc::new(SqliteStore::open(&path).unwrap()) };
+    let open = || -> std::sync::Arc<dyn EventStore> {
+        std::sync::Arc::new(SqliteStore::open(&path).unwrap())
+    };
     forget_one_of_two(open).await;
     // Every byte the store left on disk: the file, its log, its mark.
     for entry in std::fs::read_dir(dir.path()).unwrap() {
@@ -290,5 +292,69 @@ async fn forgetting_a_subject_on_postgres() {
             PostgresOptions::new().schema(&schema).temporary(),
         )
         .unwrap(),
+    );
+}
+
+/// On the wire: sealed by the publisher, opened by a consumer with the shared key store; a
+/// subject forgotten meanwhile reads as forgotten there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_data_travels_sealed_and_is_forgotten_on_the_consumer_too() {
+    use events::nats::{Nats, NatsOptions};
+    use futures_util::StreamExt;
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    take();
+    let server = events_tests::NatsServer::start();
+    let keys = std::sync::Arc::new(events::store::MemoryKeys::new());
+    let nats = || async {
+        Nats::connect(&server.url(), NatsOptions::new("p1").memory_storage())
+            .await
+            .unwrap()
+    };
+    let publisher = Bus::builder()
+        .no_handlers()
+        .keys(std::sync::Arc::clone(&keys))
+        .transport(nats().await)
+        .build()
+        .unwrap();
+    let consumer = Bus::builder()
+        .handler("personal::handlers::crm")
+        .keys(std::sync::Arc::clone(&keys))
+        .transport(nats().await)
+        .build()
+        .unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let mut raw = client
+        .subscribe("p1.crm.customer.registered")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    publisher
+        .publish(customer("ada", "ada@example.com", "Lovelace"))
+        .await
+        .unwrap();
+    publisher
+        .publish(customer("bob", "bob@example.com", "Babbage"))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let message = raw.next().await.unwrap();
+        for plain in &PLAIN[..4] {
+            assert!(
+                !String::from_utf8_lossy(&message.payload).contains(plain),
+                "`{plain}` on the wire in plain text"
+            );
+        }
+        let body = String::from_utf8_lossy(&message.payload).into_owned();
+        assert!(body.contains("\"$personal\":\"v1."), "{body}");
+    }
+    assert_eq!(publisher.forget("ada").unwrap(), 1);
+    let _consumers = consumer.consume().await.unwrap();
+    events_tests::until("both events", || SEEN.lock().unwrap().len() == 2).await;
+    assert_eq!(
+        take(),
+        [
+            "ada <forgotten> <forgotten> 4111-ada-card",
+            "bob bob@example.com Babbage 4111-bob-card"
+        ]
     );
 }

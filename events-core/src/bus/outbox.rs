@@ -264,7 +264,15 @@ async fn round(
     for row in rows {
         match row {
             Ok(stored) => match inner.catalog.find(&stored.name, stored.version) {
-                Ok(info) => events.push((Meta::restore(info, inner.source, &stored), stored)),
+                Ok(info) => {
+                    let mut stored = stored;
+                    if let Some(payload) =
+                        super::personal::wire_payload(inner.keys.as_ref(), info, &stored.payload)
+                    {
+                        stored.payload = payload;
+                    }
+                    events.push((Meta::restore(info, inner.source, &stored), stored));
+                }
                 Err(e) => {
                     stuck += 1;
                     tracing::error!(

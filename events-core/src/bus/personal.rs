@@ -59,7 +59,9 @@ impl Keys {
 
     /// The key of `subject`, made if it has none.
     fn key_for(&self, subject: &str) -> Result<DataKey, StoreError> {
-        crate::store::check_subject(subject).map_err(StoreError::Backend)?;
+        if subject != crate::personal::REDACTION_SUBJECT {
+            check_user_subject(subject)?;
+        }
         {
             let cache = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((key, at)) = cache.get(subject) {
@@ -79,6 +81,7 @@ impl Keys {
     }
 
     fn forget(&self, subject: &str) -> Result<usize, StoreError> {
+        check_user_subject(subject)?;
         let store = self.store().ok_or(StoreError::Closed)?;
         let forgotten = store.forget(subject)?;
         let removed = self
@@ -129,17 +132,31 @@ impl Bus {
     /// with its subject's key. An event that holds personal data but has no subject or no
     /// key store to seal with fails to serialize, and so is never written in plain text.
     pub(crate) fn sealed_text(&self, event: &AnyEvent) -> Result<String, serde_json::Error> {
+        if !event.info().redacted.is_empty() && self.inner.keys.is_some() {
+            return self.sealed_json(event).map(|v| v.to_string());
+        }
         let key = self.sealing_key(event)?;
         crate::personal::at_rest(key, crate::personal::NO_KEY, || event.to_json_text())
     }
 
-    /// [`sealed_text`](Self::sealed_text) as a JSON value.
+    /// [`sealed_text`](Self::sealed_text) as a JSON value. `#[event(redact)]` fields are
+    /// sealed too, with the bus's redaction key, when the bus keeps keys.
     pub(crate) fn sealed_json(
         &self,
         event: &AnyEvent,
     ) -> Result<serde_json::Value, serde_json::Error> {
+        use serde::ser::Error;
         let key = self.sealing_key(event)?;
-        crate::personal::at_rest(key, crate::personal::NO_KEY, || event.to_json())
+        let mut json = crate::personal::at_rest(key, crate::personal::NO_KEY, || event.to_json())?;
+        let redacted = event.info().redacted;
+        if let (false, Some(keys)) = (redacted.is_empty(), &self.inner.keys) {
+            let key = keys
+                .key_for(crate::personal::REDACTION_SUBJECT)
+                .map_err(|e| serde_json::Error::custom(format!("no redaction key: {e}")))?;
+            crate::personal::seal_fields(&mut json, redacted, &key)
+                .map_err(serde_json::Error::custom)?;
+        }
+        Ok(json)
     }
 
     /// The key `event`'s personal data is sealed with, if it has any.
@@ -210,4 +227,33 @@ impl Bus {
             StoreError::Backend(format!("stored `{}` is not a `{}`", stored.name, E::NAME))
         })
     }
+}
+
+/// A data subject named by an event or by `forget`: 1 to 256 bytes, no control character,
+/// not starting with `events:` (reserved for the bus's own keys).
+fn check_user_subject(subject: &str) -> Result<(), StoreError> {
+    crate::store::check_subject(subject).map_err(StoreError::Backend)?;
+    if subject.starts_with("events:") {
+        return Err(StoreError::Backend(
+            "data subjects starting with `events:` are reserved for the bus's own keys".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A stored payload as it goes on the wire: `#[event(redact)]` fields opened (they are
+/// sealed at rest only, and the receiver reads them as the type says), `Personal` values
+/// kept sealed. `None`: as it is.
+pub(crate) fn wire_payload(
+    keys: Option<&Arc<Keys>>,
+    info: &crate::EventInfo,
+    stored: &str,
+) -> Option<String> {
+    let keys = keys.filter(|_| !info.redacted.is_empty())?;
+    let mut json: serde_json::Value = serde_json::from_str(stored).ok()?;
+    let lookup: Arc<dyn KeyLookup> = Arc::clone(keys) as Arc<dyn KeyLookup>;
+    crate::personal::unsealing(&lookup, || {
+        crate::personal::open_fields(&mut json, info.redacted);
+    });
+    Some(json.to_string())
 }

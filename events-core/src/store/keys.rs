@@ -124,3 +124,15 @@ impl std::fmt::Debug for dyn Kms {
         f.write_str("Kms")
     }
 }
+
+impl<K: KeyStore + ?Sized> KeyStore for std::sync::Arc<K> {
+    fn key_for(&self, subject: &str) -> Result<DataKey, StoreError> {
+        (**self).key_for(subject)
+    }
+    fn key(&self, id: &KeyId) -> Result<Option<DataKey>, StoreError> {
+        (**self).key(id)
+    }
+    fn forget(&self, subject: &str) -> Result<usize, StoreError> {
+        (**self).forget(subject)
+    }
+}
