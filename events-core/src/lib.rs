@@ -40,6 +40,7 @@ mod pattern;
 pub mod personal;
 mod receipt;
 mod registry;
+pub mod retention;
 pub mod retry;
 pub mod security;
 pub mod store;

@@ -1585,6 +1585,37 @@ impl EventStore for PostgresStore {
     fn keys(&self) -> Option<&dyn events::store::KeyStore> {
         Some(self)
     }
+
+    fn purge(&self, purge: events::store::Purge) -> StoreFuture<'_, u64> {
+        let result = self.read_with(move |client| {
+            let below = i64::try_from(purge.below).unwrap_or(i64::MAX);
+            let before = time_key(purge.before);
+            let keep = i64::try_from(purge.keep).unwrap_or(i64::MAX);
+            let mut deleted = 0u64;
+            for name in &purge.names {
+                // Never a stream's event, never the newest of the log; with their records.
+                let row = client
+                    .query_one(
+                        "WITH gone AS (
+                           DELETE FROM events
+                           WHERE name = $1 AND stream IS NULL AND sequence < $2 AND time < $3
+                             AND sequence < (SELECT MAX(sequence) FROM events)
+                             AND sequence NOT IN (SELECT sequence FROM events WHERE name = $1
+                                                  ORDER BY sequence DESC LIMIT $4)
+                           RETURNING sequence
+                         ), records AS (
+                           DELETE FROM deliveries WHERE sequence IN (SELECT sequence FROM gone)
+                         )
+                         SELECT COUNT(*) FROM gone",
+                        &[name, &below, &before, &keep],
+                    )
+                    .map_err(backend)?;
+                deleted += row.get::<_, i64>(0) as u64;
+            }
+            Ok(deleted)
+        });
+        Box::pin(std::future::ready(result))
+    }
     fn inbox(&self) -> Option<&dyn events::store::Inbox> {
         Some(self)
     }

@@ -366,6 +366,8 @@ enum Command {
     PutSnapshot(Box<Snapshot>, Reply<()>),
     /// A durable handler's records and checkpoint for an event forgotten.
     Reset(Box<str>, Box<str>, Reply<()>),
+    /// Events deleted by a retention rule.
+    Purge(Box<events::store::Purge>, Reply<u64>),
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -852,7 +854,8 @@ impl Command {
         match self {
             Command::Append(_, reply)
             | Command::AppendOutbox(_, _, reply)
-            | Command::Checkpoint(_, _, reply) => {
+            | Command::Checkpoint(_, _, reply)
+            | Command::Purge(_, reply) => {
                 Some(Answer::Sequence(reply, Err(StoreError::Closed), false))
             }
             Command::Flush(reply)
@@ -917,6 +920,12 @@ fn write_commands(
                 )
                 .and_then(|mut s| s.execute(params![handler, sequence as i64]))
                 .map_err(backend)?;
+            }
+            Command::Purge(purge, reply) => {
+                let result = purge_events(tx, &purge);
+                let rolled_back = rolled_back(tx, &result);
+                answers.push(Answer::Sequence(reply, result, false));
+                rolled_back?;
             }
             Command::Checkpoint(handler, event, reply) => {
                 let result = checkpoint(tx, &handler, &event);
@@ -1002,6 +1011,46 @@ fn write_commands(
 /// I/O error, a trigger's `RAISE(ROLLBACK)`) roll it back; going on would commit each later
 /// write on its own while its caller is told that the batch failed. So the batch stops, and
 /// every write in it fails with this error.
+/// Deletes what a retention rule says, with the deleted events' delivery records: never an
+/// event of a stream, never the newest event (the high-water mark's).
+fn purge_events(
+    tx: &rusqlite::Transaction<'_>,
+    purge: &events::store::Purge,
+) -> Result<u64, StoreError> {
+    let newest: i64 = tx
+        .query_row("SELECT COALESCE(MAX(sequence), 0) FROM events", [], |r| {
+            r.get(0)
+        })
+        .map_err(backend)?;
+    let below = i64::try_from(purge.below).unwrap_or(i64::MAX).min(newest);
+    let before = i64::try_from(purge.before).unwrap_or(i64::MAX);
+    let keep = i64::try_from(purge.keep).unwrap_or(i64::MAX);
+    let mut deleted = 0u64;
+    for name in &purge.names {
+        let sequences: Vec<i64> = tx
+            .prepare_cached(
+                "DELETE FROM events
+                 WHERE name = ?1 AND stream IS NULL AND sequence < ?2 AND time < ?3
+                   AND sequence NOT IN (SELECT sequence FROM events WHERE name = ?1
+                                        ORDER BY sequence DESC LIMIT ?4)
+                 RETURNING sequence",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![name, below, before, keep], |r| r.get(0))?
+                    .collect::<Result<Vec<i64>, _>>()
+            })
+            .map_err(backend)?;
+        let mut forget = tx
+            .prepare_cached("DELETE FROM deliveries WHERE sequence = ?1")
+            .map_err(backend)?;
+        for sequence in &sequences {
+            forget.execute([sequence]).map_err(backend)?;
+        }
+        deleted += sequences.len() as u64;
+    }
+    Ok(deleted)
+}
+
 fn rolled_back<T>(
     tx: &rusqlite::Transaction<'_>,
     result: &Result<T, StoreError>,
@@ -1501,6 +1550,10 @@ impl EventStore for SqliteStore {
 
     fn reset<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, ()> {
         self.ask(|reply| Command::Reset(handler.into(), event.into(), reply))
+    }
+
+    fn purge(&self, purge: events::store::Purge) -> StoreFuture<'_, u64> {
+        self.ask(|reply| Command::Purge(Box::new(purge), reply))
     }
 
     fn lag(&self, handler: &str, event: &str) -> Result<(u64, Option<u64>), StoreError> {

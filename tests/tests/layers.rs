@@ -29,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "dead_letter",
             "outbox",
             "aggregate",
+            "retention",
             "personal",
             "audit",
             "security",

@@ -51,7 +51,7 @@ impl Queue {
         letters.drain(..excess);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DeadLetter>> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DeadLetter>> {
         self.letters.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

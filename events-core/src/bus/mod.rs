@@ -16,6 +16,7 @@ mod personal;
 mod projection;
 mod queue;
 mod request;
+mod retention;
 mod run;
 mod select;
 mod staged;
@@ -80,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) auditor: Option<audit::Auditor>,
     /// The data keys of personal data, if the bus keeps any.
     pub(crate) keys: Option<Arc<personal::Keys>>,
+    /// How long stored events and dead letters are kept, if the bus says.
+    pub(crate) retention: Option<crate::retention::Retention>,
     /// The responder of each query, kept out of the routes: only `request` calls it.
     pub(crate) responders: HashMap<TypeId, Slot, BuildHasherDefault<TypeIdHasher>>,
     /// How long `request` waits for an answer unless told otherwise.
@@ -386,6 +389,7 @@ pub struct BusBuilder {
     rate_limits: Option<crate::security::RateLimits>,
     audit: bool,
     keys: Option<Arc<dyn crate::store::KeyStore>>,
+    retention: Option<crate::retention::Retention>,
 }
 
 impl Default for BusBuilder {
@@ -413,6 +417,7 @@ impl Default for BusBuilder {
             rate_limits: None,
             audit: false,
             keys: None,
+            retention: None,
         }
     }
 }
@@ -636,6 +641,16 @@ impl BusBuilder {
         self
     }
 
+    /// How long the store keeps events and dead letters (see
+    /// [`retention`](crate::retention)): enforced every
+    /// [`Retention::every`](crate::retention::Retention::every) by a background task (when
+    /// the bus is built inside a runtime) and by [`Bus::enforce_retention`]. Without it (the
+    /// default) nothing is ever deleted.
+    pub fn retention(mut self, retention: crate::retention::Retention) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
     /// Adds an observer, told about every event's lifecycle (see [`crate::observe`]).
     /// Observers are called in the order they were added.
     pub fn observer(mut self, observer: impl crate::observe::Observer) -> Self {
@@ -679,6 +694,7 @@ impl BusBuilder {
         }
         for reason in (self.access.iter().flat_map(|a| a.problems()))
             .chain(self.rate_limits.iter().flat_map(|r| r.problems()))
+            .chain(self.retention.iter().flat_map(|r| r.problems()))
         {
             problems.push(crate::registry::Problem::Security { reason });
         }
@@ -853,6 +869,9 @@ impl BusBuilder {
                 guard: guard::Guard::new(self.access, self.rate_limits),
                 auditor: self.audit.then(audit::Auditor::new),
                 keys: personal::Keys::new(self.keys, self.store.as_ref()),
+                retention: self
+                    .retention
+                    .filter(|r| !r.rules.is_empty() || r.dead_letters.is_some()),
                 dead_letters: dead_letters::Queue::new(self.dead_letter_capacity),
                 max_pending_retries: self.max_pending_retries,
                 dynamic: Mutex::new(Vec::new()),
@@ -879,6 +898,7 @@ impl BusBuilder {
         if let Some(runtime) = &runtime {
             outbox::Forwarder::start(&bus, runtime);
         }
+        bus.start_retention();
         Ok(bus)
     }
 }

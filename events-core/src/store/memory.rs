@@ -359,6 +359,47 @@ impl EventStore for MemoryStore {
         Some(self)
     }
 
+    fn purge(&self, purge: super::Purge) -> StoreFuture<'_, u64> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let newest = state.events.back().map_or(0, |e| e.sequence);
+        let mut deleted = 0u64;
+        for name in &purge.names {
+            // The newest `keep` of this name stay.
+            let mut kept = 0u64;
+            let mut doomed = std::collections::HashSet::new();
+            for e in state.events.iter().rev().filter(|e| &e.name == name) {
+                if kept < purge.keep {
+                    kept += 1;
+                    continue;
+                }
+                if e.sequence < purge.below
+                    && e.time < purge.before
+                    && e.sequence != newest
+                    && !e.metadata.contains_key(crate::aggregate::STREAM_KEY)
+                {
+                    doomed.insert(e.sequence);
+                }
+            }
+            let mut bytes = 0;
+            let ids = &mut state.ids;
+            state.events.retain(|e| {
+                let go = doomed.contains(&e.sequence);
+                if go {
+                    bytes += e.size();
+                    ids.remove(&e.id);
+                }
+                !go
+            });
+            state.bytes -= bytes;
+            for done in state.deliveries.values_mut() {
+                done.retain(|s| !doomed.contains(s));
+            }
+            deleted += doomed.len() as u64;
+        }
+        Box::pin(std::future::ready(Ok(deleted)))
+    }
+
     fn reset<'a>(&'a self, handler: &'a str, event: &'a str) -> StoreFuture<'a, ()> {
         let mut state = self.lock();
         let state = &mut *state;

@@ -60,6 +60,36 @@ pub(crate) fn row_sequence(row: &Row) -> Option<u64> {
     }
 }
 
+/// What one retention rule deletes ([`EventStore::purge`]): events named one of `names`,
+/// below sequence `below` (what durable handlers and the outbox are done with), published
+/// before `before` (nanoseconds since the Unix epoch), except the newest `keep` of each
+/// name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Purge {
+    /// The event names.
+    pub names: Vec<String>,
+    /// Only events below this sequence.
+    pub below: u64,
+    /// Only events published before this time.
+    pub before: u64,
+    /// The newest this many events of each name are kept.
+    pub keep: u64,
+}
+
+impl Purge {
+    /// Events named `names` below sequence `below`, published before `before`, but the
+    /// newest `keep` of each name.
+    pub fn new(names: Vec<String>, below: u64, before: u64, keep: u64) -> Purge {
+        Purge {
+            names,
+            below,
+            before,
+            keep,
+        }
+    }
+}
+
 /// One event as a store keeps it: the envelope's fields and the payload as JSON text.
 #[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
@@ -558,6 +588,16 @@ pub trait EventStore: Send + Sync + 'static {
         None
     }
 
+    /// Deletes stored events as a retention rule says ([`Purge`]); how many. Never an
+    /// event of an aggregate's stream, never the newest event of the log (its sequence is
+    /// the store's high-water mark). Not supported by default.
+    fn purge(&self, purge: Purge) -> StoreFuture<'_, u64> {
+        let _ = purge;
+        Box::pin(std::future::ready(Err(StoreError::Backend(
+            "this store cannot delete events (retention)".into(),
+        ))))
+    }
+
     /// The store's key store, if it keeps one: where the data keys of
     /// [`Personal`](crate::personal::Personal) values are kept. `None` by default.
     fn keys(&self) -> Option<&dyn KeyStore> {
@@ -666,6 +706,9 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
     }
     fn keys(&self) -> Option<&dyn KeyStore> {
         (**self).keys()
+    }
+    fn purge(&self, purge: Purge) -> StoreFuture<'_, u64> {
+        (**self).purge(purge)
     }
     fn streams(&self) -> Option<&dyn Streams> {
         (**self).streams()

@@ -84,7 +84,9 @@ pub(crate) fn expand(input: &syn::DeriveInput, m: &Model) -> TokenStream {
             // First, so that a missing or 0.8 `JsonSchema` derive gets the note saying which.
             __events_p::assert_json_schema::<#ident>();
 
+            // Never offered in another type's "is not an event" error.
             #[automatically_derived]
+            #[diagnostic::do_not_recommend]
             impl #krate::Event for #ident {
                 const NAME: &'static str = #name;
                 const VERSION: u32 = #version;

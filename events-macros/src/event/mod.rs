@@ -143,6 +143,7 @@ fn field_options(cx: &mut Ctxt, input: &syn::DeriveInput) -> Fields {
                         "the data subject's id names its key and stays readable: it cannot be \
                          `Personal`; use a pseudonymous id (a customer number, a UUID)",
                     );
+                    fields.subject.get_or_insert_with(|| ident.clone());
                 } else if fields.subject.is_some() {
                     cx.error(
                         a,
