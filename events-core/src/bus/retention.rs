@@ -24,11 +24,14 @@ impl Bus {
         };
         let now = nanos(SystemTime::now());
         // What durable handlers and the outbox still need stays, unless the policy says.
-        let (mut below, mut before_outbox) = (u64::MAX, u64::MAX);
+        // Per event name, the oldest event a durable handler has not finished.
+        let mut unfinished: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        let mut before_outbox = u64::MAX;
         if !retention.delete_undelivered {
             for (info, slot) in &self.inner.durable {
                 if let Some(Ok(first)) = store.undelivered(slot.name(), info.name, 0, 1)?.first() {
-                    below = below.min(first.sequence);
+                    let floor = unfinished.entry(info.name).or_insert(u64::MAX);
+                    *floor = (*floor).min(first.sequence);
                 }
             }
             if let Some(outbox) = store.outbox() {
@@ -38,6 +41,7 @@ impl Bus {
             }
         }
         let mut report = RetentionReport::default();
+        let mut held_back = before_outbox != u64::MAX;
         let mut taken = std::collections::HashSet::new();
         for (pattern, keep) in &retention.rules {
             let mut names: Vec<String> = self
@@ -60,6 +64,13 @@ impl Bus {
                 (None, Some(n)) => (before_outbox, n),
                 (_, n) => (before, n.unwrap_or(0)),
             };
+            let below = names
+                .iter()
+                .filter_map(|n| unfinished.get(n.as_str()))
+                .min()
+                .copied()
+                .unwrap_or(u64::MAX);
+            held_back |= below != u64::MAX;
             let deleted = if names.is_empty() {
                 0
             } else {
@@ -69,7 +80,7 @@ impl Bus {
             };
             report.deleted.push((pattern.clone(), deleted));
         }
-        report.held_back = below != u64::MAX || before_outbox != u64::MAX;
+        report.held_back = held_back;
         if let Some(keep) = retention.dead_letters {
             report.dead_letters = self.expire_dead_letters(keep) as u64;
         }
