@@ -207,3 +207,38 @@ async fn postgres_deletes_by_count_and_keeps_the_newest() {
     bus2.enforce_retention().await.unwrap();
     assert_eq!(names(bus2.store().unwrap(), "ret.job"), [9]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_waiting_in_the_outbox_are_kept() {
+    use events::transport::Loopback;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Loopback::new();
+    broker.set_offline(true);
+    let bus = Bus::builder()
+        .no_handlers()
+        .store(SqliteStore::open(dir.path().join("outbox.db")).unwrap())
+        .transport(broker.clone())
+        .outbox(events::outbox::OutboxOptions::new())
+        .retention(Retention::new().keep("ret.log", Keep::count(0)))
+        .build()
+        .unwrap();
+    for n in 0..3 {
+        bus.publish(Log { n }).await.unwrap();
+    }
+    bus.publish(Job { n: 9 }).await.unwrap();
+    let report = bus.enforce_retention().await.unwrap();
+    assert_eq!(
+        report.deleted,
+        [("ret.log".to_owned(), 0)],
+        "the broker has none yet"
+    );
+    assert!(report.held_back);
+    broker.set_offline(false);
+    events_tests::until("the outbox drained", || broker.len() == 4).await;
+    events_tests::until("the backlog gone", || {
+        bus.outbox().unwrap().unwrap().backlog.events == 0
+    })
+    .await;
+    let report = bus.enforce_retention().await.unwrap();
+    assert_eq!(report.deleted, [("ret.log".to_owned(), 3)]);
+}
