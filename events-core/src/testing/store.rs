@@ -18,7 +18,7 @@ use std::future::Future;
 
 use crate::envelope::{EventId, MetaValue};
 use crate::event::EventKind;
-use crate::store::{EventStore, StoreError, StoreQuery, StoredDeadLetter, StoredEvent};
+use crate::store::{EventStore, Purge, StoreError, StoreQuery, StoredDeadLetter, StoredEvent};
 
 /// Every case's name, in the order the macro declares them.
 pub const CASES: &[&str] = &[
@@ -33,6 +33,8 @@ pub const CASES: &[&str] = &[
     "lag_and_reset_follow_delivery_records",
     "streams_append_at_the_expected_version_only",
     "streams_read_in_order_and_snapshots_round_trip",
+    "keys_are_made_once_and_forgotten",
+    "purge_keeps_what_the_rule_keeps",
 ];
 
 /// Runs one case on a current-thread runtime: the macro's test body.
@@ -444,6 +446,69 @@ pub async fn the_outbox_keeps_entries_until_they_are_forwarded(store: impl Event
     );
 }
 
+/// [`EventStore::keys`]: a subject's key is made once (the same on every call), found by
+/// its id, and gone for good after `forget` (which says how many it deleted).
+pub async fn keys_are_made_once_and_forgotten(store: impl EventStore) {
+    let Some(keys) = store.keys() else {
+        return;
+    };
+    let ada = keys.key_for("ada").expect("key");
+    assert_eq!(
+        keys.key_for("ada").expect("key"),
+        ada,
+        "one key per subject"
+    );
+    let bob = keys.key_for("bob").expect("key");
+    assert_ne!(ada.id, bob.id);
+    assert_ne!(ada.secret, bob.secret);
+    assert_eq!(keys.key(&ada.id).expect("key"), Some(ada));
+    assert_eq!(keys.forget("ada").expect("forget"), 1);
+    assert_eq!(keys.forget("ada").expect("forget"), 0);
+    assert_eq!(keys.key(&ada.id).expect("key"), None, "forgotten");
+    assert_eq!(
+        keys.key(&bob.id).expect("key"),
+        Some(bob),
+        "the other stays"
+    );
+    let again = keys.key_for("ada").expect("key");
+    assert_ne!(again.id, ada.id, "a new key after forgetting");
+}
+
+/// [`EventStore::purge`] deletes the named events below the sequence and before the time,
+/// but the newest `keep` of each name, never the newest event of the log, and with their
+/// delivery records.
+pub async fn purge_keeps_what_the_rule_keeps(store: impl EventStore) {
+    let events: Vec<StoredEvent> = ["a", "a", "b", "a", "a", "a", "b"]
+        .iter()
+        .enumerate()
+        .map(|(n, name)| event(n as u64, name))
+        .collect();
+    let sequences = append_all(&store, &events).await;
+    store.record_delivery("h", sequences[0]);
+    store.flush().await.expect("flush");
+    let purge = |below, before, keep| Purge::new(vec!["a".into()], below, before, keep);
+    // Below sequence 5 and before event 4's time, keeping the newest one: events 0, 1, 3.
+    let deleted = match store.purge(purge(sequences[5], events[4].time, 1)).await {
+        Ok(n) => n,
+        Err(_) => return, // a store without retention
+    };
+    assert_eq!(deleted, 3);
+    let left: Vec<u64> = store
+        .query(&StoreQuery::all())
+        .expect("query")
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(
+        left,
+        [sequences[2], sequences[4], sequences[5], sequences[6]]
+    );
+    // Everything of "b" but the newest event of the log.
+    let all_b = Purge::new(vec!["b".into()], u64::MAX, u64::MAX, 0);
+    assert_eq!(store.purge(all_b).await.expect("purge"), 1);
+    assert_eq!(store.count(&StoreQuery::all()).expect("count"), 3);
+}
+
 /// [`EventStore::lag`] counts what a durable handler has not finished (by record or by
 /// checkpoint) and dates the oldest; [`EventStore::reset`] makes every event of the type
 /// undelivered to it again, and leaves other handlers and event types alone.
@@ -672,6 +737,8 @@ macro_rules! store_conformance {
             lag_and_reset_follow_delivery_records,
             streams_append_at_the_expected_version_only,
             streams_read_in_order_and_snapshots_round_trip,
+            keys_are_made_once_and_forgotten,
+            purge_keeps_what_the_rule_keeps,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
