@@ -46,7 +46,7 @@ fn a_newer_schema_is_refused_and_left_unchanged() {
             err,
             events::store::StoreError::TooNew {
                 found: 99,
-                known: 4,
+                known: 5,
                 ..
             }
         ),
