@@ -358,3 +358,52 @@ async fn personal_data_travels_sealed_and_is_forgotten_on_the_consumer_too() {
         ]
     );
 }
+
+/// The schema accepts the value, the sealed form and the forgotten form, and says which
+/// fields are personal; the catalog marks them.
+#[test]
+fn schemas_and_docs_mark_personal_fields() {
+    let bus = Bus::builder().no_handlers().build().unwrap();
+    let md = events::docs::markdown(&bus, &events::docs::Options::default()).unwrap();
+    assert!(
+        md.contains("- personal data (encrypted per data subject, forgettable): `address`, `email`"),
+        "{md}"
+    );
+    let schema = serde_json::to_value(Registered::schema()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let base = serde_json::json!({
+        "customer": "ada", "plan": "gold", "card": "c",
+        "address": { "street": "s", "city": "c" }
+    });
+    for (email, ok) in [
+        (serde_json::json!("ada@example.com"), true),
+        (serde_json::json!({ "$personal": "v1.00.00.00" }), true),
+        (serde_json::json!({ "$personal": "forgotten" }), true),
+        (serde_json::json!({ "$personal": "forgotten", "x": 1 }), false),
+        (serde_json::json!(7), false),
+    ] {
+        let mut doc = base.clone();
+        doc["email"] = email.clone();
+        assert_eq!(validator.is_valid(&doc), ok, "{email}");
+        // What the schema accepts, the type accepts (without keys, a sealed value reads as
+        // forgotten), and the other way round.
+        assert_eq!(
+            serde_json::from_value::<Registered>(doc).is_ok(),
+            ok,
+            "{email}"
+        );
+    }
+    let forgotten: Registered = serde_json::from_value({
+        let mut doc = base.clone();
+        doc["email"] = serde_json::json!({ "$personal": "forgotten" });
+        doc
+    })
+    .unwrap();
+    assert!(forgotten.email.is_forgotten());
+    assert_eq!(format!("{:?}", forgotten.email), "Personal(<forgotten>)");
+    assert_eq!(
+        format!("{:?}", Personal::new("secret")),
+        "Personal(<personal>)",
+        "Debug never shows the value"
+    );
+}
