@@ -41,7 +41,10 @@ use serde::de::DeserializeOwned;
 /// | `crate = path` | `::events` | where the `events` crate is, when it is renamed or re-exported |
 ///
 /// On a field, `#[event(redact)]` keeps its value out of `Debug`, logs, error messages and
-/// dead-letter dumps (shown as `"[redacted]"`; [`Payload::to_redacted_json`]).
+/// dead-letter dumps (shown as `"[redacted]"`; [`Payload::to_redacted_json`]), and sealed at
+/// rest when the bus keeps keys. `#[event(subject)]` names the data subject whose key seals
+/// the event's [`Personal`](crate::personal::Personal) fields (see
+/// [`personal`](crate::personal)); a `Personal` field without one is a compile error.
 ///
 /// Doc comments become the schema's and the catalog's descriptions. Generic types and unions
 /// are rejected at compile time: an event has exactly one schema.

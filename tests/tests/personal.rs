@@ -207,6 +207,16 @@ async fn forget_one_of_two(open: impl Fn() -> std::sync::Arc<dyn EventStore>) {
     let bob = profiles_of(&bus, "bob");
     assert_eq!(ada, Some(None), "ada's email is forgotten");
     assert_eq!(bob, Some(Some("bob@example.com".to_owned())));
+    // No snapshot keeps personal data in plain text.
+    let refused = bus
+        .aggregates::<Profile>()
+        .snapshot(&"bob".to_owned())
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("holds `Personal` data"),
+        "{refused}"
+    );
     // The audit trail has the forget.
     let forgets = bus
         .store()
@@ -366,7 +376,9 @@ fn schemas_and_docs_mark_personal_fields() {
     let bus = Bus::builder().no_handlers().build().unwrap();
     let md = events::docs::markdown(&bus, &events::docs::Options::default()).unwrap();
     assert!(
-        md.contains("- personal data (encrypted per data subject, forgettable): `address`, `email`"),
+        md.contains(
+            "- personal data (encrypted per data subject, forgettable): `address`, `email`"
+        ),
         "{md}"
     );
     let schema = serde_json::to_value(Registered::schema()).unwrap();
@@ -379,7 +391,10 @@ fn schemas_and_docs_mark_personal_fields() {
         (serde_json::json!("ada@example.com"), true),
         (serde_json::json!({ "$personal": "v1.00.00.00" }), true),
         (serde_json::json!({ "$personal": "forgotten" }), true),
-        (serde_json::json!({ "$personal": "forgotten", "x": 1 }), false),
+        (
+            serde_json::json!({ "$personal": "forgotten", "x": 1 }),
+            false,
+        ),
         (serde_json::json!(7), false),
     ] {
         let mut doc = base.clone();

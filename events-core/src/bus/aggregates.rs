@@ -408,7 +408,7 @@ impl<A: Aggregate> Aggregates<A> {
     }
 
     async fn put_snapshot(&self, streams: &dyn Streams, stream: &str, state: &A, version: u64) {
-        match serde_json::to_string(state) {
+        match state_json(state) {
             Ok(json) => {
                 if let Err(e) = streams
                     .put_snapshot(Snapshot::new(stream, version, A::shape(), json))
@@ -431,7 +431,7 @@ impl<A: Aggregate> Aggregates<A> {
     pub async fn snapshot(&self, id: &A::Id) -> Result<u64, LoadError> {
         let stream = stream_name::<A>(id).map_err(LoadError::InvalidId)?;
         let loaded = self.load_stream(&stream)?;
-        let json = serde_json::to_string(&loaded.state).map_err(|e| LoadError::Unreadable {
+        let json = state_json(&loaded.state).map_err(|e| LoadError::Unreadable {
             stream: stream.clone(),
             version: loaded.version,
             reason: format!("the state does not serialize: {e}"),
@@ -442,3 +442,13 @@ impl<A: Aggregate> Aggregates<A> {
         Ok(loaded.version)
     }
 }
+
+/// A state as a snapshot keeps it. A state that holds `Personal` values fails: a snapshot
+/// has no data subject to seal them with, and would keep them in plain text (the state is
+/// then always rebuilt from its events, whose personal data is sealed).
+fn state_json<A: serde::Serialize>(state: &A) -> Result<String, serde_json::Error> {
+    crate::personal::at_rest(None, NO_SNAPSHOT, || serde_json::to_string(state))
+}
+
+const NO_SNAPSHOT: &str = "the state holds `Personal` data, which a snapshot would keep in \
+                           plain text; such a state is rebuilt from its events instead";
