@@ -177,6 +177,19 @@ impl Generator {
     }
 }
 
+/// A UUID in its hyphenated text form, as it serializes.
+impl schemars::JsonSchema for EventId {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventId".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "uuid" })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,18 +280,5 @@ mod tests {
     fn id_round_trips_through_text() {
         let id = EventId::new();
         assert_eq!(id.to_string().parse::<EventId>().unwrap(), id);
-    }
-}
-
-/// A UUID in its hyphenated text form, as it serializes.
-impl schemars::JsonSchema for EventId {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "EventId".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({ "type": "string", "format": "uuid" })
     }
 }

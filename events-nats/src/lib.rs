@@ -1172,6 +1172,9 @@ fn received_attributes(
     events::cloudevents::binary_attributes(header_pairs(headers))
 }
 
+/// A message's CloudEvents attributes.
+type Attributes = serde_json::Map<String, serde_json::Value>;
+
 /// Not public API: what a consumer makes of a received message, for the fuzz targets
 /// (`fuzz/`): its CloudEvents attributes (`None`: structured mode) and its body,
 /// decompressed as a delivery's is.
@@ -1180,7 +1183,7 @@ pub fn __received(
     headers: Option<&async_nats::HeaderMap>,
     payload: &[u8],
     max_decompressed: usize,
-) -> Result<(Option<serde_json::Map<String, serde_json::Value>>, Vec<u8>), String> {
+) -> Result<(Option<Attributes>, Vec<u8>), String> {
     let body = match decoded_body(headers, payload, max_decompressed) {
         Some(decoded) => decoded?,
         None => payload.to_vec(),

@@ -1865,34 +1865,6 @@ impl Outbox for PostgresStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{redact, time_key, time_of_key};
-
-    #[test]
-    fn time_keys_sort_as_the_times_do() {
-        let times = [0, 1, 1 << 62, (1 << 63) - 1, 1 << 63, u64::MAX];
-        for pair in times.windows(2) {
-            assert!(time_key(pair[0]) < time_key(pair[1]), "{pair:?}");
-        }
-        for t in times {
-            assert_eq!(time_of_key(time_key(t)), t);
-        }
-    }
-
-    #[test]
-    fn passwords_are_not_repeated() {
-        assert_eq!(
-            redact("host=db user=app password=hunter2 dbname=x"),
-            "host=db user=app password=*** dbname=x"
-        );
-        assert_eq!(
-            redact("postgresql://app:hunter2@db:5432/x"),
-            "postgresql://app@db:5432/x"
-        );
-    }
-}
-
 impl PostgresStore {
     fn wrap_secret(&self, secret: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
         match &self.kms {
@@ -1992,5 +1964,33 @@ impl events::store::KeyStore for PostgresStore {
                 .map(|n| n as usize)
                 .map_err(backend)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{redact, time_key, time_of_key};
+
+    #[test]
+    fn time_keys_sort_as_the_times_do() {
+        let times = [0, 1, 1 << 62, (1 << 63) - 1, 1 << 63, u64::MAX];
+        for pair in times.windows(2) {
+            assert!(time_key(pair[0]) < time_key(pair[1]), "{pair:?}");
+        }
+        for t in times {
+            assert_eq!(time_of_key(time_key(t)), t);
+        }
+    }
+
+    #[test]
+    fn passwords_are_not_repeated() {
+        assert_eq!(
+            redact("host=db user=app password=hunter2 dbname=x"),
+            "host=db user=app password=*** dbname=x"
+        );
+        assert_eq!(
+            redact("postgresql://app:hunter2@db:5432/x"),
+            "postgresql://app@db:5432/x"
+        );
     }
 }

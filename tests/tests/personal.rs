@@ -32,7 +32,7 @@ pub struct Address {
 }
 
 static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static LOCK: Mutex<()> = Mutex::new(());
+static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn shown(ev: &Registered) -> String {
     format!(
@@ -244,7 +244,7 @@ fn assert_no_plain_value(bytes: &[u8], what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgetting_a_subject_on_sqlite() {
-    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _g = LOCK.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crm.db");
     let open = || -> std::sync::Arc<dyn EventStore> {
@@ -266,7 +266,7 @@ fn pg_config() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgetting_a_subject_on_postgres() {
     use events::postgres::{PostgresOptions, PostgresStore};
-    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _g = LOCK.lock().await;
     let schema = format!("events_personal_{}", std::process::id());
     let open = || -> std::sync::Arc<dyn EventStore> {
         std::sync::Arc::new(
@@ -311,7 +311,7 @@ async fn forgetting_a_subject_on_postgres() {
 async fn personal_data_travels_sealed_and_is_forgotten_on_the_consumer_too() {
     use events::nats::{Nats, NatsOptions};
     use futures_util::StreamExt;
-    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _g = LOCK.lock().await;
     take();
     let server = events_tests::NatsServer::start();
     let keys = std::sync::Arc::new(events::store::MemoryKeys::new());

@@ -66,7 +66,7 @@ impl Keys {
             let cache = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((key, at)) = cache.get(subject) {
                 if at.elapsed() < KEY_TTL {
-                    return Ok(key.clone());
+                    return Ok(*key);
                 }
             }
         }
@@ -76,7 +76,7 @@ impl Keys {
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
-        cache.insert(subject.to_owned(), (key.clone(), Instant::now()));
+        cache.insert(subject.to_owned(), (key, Instant::now()));
         Ok(key)
     }
 
@@ -107,7 +107,7 @@ impl KeyLookup for Keys {
             let cache = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((key, at)) = cache.get(id) {
                 if at.elapsed() < KEY_TTL {
-                    return key.clone();
+                    return *key;
                 }
             }
         }
@@ -122,7 +122,7 @@ impl KeyLookup for Keys {
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
-        cache.insert(*id, (key.clone(), Instant::now()));
+        cache.insert(*id, (key, Instant::now()));
         key
     }
 }

@@ -76,10 +76,10 @@ impl KeyStore for MemoryKeys {
     fn key_for(&self, subject: &str) -> Result<DataKey, StoreError> {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(key) = keys.0.get(subject) {
-            return Ok(key.clone());
+            return Ok(*key);
         }
         let key = DataKey::generate().map_err(|e| StoreError::Backend(e.to_string()))?;
-        keys.0.insert(subject.to_owned(), key.clone());
+        keys.0.insert(subject.to_owned(), key);
         keys.1.insert(key.id, subject.to_owned());
         Ok(key)
     }

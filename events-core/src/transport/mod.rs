@@ -233,9 +233,7 @@ impl<'a> Outgoing<'a> {
 
     /// The payload as JSON, its personal data sealed.
     fn payload(&self, event: &AnyEvent) -> Result<Value, serde_json::Error> {
-        crate::personal::at_rest(self.seal.clone(), crate::personal::NO_KEY, || {
-            event.to_json()
-        })
+        crate::personal::at_rest(self.seal, crate::personal::NO_KEY, || event.to_json())
     }
 
     /// A stored event: its envelope and its payload as JSON text (as the store keeps it;
