@@ -1865,34 +1865,6 @@ impl Outbox for PostgresStore {
     }
 }
 
-impl PostgresStore {
-    fn wrap_secret(&self, secret: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
-        match &self.kms {
-            Some(kms) => kms.wrap(secret).map_err(|e| {
-                StoreError::Backend(format!(
-                    "the KMS refused to wrap a key: {}",
-                    events::text::clip(&e, 200)
-                ))
-            }),
-            None => Ok(secret.to_vec()),
-        }
-    }
-
-    fn unwrap_secret(&self, stored: &[u8]) -> Result<[u8; 32], StoreError> {
-        match &self.kms {
-            Some(kms) => kms.unwrap(stored).map_err(|e| {
-                StoreError::Backend(format!(
-                    "the KMS refused to unwrap a key: {}",
-                    events::text::clip(&e, 200)
-                ))
-            }),
-            None => stored
-                .try_into()
-                .map_err(|_| StoreError::Backend("a stored data key is not 32 bytes".into())),
-        }
-    }
-}
-
 /// The data keys of personal data, in table `subject_keys`, read and written on the
 /// reader's connection (each statement its own transaction). A forgotten key's row is
 /// deleted; PostgreSQL keeps the dead tuple's bytes until the space is reused, and its WAL
@@ -1902,7 +1874,7 @@ impl events::store::KeyStore for PostgresStore {
     fn key_for(&self, subject: &str) -> Result<events::personal::DataKey, StoreError> {
         let fresh = events::personal::DataKey::generate()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let wrapped = self.wrap_secret(&fresh.secret)?;
+        let wrapped = events::store::wrap_secret(self.kms.as_deref(), &fresh.secret)?;
         let subject = subject.to_owned();
         let (id, secret): (Vec<u8>, Vec<u8>) = self.read_with(move |client| {
             let now = std::time::SystemTime::now()
@@ -1931,7 +1903,7 @@ impl events::store::KeyStore for PostgresStore {
             .map_err(|_| StoreError::Backend("a stored key id is not 16 bytes".into()))?;
         Ok(events::personal::DataKey {
             id: events::personal::KeyId(id),
-            secret: self.unwrap_secret(&secret)?,
+            secret: events::store::unwrap_secret(self.kms.as_deref(), &secret)?,
         })
     }
 
@@ -1950,7 +1922,7 @@ impl events::store::KeyStore for PostgresStore {
             .map(|s| {
                 Ok(events::personal::DataKey {
                     id: *id,
-                    secret: self.unwrap_secret(&s)?,
+                    secret: events::store::unwrap_secret(self.kms.as_deref(), &s)?,
                 })
             })
             .transpose()

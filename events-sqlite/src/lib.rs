@@ -237,32 +237,6 @@ struct SqliteKeys {
 }
 
 impl SqliteKeys {
-    fn wrap(&self, secret: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
-        match &self.kms {
-            Some(kms) => kms.wrap(secret).map_err(|e| {
-                StoreError::Backend(format!(
-                    "the KMS refused to wrap a key: {}",
-                    events::text::clip(&e, 200)
-                ))
-            }),
-            None => Ok(secret.to_vec()),
-        }
-    }
-
-    fn unwrap_secret(&self, stored: &[u8]) -> Result<[u8; 32], StoreError> {
-        match &self.kms {
-            Some(kms) => kms.unwrap(stored).map_err(|e| {
-                StoreError::Backend(format!(
-                    "the KMS refused to unwrap a key: {}",
-                    events::text::clip(&e, 200)
-                ))
-            }),
-            None => stored
-                .try_into()
-                .map_err(|_| StoreError::Backend("a stored data key is not 32 bytes".into())),
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -291,7 +265,7 @@ impl events::store::KeyStore for SqliteKeys {
                 conn.execute(
                     "INSERT INTO subject_keys (subject, id, secret, created) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (subject) DO NOTHING",
-                    rusqlite::params![subject, &key.id.0[..], self.wrap(&key.secret)?, now],
+                    rusqlite::params![subject, &key.id.0[..], events::store::wrap_secret(self.kms.as_deref(), &key.secret)?, now],
                 )
                 .map_err(backend)?;
                 read(&conn)?
@@ -305,7 +279,7 @@ impl events::store::KeyStore for SqliteKeys {
             .map_err(|_| StoreError::Backend("a stored key id is not 16 bytes".into()))?;
         Ok(events::personal::DataKey {
             id: events::personal::KeyId(id),
-            secret: self.unwrap_secret(&found.1)?,
+            secret: events::store::unwrap_secret(self.kms.as_deref(), &found.1)?,
         })
     }
 
@@ -326,7 +300,7 @@ impl events::store::KeyStore for SqliteKeys {
             .map(|s| {
                 Ok(events::personal::DataKey {
                     id: *id,
-                    secret: self.unwrap_secret(&s)?,
+                    secret: events::store::unwrap_secret(self.kms.as_deref(), &s)?,
                 })
             })
             .transpose()

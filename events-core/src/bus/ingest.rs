@@ -366,9 +366,7 @@ impl Ingress<'_> {
         mut options: PublishOptions,
     ) -> Result<Receipt, IngestError> {
         let bus = self.bus;
-        bus.admit(self.principal, name)?;
-        let info = bus.find_event(name, version)?;
-        bus.meter(self.principal, info)?;
+        let info = self.admitted(name, version)?;
         super::guard::record(self.principal, &mut options);
         let (value, whole_floats) = parse(json, bus.inner.ingest_limits)
             .and_then(|parsed| validate(info, &parsed.0, bus.inner.ingest_limits).map(|()| parsed))
@@ -402,14 +400,21 @@ impl Ingress<'_> {
         json: &[u8],
     ) -> Result<Box<AnyEvent>, IngestError> {
         let bus = self.bus;
-        bus.admit(self.principal, name)?;
-        let info = bus.find_event(name, version)?;
-        bus.meter(self.principal, info)?;
+        let info = self.admitted(name, version)?;
         parse(json, bus.inner.ingest_limits)
             .and_then(|(value, whole_floats)| {
                 decode(info, value, whole_floats, bus.inner.ingest_limits)
             })
             .map_err(|e| bus.invalid(Some(info.name), e))
+    }
+
+    /// The event `name` at `version`, if the rules let this caller publish it now: the
+    /// access check on the name as sent, the catalog, then the rate limits.
+    fn admitted(&self, name: &str, version: u32) -> Result<&'static EventInfo, IngestError> {
+        self.bus.admit(self.principal, name)?;
+        let info = self.bus.find_event(name, version)?;
+        self.bus.meter(self.principal, info)?;
+        Ok(info)
     }
 
     /// [`Bus::ingest_cloudevent`] for this caller.

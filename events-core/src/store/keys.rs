@@ -136,3 +136,39 @@ impl<K: KeyStore + ?Sized> KeyStore for std::sync::Arc<K> {
         (**self).forget(subject)
     }
 }
+
+/// A data key's secret as a store keeps it: encrypted by `kms` when given one, else as it
+/// is. For the stores' own key tables.
+///
+/// # Errors
+/// [`StoreError::Backend`] with what the KMS said (clipped).
+pub fn wrap_secret(kms: Option<&dyn Kms>, secret: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
+    match kms {
+        Some(kms) => kms.wrap(secret).map_err(|e| {
+            StoreError::Backend(format!(
+                "the KMS refused to wrap a key: {}",
+                crate::text::clip(&e, 200)
+            ))
+        }),
+        None => Ok(secret.to_vec()),
+    }
+}
+
+/// A secret [`wrap_secret`] kept, back.
+///
+/// # Errors
+/// [`StoreError::Backend`] with what the KMS said (clipped), or when the kept bytes are not
+/// a 32-byte key.
+pub fn unwrap_secret(kms: Option<&dyn Kms>, stored: &[u8]) -> Result<[u8; 32], StoreError> {
+    match kms {
+        Some(kms) => kms.unwrap(stored).map_err(|e| {
+            StoreError::Backend(format!(
+                "the KMS refused to unwrap a key: {}",
+                crate::text::clip(&e, 200)
+            ))
+        }),
+        None => stored
+            .try_into()
+            .map_err(|_| StoreError::Backend("a stored data key is not 32 bytes".into())),
+    }
+}
