@@ -2,7 +2,10 @@
 //! retried or discarded, replays, forgotten data subjects and retention runs, as events
 //! ([`BusBuilder::audit`](crate::BusBuilder::audit)). They are published like any other
 //! event: stored with the rest, queried by name (`events.audit.>`), handled by
-//! `#[handler]`s, sent to other processes.
+//! `#[handler]`s. They stay in the process and its store: never sent through the transport
+//! (processes that share a PostgreSQL store share their records), never taken from outside
+//! (no entry point accepts an `events.audit.` name), and in the bus's catalog only when it
+//! records them.
 //!
 //! Refusals are recorded at most 100 a second (burst 100): past that, the next record says
 //! how many were left out (`suppressed`), so a flood of hostile input cannot flood the store.

@@ -3,7 +3,7 @@
 //! A field of type [`Personal<T>`] holds data about a person, the event's *data subject*,
 //! named by the field marked `#[event(subject)]`:
 //!
-//! ```
+//! ```standalone_crate
 //! use events::personal::Personal;
 //!
 //! #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]

@@ -1589,15 +1589,14 @@ mod tests {
 /// subject is refused by the server (`Permissions Violation`).
 ///
 /// ```
-/// # use events::nats::{NatsOptions, Permissions};
-/// # #[derive(events::Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-/// # #[event(name = "order.placed")]
-/// # struct OrderPlaced { order_id: u64 }
+/// use events_nats::{NatsOptions, Permissions};
+///
 /// let bus = events::Bus::builder().no_handlers().build().unwrap();
 /// let permissions = Permissions::for_bus(&bus, &NatsOptions::new("shop"));
-/// assert!(permissions.publish.contains(&"shop.order.placed".to_owned()));
-/// let config = permissions.user("checkout", "$CHECKOUT_PASSWORD");
-/// assert!(config.starts_with("{ user: \"checkout\""));
+/// assert!(permissions.publish.contains(&"shop-dlq.>".to_owned()));
+/// assert_eq!(permissions.subscribe, ["_INBOX.>"]);
+/// let entry = permissions.user("checkout", "$CHECKOUT_PASSWORD");
+/// assert!(entry.starts_with("{ user: \"checkout\", password: $CHECKOUT_PASSWORD"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -433,6 +433,38 @@ async fn refusals_dead_letter_actions_and_replays_are_recorded_as_events() {
             "events.audit.replayed"
         ]
     );
+    // Outside input cannot pass for one of the bus's own records.
+    let forged = bus
+        .ingress(&Principal::new("billing").unwrap())
+        .publish_json(
+            "events.audit.refused",
+            1,
+            br#"{"principal":"x","event":"x","reason":"x","message":"x","suppressed":0}"#,
+            PublishOptions::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            forged,
+            IngestError::Forbidden { .. } | IngestError::UnknownEvent { .. }
+        ),
+        "{forged}"
+    );
+    let open_bus = Bus::builder().no_handlers().audit(true).build().unwrap();
+    let forged = open_bus
+        .publish_json(
+            "events.audit.refused",
+            1,
+            br#"{"principal":"x","event":"x","reason":"x","message":"x","suppressed":0}"#,
+            PublishOptions::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(forged, IngestError::UnknownEvent { .. }),
+        "{forged}"
+    );
     let refused = records[0].payload_json().unwrap();
     assert_eq!(refused["principal"], "web");
     assert_eq!(refused["event"], "pay.captured");

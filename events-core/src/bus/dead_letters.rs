@@ -197,6 +197,23 @@ impl DeadLetters<'_> {
         count
     }
 
+    /// Dead letter `id`'s event as its type `E`, its personal data opened with the bus's
+    /// keys (a forgotten subject's values read as
+    /// [`Personal::Forgotten`](crate::personal::Personal::Forgotten)). `None` when there is
+    /// no such letter, it holds another type, or its payload no longer reads as `E`.
+    pub fn event<E: crate::Event>(&self, id: u64) -> Option<E> {
+        let letter = self.get(id)?;
+        let info = letter.meta.info();
+        if info.type_id() != std::any::TypeId::of::<E>() {
+            return None;
+        }
+        let event = self
+            .bus
+            .unsealed(|| (info.decode)(letter.payload.clone(), true))
+            .ok()?;
+        event.into_any().downcast::<E>().ok().map(|e| *e)
+    }
+
     /// Delivers dead letter `id` again, to its handler only, as the next attempt, and
     /// removes it from the queue. If the handler fails again, it comes back as a new letter.
     /// `false` when there is no such letter, its event type or handler is not on this bus,

@@ -441,10 +441,12 @@ impl Bus {
 
     /// With a transport, whether events named `name` leave the process.
     pub(crate) fn is_remote(&self, name: &str) -> bool {
+        // The bus's own audit records stay in the process (and its store).
         self.inner
             .transport
             .as_ref()
             .is_some_and(|t| !t.is_local(name))
+            && !crate::audit_name(name)
     }
 
     /// Sends an event through the transport; resolves with the broker's sequence.

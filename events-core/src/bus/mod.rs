@@ -668,6 +668,10 @@ impl BusBuilder {
     pub fn build(self) -> Result<Bus, BuildError> {
         crate::envelope::warm_up_clock();
         let mut registry = Registry::collect();
+        // The bus's own audit records are in its catalog only when it records them.
+        if !self.audit {
+            registry.events.retain(|e| !crate::audit_name(e.name));
+        }
         let mut problems = crate::registry::check_links(&registry);
         if self.selected {
             problems.extend(select::unmatched(
@@ -851,7 +855,14 @@ impl BusBuilder {
             None => default_source(),
         };
         let priorities: Vec<i32> = registry.events.iter().map(|e| e.priority).collect();
-        let catalog = crate::ingest::Catalog::new(&registry.events);
+        // Outside input can never claim to be one of the bus's own audit records.
+        let outside: Vec<&'static EventInfo> = registry
+            .events
+            .iter()
+            .copied()
+            .filter(|e| !crate::audit_name(e.name))
+            .collect();
+        let catalog = crate::ingest::Catalog::new(&outside);
         let workers = self.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
