@@ -40,8 +40,10 @@ struct GrandKid;
 
 #[handler]
 fn on_job(ev: &Job, seen: State<Seen>) {
-    seen.count.fetch_add(1, Ordering::SeqCst);
+    // Recorded before counted: a test that waits for the count then reads the order sees
+    // every event (the other way round, the last one could still be on its way).
     seen.order.lock().unwrap().push(format!("job {}", ev.0));
+    seen.count.fetch_add(1, Ordering::SeqCst);
 }
 
 #[handler]
