@@ -191,6 +191,7 @@ impl Bus {
     }
 
     /// The access check for `name` as sent; the observers hear of a refusal.
+    #[inline]
     pub(crate) fn admit(&self, principal: &Principal, name: &str) -> Result<(), IngestError> {
         match &self.inner.guard {
             Some(guard) => guard
@@ -201,6 +202,7 @@ impl Bus {
     }
 
     /// The rate check for `info`; the observers hear of a refusal.
+    #[inline]
     pub(crate) fn meter(
         &self,
         principal: &Principal,
@@ -216,8 +218,9 @@ impl Bus {
 }
 
 /// The metadata entry that records `principal` in its events (none for the anonymous one).
+#[inline]
 pub(crate) fn record(principal: &Principal, options: &mut crate::envelope::PublishOptions) {
-    if !principal.is_anonymous() {
+    if !std::ptr::eq(principal, anonymous()) && !principal.is_anonymous() {
         options.metadata.insert(
             crate::security::PRINCIPAL_KEY.to_owned(),
             crate::MetaValue::Text(principal.name().to_owned()),

@@ -51,9 +51,10 @@ impl Bus {
         json: &[u8],
         options: PublishOptions,
     ) -> Result<Receipt, IngestError> {
-        self.ingress(anonymous())
-            .publish_json(name, version, json, options)
-            .await
+        // As `Ingress::publish_json` for the anonymous caller, without its future around
+        // this one: the anonymous principal is not recorded.
+        let payload = self.ingress(anonymous()).decode_json(name, version, json)?;
+        self.publish_any(payload, options).await.map_err(Into::into)
     }
 
     /// [`publish_json`](Self::publish_json) without a runtime: runs the synchronous handlers
@@ -358,6 +359,7 @@ impl Ingress<'_> {
     ///
     /// # Errors
     /// As [`publish_json`](Self::publish_json).
+    #[inline]
     pub fn publish_json_blocking(
         &self,
         name: &str,
@@ -410,6 +412,7 @@ impl Ingress<'_> {
 
     /// The event `name` at `version`, if the rules let this caller publish it now: the
     /// access check on the name as sent, the catalog, then the rate limits.
+    #[inline]
     fn admitted(&self, name: &str, version: u32) -> Result<&'static EventInfo, IngestError> {
         self.bus.admit(self.principal, name)?;
         let info = self.bus.find_event(name, version)?;
