@@ -52,11 +52,6 @@ mod wire;
 #[doc(hidden)]
 pub mod __private;
 
-/// Whether `name` is one of the bus's own audit records (`events.audit.>`).
-pub(crate) fn audit_name(name: &str) -> bool {
-    name.starts_with("events.audit.")
-}
-
 pub use aggregate::{Aggregate, Apply, Changes, Decision};
 pub use bus::{
     Aggregates, Bus, BusBuilder, CommandError, DeadLetters, Executed, Ingress, Lag, LoadError,

@@ -508,3 +508,9 @@ pub enum SignatureError {
     #[error("the signature does not match the message: it was changed, or signed with another key")]
     Mismatch,
 }
+
+/// Whether `name` is one of the bus's own audit records (`events.audit.>`, see
+/// the `audit` module): kept out of outside input and off the wire.
+pub(crate) fn is_audit_record(name: &str) -> bool {
+    name.starts_with("events.audit.")
+}

@@ -446,7 +446,7 @@ impl Bus {
             .transport
             .as_ref()
             .is_some_and(|t| !t.is_local(name))
-            && !crate::audit_name(name)
+            && !crate::security::is_audit_record(name)
     }
 
     /// Sends an event through the transport; resolves with the broker's sequence.

@@ -670,7 +670,9 @@ impl BusBuilder {
         let mut registry = Registry::collect();
         // The bus's own audit records are in its catalog only when it records them.
         if !self.audit {
-            registry.events.retain(|e| !crate::audit_name(e.name));
+            registry
+                .events
+                .retain(|e| !crate::security::is_audit_record(e.name));
         }
         let mut problems = crate::registry::check_links(&registry);
         if self.selected {
@@ -860,7 +862,7 @@ impl BusBuilder {
             .events
             .iter()
             .copied()
-            .filter(|e| !crate::audit_name(e.name))
+            .filter(|e| !crate::security::is_audit_record(e.name))
             .collect();
         let catalog = crate::ingest::Catalog::new(&outside);
         let workers = self.workers.unwrap_or_else(|| {
