@@ -1897,14 +1897,7 @@ impl events::store::KeyStore for PostgresStore {
                 .map_err(backend)?;
             Ok((row.get(0), row.get(1)))
         })?;
-        let id: [u8; 16] = id
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Backend("a stored key id is not 16 bytes".into()))?;
-        Ok(events::personal::DataKey {
-            id: events::personal::KeyId(id),
-            secret: events::store::unwrap_secret(self.kms.as_deref(), &secret)?,
-        })
+        events::store::stored_key(self.kms.as_deref(), &id, &secret)
     }
 
     fn key(
@@ -1919,12 +1912,7 @@ impl events::store::KeyStore for PostgresStore {
                 .map_err(backend)
         })?;
         stored
-            .map(|s| {
-                Ok(events::personal::DataKey {
-                    id: *id,
-                    secret: events::store::unwrap_secret(self.kms.as_deref(), &s)?,
-                })
-            })
+            .map(|s| events::store::stored_key(self.kms.as_deref(), &id.0, &s))
             .transpose()
     }
 

@@ -272,15 +272,7 @@ impl events::store::KeyStore for SqliteKeys {
                     .ok_or_else(|| StoreError::Backend("a new data key was not kept".into()))?
             }
         };
-        let id: [u8; 16] = found
-            .0
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Backend("a stored key id is not 16 bytes".into()))?;
-        Ok(events::personal::DataKey {
-            id: events::personal::KeyId(id),
-            secret: events::store::unwrap_secret(self.kms.as_deref(), &found.1)?,
-        })
+        events::store::stored_key(self.kms.as_deref(), &found.0, &found.1)
     }
 
     fn key(
@@ -297,12 +289,7 @@ impl events::store::KeyStore for SqliteKeys {
             .optional()
             .map_err(backend)?;
         stored
-            .map(|s| {
-                Ok(events::personal::DataKey {
-                    id: *id,
-                    secret: events::store::unwrap_secret(self.kms.as_deref(), &s)?,
-                })
-            })
+            .map(|s| events::store::stored_key(self.kms.as_deref(), &id.0, &s))
             .transpose()
     }
 

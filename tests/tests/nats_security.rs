@@ -50,6 +50,33 @@ fn header(m: &async_nats::Message, name: &str) -> Option<String> {
         .map(|v| v.to_string())
 }
 
+/// A publisher signing with `key`, and a consumer of the handlers verifying with `keyring`
+/// whose rules let only `checkout` send `sec.order`, both on `prefix`.
+async fn signed_pair(
+    server: &Server,
+    prefix: &str,
+    key: SigningKey,
+    keyring: Keyring,
+) -> (Bus, Bus) {
+    let url = server.url();
+    let nats = |options: NatsOptions| {
+        let url = url.clone();
+        async move { Nats::connect(&url, options.memory_storage()).await.unwrap() }
+    };
+    let publisher = Bus::builder()
+        .no_handlers()
+        .transport(nats(NatsOptions::new(prefix).sign_with(key)).await)
+        .build()
+        .unwrap();
+    let consumer = Bus::builder()
+        .scope("nats_security::handlers")
+        .access(AccessRules::new().allow("checkout", "sec.order"))
+        .transport(nats(NatsOptions::new(prefix).verify_with(keyring)).await)
+        .build()
+        .unwrap();
+    (publisher, consumer)
+}
+
 async fn next_dead(dlq: &mut async_nats::Subscriber) -> async_nats::Message {
     tokio::time::timeout(Duration::from_secs(10), dlq.next())
         .await
@@ -74,31 +101,7 @@ async fn signed_events_are_verified_and_tampered_or_unsigned_ones_dead_lettered(
         .unwrap();
     assert!(!format!("{checkout:?}").contains(&format!("{:?}", checkout.to_bytes())));
 
-    let publisher = Bus::builder()
-        .no_handlers()
-        .transport(
-            Nats::connect(
-                &server.url(),
-                NatsOptions::new("s1").memory_storage().sign_with(checkout),
-            )
-            .await
-            .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let consumer = Bus::builder()
-        .scope("nats_security::handlers")
-        .access(AccessRules::new().allow("checkout", "sec.order"))
-        .transport(
-            Nats::connect(
-                &server.url(),
-                NatsOptions::new("s1").memory_storage().verify_with(keyring),
-            )
-            .await
-            .unwrap(),
-        )
-        .build()
-        .unwrap();
+    let (publisher, consumer) = signed_pair(&server, "s1", checkout, keyring).await;
     let client = async_nats::connect(server.url()).await.unwrap();
     let mut raw = client.subscribe("s1.sec.order").await.unwrap();
     let mut dlq = client.subscribe("s1-dlq.>").await.unwrap();
@@ -220,31 +223,7 @@ async fn a_verified_principal_is_still_checked_against_the_access_rules() {
     let keyring = Keyring::new()
         .trust("web-1", key.public_key(), Principal::new("web").unwrap())
         .unwrap();
-    let publisher = Bus::builder()
-        .no_handlers()
-        .transport(
-            Nats::connect(
-                &server.url(),
-                NatsOptions::new("s2").memory_storage().sign_with(key),
-            )
-            .await
-            .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let consumer = Bus::builder()
-        .scope("nats_security::handlers")
-        .access(AccessRules::new().allow("checkout", "sec.order"))
-        .transport(
-            Nats::connect(
-                &server.url(),
-                NatsOptions::new("s2").memory_storage().verify_with(keyring),
-            )
-            .await
-            .unwrap(),
-        )
-        .build()
-        .unwrap();
+    let (publisher, consumer) = signed_pair(&server, "s2", key, keyring).await;
     let client = async_nats::connect(server.url()).await.unwrap();
     let mut dlq = client.subscribe("s2-dlq.>").await.unwrap();
     client.flush().await.unwrap();

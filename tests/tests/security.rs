@@ -434,14 +434,11 @@ async fn refusals_dead_letter_actions_and_replays_are_recorded_as_events() {
         ]
     );
     // Outside input cannot pass for one of the bus's own records.
+    const FORGED: &[u8] =
+        br#"{"principal":"x","event":"x","reason":"x","message":"x","suppressed":0}"#;
     let forged = bus
         .ingress(&Principal::new("billing").unwrap())
-        .publish_json(
-            "events.audit.refused",
-            1,
-            br#"{"principal":"x","event":"x","reason":"x","message":"x","suppressed":0}"#,
-            PublishOptions::new(),
-        )
+        .publish_json("events.audit.refused", 1, FORGED, PublishOptions::new())
         .await
         .unwrap_err();
     assert!(
@@ -453,12 +450,7 @@ async fn refusals_dead_letter_actions_and_replays_are_recorded_as_events() {
     );
     let open_bus = Bus::builder().no_handlers().audit(true).build().unwrap();
     let forged = open_bus
-        .publish_json(
-            "events.audit.refused",
-            1,
-            br#"{"principal":"x","event":"x","reason":"x","message":"x","suppressed":0}"#,
-            PublishOptions::new(),
-        )
+        .publish_json("events.audit.refused", 1, FORGED, PublishOptions::new())
         .await
         .unwrap_err();
     assert!(

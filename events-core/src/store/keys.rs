@@ -172,3 +172,18 @@ pub fn unwrap_secret(kms: Option<&dyn Kms>, stored: &[u8]) -> Result<[u8; 32], S
             .map_err(|_| StoreError::Backend("a stored data key is not 32 bytes".into())),
     }
 }
+
+/// A data key as a store read it back: its 16-byte id and its kept secret (see
+/// [`wrap_secret`]). For the stores' own key tables.
+///
+/// # Errors
+/// [`StoreError::Backend`] when the id is not 16 bytes, or as [`unwrap_secret`].
+pub fn stored_key(kms: Option<&dyn Kms>, id: &[u8], secret: &[u8]) -> Result<DataKey, StoreError> {
+    let id: [u8; 16] = id
+        .try_into()
+        .map_err(|_| StoreError::Backend("a stored key id is not 16 bytes".into()))?;
+    Ok(DataKey {
+        id: KeyId(id),
+        secret: unwrap_secret(kms, secret)?,
+    })
+}

@@ -36,7 +36,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::error::StoreError;
 pub(crate) use keys::check_subject;
-pub use keys::{KeyStore, Kms, MAX_SUBJECT_BYTES, MemoryKeys, unwrap_secret, wrap_secret};
+pub use keys::{
+    KeyStore, Kms, MAX_SUBJECT_BYTES, MemoryKeys, stored_key, unwrap_secret, wrap_secret,
+};
 pub use memory::MemoryStore;
 pub use outbox::{Backlog, Inbox, InboxKey, Outbox, TransactionError};
 pub use stream::{Snapshot, StreamAppend, StreamEvent, StreamLoad, Streams};
