@@ -187,14 +187,18 @@ const MIGRATIONS: &[&str] = &[
         shape TEXT NOT NULL,
         state TEXT NOT NULL
     ) WITHOUT ROWID;",
-    // 5: the data keys of personal data, one per data subject (deleted by `forget`).
-    "CREATE TABLE subject_keys (
+];
+
+/// The schema of the key file (`<file>-keys`): the data keys of personal data, one per data
+/// subject (deleted by `forget`). A file of its own: a key is made while the event that
+/// needs it is being written, and an application's transaction may hold the event file's
+/// write lock then.
+const KEYS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS subject_keys (
         subject TEXT PRIMARY KEY,
         id BLOB NOT NULL UNIQUE,
         secret BLOB NOT NULL,
         created INTEGER NOT NULL
-    ) WITHOUT ROWID;",
-];
+    ) WITHOUT ROWID;";
 
 /// The most writes one transaction takes: a bound on one commit's latency.
 const MAX_BATCH: usize = 4096;
@@ -203,6 +207,8 @@ const MAX_BATCH: usize = 4096;
 ///
 /// - WAL journal, `synchronous = FULL` unless [`open_with`](Self::open_with) says
 ///   otherwise: an append is on disk when its future resolves.
+/// - Data keys of personal data in a file beside it (`<file>-keys`; see
+///   [`EventStore::keys`]).
 /// - A high-water mark beside the file (`<file>-hwm`, the last acknowledged sequence,
 ///   written after each commit): a store that opens with fewer events than it acknowledged
 ///   is refused with [`StoreError::LostTail`] instead of opening "ok" without them.
@@ -228,9 +234,10 @@ pub struct SqliteStore {
     keys: SqliteKeys,
 }
 
-/// The store's data keys ([`EventStore::keys`]): a connection of their own, with
-/// `secure_delete` on, so that a forgotten key's bytes are overwritten in the file, and a
-/// WAL checkpoint after each `forget`, so that no earlier copy stays in the log.
+/// The store's data keys ([`EventStore::keys`]), in a file of their own beside the store's
+/// (`<file>-keys`), with `secure_delete` on, so that a forgotten key's bytes are
+/// overwritten in the file, and a WAL checkpoint after each `forget`, so that no earlier
+/// copy stays in the log.
 struct SqliteKeys {
     conn: Mutex<Connection>,
     kms: Option<std::sync::Arc<dyn events::store::Kms>>,
@@ -407,11 +414,16 @@ impl SqliteStore {
         reader
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(opening)?;
-        let keys = Connection::open(&path).map_err(opening)?;
+        let keys = Connection::open(keys_path(&path)).map_err(opening)?;
         keys.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(opening)?;
         keys.pragma_update(None, "secure_delete", "ON")
             .map_err(opening)?;
+        keys.pragma_update(None, "journal_mode", "WAL")
+            .map_err(opening)?;
+        keys.pragma_update(None, "synchronous", "FULL")
+            .map_err(opening)?;
+        keys.execute_batch(KEYS_SCHEMA).map_err(opening)?;
         let keys = SqliteKeys {
             conn: Mutex::new(keys),
             kms: options.kms.clone(),
@@ -593,6 +605,13 @@ fn quick_check(conn: &Connection, path: &str) -> Result<(), StoreError> {
         return Ok(());
     }
     Err(damaged(events::text::clip(&problems.join("; "), 1024)))
+}
+
+/// Where the data keys are kept: `<file>-keys`.
+fn keys_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-keys");
+    PathBuf::from(name)
 }
 
 /// The high-water mark: the last sequence the store acknowledged, in `<file>-hwm`, written

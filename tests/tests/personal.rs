@@ -450,3 +450,37 @@ fn schemas_and_docs_mark_personal_fields() {
         "Debug never shows the value"
     );
 }
+
+/// Inside an application's SQLite transaction (which holds the store's write lock), an
+/// event with personal and redacted data gets its keys and is sealed: once, the key store
+/// shared the file's lock, and the commit waited 10 s and failed with "database is locked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_made_inside_an_application_transaction() {
+    let _g = LOCK.lock().await;
+    take();
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(dir.path().join("tx.db")).unwrap());
+    let bus = Bus::builder()
+        .handler("personal::handlers::crm")
+        .store(std::sync::Arc::clone(&store))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (rows, _) = store
+        .transaction(&bus, |tx, staged| {
+            tx.execute("CREATE TABLE signups (customer TEXT NOT NULL)", [])?;
+            tx.execute("INSERT INTO signups VALUES ('cy')", [])?;
+            staged
+                .publish(customer("cy", "cy@example.com", "Ada"))
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            Ok::<_, rusqlite::Error>(1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(take(), ["cy cy@example.com Ada 4111-cy-card"]);
+    let stored = bus.store().unwrap().query(&StoreQuery::all()).unwrap();
+    assert!(!stored[0].payload.contains("cy@example.com"));
+    assert!(!stored[0].payload.contains("4111-cy-card"));
+}
