@@ -131,6 +131,7 @@ pub const fn event_info<E: Event>(
         upcast,
         redacted: E::REDACTED,
         personal: E::PERSONAL,
+        secrets: std::sync::OnceLock::new(),
         publish_value: publish_value::<E>,
     }
 }

@@ -199,6 +199,9 @@ pub struct EventInfo {
     pub(crate) redacted: &'static [&'static str],
     /// Whether it holds personal data.
     pub(crate) personal: bool,
+    /// The top-level keys whose values an error message must not quote, made on first use
+    /// ([`EventInfo::secret_keys`]).
+    pub(crate) secrets: std::sync::OnceLock<Box<[Box<str>]>>,
 }
 
 /// Deserializes a checked payload as its type and publishes it on the typed path, without a
@@ -260,6 +263,23 @@ impl EventInfo {
     /// Whether the type holds [`Personal`](crate::personal::Personal) data.
     pub fn has_personal_data(&self) -> bool {
         self.personal
+    }
+    /// The top-level JSON keys whose values no error message quotes: the
+    /// `#[event(redact)]` fields and every property whose schema holds a
+    /// [`Personal`](crate::personal::Personal) value, at any depth (read from the schema,
+    /// so `#[serde(rename_all)]`, `Option<Personal<T>>` and a struct holding a `Personal`
+    /// field count).
+    pub fn secret_keys(&self) -> &[Box<str>] {
+        self.secrets.get_or_init(|| {
+            let schema = serde_json::to_value(self.schema()).unwrap_or_default();
+            let mut keys: Vec<Box<str>> = self.redacted.iter().map(|k| (*k).into()).collect();
+            for key in crate::personal::personal_properties(&schema) {
+                if !keys.iter().any(|k| **k == *key) {
+                    keys.push(key.into());
+                }
+            }
+            keys.into_boxed_slice()
+        })
     }
     /// The previous version this one is upcast from (`#[event(upcast_from = ..)]`).
     pub fn upcast_from(&self) -> Option<&'static EventInfo> {

@@ -450,3 +450,51 @@ pub(crate) fn open_fields(payload: &mut serde_json::Value, fields: &[&str]) {
         }
     }
 }
+
+/// The top-level properties of an event's `schema` that hold a [`Personal`] value at any
+/// depth: their schema, or one it names by `$ref` (followed once each), has a subschema
+/// marked `x-events-personal`.
+pub(crate) fn personal_properties(schema: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    fn holds(
+        node: &Value,
+        defs: Option<&Value>,
+        seen: &mut std::collections::HashSet<String>,
+    ) -> bool {
+        match node {
+            Value::Object(map) => {
+                if map.get("x-events-personal") == Some(&Value::Bool(true)) {
+                    return true;
+                }
+                if let Some(name) = map
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("#/$defs/"))
+                {
+                    if seen.insert(name.to_owned()) {
+                        if let Some(target) = defs.and_then(|d| d.get(name)) {
+                            if holds(target, defs, seen) {
+                                return true;
+                            }
+                        }
+                    }
+                }
+                map.values().any(|v| holds(v, defs, seen))
+            }
+            Value::Array(items) => items.iter().any(|v| holds(v, defs, seen)),
+            _ => false,
+        }
+    }
+    let defs = schema.get("$defs");
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|props| {
+            props
+                .iter()
+                .filter(|(_, s)| holds(s, defs, &mut std::collections::HashSet::new()))
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -484,3 +484,100 @@ async fn keys_are_made_inside_an_application_transaction() {
     assert!(!stored[0].payload.contains("cy@example.com"));
     assert!(!stored[0].payload.contains("4111-cy-card"));
 }
+
+/// A customer moved: the personal value sits inside a field's own type, under
+/// `rename_all`, where the derive cannot see it.
+#[derive(Clone, Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "crm.customer.moved")]
+#[serde(rename_all = "camelCase")]
+pub struct Moved {
+    #[event(subject)]
+    pub customer_id: String,
+    pub new_home: Home,
+}
+
+#[derive(Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Home {
+    pub owner_email: Personal<String>,
+    pub floor: u8,
+}
+
+/// Outside JSON that breaks a `Personal` field's schema is refused with an error that
+/// names where, never what: no message, `Display` or `Debug`, quotes the personal value,
+/// at the top level, inside a field's own type, or as the whole payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_never_quote_personal_values() {
+    let _g = LOCK.lock().await;
+    let bus = Bus::builder()
+        .no_handlers()
+        .keys(events::store::MemoryKeys::new())
+        .build()
+        .unwrap();
+    let cases = [
+        (
+            "crm.customer.registered",
+            serde_json::json!({
+                "customer": "ada", "plan": "gold", "card": "c", "email": "ada@example.com",
+                "address": { "street": "221B Baker Street", "city": 7 }
+            }),
+            "/address",
+        ),
+        (
+            "crm.customer.registered",
+            serde_json::json!([{ "customer": "ada", "email": "221B Baker Street" }]),
+            "",
+        ),
+        (
+            "crm.customer.moved",
+            serde_json::json!({
+                "customerId": "ada", "newHome": { "ownerEmail": ["221B Baker Street"], "floor": 2 }
+            }),
+            "/newHome/ownerEmail",
+        ),
+        (
+            "crm.customer.moved",
+            serde_json::json!({ "customerId": "ada", "newHome": "221B Baker Street" }),
+            "/newHome",
+        ),
+    ];
+    for (name, payload, path) in &cases {
+        let text = payload.to_string();
+        let err = bus
+            .publish_json(name, 1, text.as_bytes(), events::PublishOptions::default())
+            .await
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("221B"),
+            "{name} at {path:?}: the error quotes the personal value: {shown}"
+        );
+        match &err {
+            events::IngestError::Invalid { violations, .. } => {
+                assert!(
+                    violations.iter().any(|v| v.path == *path),
+                    "{name}: no violation at {path:?}: {violations:?}"
+                );
+            }
+            other => panic!("{name}: expected a schema violation, got {other:?}"),
+        }
+    }
+    // Unmasked, each of these violations quotes the value: the check above is not vacuous.
+    for (name, payload, _) in &cases {
+        let schema = match *name {
+            "crm.customer.moved" => Moved::schema(),
+            _ => Registered::schema(),
+        };
+        let validator = jsonschema::validator_for(&serde_json::to_value(schema).unwrap()).unwrap();
+        let quoted: Vec<String> = validator
+            .iter_errors(payload)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            quoted.iter().any(|m| m.contains("221B")),
+            "{name}: {quoted:?}"
+        );
+    }
+    let info = Moved::info();
+    assert_eq!(info.secret_keys(), [Box::<str>::from("newHome")]);
+}

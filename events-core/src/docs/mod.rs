@@ -151,7 +151,7 @@ fn doc_event(
             pattern: h.event().is_none().then(|| h.pattern().unwrap_or(">")),
         })
         .collect();
-    let personal = personal_fields(&schema);
+    let personal = crate::personal::personal_properties(&schema);
     Ok(DocEvent {
         personal,
         file: format!("schemas/{key}.json"),
@@ -172,37 +172,6 @@ fn doc_event(
         redacted: info.redacted_fields(),
         handlers,
     })
-}
-
-/// The top-level properties of `schema` whose schema (or the one its `$ref` names) is
-/// marked `x-events-personal`.
-fn personal_fields(schema: &Value) -> Vec<String> {
-    let defs = schema.get("$defs");
-    let marked = |s: &Value| {
-        let target = match s.get("$ref").and_then(Value::as_str) {
-            Some(r) => r
-                .strip_prefix("#/$defs/")
-                .and_then(|name| defs.and_then(|d| d.get(name))),
-            None => Some(s),
-        };
-        target.is_some_and(|t| t.get("x-events-personal") == Some(&Value::Bool(true)))
-    };
-    schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .map(|props| {
-            props
-                .iter()
-                .filter(|(_, s)| {
-                    marked(s)
-                        || s.get("anyOf")
-                            .and_then(Value::as_array)
-                            .is_some_and(|a| a.iter().any(marked))
-                })
-                .map(|(k, _)| k.clone())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The event's JSON Schema as a standalone document: `$id`, title, description, and

@@ -460,9 +460,9 @@ pub(crate) fn decode(
 }
 
 /// Deserializes a payload that passed its schema as `E`. An error never shows a redacted
-/// field's value: when `E` has redacted fields, the path of a failure is tracked, and a
-/// failure inside a redacted field (or of the whole payload) is reported without serde's
-/// message, which may quote the value.
+/// or personal value: when `E` has redacted or personal fields, the path of a failure is
+/// tracked, and a failure inside one of them ([`EventInfo::secret_keys`]) or of the whole
+/// payload is reported without serde's message, which may quote the value.
 ///
 /// JSON Schema counts `1.0` as an integer; serde does not. So that the schema accepts
 /// exactly what the type accepts, a payload refused only for whole numbers written with a
@@ -475,14 +475,14 @@ pub(crate) fn deserialize_checked<E: Event>(
     value: serde_json::Value,
     whole_floats: bool,
 ) -> Result<E, IngestError> {
-    if E::info().redacted.is_empty() && !whole_floats {
+    if E::REDACTED.is_empty() && !E::PERSONAL && !whole_floats {
         return serde_json::from_value(value).map_err(decode_failed::<E>);
     }
     deserialize_again::<E>(value, whole_floats)
 }
 
 /// [`deserialize_checked`] for a payload with whole numbers written as floats, or of a type
-/// with redacted fields.
+/// with redacted or personal fields.
 #[inline(never)]
 fn deserialize_again<E: Event>(
     value: serde_json::Value,
@@ -501,14 +501,25 @@ fn deserialize_again<E: Event>(
     }
 }
 
+/// serde's message, unless the type holds secrets the derive could not see (a `Personal`
+/// value inside a field's own type, without a data subject): then nothing of it.
 #[cold]
 fn decode_failed<E: Event>(e: serde_json::Error) -> IngestError {
+    let reason = if E::info().secret_keys().is_empty() {
+        clip_to(&e.to_string(), 300)
+    } else {
+        NOT_SHOWN.to_owned()
+    };
     IngestError::Decode {
         name: E::NAME,
         version: E::VERSION,
-        reason: clip_to(&e.to_string(), 300),
+        reason,
     }
 }
+
+/// What a failure that could quote a secret says instead.
+const NOT_SHOWN: &str =
+    "the value does not deserialize (not shown: the event has redacted or personal fields)";
 
 fn deserialize_once<E: Event>(value: serde_json::Value) -> Result<E, IngestError> {
     let info = E::info();
@@ -517,7 +528,8 @@ fn deserialize_once<E: Event>(value: serde_json::Value) -> Result<E, IngestError
         version: info.version,
         reason,
     };
-    if info.redacted.is_empty() {
+    let secrets = info.secret_keys();
+    if secrets.is_empty() {
         return serde_json::from_value(value).map_err(decode_failed::<E>);
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
@@ -525,7 +537,7 @@ fn deserialize_once<E: Event>(value: serde_json::Value) -> Result<E, IngestError
         let path = e.path();
         let secret = match path.iter().next() {
             None | Some(Segment::Unknown) => true,
-            Some(Segment::Map { key }) => info.redacted.contains(&key.as_str()),
+            Some(Segment::Map { key }) => secrets.iter().any(|k| **k == *key),
             Some(_) => false,
         };
         if secret {
@@ -533,7 +545,7 @@ fn deserialize_once<E: Event>(value: serde_json::Value) -> Result<E, IngestError
                 format!(" at `{}`", clip_to(&s.to_string(), 80))
             });
             failed(format!(
-                "the value{at} does not deserialize (not shown: the event has redacted fields)"
+                "the value{at} does not deserialize (not shown: the event has redacted or personal fields)"
             ))
         } else {
             failed(format!(
@@ -584,10 +596,12 @@ fn integral_floats_as_integers(value: &mut serde_json::Value) {
     }
 }
 
-/// Whether a violation at `path` (a JSON Pointer) could quote a redacted field's value: it
-/// is inside a redacted field, or it is the whole payload, which holds them all.
+/// Whether a violation at `path` (a JSON Pointer) could quote a redacted or personal value
+/// ([`EventInfo::secret_keys`]): it is inside such a field, or it is the whole payload,
+/// which holds them all.
 fn shows_redacted(info: &EventInfo, path: &str) -> bool {
-    if info.redacted.is_empty() {
+    let secrets = info.secret_keys();
+    if secrets.is_empty() {
         return false;
     }
     let Some(rest) = path.strip_prefix('/') else {
@@ -595,7 +609,7 @@ fn shows_redacted(info: &EventInfo, path: &str) -> bool {
     };
     let first = rest.split('/').next().unwrap_or("");
     let first = first.replace("~1", "/").replace("~0", "~");
-    info.redacted.contains(&first.as_str())
+    secrets.iter().any(|k| **k == *first)
 }
 
 /// Checks `value` against `info`'s schema (compiled once per process): at most

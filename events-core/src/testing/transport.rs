@@ -111,6 +111,7 @@ macro_rules! probe {
                     upcast: None,
                     redacted: &[],
                     personal: false,
+                    secrets: std::sync::OnceLock::new(),
                     publish_value: $ty::publish_value,
                 };
                 &INFO
