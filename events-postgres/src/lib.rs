@@ -1591,26 +1591,58 @@ impl EventStore for PostgresStore {
             let below = i64::try_from(purge.below).unwrap_or(i64::MAX);
             let before = time_key(purge.before);
             let keep = i64::try_from(purge.keep).unwrap_or(i64::MAX);
+            let mut left = purge.limit;
             let mut deleted = 0u64;
             for name in &purge.names {
-                // Never a stream's event, never the newest of the log; with their records.
+                if left == 0 {
+                    break;
+                }
+                // Never a stream's event, never the newest of the log, never the newest
+                // `keep` of the name (only what is older than the keep-th newest); the
+                // oldest `left` of the rest, with their records.
                 let row = client
                     .query_one(
-                        "WITH gone AS (
-                           DELETE FROM events
-                           WHERE name = $1 AND stream IS NULL AND sequence < $2 AND time < $3
-                             AND sequence < (SELECT MAX(sequence) FROM events)
-                             AND sequence NOT IN (SELECT sequence FROM events WHERE name = $1
-                                                  ORDER BY sequence DESC LIMIT $4)
+                        "WITH kept AS (
+                           SELECT CASE WHEN $4::bigint = 0 THEN 9223372036854775807
+                                  ELSE COALESCE((SELECT sequence FROM events WHERE name = $1
+                                                 ORDER BY sequence DESC LIMIT 1 OFFSET $4::bigint - 1), 0)
+                                  END AS below
+                         ), gone AS (
+                           DELETE FROM events WHERE sequence IN (
+                             SELECT sequence FROM events
+                             WHERE name = $1 AND stream IS NULL AND sequence < $2 AND time < $3
+                               AND sequence < (SELECT MAX(sequence) FROM events)
+                               AND sequence < (SELECT below FROM kept)
+                             ORDER BY sequence LIMIT $5)
                            RETURNING sequence
+                         ), handlers AS (
+                           -- The handlers with records, by skipping through the primary
+                           -- key, so that the records go by it, not by a scan of them all.
+                           WITH RECURSIVE h(handler) AS (
+                             SELECT MIN(handler) FROM deliveries
+                             UNION ALL
+                             SELECT (SELECT MIN(d.handler) FROM deliveries d
+                                     WHERE d.handler > h.handler)
+                             FROM h WHERE h.handler IS NOT NULL
+                           )
+                           SELECT handler FROM h WHERE handler IS NOT NULL
                          ), records AS (
-                           DELETE FROM deliveries WHERE sequence IN (SELECT sequence FROM gone)
+                           DELETE FROM deliveries d USING handlers, gone
+                           WHERE d.handler = handlers.handler AND d.sequence = gone.sequence
                          )
                          SELECT COUNT(*) FROM gone",
-                        &[name, &below, &before, &keep],
+                        &[
+                            name,
+                            &below,
+                            &before,
+                            &keep,
+                            &i64::try_from(left).unwrap_or(i64::MAX),
+                        ],
                     )
                     .map_err(backend)?;
-                deleted += row.get::<_, i64>(0) as u64;
+                let n = row.get::<_, i64>(0) as u64;
+                deleted += n;
+                left -= n.min(left);
             }
             Ok(deleted)
         });

@@ -992,7 +992,9 @@ fn write_commands(
 /// write on its own while its caller is told that the batch failed. So the batch stops, and
 /// every write in it fails with this error.
 /// Deletes what a retention rule says, with the deleted events' delivery records: never an
-/// event of a stream, never the newest event (the high-water mark's).
+/// event of a stream, never the newest event (the high-water mark's), at most
+/// `purge.limit` events (oldest first), so that memory and the transaction stay bounded
+/// whatever the backlog.
 fn purge_events(
     tx: &rusqlite::Transaction<'_>,
     purge: &events::store::Purge,
@@ -1004,29 +1006,60 @@ fn purge_events(
         .map_err(backend)?;
     let below = i64::try_from(purge.below).unwrap_or(i64::MAX).min(newest);
     let before = i64::try_from(purge.before).unwrap_or(i64::MAX);
-    let keep = i64::try_from(purge.keep).unwrap_or(i64::MAX);
+    let mut left = purge.limit;
     let mut deleted = 0u64;
     for name in &purge.names {
+        if left == 0 {
+            break;
+        }
+        // The newest `keep` of the name stay: only what is older than the keep-th newest
+        // goes (no event at all when there are fewer).
+        let below = match purge.keep {
+            0 => below,
+            keep => tx
+                .prepare_cached(
+                    "SELECT sequence FROM events WHERE name = ?1
+                     ORDER BY sequence DESC LIMIT 1 OFFSET ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(
+                        params![name, i64::try_from(keep - 1).unwrap_or(i64::MAX)],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .optional()
+                })
+                .map_err(backend)?
+                .map_or(0, |kept| kept.min(below)),
+        };
         let sequences: Vec<i64> = tx
             .prepare_cached(
-                "DELETE FROM events
-                 WHERE name = ?1 AND stream IS NULL AND sequence < ?2 AND time < ?3
-                   AND sequence NOT IN (SELECT sequence FROM events WHERE name = ?1
-                                        ORDER BY sequence DESC LIMIT ?4)
+                "DELETE FROM events WHERE sequence IN (
+                   SELECT sequence FROM events
+                   WHERE name = ?1 AND stream IS NULL AND sequence < ?2 AND time < ?3
+                   ORDER BY sequence LIMIT ?4)
                  RETURNING sequence",
             )
             .and_then(|mut s| {
-                s.query_map(params![name, below, before, keep], |r| r.get(0))?
-                    .collect::<Result<Vec<i64>, _>>()
+                s.query_map(
+                    params![name, below, before, i64::try_from(left).unwrap_or(i64::MAX)],
+                    |r| r.get(0),
+                )?
+                .collect::<Result<Vec<i64>, _>>()
             })
             .map_err(backend)?;
         let mut forget = tx
-            .prepare_cached("DELETE FROM deliveries WHERE sequence = ?1")
+            // By the primary key (handler, sequence), one look-up per handler: by the
+            // sequence alone, each delete scans every record.
+            .prepare_cached(
+                "DELETE FROM deliveries
+                 WHERE handler IN (SELECT id FROM handlers) AND sequence = ?1",
+            )
             .map_err(backend)?;
         for sequence in &sequences {
             forget.execute([sequence]).map_err(backend)?;
         }
         deleted += sequences.len() as u64;
+        left -= sequences.len() as u64;
     }
     Ok(deleted)
 }

@@ -271,6 +271,16 @@ impl ChildLines {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
+
+    /// Kills it with `SIGKILL` and waits for it; every line it printed that was not read.
+    pub fn kill_and_read(self) -> Vec<String> {
+        let lines = self.lines;
+        let mut child = self.child;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // The reader thread sends what was written before the kill, then ends at EOF.
+        lines.iter().collect()
+    }
 }
 
 /// The aggregate of the stream concurrency tests (`tests/tests/stream_concurrency.rs` and

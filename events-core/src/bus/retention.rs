@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Bus;
 use crate::retention::{Keep, RetentionReport};
-use crate::store::{Purge, StoreError};
+use crate::store::{PURGE_PAGE, Purge, StoreError};
 
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -71,13 +71,18 @@ impl Bus {
                 .copied()
                 .unwrap_or(u64::MAX);
             held_back |= below != u64::MAX;
-            let deleted = if names.is_empty() {
-                0
-            } else {
-                store
-                    .purge(Purge::new(names, below, before, keep_newest))
-                    .await?
-            };
+            // In pages of `PURGE_PAGE`, one transaction each, so that a rule past a huge
+            // backlog takes bounded memory and never holds the store's writes back long.
+            let mut deleted = 0;
+            while !names.is_empty() {
+                let page = Purge::new(names.clone(), below, before, keep_newest).limit(PURGE_PAGE);
+                let n = store.purge(page).await?;
+                deleted += n;
+                if n < PURGE_PAGE {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
             report.deleted.push((pattern.clone(), deleted));
         }
         report.held_back = held_back;

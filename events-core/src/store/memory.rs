@@ -365,9 +365,13 @@ impl EventStore for MemoryStore {
         let newest = state.events.back().map_or(0, |e| e.sequence);
         let mut deleted = 0u64;
         for name in &purge.names {
-            // The newest `keep` of this name stay.
+            let left = purge.limit - deleted;
+            if left == 0 {
+                break;
+            }
+            // The newest `keep` of this name stay; of the rest, the oldest `left` go.
             let mut kept = 0u64;
-            let mut doomed = std::collections::HashSet::new();
+            let mut doomed = Vec::new();
             for e in state.events.iter().rev().filter(|e| &e.name == name) {
                 if kept < purge.keep {
                     kept += 1;
@@ -378,9 +382,13 @@ impl EventStore for MemoryStore {
                     && e.sequence != newest
                     && !e.metadata.contains_key(crate::aggregate::STREAM_KEY)
                 {
-                    doomed.insert(e.sequence);
+                    doomed.push(e.sequence);
                 }
             }
+            let newer = doomed
+                .len()
+                .saturating_sub(usize::try_from(left).unwrap_or(usize::MAX));
+            let doomed: std::collections::HashSet<u64> = doomed.drain(newer..).collect();
             let mut bytes = 0;
             let ids = &mut state.ids;
             state.events.retain(|e| {

@@ -65,7 +65,7 @@ pub(crate) fn row_sequence(row: &Row) -> Option<u64> {
 /// What one retention rule deletes ([`EventStore::purge`]): events named one of `names`,
 /// below sequence `below` (what durable handlers and the outbox are done with), published
 /// before `before` (nanoseconds since the Unix epoch), except the newest `keep` of each
-/// name.
+/// name; at most `limit` of them in one call, oldest first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Purge {
@@ -77,20 +77,35 @@ pub struct Purge {
     pub before: u64,
     /// The newest this many events of each name are kept.
     pub keep: u64,
+    /// At most this many events are deleted by one call (one transaction); the caller
+    /// calls again while a call deletes this many. No limit by default.
+    pub limit: u64,
 }
 
 impl Purge {
     /// Events named `names` below sequence `below`, published before `before`, but the
-    /// newest `keep` of each name.
+    /// newest `keep` of each name; without a limit.
     pub fn new(names: Vec<String>, below: u64, before: u64, keep: u64) -> Purge {
         Purge {
             names,
             below,
             before,
             keep,
+            limit: u64::MAX,
         }
     }
+
+    /// At most `limit` events deleted by one call: what the bus's retention runs use
+    /// ([`PURGE_PAGE`]), so that memory and each transaction stay bounded.
+    #[must_use]
+    pub fn limit(mut self, limit: u64) -> Purge {
+        self.limit = limit;
+        self
+    }
 }
+
+/// How many events one retention call deletes at most, in one transaction.
+pub const PURGE_PAGE: u64 = 10_000;
 
 /// One event as a store keeps it: the envelope's fields and the payload as JSON text.
 #[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -590,9 +605,10 @@ pub trait EventStore: Send + Sync + 'static {
         None
     }
 
-    /// Deletes stored events as a retention rule says ([`Purge`]); how many. Never an
-    /// event of an aggregate's stream, never the newest event of the log (its sequence is
-    /// the store's high-water mark). Not supported by default.
+    /// Deletes stored events as a retention rule says ([`Purge`]), at most
+    /// [`Purge::limit`] of them, oldest first; how many. Never an event of an aggregate's
+    /// stream, never the newest event of the log (its sequence is the store's high-water
+    /// mark). Not supported by default.
     fn purge(&self, purge: Purge) -> StoreFuture<'_, u64> {
         let _ = purge;
         Box::pin(std::future::ready(Err(StoreError::Backend(

@@ -475,8 +475,8 @@ pub async fn keys_are_made_once_and_forgotten(store: impl EventStore) {
 }
 
 /// [`EventStore::purge`] deletes the named events below the sequence and before the time,
-/// but the newest `keep` of each name, never the newest event of the log, and with their
-/// delivery records.
+/// but the newest `keep` of each name, never the newest event of the log, at most its
+/// limit per call (the oldest first), and with their delivery records.
 pub async fn purge_keeps_what_the_rule_keeps(store: impl EventStore) {
     let events: Vec<StoredEvent> = ["a", "a", "b", "a", "a", "a", "b"]
         .iter()
@@ -487,12 +487,23 @@ pub async fn purge_keeps_what_the_rule_keeps(store: impl EventStore) {
     store.record_delivery("h", sequences[0]);
     store.flush().await.expect("flush");
     let purge = |below, before, keep| Purge::new(vec!["a".into()], below, before, keep);
-    // Below sequence 5 and before event 4's time, keeping the newest one: events 0, 1, 3.
-    let deleted = match store.purge(purge(sequences[5], events[4].time, 1)).await {
+    // Below sequence 5 and before event 4's time, keeping the newest one: events 0, 1, 3;
+    // in pages of two, oldest first.
+    let page = purge(sequences[5], events[4].time, 1).limit(2);
+    let deleted = match store.purge(page.clone()).await {
         Ok(n) => n,
         Err(_) => return, // a store without retention
     };
-    assert_eq!(deleted, 3);
+    assert_eq!(deleted, 2, "at most the limit");
+    let left: Vec<u64> = store
+        .query(&StoreQuery::all())
+        .expect("query")
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(left, sequences[2..], "the oldest first");
+    assert_eq!(store.purge(page.clone()).await.expect("purge"), 1);
+    assert_eq!(store.purge(page).await.expect("purge"), 0);
     let left: Vec<u64> = store
         .query(&StoreQuery::all())
         .expect("query")
