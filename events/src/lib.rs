@@ -99,6 +99,9 @@ pub mod store {
 
 #[cfg(feature = "nats")]
 pub use events_nats as nats;
+/// CloudEvents and plain JSON over HTTP (feature `http`): [`http::router`].
+#[cfg(feature = "http")]
+pub use events_http as http;
 
 #[cfg(feature = "postgres")]
 pub use events_postgres as postgres;

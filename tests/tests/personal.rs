@@ -487,7 +487,7 @@ async fn keys_are_made_inside_an_application_transaction() {
 
 /// A customer moved: the personal value sits inside a field's own type, under
 /// `rename_all`, where the derive cannot see it.
-#[derive(Clone, Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[event(name = "crm.customer.moved")]
 #[serde(rename_all = "camelCase")]
 pub struct Moved {
@@ -496,7 +496,7 @@ pub struct Moved {
     pub new_home: Home,
 }
 
-#[derive(Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Home {
     pub owner_email: Personal<String>,

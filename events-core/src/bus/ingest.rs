@@ -18,6 +18,13 @@ use crate::receipt::Receipt;
 use crate::security::Principal;
 
 impl Bus {
+    /// The limits its ingest entry points apply
+    /// ([`BusBuilder::ingest_limits`](crate::BusBuilder::ingest_limits)): what a transport
+    /// or an HTTP layer bounds a body by before it reads more.
+    pub fn ingest_limits(&self) -> crate::ingest::IngestLimits {
+        self.inner.ingest_limits
+    }
+
     /// Checks JSON from outside against the schema of event `name` at `version`, then
     /// deserializes it and publishes it like [`publish_with`](Self::publish_with).
     ///
