@@ -96,7 +96,11 @@ impl HttpOptions {
                     .filter(|s| s.eq_ignore_ascii_case("bearer "))
                     .map(|_| v[7..].trim())
             })
-            .ok_or_else(|| Box::new(Problem::unauthorized("the credential is not a bearer token")))?;
+            .ok_or_else(|| {
+                Box::new(Problem::unauthorized(
+                    "the credential is not a bearer token",
+                ))
+            })?;
         let mut found = None;
         for (known, principal) in &self.tokens {
             // Every token is compared, whatever matched: the time says nothing of which.

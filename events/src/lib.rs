@@ -97,11 +97,11 @@ pub mod store {
     pub use events_sqlite::{SqliteOptions, SqliteStore, Synchronous, rusqlite};
 }
 
-#[cfg(feature = "nats")]
-pub use events_nats as nats;
 /// CloudEvents and plain JSON over HTTP (feature `http`): [`http::router`].
 #[cfg(feature = "http")]
 pub use events_http as http;
+#[cfg(feature = "nats")]
+pub use events_nats as nats;
 
 #[cfg(feature = "postgres")]
 pub use events_postgres as postgres;
