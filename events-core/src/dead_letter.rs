@@ -79,6 +79,7 @@ impl fmt::Debug for DeadLetter {
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct DeadLetterFilter {
+    id: Option<u64>,
     event: Option<String>,
     handler: Option<String>,
     permanent: Option<bool>,
@@ -88,6 +89,11 @@ impl DeadLetterFilter {
     /// Every dead letter.
     pub fn all() -> DeadLetterFilter {
         DeadLetterFilter::default()
+    }
+    /// Only the dead letter with this number.
+    pub fn id(mut self, id: u64) -> DeadLetterFilter {
+        self.id = Some(id);
+        self
     }
     /// Those of events with this name.
     pub fn event(mut self, name: impl Into<String>) -> DeadLetterFilter {
@@ -105,7 +111,8 @@ impl DeadLetterFilter {
         self
     }
     pub(crate) fn matches(&self, d: &DeadLetter) -> bool {
-        self.event.as_deref().is_none_or(|e| e == d.meta.name())
+        self.id.is_none_or(|id| id == d.id)
+            && self.event.as_deref().is_none_or(|e| e == d.meta.name())
             && self.handler.as_deref().is_none_or(|h| h == d.handler)
             && self.permanent.is_none_or(|p| p == d.permanent)
     }

@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 mod problem;
 
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub use problem::{Problem, status_of};
 #[derive(Clone, Default)]
 pub struct HttpOptions {
     tokens: Vec<(Box<[u8]>, Principal)>,
+    admin: Vec<Box<[u8]>>,
 }
 
 impl std::fmt::Debug for HttpOptions {
@@ -83,24 +85,50 @@ impl HttpOptions {
         self
     }
 
+    /// A caller presenting `Authorization: Bearer <token>` may use the admin API
+    /// ([`admin`]): read the store and the dead letters, retry and discard. Without one,
+    /// the admin API answers 403 to every request.
+    #[must_use]
+    pub fn admin(mut self, token: impl AsRef<str>) -> HttpOptions {
+        self.admin.push(token.as_ref().as_bytes().into());
+        self
+    }
+
+    /// Whether the request carries an admin token: 401 without one or with a wrong one,
+    /// 403 when none is configured.
+    pub(crate) fn check_admin(&self, headers: &HeaderMap) -> Result<(), Problem> {
+        if self.admin.is_empty() {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the admin API is off: no admin credential is configured (`HttpOptions::admin`)",
+            ));
+        }
+        let token = bearer(headers)
+            .ok_or_else(|| Problem::unauthorized("the admin API needs a bearer token"))?;
+        let mut found = false;
+        for known in &self.admin {
+            found |= bool::from(subtle::ConstantTimeEq::ct_eq(&known[..], token.as_bytes()));
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(Problem::unauthorized(
+                "the bearer token is not an admin token",
+            ))
+        }
+    }
+
     /// The principal of a request's headers: anonymous without `Authorization`.
     fn principal(&self, headers: &HeaderMap) -> Result<Principal, Box<Problem>> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
+        if !headers.contains_key(header::AUTHORIZATION) {
             return Ok(Principal::anonymous());
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.get(..7)
-                    .filter(|s| s.eq_ignore_ascii_case("bearer "))
-                    .map(|_| v[7..].trim())
-            })
-            .ok_or_else(|| {
-                Box::new(Problem::unauthorized(
-                    "the credential is not a bearer token",
-                ))
-            })?;
+        }
+        let token = bearer(headers).ok_or_else(|| {
+            Box::new(Problem::unauthorized(
+                "the credential is not a bearer token",
+            ))
+        })?;
         let mut found = None;
         for (known, principal) in &self.tokens {
             // Every token is compared, whatever matched: the time says nothing of which.
@@ -110,6 +138,14 @@ impl HttpOptions {
         }
         found.ok_or_else(|| Box::new(Problem::unauthorized("the bearer token is not known")))
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    v.get(..7)
+        .filter(|s| s.eq_ignore_ascii_case("bearer "))
+        .map(|_| v[7..].trim())
 }
 
 struct Shared {
@@ -123,6 +159,7 @@ pub fn router(bus: Bus, options: HttpOptions) -> Router {
     Router::new()
         .route("/events", post(cloudevents))
         .route("/events/{name}/{version}", post(plain_json))
+        .merge(admin::routes())
         .with_state(shared)
 }
 

@@ -106,6 +106,9 @@ fn title_of(kind: &str) -> &'static str {
         "unconfirmed" => "Sent but not confirmed: the event may have been published",
         "not-published" => "The event was not published",
         "body" => "The body could not be read",
+        "bad-query" => "The query is not valid",
+        "not-found" => "Not found",
+        "unavailable" => "Not available now",
         _ => "Internal error",
     }
 }

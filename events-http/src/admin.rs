@@ -1,0 +1,623 @@
+//! The admin API under `/admin`: the catalog and schemas, store queries, dead letters
+//! (list, inspect redacted, retry, discard), durable handlers' lag and the outbox backlog;
+//! described by the OpenAPI document at `/admin/openapi.json` ([`openapi`], served to
+//! anyone: it holds no data). Every other request needs the admin credential ([`HttpOptions::admin`](crate::HttpOptions::admin)); without
+//! one configured, the admin API answers 403 to everyone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use events::store::StoreQuery;
+use events::{DeadLetter, DeadLetterFilter, EventId};
+use serde_json::{Value, json};
+
+use crate::{Problem, Shared};
+
+/// An event name or pattern (`order.*`, `order.>`), as [`StoreQuery::name`] takes it.
+const PATTERN: &str = r"^(>|([a-z0-9_-]+|\*)(\.([a-z0-9_-]+|\*))*(\.>)?)$";
+
+/// The last millisecond of the year 9999: the latest time a query takes.
+const MAX_MS: u64 = 253_402_300_799_999;
+
+/// The largest page of a list.
+pub const MAX_PAGE: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/admin/openapi.json", get(openapi_json))
+        .route("/admin/catalog", get(catalog))
+        .route("/admin/schemas/{name}/{version}", get(schema))
+        .route("/admin/events", get(events_page))
+        .route("/admin/dead-letters", get(dead_letters).delete(discard_all))
+        .route(
+            "/admin/dead-letters/{id}",
+            get(dead_letter).delete(discard_one),
+        )
+        .route("/admin/dead-letters/{id}/retry", post(retry_one))
+        .route("/admin/handlers", get(handlers))
+        .route("/admin/outbox", get(outbox))
+}
+
+type Answer = Result<Response, Problem>;
+
+fn ok(body: Value) -> Answer {
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+fn bad_request(detail: &str) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "bad-query", detail)
+}
+
+fn not_found(detail: &str) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not-found", detail)
+}
+
+fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Problem {
+    tracing::warn!(error = %e, "admin API: {what}");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the store could not be read now; try again later",
+    )
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Runs `f` with the bus after the admin credential is checked, off the runtime's threads
+/// (a store read may block).
+async fn admin<F>(shared: Arc<Shared>, headers: &HeaderMap, f: F) -> Response
+where
+    F: FnOnce(&Shared) -> Answer + Send + 'static,
+{
+    if let Err(problem) = shared.options.check_admin(headers) {
+        return problem.into_response();
+    }
+    match tokio::task::spawn_blocking(move || f(&shared)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(problem)) => problem.into_response(),
+        Err(_) => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request failed on the service's side",
+        )
+        .into_response(),
+    }
+}
+
+/// `limit` of a query: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent.
+fn page_size(query: &HashMap<String, String>) -> Result<usize, Problem> {
+    match query.get("limit") {
+        None => Ok(DEFAULT_PAGE),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| bad_request("`limit` must be a whole number from 1 to 1000")),
+    }
+}
+
+fn number(query: &HashMap<String, String>, key: &str) -> Result<Option<u64>, Problem> {
+    query
+        .get(key)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| bad_request(&format!("`{key}` must be a whole number")))
+        })
+        .transpose()
+}
+
+type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+
+fn params(query: Params) -> Result<HashMap<String, String>, Problem> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|_| bad_request("the query string is not form-encoded text"))
+}
+
+/// The document itself needs no credential: it says what the API is, nothing of the data.
+async fn openapi_json() -> Response {
+    (StatusCode::OK, Json(openapi())).into_response()
+}
+
+async fn catalog(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    admin(shared, &headers, |shared| {
+        let events: Vec<Value> = shared
+            .bus
+            .events()
+            .iter()
+            .map(|info| {
+                json!({
+                    "name": info.name(),
+                    "version": info.version(),
+                    "kind": format!("{:?}", info.kind()).to_lowercase(),
+                    "type_name": info.type_name(),
+                    "description": info.description(),
+                    "redacted": info.redacted_fields(),
+                    "personal": info.has_personal_data(),
+                })
+            })
+            .collect();
+        ok(json!({ "events": events }))
+    })
+    .await
+}
+
+async fn schema(
+    State(shared): State<Arc<Shared>>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    admin(shared, &headers, move |shared| {
+        let version: Option<u32> = version.strip_prefix('v').unwrap_or(&version).parse().ok();
+        let info = shared
+            .bus
+            .events()
+            .iter()
+            .find(|i| i.name() == name && Some(i.version()) == version)
+            .ok_or_else(|| not_found("no event of that name and version"))?;
+        ok(serde_json::to_value(info.schema()).unwrap_or(Value::Null))
+    })
+    .await
+}
+
+/// A stored event as the admin API shows it: the envelope, and the payload as stored
+/// (personal and redacted values sealed).
+fn stored_json(e: &events::store::StoredEvent) -> Value {
+    json!({
+        "sequence": e.sequence,
+        "id": e.id.to_string(),
+        "name": e.name,
+        "version": e.version,
+        "time_ms": e.time / 1_000_000,
+        "source": e.source,
+        "correlation_id": e.correlation_id.to_string(),
+        "causation_id": e.causation_id.map(|c| c.to_string()),
+        "payload": e.payload_json().unwrap_or(Value::Null),
+    })
+}
+
+async fn events_page(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    query: Params,
+) -> Response {
+    admin(shared, &headers, move |shared| {
+        let query = params(query)?;
+        let store = shared
+            .bus
+            .store()
+            .ok_or_else(|| not_found("this service keeps no event store"))?;
+        let limit = page_size(&query)?;
+        let mut q = StoreQuery::all().limit(limit + 1);
+        if let Some(name) = query.get("name") {
+            if name.len() > 256 {
+                return Err(bad_request("`name` is longer than 256 bytes"));
+            }
+            q = q
+                .name(name.as_str())
+                .map_err(|_| bad_request("`name` is not an event name or pattern"))?;
+        }
+        if let Some(id) = query.get("correlation_id") {
+            let id: EventId = id
+                .parse()
+                .map_err(|_| bad_request("`correlation_id` is not an event id"))?;
+            q = q.correlation_id(id);
+        }
+        if let Some(after) = number(&query, "after")? {
+            q = q.from_sequence(after.saturating_add(1));
+        }
+        if let Some(ms) = number(&query, "since_ms")? {
+            if ms > MAX_MS {
+                return Err(bad_request("`since_ms` is past the year 9999"));
+            }
+            q = q.since(UNIX_EPOCH + std::time::Duration::from_millis(ms));
+        }
+        let mut found = store
+            .query(&q)
+            .map_err(|e| unavailable("a store query failed", &e))?;
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = if more {
+            found.last().map(|e| e.sequence)
+        } else {
+            None
+        };
+        let events: Vec<Value> = found.iter().map(stored_json).collect();
+        ok(json!({ "events": events, "next": next }))
+    })
+    .await
+}
+
+/// A dead letter as the admin API shows it: its payload with every redacted and personal
+/// field replaced by `"[redacted]"`.
+fn letter_json(d: &DeadLetter) -> Value {
+    let mut payload = d.redacted_payload();
+    if let Value::Object(map) = &mut payload {
+        for key in d.meta.info().secret_keys() {
+            if let Some(v) = map.get_mut(&**key) {
+                *v = Value::String("[redacted]".into());
+            }
+        }
+    }
+    json!({
+        "id": d.id,
+        "event": d.event_name(),
+        "event_id": d.event_id().to_string(),
+        "handler": d.handler,
+        "error": d.error,
+        "permanent": d.permanent,
+        "attempts": d.attempts,
+        "sequence": d.sequence,
+        "first_failure_ms": millis(d.first_failure),
+        "last_failure_ms": millis(d.last_failure),
+        "payload": payload,
+    })
+}
+
+fn letter_filter(query: &HashMap<String, String>) -> Result<DeadLetterFilter, Problem> {
+    let mut filter = DeadLetterFilter::all();
+    if let Some(event) = query.get("event") {
+        filter = filter.event(event.as_str());
+    }
+    if let Some(handler) = query.get("handler") {
+        filter = filter.handler(handler.as_str());
+    }
+    match query.get("permanent").map(String::as_str) {
+        None => {}
+        Some("true") => filter = filter.permanent(true),
+        Some("false") => filter = filter.permanent(false),
+        Some(_) => return Err(bad_request("`permanent` must be `true` or `false`")),
+    }
+    Ok(filter)
+}
+
+async fn dead_letters(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    query: Params,
+) -> Response {
+    admin(shared, &headers, move |shared| {
+        let query = params(query)?;
+        let limit = page_size(&query)?;
+        let after = number(&query, "after")?.unwrap_or(0);
+        let all = shared.bus.dead_letters().list(&letter_filter(&query)?);
+        let mut page: Vec<&DeadLetter> = all.iter().filter(|d| d.id > after).collect();
+        page.sort_by_key(|d| d.id);
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next = if more {
+            page.last().map(|d| d.id)
+        } else {
+            None
+        };
+        let letters: Vec<Value> = page.into_iter().map(letter_json).collect();
+        ok(json!({ "dead_letters": letters, "next": next, "total": all.len() }))
+    })
+    .await
+}
+
+fn letter_id(id: &str) -> Result<u64, Problem> {
+    id.parse()
+        .map_err(|_| not_found("a dead letter's id is a whole number"))
+}
+
+async fn dead_letter(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    admin(shared, &headers, move |shared| {
+        let letter = shared
+            .bus
+            .dead_letters()
+            .get(letter_id(&id)?)
+            .ok_or_else(|| not_found("no dead letter has that id"))?;
+        ok(letter_json(&letter))
+    })
+    .await
+}
+
+async fn discard_one(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    admin(shared, &headers, move |shared| {
+        let id = letter_id(&id)?;
+        let n = shared
+            .bus
+            .dead_letters()
+            .discard(&DeadLetterFilter::all().id(id));
+        if n == 0 {
+            return Err(not_found("no dead letter has that id"));
+        }
+        ok(json!({ "discarded": n }))
+    })
+    .await
+}
+
+async fn discard_all(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    query: Params,
+) -> Response {
+    admin(shared, &headers, move |shared| {
+        let query = params(query)?;
+        let n = shared.bus.dead_letters().discard(&letter_filter(&query)?);
+        ok(json!({ "discarded": n }))
+    })
+    .await
+}
+
+async fn retry_one(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(problem) = shared.options.check_admin(&headers) {
+        return problem.into_response();
+    }
+    let id = match letter_id(&id) {
+        Ok(id) => id,
+        Err(p) => return p.into_response(),
+    };
+    let Some(letter) = shared.bus.dead_letters().get(id) else {
+        return not_found("no dead letter has that id").into_response();
+    };
+    let retried = shared.bus.dead_letters().retry(id).await;
+    // Failed again, it is a new letter (a new id) of the same event and handler.
+    let still = shared
+        .bus
+        .dead_letters()
+        .list(&DeadLetterFilter::all().handler(letter.handler.as_str()))
+        .iter()
+        .find(|d| d.event_id() == letter.event_id())
+        .map(letter_json);
+    (
+        StatusCode::OK,
+        Json(json!({ "retried": retried, "dead_letter": still })),
+    )
+        .into_response()
+}
+
+async fn handlers(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    admin(shared, &headers, |shared| {
+        let lag = match shared.bus.lag() {
+            Ok(lag) => lag,
+            Err(events::store::StoreError::Closed) => Vec::new(),
+            Err(e) => return Err(unavailable("reading the handlers' lag failed", &e)),
+        };
+        let rows: Vec<Value> = lag
+            .iter()
+            .map(|l| {
+                json!({
+                    "handler": l.handler,
+                    "event": l.event,
+                    "behind": l.behind,
+                    "oldest_ms": l.oldest.map(millis),
+                    "age_ms": u64::try_from(l.age().as_millis()).unwrap_or(u64::MAX),
+                    "rebuilding": l.rebuilding,
+                })
+            })
+            .collect();
+        ok(json!({ "durable": rows }))
+    })
+    .await
+}
+
+async fn outbox(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    admin(shared, &headers, |shared| match shared.bus.outbox() {
+        None => ok(json!({ "outbox": null })),
+        Some(Err(e)) => Err(unavailable("reading the outbox failed", &e)),
+        Some(Ok(status)) => ok(json!({ "outbox": {
+            "waiting": status.backlog.events,
+            "oldest_ms": status.backlog.oldest.map(|n| n / 1_000_000),
+            "state": format!("{:?}", status.state).to_lowercase(),
+            "forwarded": status.forwarded,
+            "duplicates": status.duplicates,
+            "failed_sends": status.failed_sends,
+            "stuck": status.stuck,
+        }})),
+    })
+    .await
+}
+
+/// The OpenAPI 3.1 document of the admin API (and of the ingress routes).
+pub fn openapi() -> Value {
+    let problem = json!({ "$ref": "#/components/responses/Problem" });
+    let refused = json!({
+        "400": problem, "401": problem, "403": problem, "404": problem, "503": problem
+    });
+    let page = |name: &str, item: &str| {
+        json!({
+            "type": "object",
+            "required": [name, "next"],
+            "properties": {
+                name: { "type": "array", "items": { "$ref": format!("#/components/schemas/{item}") } },
+                "next": { "type": ["integer", "null"], "minimum": 0 }
+            }
+        })
+    };
+    let ok_with = |schema: Value| {
+        let mut r = refused.clone();
+        r["200"] = json!({
+            "description": "OK",
+            "content": { "application/json": { "schema": schema } }
+        });
+        r
+    };
+    let limit = json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": MAX_PAGE } });
+    let after =
+        json!({ "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } });
+    let id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } });
+    let letter_filters = [
+        json!({ "name": "event", "in": "query", "schema": { "type": "string" } }),
+        json!({ "name": "handler", "in": "query", "schema": { "type": "string" } }),
+        json!({ "name": "permanent", "in": "query", "schema": { "type": "boolean" } }),
+    ];
+    let mut letters_list = vec![limit.clone(), after.clone()];
+    letters_list.extend(letter_filters.iter().cloned());
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "events admin API", "version": env!("CARGO_PKG_VERSION") },
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/admin/catalog": { "get": {
+                "summary": "The events this service knows",
+                "responses": ok_with(json!({ "type": "object", "required": ["events"], "properties": { "events": { "type": "array", "items": { "$ref": "#/components/schemas/CatalogEntry" } } } }))
+            }},
+            "/admin/schemas/{name}/{version}": { "get": {
+                "summary": "An event's JSON Schema",
+                "parameters": [
+                    { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "version", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } }
+                ],
+                "responses": ok_with(json!({ "type": "object" }))
+            }},
+            "/admin/events": { "get": {
+                "summary": "Stored events, oldest first, a page at a time",
+                "parameters": [
+                    limit, after,
+                    { "name": "name", "in": "query", "schema": { "type": "string", "maxLength": 256, "pattern": PATTERN } },
+                    { "name": "correlation_id", "in": "query", "schema": { "type": "string", "format": "uuid" } },
+                    { "name": "since_ms", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": MAX_MS } }
+                ],
+                "responses": ok_with(page("events", "StoredEvent"))
+            }},
+            "/admin/dead-letters": {
+                "get": {
+                    "summary": "Dead letters, a page at a time (payloads redacted)",
+                    "parameters": letters_list,
+                    "responses": ok_with({
+                        let mut p = page("dead_letters", "DeadLetter");
+                        p["required"] = json!(["dead_letters", "next", "total"]);
+                        p["properties"]["total"] = json!({ "type": "integer", "minimum": 0 });
+                        p
+                    })
+                },
+                "delete": {
+                    "summary": "Discards the dead letters the filters select",
+                    "parameters": letter_filters,
+                    "responses": ok_with(json!({ "type": "object", "required": ["discarded"], "properties": { "discarded": { "type": "integer", "minimum": 0 } } }))
+                }
+            },
+            "/admin/dead-letters/{id}": {
+                "get": {
+                    "summary": "One dead letter (payload redacted)",
+                    "parameters": [id],
+                    "responses": ok_with(json!({ "$ref": "#/components/schemas/DeadLetter" }))
+                },
+                "delete": {
+                    "summary": "Discards one dead letter",
+                    "parameters": [id],
+                    "responses": ok_with(json!({ "type": "object", "required": ["discarded"], "properties": { "discarded": { "type": "integer", "minimum": 0 } } }))
+                }
+            },
+            "/admin/dead-letters/{id}/retry": { "post": {
+                "summary": "Runs a dead letter's handler again: it leaves the list; `dead_letter` is its new letter (a new id) if the handler failed again",
+                "parameters": [id],
+                "responses": ok_with(json!({
+                    "type": "object", "required": ["retried", "dead_letter"],
+                    "properties": {
+                        "retried": { "type": "boolean" },
+                        "dead_letter": { "anyOf": [{ "$ref": "#/components/schemas/DeadLetter" }, { "type": "null" }] }
+                    }
+                }))
+            }},
+            "/admin/handlers": { "get": {
+                "summary": "How far each durable handler is behind",
+                "responses": ok_with(json!({ "type": "object", "required": ["durable"], "properties": { "durable": { "type": "array", "items": { "$ref": "#/components/schemas/Lag" } } } }))
+            }},
+            "/admin/outbox": { "get": {
+                "summary": "The outbox's backlog and forwarder",
+                "responses": ok_with(json!({ "type": "object", "required": ["outbox"], "properties": { "outbox": { "anyOf": [{ "$ref": "#/components/schemas/Outbox" }, { "type": "null" }] } } }))
+            }}
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "responses": {
+                "Problem": {
+                    "description": "A problem document (RFC 9457)",
+                    "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
+                }
+            },
+            "schemas": {
+                "Problem": {
+                    "type": "object", "required": ["type", "title", "status", "detail"],
+                    "properties": {
+                        "type": { "type": "string" }, "title": { "type": "string" },
+                        "status": { "type": "integer" }, "detail": { "type": "string" }
+                    }
+                },
+                "CatalogEntry": {
+                    "type": "object",
+                    "required": ["name", "version", "kind", "type_name", "description", "redacted", "personal"],
+                    "properties": {
+                        "name": { "type": "string" }, "version": { "type": "integer", "minimum": 1 },
+                        "kind": { "type": "string" }, "type_name": { "type": "string" },
+                        "description": { "type": ["string", "null"] },
+                        "redacted": { "type": "array", "items": { "type": "string" } },
+                        "personal": { "type": "boolean" }
+                    }
+                },
+                "StoredEvent": {
+                    "type": "object",
+                    "required": ["sequence", "id", "name", "version", "time_ms", "source", "correlation_id", "causation_id", "payload"],
+                    "properties": {
+                        "sequence": { "type": "integer", "minimum": 1 }, "id": { "type": "string" },
+                        "name": { "type": "string" }, "version": { "type": "integer" },
+                        "time_ms": { "type": "integer" }, "source": { "type": "string" },
+                        "correlation_id": { "type": "string" },
+                        "causation_id": { "type": ["string", "null"] },
+                        "payload": {}
+                    }
+                },
+                "DeadLetter": {
+                    "type": "object",
+                    "required": ["id", "event", "event_id", "handler", "error", "permanent", "attempts", "sequence", "first_failure_ms", "last_failure_ms", "payload"],
+                    "properties": {
+                        "id": { "type": "integer", "minimum": 0 }, "event": { "type": "string" },
+                        "event_id": { "type": "string" }, "handler": { "type": "string" },
+                        "error": { "type": "string" }, "permanent": { "type": "boolean" },
+                        "attempts": { "type": "integer", "minimum": 0 },
+                        "sequence": { "type": ["integer", "null"] },
+                        "first_failure_ms": { "type": "integer" }, "last_failure_ms": { "type": "integer" },
+                        "payload": {}
+                    }
+                },
+                "Lag": {
+                    "type": "object",
+                    "required": ["handler", "event", "behind", "oldest_ms", "age_ms", "rebuilding"],
+                    "properties": {
+                        "handler": { "type": "string" }, "event": { "type": "string" },
+                        "behind": { "type": "integer", "minimum": 0 },
+                        "oldest_ms": { "type": ["integer", "null"] },
+                        "age_ms": { "type": "integer", "minimum": 0 },
+                        "rebuilding": { "type": "boolean" }
+                    }
+                },
+                "Outbox": {
+                    "type": "object",
+                    "required": ["waiting", "oldest_ms", "state", "forwarded", "duplicates", "failed_sends", "stuck"],
+                    "properties": {
+                        "waiting": { "type": "integer", "minimum": 0 },
+                        "oldest_ms": { "type": ["integer", "null"] },
+                        "state": { "type": "string" },
+                        "forwarded": { "type": "integer" }, "duplicates": { "type": "integer" },
+                        "failed_sends": { "type": "integer" }, "stuck": { "type": "integer" }
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,253 @@
+//! The admin API on a real server over a real SQLite file, with a real client: the
+//! credential, the catalog and schemas, paged store queries, dead letters (redacted, retried
+//! from the API, discarded), durable handlers' lag and the outbox; every answer checked
+//! against the OpenAPI document the server serves. (`.ci/run` also points schemathesis at
+//! it: `examples/serve.rs`.)
+
+#![allow(unreachable_pub)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use events::{Bus, Event, handler};
+use events_http::{HttpOptions, router};
+use serde_json::{Value, json};
+
+#[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "shop.paid")]
+pub struct Paid {
+    pub order_id: u64,
+    #[event(redact)]
+    pub card: String,
+}
+
+/// Whether the mailer works: off, every event leaves a dead letter.
+static MAILER_UP: AtomicBool = AtomicBool::new(false);
+
+mod handlers {
+    use super::*;
+
+    #[handler(durable)]
+    fn book(_: &Paid) {}
+
+    #[handler]
+    fn mail(_: &Paid) -> Result<(), events::HandlerError> {
+        if MAILER_UP.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(events::HandlerError::permanent("the mail server said no"))
+        }
+    }
+}
+
+async fn serve(bus: Bus, options: HttpOptions) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router(bus, options)).await.unwrap();
+    });
+    format!("http://{addr}")
+}
+
+/// `method url` with the bearer `token`: the status and the body as JSON.
+async fn call(method: &'static str, url: String, token: Option<&'static str>) -> (u16, Value) {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        let mut response = agent.run(request.body(()).unwrap()).unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    })
+    .await
+    .unwrap()
+}
+
+/// Checks `body` against the document's schema of `method path`'s answer with `status`.
+fn matches_document(doc: &Value, method: &str, path: &str, status: u16, body: &Value) {
+    let operation = &doc["paths"][path][method];
+    assert!(
+        operation.is_object(),
+        "{method} {path} is not in the document"
+    );
+    let answer = &operation["responses"][status.to_string()];
+    let answer = match answer["$ref"].as_str() {
+        Some(r) => &doc["components"]["responses"][r.rsplit('/').next().unwrap()],
+        None => answer,
+    };
+    let content = answer["content"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{method} {path}: status {status} is not documented"));
+    let (_, media) = content.iter().next().unwrap();
+    let mut schema = media["schema"].clone();
+    schema["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status}: {errors:?} in {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_read_and_act_through_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = events_sqlite::SqliteStore::open(dir.path().join("admin.db")).unwrap();
+    let bus = Bus::builder()
+        .scope("admin::handlers")
+        .store(store)
+        .no_retries()
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        let receipt = bus
+            .publish(Paid {
+                order_id: n,
+                card: format!("4111-{n}"),
+            })
+            .await
+            .unwrap();
+        ids.push(receipt.event_id());
+    }
+    bus.store().unwrap().flush().await.unwrap();
+
+    // Without an admin credential configured, the admin API is off.
+    let off = serve(bus.clone(), HttpOptions::new()).await;
+    let (status, body) = call("GET", format!("{off}/admin/catalog"), Some("x")).await;
+    assert_eq!(status, 403, "{body}");
+
+    let base = serve(bus.clone(), HttpOptions::new().admin("root-token")).await;
+    let (status, doc) = call("GET", format!("{base}/admin/openapi.json"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let get = |path: String| call("GET", format!("{base}{path}"), Some("root-token"));
+    for token in [None, Some("wrong")] {
+        let (status, body) = call("GET", format!("{base}/admin/catalog"), token).await;
+        assert_eq!(status, 401, "{body}");
+        matches_document(&doc, "get", "/admin/catalog", 401, &body);
+    }
+
+    let (status, catalog) = get("/admin/catalog".into()).await;
+    assert_eq!(status, 200);
+    matches_document(&doc, "get", "/admin/catalog", 200, &catalog);
+    let paid = catalog["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "shop.paid")
+        .unwrap();
+    assert_eq!(paid["redacted"], json!(["card"]));
+
+    let (status, schema) = get("/admin/schemas/shop.paid/1".into()).await;
+    assert_eq!(status, 200);
+    assert!(schema["properties"]["order_id"].is_object(), "{schema}");
+    let (status, body) = get("/admin/schemas/shop.paid/2".into()).await;
+    assert_eq!(status, 404);
+    matches_document(&doc, "get", "/admin/schemas/{name}/{version}", 404, &body);
+
+    // The store, two at a time.
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, page) = get(format!("/admin/events?name=shop.*&limit=2&after={after}")).await;
+        assert_eq!(status, 200, "{page}");
+        matches_document(&doc, "get", "/admin/events", 200, &page);
+        for e in page["events"].as_array().unwrap() {
+            seen.push(e["payload"]["order_id"].as_u64().unwrap());
+            assert!(
+                !e.to_string().contains("4111"),
+                "a redacted value is sealed: {e}"
+            );
+        }
+        match page["next"].as_u64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, [1, 2, 3, 4, 5]);
+    let (_, one) = get(format!("/admin/events?correlation_id={}", ids[2])).await;
+    assert_eq!(one["events"].as_array().unwrap().len(), 1);
+    let (status, body) = get("/admin/events?name=Shop.Paid".into()).await;
+    assert_eq!(status, 400);
+    matches_document(&doc, "get", "/admin/events", 400, &body);
+    let (status, _) = get("/admin/events?limit=0".into()).await;
+    assert_eq!(status, 400);
+
+    // Dead letters: redacted, retried, discarded.
+    let (status, letters) = get("/admin/dead-letters?handler=admin::handlers::mail".into()).await;
+    assert_eq!(status, 200);
+    matches_document(&doc, "get", "/admin/dead-letters", 200, &letters);
+    assert_eq!(letters["total"], 5);
+    assert!(!letters.to_string().contains("4111"), "{letters}");
+    let first = letters["dead_letters"][0]["id"].as_u64().unwrap();
+    assert_eq!(letters["dead_letters"][0]["payload"]["card"], "[redacted]");
+    let (status, one) = get(format!("/admin/dead-letters/{first}")).await;
+    assert_eq!(status, 200);
+    matches_document(&doc, "get", "/admin/dead-letters/{id}", 200, &one);
+
+    let (status, still) = call(
+        "POST",
+        format!("{base}/admin/dead-letters/{first}/retry"),
+        Some("root-token"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    matches_document(&doc, "post", "/admin/dead-letters/{id}/retry", 200, &still);
+    assert_eq!(still["dead_letter"]["attempts"], 2, "failed again: {still}");
+    let again = still["dead_letter"]["id"].as_u64().unwrap();
+    assert_ne!(again, first, "a new letter");
+    MAILER_UP.store(true, Ordering::SeqCst);
+    let (_, retried) = call(
+        "POST",
+        format!("{base}/admin/dead-letters/{again}/retry"),
+        Some("root-token"),
+    )
+    .await;
+    assert_eq!(retried["retried"], true);
+    assert_eq!(retried["dead_letter"], Value::Null, "it left the list");
+    assert_eq!(get("/admin/dead-letters".into()).await.1["total"], 4);
+
+    let second = letters["dead_letters"][1]["id"].as_u64().unwrap();
+    let (status, gone) = call(
+        "DELETE",
+        format!("{base}/admin/dead-letters/{second}"),
+        Some("root-token"),
+    )
+    .await;
+    assert_eq!((status, gone["discarded"].as_u64()), (200, Some(1)));
+    matches_document(&doc, "delete", "/admin/dead-letters/{id}", 200, &gone);
+    let (status, _) = get(format!("/admin/dead-letters/{second}")).await;
+    assert_eq!(status, 404);
+    let (_, rest) = call(
+        "DELETE",
+        format!("{base}/admin/dead-letters?event=shop.paid"),
+        Some("root-token"),
+    )
+    .await;
+    assert_eq!(rest["discarded"], 3);
+    assert_eq!(get("/admin/dead-letters".into()).await.1["total"], 0);
+
+    // Durable handlers and the outbox.
+    let (status, lag) = get("/admin/handlers".into()).await;
+    assert_eq!(status, 200);
+    matches_document(&doc, "get", "/admin/handlers", 200, &lag);
+    let book = lag["durable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["handler"] == "admin::handlers::book")
+        .unwrap_or_else(|| panic!("{lag}"));
+    assert_eq!(book["behind"], 0);
+    let (status, outbox) = get("/admin/outbox".into()).await;
+    assert_eq!(status, 200);
+    matches_document(&doc, "get", "/admin/outbox", 200, &outbox);
+    assert_eq!(outbox["outbox"], Value::Null);
+}
