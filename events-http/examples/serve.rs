@@ -41,7 +41,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     }
-    let options = events_http::HttpOptions::new().admin("admin-token");
+    let options = events_http::HttpOptions::new()
+        .admin("admin-token")
+        .rebuildable("serve::book", || {});
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://127.0.0.1:{port}");
     axum::serve(listener, events_http::router(bus, options)).await?;

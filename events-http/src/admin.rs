@@ -25,6 +25,9 @@ const PATTERN: &str = r"^(>|([a-z0-9_-]+|\*)(\.([a-z0-9_-]+|\*))*(\.>)?)$";
 /// The last millisecond of the year 9999: the latest time a query takes.
 const MAX_MS: u64 = 253_402_300_799_999;
 
+/// The largest whole number the API takes (2^53 - 1, exact in every JSON reader).
+const MAX_SAFE: u64 = (1 << 53) - 1;
+
 /// The largest page of a list.
 pub const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
@@ -42,6 +45,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         )
         .route("/admin/dead-letters/{id}/retry", post(retry_one))
         .route("/admin/handlers", get(handlers))
+        .route("/admin/projections/{handler}/rebuild", post(rebuild))
         .route("/admin/outbox", get(outbox))
 }
 
@@ -111,7 +115,13 @@ fn number(query: &HashMap<String, String>, key: &str) -> Result<Option<u64>, Pro
         .get(key)
         .map(|v| {
             v.parse::<u64>()
-                .map_err(|_| bad_request(&format!("`{key}` must be a whole number")))
+                .ok()
+                .filter(|n| *n <= MAX_SAFE)
+                .ok_or_else(|| {
+                    bad_request(&format!(
+                        "`{key}` must be a whole number from 0 to 9007199254740991"
+                    ))
+                })
         })
         .transpose()
 }
@@ -308,7 +318,9 @@ async fn dead_letters(
 
 fn letter_id(id: &str) -> Result<u64, Problem> {
     id.parse()
-        .map_err(|_| not_found("a dead letter's id is a whole number"))
+        .ok()
+        .filter(|n| *n <= MAX_SAFE)
+        .ok_or_else(|| not_found("a dead letter's id is a whole number"))
 }
 
 async fn dead_letter(
@@ -432,6 +444,95 @@ async fn outbox(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
     .await
 }
 
+/// Rebuilds a projection the options allow ([`HttpOptions::rebuildable`](crate::HttpOptions::rebuildable)),
+/// streaming its progress as Server-Sent Events: `progress` (`{"done", "total",
+/// "sequence"}`, at most ten a second and the last one), then `done` (`{"events",
+/// "unreadable", "switched_at"}`) or `error` (a problem document).
+async fn rebuild(
+    State(shared): State<Arc<Shared>>,
+    Path(handler): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    use axum::response::sse::{Event as Sse, KeepAlive};
+    if let Err(problem) = shared.options.check_admin(&headers) {
+        return problem.into_response();
+    }
+    let Some(reset) = shared.options.reset_of(&handler) else {
+        return not_found("no projection of that name may be rebuilt over HTTP").into_response();
+    };
+    if shared.bus.is_rebuilding(&handler) {
+        return Problem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "that projection is being rebuilt already",
+        )
+        .into_response();
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Sse>(64);
+    let bus = shared.bus.clone();
+    tokio::spawn(async move {
+        let progress_tx = tx.clone();
+        let mut last = std::time::Instant::now();
+        let mut pending = None;
+        let mut sent = None;
+        let report = bus
+            .rebuild(&handler)
+            .reset(move || reset())
+            .on_progress(|p| {
+                pending = Some(p);
+                // At most ten a second (a slow client drops some, never the last).
+                if last.elapsed() >= std::time::Duration::from_millis(100) || p.done == p.total {
+                    last = std::time::Instant::now();
+                    if progress_tx.try_send(progress_event(p)).is_ok() {
+                        sent = Some(p);
+                    }
+                }
+            })
+            .await;
+        // The last progress, unless it went out already.
+        let last = match &report {
+            Ok(_) if pending != sent => pending.map(progress_event),
+            _ => None,
+        };
+        if let Some(last) = last {
+            let _ = tx.send(last).await;
+        }
+        let end = match report {
+            Ok(r) => Sse::default().event("done").data(
+                json!({ "events": r.events, "unreadable": r.unreadable, "switched_at": r.switched_at })
+                    .to_string(),
+            ),
+            Err(e) => {
+                let status = match e {
+                    events::RebuildError::AlreadyRebuilding(_) => StatusCode::CONFLICT,
+                    events::RebuildError::UnknownHandler(_) | events::RebuildError::NoStore => {
+                        StatusCode::NOT_FOUND
+                    }
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                tracing::warn!(error = %e, "admin API: a rebuild failed");
+                let problem = Problem::new(status, "rebuild-failed", &e.to_string());
+                Sse::default().event("error").data(problem.to_json().to_string())
+            }
+        };
+        let _ = tx.send(end).await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|e| (Ok::<_, std::convert::Infallible>(e), rx))
+    });
+    axum::response::sse::Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn progress_event(p: events::RebuildProgress) -> axum::response::sse::Event {
+    axum::response::sse::Event::default()
+        .event("progress")
+        .data(json!({ "done": p.done, "total": p.total, "sequence": p.sequence }).to_string())
+}
+
 /// The OpenAPI 3.1 document of the admin API (and of the ingress routes).
 pub fn openapi() -> Value {
     let problem = json!({ "$ref": "#/components/responses/Problem" });
@@ -457,9 +558,9 @@ pub fn openapi() -> Value {
         r
     };
     let limit = json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": MAX_PAGE } });
-    let after =
-        json!({ "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } });
-    let id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } });
+    let whole = json!({ "type": "integer", "minimum": 0, "maximum": MAX_SAFE });
+    let after = json!({ "name": "after", "in": "query", "schema": whole });
+    let id = json!({ "name": "id", "in": "path", "required": true, "schema": whole });
     let letter_filters = [
         json!({ "name": "event", "in": "query", "schema": { "type": "string" } }),
         json!({ "name": "handler", "in": "query", "schema": { "type": "string" } }),
@@ -537,6 +638,17 @@ pub fn openapi() -> Value {
             "/admin/handlers": { "get": {
                 "summary": "How far each durable handler is behind",
                 "responses": ok_with(json!({ "type": "object", "required": ["durable"], "properties": { "durable": { "type": "array", "items": { "$ref": "#/components/schemas/Lag" } } } }))
+            }},
+            "/admin/projections/{handler}/rebuild": { "post": {
+                "summary": "Rebuilds a projection allowed by `HttpOptions::rebuildable`; its progress as Server-Sent Events (`progress`, then `done` or `error`)",
+                "parameters": [{ "name": "handler", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": {
+                    "200": { "description": "The progress stream", "content": { "text/event-stream": { "schema": {
+                        "type": "object", "required": ["event", "data"],
+                        "properties": { "event": { "enum": ["progress", "done", "error"] }, "data": { "type": "string" } }
+                    } } } },
+                    "400": problem, "401": problem, "403": problem, "404": problem, "409": problem
+                }
             }},
             "/admin/outbox": { "get": {
                 "summary": "The outbox's backlog and forwarder",

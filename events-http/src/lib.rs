@@ -56,7 +56,11 @@ pub use problem::{Problem, status_of};
 pub struct HttpOptions {
     tokens: Vec<(Box<[u8]>, Principal)>,
     admin: Vec<Box<[u8]>>,
+    rebuildable: Vec<(String, Reset)>,
 }
+
+/// What clears a projection before it is rebuilt.
+type Reset = Arc<dyn Fn() + Send + Sync>;
 
 impl std::fmt::Debug for HttpOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,7 +70,11 @@ impl std::fmt::Debug for HttpOptions {
                 "principals",
                 &self.tokens.iter().map(|(_, p)| p).collect::<Vec<_>>(),
             )
-            .finish()
+            .field(
+                "rebuildable",
+                &self.rebuildable.iter().map(|(h, _)| h).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,6 +100,28 @@ impl HttpOptions {
     pub fn admin(mut self, token: impl AsRef<str>) -> HttpOptions {
         self.admin.push(token.as_ref().as_bytes().into());
         self
+    }
+
+    /// Durable handler `handler` (a projection) may be rebuilt from the admin API
+    /// (`POST /admin/projections/{handler}/rebuild`, progress streamed over Server-Sent
+    /// Events); `reset` clears what it built first (see `Bus::rebuild`). Only the handlers
+    /// named here can be rebuilt over HTTP: a projection that is not cleared would count
+    /// its history twice.
+    #[must_use]
+    pub fn rebuildable(
+        mut self,
+        handler: impl Into<String>,
+        reset: impl Fn() + Send + Sync + 'static,
+    ) -> HttpOptions {
+        self.rebuildable.push((handler.into(), Arc::new(reset)));
+        self
+    }
+
+    pub(crate) fn reset_of(&self, handler: &str) -> Option<Reset> {
+        self.rebuildable
+            .iter()
+            .find(|(h, _)| h == handler)
+            .map(|(_, r)| r.clone())
     }
 
     /// Whether the request carries an admin token: 401 without one or with a wrong one,

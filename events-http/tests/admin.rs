@@ -21,6 +21,9 @@ pub struct Paid {
     pub card: String,
 }
 
+/// How often the projection was cleared for a rebuild.
+static RESETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Whether the mailer works: off, every event leaves a dead letter.
 static MAILER_UP: AtomicBool = AtomicBool::new(false);
 
@@ -124,7 +127,13 @@ async fn operators_read_and_act_through_the_admin_api() {
     let (status, body) = call("GET", format!("{off}/admin/catalog"), Some("x")).await;
     assert_eq!(status, 403, "{body}");
 
-    let base = serve(bus.clone(), HttpOptions::new().admin("root-token")).await;
+    let options =
+        HttpOptions::new()
+            .admin("root-token")
+            .rebuildable("admin::handlers::book", || {
+                RESETS.fetch_add(1, Ordering::SeqCst);
+            });
+    let base = serve(bus.clone(), options).await;
     let (status, doc) = call("GET", format!("{base}/admin/openapi.json"), None).await;
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.1.0");
@@ -250,4 +259,59 @@ async fn operators_read_and_act_through_the_admin_api() {
     assert_eq!(status, 200);
     matches_document(&doc, "get", "/admin/outbox", 200, &outbox);
     assert_eq!(outbox["outbox"], Value::Null);
+
+    // A projection rebuilt from the API, its progress streamed; only the allowed ones.
+    let (status, body) = call(
+        "POST",
+        format!("{base}/admin/projections/admin::handlers::mail/rebuild"),
+        Some("root-token"),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let stream = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut response = agent
+            .post(format!(
+                "{base}/admin/projections/admin::handlers::book/rebuild"
+            ))
+            .header("authorization", "Bearer root-token")
+            .send_empty()
+            .unwrap();
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (kind, response.body_mut().read_to_string().unwrap())
+    })
+    .await
+    .unwrap();
+    assert!(stream.0.starts_with("text/event-stream"), "{}", stream.0);
+    let events: Vec<(String, Value)> = stream
+        .1
+        .split("\n\n")
+        .filter_map(|block| {
+            let kind = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((kind.to_owned(), serde_json::from_str(data).unwrap()))
+        })
+        .collect();
+    let (last_kind, last) = events.last().unwrap();
+    assert_eq!(last_kind, "done", "{events:?}");
+    assert_eq!(last["events"], 5);
+    let progress: Vec<&Value> = events
+        .iter()
+        .filter(|(k, _)| k == "progress")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        progress
+            .last()
+            .map(|p| (p["done"].clone(), p["total"].clone())),
+        Some((json!(5), json!(5))),
+        "the last progress is the whole: {events:?}"
+    );
+    assert_eq!(RESETS.load(Ordering::SeqCst), 1, "cleared once, first");
 }

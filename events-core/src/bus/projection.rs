@@ -182,8 +182,8 @@ impl Bus {
         }
     }
 
-    /// Whether durable handler `name` is being rebuilt.
-    pub(crate) fn is_rebuilding(&self, name: &str) -> bool {
+    /// Whether durable handler `name` is being rebuilt ([`rebuild`](Self::rebuild)) now.
+    pub fn is_rebuilding(&self, name: &str) -> bool {
         self.inner
             .rebuilds
             .lock()
