@@ -22,6 +22,12 @@
 //! `Authorization` header is the anonymous principal; an unknown token is 401. The bus's
 //! access rules and rate limits then apply (403, 429 with `Retry-After`).
 //!
+//! The [`admin`] API under `/admin` (the catalog and schemas, paged store queries, dead
+//! letters listed redacted, retried and discarded, durable handlers' lag, the outbox, and
+//! projection rebuilds streamed over Server-Sent Events) needs a token given to
+//! [`HttpOptions::admin`]; its OpenAPI document is [`admin::openapi`], served at
+//! `/admin/openapi.json`.
+//!
 //! ```no_run
 //! # async fn run(bus: events::Bus) -> std::io::Result<()> {
 //! use events::security::Principal;
