@@ -6,11 +6,14 @@
 
 #![allow(unreachable_pub)]
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::serve;
 use events::{Bus, Event, handler};
-use events_http::{HttpOptions, router};
+use events_http::HttpOptions;
 use serde_json::{Value, json};
 
 #[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -43,23 +46,10 @@ mod handlers {
     }
 }
 
-async fn serve(bus: Bus, options: HttpOptions) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, router(bus, options)).await.unwrap();
-    });
-    format!("http://{addr}")
-}
-
 /// `method url` with the bearer `token`: the status and the body as JSON.
 async fn call(method: &'static str, url: String, token: Option<&'static str>) -> (u16, Value) {
     tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
+        let agent = common::agent();
         let mut request = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(t) = token {
             request = request.header("authorization", format!("Bearer {t}"));

@@ -5,12 +5,14 @@
 
 #![allow(unreachable_pub)]
 
-use std::sync::Mutex;
-use std::time::Duration;
+mod common;
 
+use std::sync::Mutex;
+
+use common::serve;
 use events::security::{AccessRules, Principal, RateLimit, RateLimits};
 use events::{Bus, Event, IngestLimits, handler};
-use events_http::{HttpOptions, router};
+use events_http::HttpOptions;
 use serde_json::{Value, json};
 
 #[derive(Debug, Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -37,16 +39,6 @@ mod handlers {
 
 fn handled() -> Vec<(u64, String)> {
     std::mem::take(&mut *HANDLED.lock().unwrap())
-}
-
-/// Serves `bus` on a free port; its base URL.
-async fn serve(bus: Bus, options: HttpOptions) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, router(bus, options)).await.unwrap();
-    });
-    format!("http://{addr}")
 }
 
 fn bus() -> Bus {
@@ -90,11 +82,7 @@ impl Answer {
 /// POSTs `body` to `url` with `headers`, off the runtime's threads.
 async fn post(url: String, headers: Vec<(&'static str, String)>, body: Vec<u8>) -> Answer {
     tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
+        let agent = common::agent();
         let mut request = agent.post(&url);
         for (name, value) in &headers {
             request = request.header(*name, value);

@@ -74,6 +74,16 @@ fn bus(store: std::sync::Arc<dyn EventStore>, keep_notes: u64) -> Bus {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Publishes `note` and waits until the store has it on disk.
+async fn publish_committed(bus: &Bus, note: Note) {
+    bus.publish(note).await.unwrap_or_else(|e| panic!("{e}"));
+    bus.store()
+        .unwrap_or_else(|| unreachable!())
+        .flush()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 fn query(name: &str) -> StoreQuery {
     StoreQuery::all()
         .name(name)
@@ -159,14 +169,7 @@ async fn main() {
             // with a delivery record, then one more published: the store's own rows around
             // the copies, its high-water mark the last.
             let bus = bus(store, 0);
-            bus.publish(Note { n: 0 })
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            bus.store()
-                .unwrap_or_else(|| unreachable!())
-                .flush()
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            publish_committed(&bus, Note { n: 0 }).await;
             let conn =
                 events::store::rusqlite::Connection::open(place).unwrap_or_else(|e| panic!("{e}"));
             conn.execute_batch(&format!(
@@ -186,14 +189,7 @@ async fn main() {
             ))
             .unwrap_or_else(|e| panic!("{e}"));
             drop(conn);
-            bus.publish(Note { n: arg })
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            bus.store()
-                .unwrap_or_else(|| unreachable!())
-                .flush()
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            publish_committed(&bus, Note { n: arg }).await;
             say(format_args!("filled"));
         }
         "purge" => {
