@@ -1,7 +1,8 @@
 //! A service to point outside tools at (`.ci/run` runs schemathesis against it): a bus on a
 //! SQLite file in a temporary directory, with a durable handler and one that fails for good,
 //! a few events published (so the store and the dead letters have rows), served on
-//! `127.0.0.1:<port>` with admin token `admin-token`.
+//! `127.0.0.1:<port>` with admin token `admin-token` (the dashboard:
+//! `http://127.0.0.1:<port>/admin/dashboard#token=admin-token`).
 //!
 //! `cargo run -p events-http --example serve -- <port>`
 
@@ -33,7 +34,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("events-serve-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let store = events_sqlite::SqliteStore::open(dir.join("serve.db"))?;
-    let bus = Bus::builder().store(store).no_retries().build()?;
+    let metrics = events::observe::Metrics::new();
+    let bus = Bus::builder()
+        .store(store)
+        .observer(metrics.clone())
+        .no_retries()
+        .build()?;
     for n in 0..5 {
         bus.publish(OrderPlaced {
             order_id: n,
@@ -43,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let options = events_http::HttpOptions::new()
         .admin("admin-token")
+        .metrics(metrics)
         .rebuildable("serve::book", || {});
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://127.0.0.1:{port}");

@@ -47,6 +47,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/admin/handlers", get(handlers))
         .route("/admin/projections/{handler}/rebuild", post(rebuild))
         .route("/admin/outbox", get(outbox))
+        .route("/admin/metrics", get(metrics))
+        .route("/admin/flows/{correlation_id}", get(flow))
+        .route("/admin/live", get(live))
+        .route("/admin/dashboard", get(dashboard))
 }
 
 type Answer = Result<Response, Problem>;
@@ -444,6 +448,153 @@ async fn outbox(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
     .await
 }
 
+/// The counts of the options' [`Metrics`](events::observe::Metrics), per event and per
+/// handler.
+fn metrics_json(shared: &Shared) -> Value {
+    let Some(metrics) = &shared.options.metrics else {
+        return json!({ "events": {}, "handlers": {}, "queue_depth": null });
+    };
+    let snap = metrics.snapshot(&shared.bus);
+    let events: serde_json::Map<String, Value> = snap
+        .events
+        .iter()
+        .map(|(name, e)| {
+            (
+                (*name).to_owned(),
+                json!({ "published": e.published, "delivered": e.delivered, "failed": e.failed,
+                        "invalid": e.invalid, "refused": e.refused }),
+            )
+        })
+        .collect();
+    let handlers: serde_json::Map<String, Value> = snap
+        .handlers
+        .iter()
+        .map(|(name, h)| {
+            let p99 = h
+                .latency
+                .quantile(0.99)
+                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+            (
+                name.clone(),
+                json!({ "calls": h.calls, "failures": h.failures, "p99_us": p99 }),
+            )
+        })
+        .collect();
+    json!({ "events": events, "handlers": handlers, "queue_depth": snap.queue_depth })
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    admin(shared, &headers, |shared| ok(metrics_json(shared))).await
+}
+
+/// Everything one correlation id caused: its stored events, each with its cause and the
+/// handlers of its type, each `dead-lettered` (with the error) or `no failure`.
+async fn flow(
+    State(shared): State<Arc<Shared>>,
+    Path(correlation): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    admin(shared, &headers, move |shared| {
+        let id: EventId = correlation
+            .parse()
+            .map_err(|_| not_found("a correlation id is an event id (a UUID)"))?;
+        let store = shared
+            .bus
+            .store()
+            .ok_or_else(|| not_found("this service keeps no event store"))?;
+        let found = store
+            .query(&StoreQuery::all().correlation_id(id).limit(MAX_PAGE))
+            .map_err(|e| unavailable("a store query failed", &e))?;
+        let letters = shared.bus.dead_letters().list(&DeadLetterFilter::all());
+        let events: Vec<Value> = found
+            .iter()
+            .map(|e| {
+                let handlers: Vec<Value> = shared
+                    .bus
+                    .handlers()
+                    .iter()
+                    .filter(|h| h.event_name() == e.name)
+                    .map(|h| {
+                        let letter = letters
+                            .iter()
+                            .find(|d| d.event_id() == e.id && d.handler == h.name());
+                        match letter {
+                            Some(d) => json!({ "handler": h.name(), "outcome": "dead-lettered",
+                                              "error": d.error, "dead_letter": d.id }),
+                            None => json!({ "handler": h.name(), "outcome": "no failure" }),
+                        }
+                    })
+                    .collect();
+                json!({
+                    "id": e.id.to_string(), "name": e.name, "sequence": e.sequence,
+                    "causation_id": e.causation_id.map(|c| c.to_string()),
+                    "handlers": handlers,
+                })
+            })
+            .collect();
+        ok(json!({ "correlation_id": id.to_string(), "events": events }))
+    })
+    .await
+}
+
+/// What the dashboard shows, once: counts, dead letters, lag.
+fn live_json(shared: &Shared) -> Value {
+    let mut letters = shared.bus.dead_letters().list(&DeadLetterFilter::all());
+    letters.sort_by_key(|d| d.id);
+    let total = letters.len();
+    let shown: Vec<Value> = letters.iter().take(DEFAULT_PAGE).map(letter_json).collect();
+    let lag: Vec<Value> = shared
+        .bus
+        .lag()
+        .unwrap_or_default()
+        .iter()
+        .map(|l| {
+            json!({ "handler": l.handler, "event": l.event, "behind": l.behind,
+                         "age_ms": u64::try_from(l.age().as_millis()).unwrap_or(u64::MAX) })
+        })
+        .collect();
+    json!({
+        "metrics": metrics_json(shared),
+        "dead_letters": { "total": total, "first": shown },
+        "lag": lag,
+    })
+}
+
+/// The dashboard's feed: a `state` event (as [`live_json`]) now and every second after,
+/// until the client goes.
+async fn live(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    use axum::response::sse::{Event as Sse, KeepAlive};
+    if let Err(problem) = shared.options.check_admin(&headers) {
+        return problem.into_response();
+    }
+    let stream = futures_util::stream::unfold((shared, true), |(shared, first)| async move {
+        if !first {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        let state = {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || live_json(&shared))
+                .await
+                .unwrap_or(Value::Null)
+        };
+        let event = Sse::default().event("state").data(state.to_string());
+        Some((Ok::<_, std::convert::Infallible>(event), (shared, false)))
+    });
+    axum::response::sse::Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The dashboard: one self-contained page (no CDN, no build step); it asks for the admin
+/// token and reads the API with it. The page holds no data, so it is served to anyone.
+async fn dashboard() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
+}
+
 /// Rebuilds a projection the options allow ([`HttpOptions::rebuildable`](crate::HttpOptions::rebuildable)),
 /// streaming its progress as Server-Sent Events: `progress` (`{"done", "total",
 /// "sequence"}`, at most ten a second and the last one), then `done` (`{"events",
@@ -649,6 +800,37 @@ pub fn openapi() -> Value {
                     } } } },
                     "400": problem, "401": problem, "403": problem, "404": problem, "409": problem
                 }
+            }},
+            "/admin/metrics": { "get": {
+                "summary": "Counts per event and per handler (the Metrics given to HttpOptions::metrics)",
+                "responses": ok_with(json!({ "type": "object", "required": ["events", "handlers", "queue_depth"],
+                    "properties": { "events": { "type": "object" }, "handlers": { "type": "object" },
+                                    "queue_depth": { "type": ["integer", "null"] } } }))
+            }},
+            "/admin/flows/{correlation_id}": { "get": {
+                "summary": "Everything one correlation id caused: its events, their causes and their handlers' outcomes",
+                "parameters": [{ "name": "correlation_id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }],
+                "responses": ok_with(json!({ "type": "object", "required": ["correlation_id", "events"],
+                    "properties": { "correlation_id": { "type": "string" }, "events": { "type": "array", "items": {
+                        "type": "object", "required": ["id", "name", "sequence", "causation_id", "handlers"],
+                        "properties": { "id": { "type": "string" }, "name": { "type": "string" },
+                            "sequence": { "type": "integer" }, "causation_id": { "type": ["string", "null"] },
+                            "handlers": { "type": "array", "items": { "type": "object", "required": ["handler", "outcome"],
+                                "properties": { "handler": { "type": "string" }, "outcome": { "enum": ["dead-lettered", "no failure"] } } } } } } } } }))
+            }},
+            "/admin/live": { "get": {
+                "summary": "The dashboard's feed: a `state` Server-Sent Event now and every second (counts, dead letters, lag), until the client goes",
+                "responses": {
+                    "200": { "description": "The feed", "content": { "text/event-stream": { "schema": {
+                        "type": "object", "required": ["event", "data"],
+                        "properties": { "event": { "const": "state" }, "data": { "type": "string" } } } } } },
+                    "401": problem, "403": problem
+                }
+            }},
+            "/admin/dashboard": { "get": {
+                "summary": "The live dashboard: a self-contained page that asks for the admin token",
+                "security": [],
+                "responses": { "200": { "description": "The page", "content": { "text/html": { "schema": { "type": "string" } } } } }
             }},
             "/admin/outbox": { "get": {
                 "summary": "The outbox's backlog and forwarder",

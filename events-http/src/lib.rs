@@ -26,7 +26,9 @@
 //! letters listed redacted, retried and discarded, durable handlers' lag, the outbox, and
 //! projection rebuilds streamed over Server-Sent Events) needs a token given to
 //! [`HttpOptions::admin`]; its OpenAPI document is [`admin::openapi`], served at
-//! `/admin/openapi.json`.
+//! `/admin/openapi.json`. The live dashboard, a self-contained page, is at
+//! `/admin/dashboard` (give it the token as `#token=..` or in its form); it shows the counts
+//! of [`HttpOptions::metrics`].
 //!
 //! ```no_run
 //! # async fn run(bus: events::Bus) -> std::io::Result<()> {
@@ -38,6 +40,9 @@
 //! axum::serve(listener, router(bus, options)).await
 //! # }
 //! ```
+
+// The OpenAPI document is one `json!` literal, nested deeper than the default allows.
+#![recursion_limit = "512"]
 
 pub mod admin;
 mod problem;
@@ -63,6 +68,7 @@ pub struct HttpOptions {
     tokens: Vec<(Box<[u8]>, Principal)>,
     admin: Vec<Box<[u8]>>,
     rebuildable: Vec<(String, Reset)>,
+    metrics: Option<events::observe::Metrics>,
 }
 
 /// What clears a projection before it is rebuilt.
@@ -120,6 +126,15 @@ impl HttpOptions {
         reset: impl Fn() + Send + Sync + 'static,
     ) -> HttpOptions {
         self.rebuildable.push((handler.into(), Arc::new(reset)));
+        self
+    }
+
+    /// The counts the dashboard and `/admin/metrics` show: a clone of the
+    /// [`Metrics`](events::observe::Metrics) given to `BusBuilder::observer`. Without one,
+    /// they show none.
+    #[must_use]
+    pub fn metrics(mut self, metrics: events::observe::Metrics) -> HttpOptions {
+        self.metrics = Some(metrics);
         self
     }
 
