@@ -50,6 +50,7 @@ pub fn percentiles(mut latencies: Vec<Duration>) -> (Duration, Duration) {
 }
 
 pub mod durable;
+pub mod http;
 pub mod memory;
 pub mod outbox;
 pub mod postgres;

@@ -419,6 +419,32 @@ fn nats_rows(runs: u32) {
     }
 }
 
+/// Workload (14): HTTP ingest of one validated event per request, next to a bare axum
+/// handler that only parses the same JSON.
+fn http_rows(runs: u32) {
+    const CLIENTS: usize = 4;
+    const PER: usize = 5_000;
+    println!(
+        "\n(14) HTTP ingest, one validated event per request (`POST /events/{{name}}/1`), \
+         {CLIENTS} keep-alive clients x {PER} requests, in process, median of {runs} runs.\n"
+    );
+    println!("| | requests/s | p50 / p99 | events / floor |");
+    println!("|---|---|---|---|");
+    let (ours, floor) = events_benches::http::compare(runs, CLIENTS, PER);
+    for (label, m) in [
+        ("`events::http::router` (schema, decode, publish)", ours),
+        ("floor: bare axum `Json<T>` handler", floor),
+    ] {
+        println!(
+            "| {label} | **{:.1}k/s** | {:.0} µs / {:.0} µs | ×{:.2} |",
+            m.requests_per_sec / 1e3,
+            m.latency.0.as_secs_f64() * 1e6,
+            m.latency.1.as_secs_f64() * 1e6,
+            m.requests_per_sec / floor.requests_per_sec
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--memory") {
@@ -515,6 +541,9 @@ fn main() {
     }
     if only.as_ref().is_none_or(|o| o == "nats") {
         nats_rows(if quick { 1 } else { 7 });
+    }
+    if only.as_ref().is_none_or(|o| o == "http") {
+        http_rows(if quick { 1 } else { 5 });
     }
     if only.as_ref().is_none_or(|o| o == "outbox") {
         outbox_rows(if quick { 1 } else { 3 });
