@@ -7,7 +7,12 @@
 //!
 //! ```sh
 //! cargo run --example shop
+//! cargo run --example shop -- --serve   # then the dashboard: the address it prints
 //! ```
+//!
+//! With `--serve` it stays up afterwards and serves the HTTP ingress, the admin API and the
+//! live dashboard on `127.0.0.1:8080` (`EVENTS_HTTP_ADDR` sets another), with the admin
+//! token in `EVENTS_ADMIN_TOKEN` (`shop-admin` by default), until Ctrl-C.
 //!
 //! Run it again: the store keeps every run's events (`recover` finds nothing left undone),
 //! and the summary counts them.
@@ -136,9 +141,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The shop's own tables live in the same file: a handle to write them in transactions
     // with the events, and another for the bus.
     let store = std::sync::Arc::new(SqliteStore::open("shop.db")?);
+    let metrics = events::observe::Metrics::new();
     let bus = Bus::builder()
         .source("shop")
         .store(std::sync::Arc::clone(&store))
+        .observer(metrics.clone())
         .build()?;
     store
         .transaction(&bus, |tx, _| {
@@ -281,6 +288,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         bus.dead_letters().list(&DeadLetterFilter::all()).len()
     );
     println!("  store: ./shop.db");
+    if std::env::args().any(|a| a == "--serve") {
+        serve(&bus, metrics).await?;
+    }
     bus.shutdown(Duration::from_secs(5)).await;
     Ok(())
+}
+
+/// Serves the ingress, the admin API and the dashboard until Ctrl-C.
+async fn serve(bus: &Bus, metrics: events::observe::Metrics) -> std::io::Result<()> {
+    use events::http::{HttpOptions, axum, router};
+    let addr = std::env::var("EVENTS_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let token = std::env::var("EVENTS_ADMIN_TOKEN").unwrap_or_else(|_| "shop-admin".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let options = HttpOptions::new().admin(&token).metrics(metrics);
+    println!("\nserving: the dashboard at http://{addr}/admin/dashboard#token={token}");
+    println!(
+        "         events at POST http://{addr}/events (CloudEvents) and /events/{{name}}/{{version}}"
+    );
+    println!("         Ctrl-C stops");
+    let _ = std::io::stdout().flush();
+    axum::serve(listener, router(bus.clone(), options))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
 }
