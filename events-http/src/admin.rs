@@ -114,6 +114,15 @@ fn page_size(query: &HashMap<String, String>) -> Result<usize, Problem> {
     }
 }
 
+/// The first `limit` of `items` (which may hold one more), and the `after` of the next
+/// page when there is one.
+fn page_of<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> u64) -> (Vec<T>, Option<u64>) {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = if more { items.last().map(key) } else { None };
+    (items, next)
+}
+
 fn number(query: &HashMap<String, String>, key: &str) -> Result<Option<u64>, Problem> {
     query
         .get(key)
@@ -236,16 +245,10 @@ async fn events_page(
             }
             q = q.since(UNIX_EPOCH + std::time::Duration::from_millis(ms));
         }
-        let mut found = store
+        let found = store
             .query(&q)
             .map_err(|e| unavailable("a store query failed", &e))?;
-        let more = found.len() > limit;
-        found.truncate(limit);
-        let next = if more {
-            found.last().map(|e| e.sequence)
-        } else {
-            None
-        };
+        let (found, next) = page_of(found, limit, |e| e.sequence);
         let events: Vec<Value> = found.iter().map(stored_json).collect();
         ok(json!({ "events": events, "next": next }))
     })
@@ -307,13 +310,7 @@ async fn dead_letters(
         let all = shared.bus.dead_letters().list(&letter_filter(&query)?);
         let mut page: Vec<&DeadLetter> = all.iter().filter(|d| d.id > after).collect();
         page.sort_by_key(|d| d.id);
-        let more = page.len() > limit;
-        page.truncate(limit);
-        let next = if more {
-            page.last().map(|d| d.id)
-        } else {
-            None
-        };
+        let (page, next) = page_of(page, limit, |d| d.id);
         let letters: Vec<Value> = page.into_iter().map(letter_json).collect();
         ok(json!({ "dead_letters": letters, "next": next, "total": all.len() }))
     })

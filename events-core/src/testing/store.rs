@@ -474,6 +474,16 @@ pub async fn keys_are_made_once_and_forgotten(store: impl EventStore) {
     assert_ne!(again.id, ada.id, "a new key after forgetting");
 }
 
+/// The sequences of every stored event, oldest first.
+fn sequences_of(store: &impl EventStore) -> Vec<u64> {
+    store
+        .query(&StoreQuery::all())
+        .expect("query")
+        .iter()
+        .map(|e| e.sequence)
+        .collect()
+}
+
 /// [`EventStore::purge`] deletes the named events below the sequence and before the time,
 /// but the newest `keep` of each name, never the newest event of the log, at most its
 /// limit per call (the oldest first), and with their delivery records.
@@ -495,21 +505,11 @@ pub async fn purge_keeps_what_the_rule_keeps(store: impl EventStore) {
         Err(_) => return, // a store without retention
     };
     assert_eq!(deleted, 2, "at most the limit");
-    let left: Vec<u64> = store
-        .query(&StoreQuery::all())
-        .expect("query")
-        .iter()
-        .map(|e| e.sequence)
-        .collect();
+    let left = sequences_of(&store);
     assert_eq!(left, sequences[2..], "the oldest first");
     assert_eq!(store.purge(page.clone()).await.expect("purge"), 1);
     assert_eq!(store.purge(page).await.expect("purge"), 0);
-    let left: Vec<u64> = store
-        .query(&StoreQuery::all())
-        .expect("query")
-        .iter()
-        .map(|e| e.sequence)
-        .collect();
+    let left = sequences_of(&store);
     assert_eq!(
         left,
         [sequences[2], sequences[4], sequences[5], sequences[6]]
