@@ -28,6 +28,13 @@ const MAX_MS: u64 = 253_402_300_799_999;
 /// The largest whole number the API takes (2^53 - 1, exact in every JSON reader).
 const MAX_SAFE: u64 = (1 << 53) - 1;
 
+/// How many events a store query reads at once for a page of `/admin/events`.
+const READ_CHUNK: usize = 16;
+
+/// Past this many bytes of payloads, a page of `/admin/events` ends (with `next`) before
+/// its `limit`.
+const PAGE_BYTES: usize = 4 << 20;
+
 /// The largest page of a list.
 pub const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
@@ -36,7 +43,9 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/admin/openapi.json", get(openapi_json))
         .route("/admin/catalog", get(catalog))
+        .route("/admin/schemas", get(schemas))
         .route("/admin/schemas/{name}/{version}", get(schema))
+        .route("/admin/docs", get(docs))
         .route("/admin/events", get(events_page))
         .route("/admin/dead-letters", get(dead_letters).delete(discard_all))
         .route(
@@ -45,6 +54,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         )
         .route("/admin/dead-letters/{id}/retry", post(retry_one))
         .route("/admin/handlers", get(handlers))
+        .route("/admin/handlers/{handler}/pause", post(pause))
+        .route("/admin/handlers/{handler}/resume", post(resume))
         .route("/admin/projections/{handler}/rebuild", post(rebuild))
         .route("/admin/outbox", get(outbox))
         .route("/admin/metrics", get(metrics))
@@ -175,6 +186,28 @@ async fn catalog(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     .await
 }
 
+/// Every event's schema keyed `name.vVERSION`: the snapshot `events::compat` compares.
+async fn schemas(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    admin(shared, &headers, |shared| {
+        ok(events::compat::snapshot(&shared.bus))
+    })
+    .await
+}
+
+/// Every generated document (`events::docs::render_all`): what `events docs --out` writes.
+async fn docs(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    admin(shared, &headers, |shared| {
+        let files = events::docs::render_all(&shared.bus, &events::docs::Options::default())
+            .map_err(|e| unavailable("the documents could not be made", &e))?;
+        let files: Vec<Value> = files
+            .into_iter()
+            .map(|(path, content)| json!({ "path": path, "content": content }))
+            .collect();
+        ok(json!({ "files": files }))
+    })
+    .await
+}
+
 async fn schema(
     State(shared): State<Arc<Shared>>,
     Path((name, version)): Path<(String, String)>,
@@ -221,7 +254,7 @@ async fn events_page(
             .store()
             .ok_or_else(|| not_found("this service keeps no event store"))?;
         let limit = page_size(&query)?;
-        let mut q = StoreQuery::all().limit(limit + 1);
+        let mut q = StoreQuery::all();
         if let Some(name) = query.get("name") {
             if name.len() > 256 {
                 return Err(bad_request("`name` is longer than 256 bytes"));
@@ -236,19 +269,53 @@ async fn events_page(
                 .map_err(|_| bad_request("`correlation_id` is not an event id"))?;
             q = q.correlation_id(id);
         }
-        if let Some(after) = number(&query, "after")? {
-            q = q.from_sequence(after.saturating_add(1));
-        }
+        let after = number(&query, "after")?;
         if let Some(ms) = number(&query, "since_ms")? {
             if ms > MAX_MS {
                 return Err(bad_request("`since_ms` is past the year 9999"));
             }
             q = q.since(UNIX_EPOCH + std::time::Duration::from_millis(ms));
         }
-        let found = store
-            .query(&q)
-            .map_err(|e| unavailable("a store query failed", &e))?;
-        let (found, next) = page_of(found, limit, |e| e.sequence);
+        // Read a few at a time, and end the page early past PAGE_BYTES of payloads: a page
+        // of a thousand large events is never held at once.
+        let newest = match query.get("order").map(String::as_str) {
+            None | Some("oldest") => false,
+            Some("newest") => true,
+            Some(_) => return Err(bad_request("`order` must be `oldest` or `newest`")),
+        };
+        let mut found = Vec::new();
+        let mut bytes = 0;
+        // The cursor: the sequences past it in the page's order are next.
+        let mut cursor = after;
+        let next = loop {
+            let chunk = match (newest, cursor) {
+                (false, c) => q
+                    .clone()
+                    .from_sequence(c.map_or(0, |c| c.saturating_add(1))),
+                (true, None) => q.clone().newest_first(),
+                (true, Some(0)) => break None,
+                (true, Some(c)) => q.clone().newest_first().to_sequence(c - 1),
+            };
+            let chunk = store
+                .query(&chunk.limit(READ_CHUNK))
+                .map_err(|e| unavailable("a store query failed", &e))?;
+            let last_chunk = chunk.len() < READ_CHUNK;
+            let mut next = None;
+            for e in chunk {
+                if found.len() == limit || (bytes >= PAGE_BYTES && !found.is_empty()) {
+                    next = found
+                        .last()
+                        .map(|e: &events::store::StoredEvent| e.sequence);
+                    break;
+                }
+                cursor = Some(e.sequence);
+                bytes += e.payload.len();
+                found.push(e);
+            }
+            if next.is_some() || last_chunk {
+                break next;
+            }
+        };
         let events: Vec<Value> = found.iter().map(stored_json).collect();
         ok(json!({ "events": events, "next": next }))
     })
@@ -372,35 +439,131 @@ async fn discard_all(
     .await
 }
 
+/// Retries one dead letter. An optional body `{"patch": {..}}` edits its payload first
+/// (a JSON Merge Patch, checked against the event's schema: 422 with the violations when
+/// refused, and the letter stays).
 async fn retry_one(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(problem) = shared.options.check_admin(&headers) {
+        return problem.into_response();
+    }
+    match retry_letter(&shared, &id, &headers, &body).await {
+        Ok(answer) => (StatusCode::OK, Json(answer)).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn retry_letter(
+    shared: &Shared,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, Problem> {
+    let id = letter_id(id)?;
+    let patch = retry_patch(headers, body)?;
+    let letters = shared.bus.dead_letters();
+    let letter = letters
+        .get(id)
+        .ok_or_else(|| not_found("no dead letter has that id"))?;
+    let retried = match &patch {
+        None => letters.retry(id).await,
+        Some(patch) => letters
+            .retry_with(id, patch)
+            .await
+            .map_err(|e| Problem::from_error(&e))?,
+    };
+    // Failed again, it is a new letter (a new id) of the same event and handler.
+    let still = letters
+        .list(&DeadLetterFilter::all().handler(letter.handler.as_str()))
+        .iter()
+        .find(|d| d.event_id() == letter.event_id())
+        .map(letter_json);
+    Ok(json!({ "retried": retried, "dead_letter": still }))
+}
+
+/// The merge patch of a retry's body, if it has one.
+fn retry_patch(headers: &HeaderMap, body: &[u8]) -> Result<Option<Value>, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "a retry's body is `application/json`",
+        ));
+    }
+    let mut body: Value =
+        serde_json::from_slice(body).map_err(|_| bad_request("the body is not JSON"))?;
+    match body.get_mut("patch").map(Value::take) {
+        Some(patch) if body.as_object().is_some_and(|o| o.len() == 1) => Ok(Some(patch)),
+        _ => Err(bad_request(
+            "a retry's body is `{\"patch\": <a JSON Merge Patch of the payload>}`",
+        )),
+    }
+}
+
+/// Pauses a durable handler: its live events wait in the store.
+async fn pause(
+    State(shared): State<Arc<Shared>>,
+    Path(handler): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    admin(shared, &headers, move |shared| {
+        shared
+            .bus
+            .pause(&handler)
+            .map_err(|e| rebuild_problem(&e))?;
+        ok(json!({ "handler": handler, "paused": true }))
+    })
+    .await
+}
+
+/// Resumes a paused durable handler: delivers what it missed, then live again.
+async fn resume(
+    State(shared): State<Arc<Shared>>,
+    Path(handler): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     if let Err(problem) = shared.options.check_admin(&headers) {
         return problem.into_response();
     }
-    let id = match letter_id(&id) {
-        Ok(id) => id,
-        Err(p) => return p.into_response(),
-    };
-    let Some(letter) = shared.bus.dead_letters().get(id) else {
-        return not_found("no dead letter has that id").into_response();
-    };
-    let retried = shared.bus.dead_letters().retry(id).await;
-    // Failed again, it is a new letter (a new id) of the same event and handler.
-    let still = shared
-        .bus
-        .dead_letters()
-        .list(&DeadLetterFilter::all().handler(letter.handler.as_str()))
-        .iter()
-        .find(|d| d.event_id() == letter.event_id())
-        .map(letter_json);
-    (
-        StatusCode::OK,
-        Json(json!({ "retried": retried, "dead_letter": still })),
-    )
-        .into_response()
+    match shared.bus.resume(&handler).await {
+        Ok(r) => (
+            StatusCode::OK,
+            Json(json!({
+                "handler": handler, "paused": false, "events": r.events,
+                "unreadable": r.unreadable, "switched_at": r.switched_at,
+            })),
+        )
+            .into_response(),
+        Err(e) => rebuild_problem(&e).into_response(),
+    }
+}
+
+/// A failed rebuild, pause or resume as a problem.
+fn rebuild_problem(e: &events::RebuildError) -> Problem {
+    match e {
+        events::RebuildError::AlreadyRebuilding(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "that handler is being rebuilt or resumed now",
+        ),
+        events::RebuildError::UnknownHandler(_) => {
+            not_found("no durable handler of that name is on this service")
+        }
+        events::RebuildError::NoStore => not_found("this service keeps no event store"),
+        other => unavailable("the store failed", other),
+    }
 }
 
 async fn handlers(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -420,6 +583,7 @@ async fn handlers(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
                     "oldest_ms": l.oldest.map(millis),
                     "age_ms": u64::try_from(l.age().as_millis()).unwrap_or(u64::MAX),
                     "rebuilding": l.rebuilding,
+                    "paused": l.paused,
                 })
             })
             .collect();
@@ -651,15 +815,8 @@ async fn rebuild(
                     .to_string(),
             ),
             Err(e) => {
-                let status = match e {
-                    events::RebuildError::AlreadyRebuilding(_) => StatusCode::CONFLICT,
-                    events::RebuildError::UnknownHandler(_) | events::RebuildError::NoStore => {
-                        StatusCode::NOT_FOUND
-                    }
-                    _ => StatusCode::SERVICE_UNAVAILABLE,
-                };
                 tracing::warn!(error = %e, "admin API: a rebuild failed");
-                let problem = Problem::new(status, "rebuild-failed", &e.to_string());
+                let problem = rebuild_problem(&e);
                 Sse::default().event("error").data(problem.to_json().to_string())
             }
         };
@@ -725,6 +882,17 @@ pub fn openapi() -> Value {
                 "summary": "The events this service knows",
                 "responses": ok_with(json!({ "type": "object", "required": ["events"], "properties": { "events": { "type": "array", "items": { "$ref": "#/components/schemas/CatalogEntry" } } } }))
             }},
+            "/admin/schemas": { "get": {
+                "summary": "Every event's JSON Schema keyed `name.vVERSION`: the snapshot `events::compat` compares",
+                "responses": ok_with(json!({ "type": "object", "additionalProperties": { "type": "object" } }))
+            }},
+            "/admin/docs": { "get": {
+                "summary": "Every generated document (JSON Schemas, catalog.md, asyncapi.json, index.html) with its relative path",
+                "responses": ok_with(json!({ "type": "object", "required": ["files"], "properties": { "files": { "type": "array", "items": {
+                    "type": "object", "required": ["path", "content"],
+                    "properties": { "path": { "type": "string" }, "content": { "type": "string" } }
+                } } } }))
+            }},
             "/admin/schemas/{name}/{version}": { "get": {
                 "summary": "An event's JSON Schema",
                 "parameters": [
@@ -734,9 +902,10 @@ pub fn openapi() -> Value {
                 "responses": ok_with(json!({ "type": "object" }))
             }},
             "/admin/events": { "get": {
-                "summary": "Stored events, oldest first, a page at a time",
+                "summary": "Stored events, oldest first (or newest first), a page at a time: `next` is the `after` of the next page (the sequences past it in the page's order); a page ends before `limit` past 4 MiB of payloads",
                 "parameters": [
                     limit, after,
+                    { "name": "order", "in": "query", "schema": { "enum": ["oldest", "newest"] } },
                     { "name": "name", "in": "query", "schema": { "type": "string", "maxLength": 256, "pattern": PATTERN } },
                     { "name": "correlation_id", "in": "query", "schema": { "type": "string", "format": "uuid" } },
                     { "name": "since_ms", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": MAX_MS } }
@@ -773,15 +942,42 @@ pub fn openapi() -> Value {
                 }
             },
             "/admin/dead-letters/{id}/retry": { "post": {
-                "summary": "Runs a dead letter's handler again: it leaves the list; `dead_letter` is its new letter (a new id) if the handler failed again",
+                "summary": "Runs a dead letter's handler again: it leaves the list; `dead_letter` is its new letter (a new id) if the handler failed again. With a body, its `patch` (a JSON Merge Patch, RFC 7396) edits the payload first; an edited payload the event's schema refuses is answered 422 and the letter stays",
                 "parameters": [id],
-                "responses": ok_with(json!({
-                    "type": "object", "required": ["retried", "dead_letter"],
-                    "properties": {
-                        "retried": { "type": "boolean" },
-                        "dead_letter": { "anyOf": [{ "$ref": "#/components/schemas/DeadLetter" }, { "type": "null" }] }
-                    }
-                }))
+                "requestBody": { "required": false, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["patch"], "additionalProperties": false,
+                    "properties": { "patch": {} }
+                } } } },
+                "responses": {
+                    "200": { "description": "OK", "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["retried", "dead_letter"],
+                        "properties": {
+                            "retried": { "type": "boolean" },
+                            "dead_letter": { "anyOf": [{ "$ref": "#/components/schemas/DeadLetter" }, { "type": "null" }] }
+                        }
+                    } } } },
+                    "400": problem, "401": problem, "403": problem, "404": problem, "413": problem,
+                    "415": problem, "422": problem, "503": problem
+                }
+            }},
+            "/admin/handlers/{handler}/pause": { "post": {
+                "summary": "Pauses a durable handler: its live events wait in the store (its lag grows) until it is resumed; not kept across a restart",
+                "parameters": [{ "name": "handler", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": ok_with(json!({ "type": "object", "required": ["handler", "paused"],
+                    "properties": { "handler": { "type": "string" }, "paused": { "const": true } } }))
+            }},
+            "/admin/handlers/{handler}/resume": { "post": {
+                "summary": "Resumes a durable handler: delivers what it missed, oldest first, then live again",
+                "parameters": [{ "name": "handler", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": {
+                    "200": { "description": "OK", "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["handler", "paused", "events", "unreadable", "switched_at"],
+                        "properties": { "handler": { "type": "string" }, "paused": { "const": false },
+                            "events": { "type": "integer", "minimum": 0 }, "unreadable": { "type": "integer", "minimum": 0 },
+                            "switched_at": { "type": "integer", "minimum": 0 } }
+                    } } } },
+                    "400": problem, "401": problem, "403": problem, "404": problem, "409": problem, "503": problem
+                }
             }},
             "/admin/handlers": { "get": {
                 "summary": "How far each durable handler is behind",
@@ -888,13 +1084,14 @@ pub fn openapi() -> Value {
                 },
                 "Lag": {
                     "type": "object",
-                    "required": ["handler", "event", "behind", "oldest_ms", "age_ms", "rebuilding"],
+                    "required": ["handler", "event", "behind", "oldest_ms", "age_ms", "rebuilding", "paused"],
                     "properties": {
                         "handler": { "type": "string" }, "event": { "type": "string" },
                         "behind": { "type": "integer", "minimum": 0 },
                         "oldest_ms": { "type": ["integer", "null"] },
                         "age_ms": { "type": "integer", "minimum": 0 },
-                        "rebuilding": { "type": "boolean" }
+                        "rebuilding": { "type": "boolean" },
+                        "paused": { "type": "boolean" }
                     }
                 },
                 "Outbox": {

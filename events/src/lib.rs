@@ -100,6 +100,11 @@ pub mod store {
 /// CloudEvents and plain JSON over HTTP (feature `http`): [`http::router`].
 #[cfg(feature = "http")]
 pub use events_http as http;
+
+/// The `events` command line (feature `cli`), linked into a binary of yours so that it
+/// knows your events and handlers: [`cli::Cli`].
+#[cfg(feature = "cli")]
+pub use events_cli as cli;
 #[cfg(feature = "nats")]
 pub use events_nats as nats;
 

@@ -9,7 +9,7 @@ use super::Bus;
 use crate::context::Context;
 use crate::dead_letter::{DeadLetter, DeadLetterFilter};
 
-use crate::event::EventInfo;
+use crate::event::{AnyEvent, EventInfo};
 
 /// The in-memory queue: bounded; when full the oldest letter makes room (and is logged).
 pub(crate) struct Queue {
@@ -231,6 +231,72 @@ impl DeadLetters<'_> {
         let Ok(event) = decoded else {
             return false;
         };
+        self.redeliver(letter, &slot, &*event).await;
+        true
+    }
+
+    /// [`retry`](Self::retry) with the payload edited first: `patch` is a JSON Merge Patch
+    /// (RFC 7396) on the letter's payload (a member set to `null` is removed, an object is
+    /// merged, anything else replaces), so that fields left out of it, redacted and
+    /// personal ones included, keep their stored values. The edited payload is checked
+    /// against the event's schema and read as its type, with the bus's
+    /// [`IngestLimits`](crate::ingest::IngestLimits), before the letter leaves the queue.
+    ///
+    /// `Ok(false)` when there is no such letter or its event type or handler is not on this
+    /// bus.
+    ///
+    /// # Errors
+    /// The [`IngestError`](crate::IngestError) the edited payload is refused with (too large,
+    /// too deep, against the schema, not readable as the type); the letter stays in the
+    /// queue unchanged.
+    pub async fn retry_with(
+        &self,
+        id: u64,
+        patch: &serde_json::Value,
+    ) -> Result<bool, crate::IngestError> {
+        let Some(mut letter) = self.get(id) else {
+            return Ok(false);
+        };
+        let info = letter.meta.info();
+        let Some(slot) = self.bus.slot_for(info, &letter.handler) else {
+            return Ok(false);
+        };
+        let limits = self.bus.ingest_limits();
+        merge_patch(&mut letter.payload, patch);
+        let size = serde_json::to_vec(&letter.payload).map_or(usize::MAX, |b| b.len());
+        if size > limits.max_bytes {
+            return Err(crate::IngestError::TooLarge {
+                size,
+                limit: limits.max_bytes,
+            });
+        }
+        if crate::ingest::deeper_than(&letter.payload, limits.max_depth) {
+            return Err(crate::IngestError::TooDeep {
+                limit: limits.max_depth,
+            });
+        }
+        // Secret members the patch leaves alone keep their stored (sealed) values.
+        let kept: Vec<&str> = match patch {
+            serde_json::Value::Object(members) => info
+                .secret_keys()
+                .iter()
+                .map(|k| &**k)
+                .filter(|k| !members.contains_key(*k))
+                .collect(),
+            _ => Vec::new(),
+        };
+        crate::ingest::validate_edited(info, &letter.payload, limits, &kept)?;
+        let event = self
+            .bus
+            .unsealed(|| (info.decode)(letter.payload.clone(), true))?;
+        self.redeliver(letter, &slot, &*event).await;
+        Ok(true)
+    }
+
+    /// Takes `letter` out of the queue and delivers `event` (its payload, read) to its
+    /// handler as the next attempt.
+    async fn redeliver(&self, letter: DeadLetter, slot: &crate::bus::Slot, event: &AnyEvent) {
+        let id = letter.id;
         self.bus.inner.dead_letters.lock().retain(|d| d.id != id);
         self.bus.unstore_dead_letter(id);
         let ctx = Context {
@@ -245,10 +311,9 @@ impl DeadLetters<'_> {
             event: ctx.meta.name().to_owned(),
             handler: letter.handler.clone(),
         };
-        crate::bus::run_one(&slot, &*event, &ctx).await;
+        crate::bus::run_one(slot, event, &ctx).await;
         #[cfg(feature = "macros")]
         self.bus.audit(record);
-        true
     }
 
     /// [`retry`](Self::retry) for every letter `filter` selects, oldest
@@ -262,5 +327,71 @@ impl DeadLetters<'_> {
             }
         }
         retried
+    }
+}
+
+/// Applies JSON Merge Patch `patch` (RFC 7396) to `target`.
+fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(members) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(map) = target {
+        for (key, value) in members {
+            if value.is_null() {
+                map.remove(key);
+            } else {
+                merge_patch(
+                    map.entry(key.clone()).or_insert(serde_json::Value::Null),
+                    value,
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// The examples of RFC 7396, appendix A.
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let cases = [
+            (json!({"a":"b"}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
+            (json!({"a":"b"}), json!({"a":null}), json!({})),
+            (
+                json!({"a":"b","b":"c"}),
+                json!({"a":null}),
+                json!({"b":"c"}),
+            ),
+            (json!({"a":["b"]}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"c"}), json!({"a":["b"]}), json!({"a":["b"]})),
+            (
+                json!({"a":{"b":"c"}}),
+                json!({"a":{"b":"d","c":null}}),
+                json!({"a":{"b":"d"}}),
+            ),
+            (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
+            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
+            (json!({"a":"b"}), json!(["c"]), json!(["c"])),
+            (json!({"a":"foo"}), json!(null), json!(null)),
+            (json!({"a":"foo"}), json!("bar"), json!("bar")),
+            (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
+            (json!([1, 2]), json!({"a":"b","c":null}), json!({"a":"b"})),
+            (
+                json!({}),
+                json!({"a":{"bb":{"ccc":null}}}),
+                json!({"a":{"bb":{}}}),
+            ),
+        ];
+        for (mut target, patch, expected) in cases {
+            super::merge_patch(&mut target, &patch);
+            assert_eq!(target, expected, "patch {patch}");
+        }
     }
 }

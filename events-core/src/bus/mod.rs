@@ -116,6 +116,9 @@ pub(crate) struct Inner {
     /// The durable handlers being rebuilt, with the sequence above which live deliveries
     /// go to them again (`None`: not yet).
     pub(crate) rebuilds: Mutex<HashMap<String, Option<u64>>>,
+    /// The durable handlers paused ([`Bus::pause`]); the lock also orders a pause with a
+    /// rebuild's reopening of the gate.
+    pub(crate) paused: Mutex<std::collections::HashSet<String>>,
     /// How many retries may wait at once; past it, failures are dead-lettered.
     pub(crate) max_pending_retries: usize,
     /// The retry policy of handlers and subscriptions without their own.
@@ -896,6 +899,7 @@ impl BusBuilder {
                 outbound: self.store.is_some() || self.transport.is_some(),
                 inbox_hits: std::sync::atomic::AtomicU64::new(0),
                 rebuilds: Mutex::new(HashMap::new()),
+                paused: Mutex::new(std::collections::HashSet::new()),
                 forwarder: self
                     .outbox
                     .map(|o| Arc::new(outbox::Forwarder::new(o, source))),

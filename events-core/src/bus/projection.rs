@@ -27,6 +27,8 @@ pub struct Lag {
     pub oldest: Option<SystemTime>,
     /// Whether [`Bus::rebuild`] is replaying its history now.
     pub rebuilding: bool,
+    /// Whether it is paused ([`Bus::pause`]).
+    pub paused: bool,
 }
 
 impl Lag {
@@ -121,7 +123,7 @@ impl<'a> IntoFuture for Rebuild<'a> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(
             self.bus
-                .run_rebuild(self.handler, self.reset, self.progress),
+                .run_rebuild(self.handler, self.reset, self.progress, true),
         )
     }
 }
@@ -135,11 +137,21 @@ struct Reopen<'a> {
 
 impl Drop for Reopen<'_> {
     fn drop(&mut self) {
-        for slot in &self.slots {
-            if let Some(gate) = &slot.paused {
-                gate.store(false, SeqCst);
+        let paused = self
+            .bus
+            .inner
+            .paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // A handler paused meanwhile stays closed.
+        if !paused.contains(self.handler) {
+            for slot in &self.slots {
+                if let Some(gate) = &slot.paused {
+                    gate.store(false, SeqCst);
+                }
             }
         }
+        drop(paused);
         self.bus
             .inner
             .rebuilds
@@ -182,6 +194,71 @@ impl Bus {
         }
     }
 
+    /// Pauses durable handler `handler`: live events are no longer delivered to it (their
+    /// receipts say [`Outcome::Paused`](crate::Outcome::Paused)); they stay pending in the
+    /// store, counted by [`lag`](Self::lag), until [`resume`](Self::resume). A delivery
+    /// running now finishes. The pause holds for this bus only (a restarted service
+    /// delivers the backlog with [`recover`](Self::recover)).
+    ///
+    /// # Errors
+    /// [`RebuildError::NoStore`] without a store; [`RebuildError::UnknownHandler`] when no
+    /// durable handler has that name.
+    pub fn pause(&self, handler: &str) -> Result<(), RebuildError> {
+        let slots = self.durable_slots(handler)?;
+        let mut paused = self.inner.paused.lock().unwrap_or_else(|p| p.into_inner());
+        paused.insert(handler.to_owned());
+        for (_, slot) in &slots {
+            if let Some(gate) = &slot.paused {
+                gate.store(true, SeqCst);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resumes durable handler `handler` after [`pause`](Self::pause): delivers what it
+    /// missed, oldest first, then hands it back to live publishing with no gap and no second
+    /// delivery at the switch (as [`rebuild`](Self::rebuild) does, without clearing
+    /// anything). Resuming a handler that is not paused delivers whatever it has pending.
+    ///
+    /// # Errors
+    /// As [`pause`](Self::pause); [`RebuildError::AlreadyRebuilding`] while a rebuild runs
+    /// (the handler stays paused); [`RebuildError::Store`] when the store fails midway (the
+    /// rest stays pending, and the handler is live again).
+    pub async fn resume(&self, handler: &str) -> Result<RebuildReport, RebuildError> {
+        self.run_rebuild(handler.to_owned(), None, None, false)
+            .await
+    }
+
+    /// Whether durable handler `name` is paused ([`pause`](Self::pause)).
+    pub fn is_paused(&self, name: &str) -> bool {
+        self.inner
+            .paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+    }
+
+    /// The event types and slots of durable handler `handler`.
+    fn durable_slots(
+        &self,
+        handler: &str,
+    ) -> Result<Vec<(&'static EventInfo, Slot)>, RebuildError> {
+        if self.inner.store.is_none() {
+            return Err(RebuildError::NoStore);
+        }
+        let of: Vec<(&'static EventInfo, Slot)> = self
+            .inner
+            .durable
+            .iter()
+            .filter(|(_, s)| s.name() == handler)
+            .cloned()
+            .collect();
+        if of.is_empty() {
+            return Err(RebuildError::UnknownHandler(handler.to_owned()));
+        }
+        Ok(of)
+    }
+
     /// Whether durable handler `name` is being rebuilt ([`rebuild`](Self::rebuild)) now.
     pub fn is_rebuilding(&self, name: &str) -> bool {
         self.inner
@@ -196,6 +273,9 @@ impl Bus {
     #[cold]
     #[inline(never)]
     pub(crate) fn passes_rebuild(&self, slot: &Slot, meta: &Meta) -> bool {
+        if self.is_paused(slot.name()) {
+            return false;
+        }
         let rebuilds = self
             .inner
             .rebuilds
@@ -213,20 +293,12 @@ impl Bus {
         handler: String,
         reset: Option<Box<dyn FnOnce() + Send + '_>>,
         mut progress: Option<Box<dyn FnMut(RebuildProgress) + Send + '_>>,
+        fresh: bool,
     ) -> Result<RebuildReport, RebuildError> {
+        let of = self.durable_slots(&handler)?;
         let Some(store) = self.inner.store.as_deref() else {
             return Err(RebuildError::NoStore);
         };
-        let of: Vec<(&'static EventInfo, Slot)> = self
-            .inner
-            .durable
-            .iter()
-            .filter(|(_, s)| s.name() == handler)
-            .cloned()
-            .collect();
-        if of.is_empty() {
-            return Err(RebuildError::UnknownHandler(handler));
-        }
         {
             let mut rebuilds = self
                 .inner
@@ -237,6 +309,14 @@ impl Bus {
                 return Err(RebuildError::AlreadyRebuilding(handler));
             }
             rebuilds.insert(handler.clone(), None);
+            if !fresh {
+                // A resume: the gate stays closed (for the catch-up) while the pause ends.
+                self.inner
+                    .paused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&handler);
+            }
         }
         let _reopen = Reopen {
             bus: self,
@@ -255,10 +335,14 @@ impl Bus {
         }
         let mut total = 0;
         for (info, slot) in &of {
-            store.reset(slot.name(), info.name).await?;
-            total += store.count(&StoreQuery::all().name(info.name).map_err(|e| {
-                StoreError::Backend(format!("an event name is not a pattern: {e}"))
-            })?)? as u64;
+            if fresh {
+                store.reset(slot.name(), info.name).await?;
+                total += store.count(&StoreQuery::all().name(info.name).map_err(|e| {
+                    StoreError::Backend(format!("an event name is not a pattern: {e}"))
+                })?)? as u64;
+            } else {
+                total += store.lag(slot.name(), info.name)?.0;
+            }
         }
         // The rebuild delivers with the gate open for itself: its own copies of the slots.
         let open: Vec<(&'static EventInfo, Slot)> = of
@@ -394,6 +478,7 @@ impl Bus {
                     behind,
                     oldest: oldest.map(|t| UNIX_EPOCH + Duration::from_nanos(t)),
                     rebuilding: self.is_rebuilding(slot.name()),
+                    paused: self.is_paused(slot.name()),
                 })
             })
             .collect()

@@ -274,8 +274,27 @@ pub fn html(bus: &Bus, options: &Options) -> Result<String, DocsError> {
     )
 }
 
-/// Writes every document into `dir`: `schemas/<name>.v<version>.json`, `catalog.md`,
-/// `asyncapi.json` and `index.html`. Returns the files written.
+/// Every document, as `(relative path, text)`: `schemas/<name>.v<version>.json`,
+/// `catalog.md`, `asyncapi.json` and `index.html`, what [`write`] writes.
+///
+/// # Errors
+/// [`DocsError`] when a schema cannot be serialized or a template rendered.
+pub fn render_all(bus: &Bus, options: &Options) -> Result<Vec<(String, String)>, DocsError> {
+    let mut files = Vec::new();
+    for (file, schema) in json_schemas(bus)? {
+        files.push((file, serde_json::to_string_pretty(&schema)?));
+    }
+    files.push(("catalog.md".to_owned(), markdown(bus, options)?));
+    files.push((
+        "asyncapi.json".to_owned(),
+        serde_json::to_string_pretty(&asyncapi(bus, options)?)?,
+    ));
+    files.push(("index.html".to_owned(), html(bus, options)?));
+    Ok(files)
+}
+
+/// Writes every document into `dir` ([`render_all`]): `schemas/<name>.v<version>.json`,
+/// `catalog.md`, `asyncapi.json` and `index.html`. Returns the files written.
 ///
 /// # Errors
 /// [`DocsError`] when a file cannot be written.
@@ -284,23 +303,11 @@ pub fn write(bus: &Bus, dir: &Path, options: &Options) -> Result<Vec<PathBuf>, D
         let path = path.to_path_buf();
         move |source| DocsError::Io { path, source }
     };
-    let mut written = Vec::new();
+    let files = render_all(bus, options)?;
     let schemas_dir = dir.join("schemas");
     std::fs::create_dir_all(&schemas_dir).map_err(io(&schemas_dir))?;
-    for (file, schema) in json_schemas(bus)? {
-        let path = dir.join(file);
-        std::fs::write(&path, serde_json::to_string_pretty(&schema)?).map_err(io(&path))?;
-        written.push(path);
-    }
-    let documents = [
-        ("catalog.md", markdown(bus, options)?),
-        (
-            "asyncapi.json",
-            serde_json::to_string_pretty(&asyncapi(bus, options)?)?,
-        ),
-        ("index.html", html(bus, options)?),
-    ];
-    for (file, text) in documents {
+    let mut written = Vec::new();
+    for (file, text) in files {
         let path = dir.join(file);
         std::fs::write(&path, text).map_err(io(&path))?;
         written.push(path);

@@ -212,7 +212,7 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
 /// Whether `value` nests arrays and objects more than `limit` levels deep. Walks the parsed
 /// tree (serde_json itself stops at 128 levels while parsing, so the stack is safe), which
 /// costs per node rather than per byte.
-fn deeper_than(value: &serde_json::Value, limit: usize) -> bool {
+pub(crate) fn deeper_than(value: &serde_json::Value, limit: usize) -> bool {
     use serde_json::Value;
     match value {
         Value::Array(items) => limit == 0 || items.iter().any(|v| deeper_than(v, limit - 1)),
@@ -635,7 +635,46 @@ pub(crate) fn validate(
     if validator.is_valid(value) {
         return Ok(());
     }
-    Err(violations(info, validator, value, limits))
+    Err(violations(info, validator, value, limits, &|_| false))
+}
+
+/// [`validate`] for a stored payload an operator edited: the top-level members `kept`
+/// still hold their stored (sealed) values, valid when they were published and not
+/// readable as their schema says until opened, so violations inside them do not count.
+pub(crate) fn validate_edited(
+    info: &'static EventInfo,
+    value: &serde_json::Value,
+    limits: IngestLimits,
+    kept: &[&str],
+) -> Result<(), IngestError> {
+    let Err(e) = validate(info, value, limits) else {
+        return Ok(());
+    };
+    let IngestError::Invalid { .. } = e else {
+        return Err(e);
+    };
+    let pointers: Vec<String> = kept
+        .iter()
+        .map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1")))
+        .collect();
+    let skip = |path: &str| {
+        pointers.iter().any(|p| {
+            path.strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    };
+    let validator = info
+        .validator
+        .get()
+        .and_then(|v| v.as_ref().ok())
+        .ok_or(e)?;
+    if validator
+        .iter_errors(value)
+        .all(|e| skip(&e.instance_path().to_string()))
+    {
+        return Ok(());
+    }
+    Err(violations(info, validator, value, limits, &skip))
 }
 
 /// Why `value` is invalid, within the limits.
@@ -646,6 +685,7 @@ fn violations(
     validator: &jsonschema::Validator,
     value: &serde_json::Value,
     limits: IngestLimits,
+    skip: &dyn Fn(&str) -> bool,
 ) -> IngestError {
     let mut violations: Vec<Violation> = Vec::new();
     let describe = |e: &jsonschema::ValidationError<'_>| {
@@ -664,7 +704,10 @@ fn violations(
     // bytes: for a large payload that is many times its size (1 MiB of `[-1,-1,...]` has
     // 349,000). Past `SEARCHED_VALUES` values, only the first violation is found.
     if more_values_than(value, SEARCHED_VALUES) {
-        if let Err(e) = validator.validate(value) {
+        if let Some(e) = validator
+            .iter_errors(value)
+            .find(|e| !skip(&e.instance_path().to_string()))
+        {
             violations.push(describe(&e));
         }
         return IngestError::Invalid {
@@ -678,6 +721,9 @@ fn violations(
     let mut bytes = 120 + info.name.len();
     let mut more = 0usize;
     for e in validator.iter_errors(value) {
+        if skip(&e.instance_path().to_string()) {
+            continue;
+        }
         if violations.len() >= limits.max_violations || bytes >= limits.max_error_bytes {
             more += 1;
             continue;
