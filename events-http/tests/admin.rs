@@ -305,3 +305,233 @@ async fn operators_read_and_act_through_the_admin_api() {
     );
     assert_eq!(RESETS.load(Ordering::SeqCst), 1, "cleared once, first");
 }
+
+#[derive(Event, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "shop.refund")]
+pub struct Refund {
+    pub amount: u32,
+    #[event(redact)]
+    pub card: String,
+}
+
+mod edits {
+    use super::*;
+
+    /// A ledger of refunds (durable).
+    #[handler(durable)]
+    fn ledger(_: &Refund) {}
+
+    /// Refuses refunds over 100.
+    #[handler]
+    fn refund(r: &Refund) -> Result<(), events::HandlerError> {
+        if r.amount > 100 {
+            return Err(events::HandlerError::permanent("over the limit"));
+        }
+        Ok(())
+    }
+}
+
+/// `method url` with a body of `content_type`: the status and the body as JSON.
+async fn send(url: String, content_type: &'static str, body: String) -> (u16, Value) {
+    tokio::task::spawn_blocking(move || {
+        let mut response = common::agent()
+            .post(&url)
+            .header("authorization", "Bearer root-token")
+            .header("content-type", content_type)
+            .send(body)
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_edit_letters_pause_handlers_and_read_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = events_sqlite::SqliteStore::open(dir.path().join("edits.db")).unwrap();
+    let bus = Bus::builder()
+        .scope("admin::edits")
+        .store(store)
+        .no_retries()
+        .build()
+        .unwrap();
+    for amount in [50, 500, 700] {
+        let card = format!("4111-{amount}");
+        bus.publish(Refund { amount, card }).await.unwrap();
+    }
+    bus.store().unwrap().flush().await.unwrap();
+    let base = serve(bus.clone(), HttpOptions::new().admin("root-token")).await;
+    let (_, doc) = call("GET", format!("{base}/admin/openapi.json"), None).await;
+    let get = |path: String| call("GET", format!("{base}{path}"), Some("root-token"));
+
+    // The documents: the compatibility snapshot and every generated file.
+    let (status, schemas) = get("/admin/schemas".into()).await;
+    assert_eq!(status, 200);
+    matches_document(&doc, "get", "/admin/schemas", 200, &schemas);
+    assert!(
+        schemas["shop.refund.v1"]["properties"]["amount"].is_object(),
+        "{schemas}"
+    );
+    let (status, docs) = get("/admin/docs".into()).await;
+    assert_eq!(status, 200);
+    matches_document(&doc, "get", "/admin/docs", 200, &docs);
+    let paths: Vec<&str> = docs["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "schemas/shop.refund.v1.json",
+        "catalog.md",
+        "asyncapi.json",
+        "index.html",
+    ] {
+        assert!(paths.contains(&expected), "{paths:?}");
+    }
+
+    // A letter edited before its retry: refused by the schema (422, and it stays), then
+    // accepted.
+    let (_, letters) = get("/admin/dead-letters".into()).await;
+    assert_eq!(letters["total"], 2);
+    let id = letters["dead_letters"][0]["id"].as_u64().unwrap();
+    let retry = format!("{base}/admin/dead-letters/{id}/retry");
+    let patch = |p: Value| json!({ "patch": p }).to_string();
+    let (status, problem) = send(
+        retry.clone(),
+        "application/json",
+        patch(json!({"amount": "lots"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    matches_document(
+        &doc,
+        "post",
+        "/admin/dead-letters/{id}/retry",
+        422,
+        &problem,
+    );
+    assert_eq!(problem["violations"][0]["path"], "/amount", "{problem}");
+    let (status, _) = send(retry.clone(), "text/plain", patch(json!({"amount": 60}))).await;
+    assert_eq!(status, 415);
+    let (status, body) = send(
+        retry.clone(),
+        "application/json",
+        r#"{"amount": 60}"#.into(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(get("/admin/dead-letters".into()).await.1["total"], 2);
+    let (status, done) = send(
+        retry.clone(),
+        "application/json",
+        patch(json!({"amount": 60})),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    matches_document(&doc, "post", "/admin/dead-letters/{id}/retry", 200, &done);
+    assert_eq!(
+        (&done["retried"], &done["dead_letter"]),
+        (&json!(true), &Value::Null)
+    );
+    assert_eq!(get("/admin/dead-letters".into()).await.1["total"], 1);
+
+    // A durable handler paused: its events wait; resumed: it catches up.
+    let ledger = "admin::edits::ledger";
+    let (status, paused) = call(
+        "POST",
+        format!("{base}/admin/handlers/{ledger}/pause"),
+        Some("root-token"),
+    )
+    .await;
+    assert_eq!(status, 200, "{paused}");
+    matches_document(
+        &doc,
+        "post",
+        "/admin/handlers/{handler}/pause",
+        200,
+        &paused,
+    );
+    for amount in [1, 2] {
+        bus.publish(Refund {
+            amount,
+            card: "4111".into(),
+        })
+        .await
+        .unwrap();
+    }
+    bus.store().unwrap().flush().await.unwrap();
+    let (_, lag) = get("/admin/handlers".into()).await;
+    matches_document(&doc, "get", "/admin/handlers", 200, &lag);
+    assert_eq!(
+        (&lag["durable"][0]["behind"], &lag["durable"][0]["paused"]),
+        (&json!(2), &json!(true))
+    );
+    let (status, resumed) = call(
+        "POST",
+        format!("{base}/admin/handlers/{ledger}/resume"),
+        Some("root-token"),
+    )
+    .await;
+    assert_eq!(status, 200, "{resumed}");
+    matches_document(
+        &doc,
+        "post",
+        "/admin/handlers/{handler}/resume",
+        200,
+        &resumed,
+    );
+    assert_eq!(resumed["events"], 2);
+    bus.store().unwrap().flush().await.unwrap();
+    let (_, lag) = get("/admin/handlers".into()).await;
+    assert_eq!(
+        (&lag["durable"][0]["behind"], &lag["durable"][0]["paused"]),
+        (&json!(0), &json!(false))
+    );
+    let (status, body) = call(
+        "POST",
+        format!("{base}/admin/handlers/admin::edits::nobody/pause"),
+        Some("root-token"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    matches_document(&doc, "post", "/admin/handlers/{handler}/pause", 404, &body);
+
+    // Newest first, a page at a time.
+    let (_, page) = get("/admin/events?order=newest&limit=2".into()).await;
+    matches_document(&doc, "get", "/admin/events", 200, &page);
+    let seqs = |p: &Value| -> Vec<u64> {
+        p["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["sequence"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(seqs(&page), [5, 4]);
+    let (_, page) = get(format!(
+        "/admin/events?order=newest&limit=2&after={}",
+        page["next"]
+    ))
+    .await;
+    assert_eq!((seqs(&page), page["next"].as_u64()), (vec![3, 2], Some(2)));
+    let (_, page) = get("/admin/events?order=newest&after=2".into()).await;
+    assert_eq!((seqs(&page), &page["next"]), (vec![1], &Value::Null));
+
+    // Large events: a page ends past 4 MiB of payloads, before its limit.
+    for _ in 0..6 {
+        let card = "x".repeat(900_000);
+        bus.publish(Refund { amount: 1, card }).await.unwrap();
+    }
+    bus.store().unwrap().flush().await.unwrap();
+    let (status, page) = get("/admin/events?after=5&limit=10".into()).await;
+    assert_eq!(status, 200);
+    let got = seqs(&page);
+    assert!(got.len() < 6 && !got.is_empty(), "{got:?}");
+    assert_eq!(page["next"].as_u64(), got.last().copied());
+    let (_, rest) = get(format!("/admin/events?after={}&limit=10", page["next"])).await;
+    assert_eq!(got.len() + seqs(&rest).len(), 6);
+}

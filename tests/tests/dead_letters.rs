@@ -212,3 +212,108 @@ async fn failures_for_good_are_kept_listed_retried_and_discarded() {
         .collect();
     assert_eq!(kept, [11, 12]);
 }
+
+#[derive(Event, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[event(name = "payment.refund")]
+struct Refund {
+    order_id: u64,
+    mode: String,
+    #[event(redact)]
+    card: String,
+}
+
+/// What `billing.refund` was given: order, mode and card.
+static REFUNDS: Mutex<Vec<(u64, String, String)>> = Mutex::new(Vec::new());
+
+#[handler(name = "billing.refund")]
+fn refund(ev: &Refund) -> Result<(), HandlerError> {
+    REFUNDS
+        .lock()
+        .unwrap()
+        .push((ev.order_id, ev.mode.clone(), ev.card.clone()));
+    match ev.mode.as_str() {
+        "ok" => Ok(()),
+        _ => Err(HandlerError::permanent("refund refused")),
+    }
+}
+
+/// An operator edits a dead letter's payload before retrying it: a merge patch, checked
+/// against the schema; the redacted card, left out of the patch, keeps its stored (sealed)
+/// value and reaches the handler opened.
+#[tokio::test]
+async fn a_retry_with_an_edited_payload_is_checked_and_keeps_what_it_leaves_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let open = || {
+        Bus::builder()
+            .handler("billing.refund")
+            .no_retries()
+            .store(events::store::SqliteStore::open(&path).unwrap())
+            .build()
+            .unwrap()
+    };
+    let bus = open();
+    bus.publish(Refund {
+        order_id: 7,
+        mode: "typo".into(),
+        card: "4111-0000-secret".into(),
+    })
+    .await
+    .unwrap();
+    bus.shutdown(Duration::from_secs(5)).await;
+    drop(bus);
+    // A new process: the letter comes from the store, its card sealed.
+    let bus = open();
+    let letters = bus.dead_letters();
+    let [letter] = &letters.list(&DeadLetterFilter::all())[..] else {
+        panic!("one letter");
+    };
+    let id = letter.id;
+
+    let refused = |patch: serde_json::Value| {
+        let bus = bus.clone();
+        async move { bus.dead_letters().retry_with(id, &patch).await.unwrap_err() }
+    };
+    let e = refused(serde_json::json!({ "order_id": "seven" })).await;
+    assert!(
+        matches!(&e, events::IngestError::Invalid { violations, .. } if violations.len() == 1 && violations[0].path == "/order_id"),
+        "{e}"
+    );
+    let e = refused(serde_json::json!({ "card": ["4111-9999-secret"] })).await;
+    assert!(!e.to_string().contains("4111-9999-secret"), "{e}");
+    let deep = (0..40).fold(serde_json::json!(1), |v, _| serde_json::json!([v]));
+    let e = refused(serde_json::json!({ "mode": deep })).await;
+    assert!(matches!(e, events::IngestError::TooDeep { .. }), "{e}");
+    assert!(REFUNDS.lock().unwrap().iter().all(|r| r.1 == "typo"));
+    assert_eq!(
+        letters.list(&DeadLetterFilter::all()).len(),
+        1,
+        "a refused edit keeps the letter"
+    );
+
+    assert!(
+        !letters
+            .retry_with(id + 100, &serde_json::json!({}))
+            .await
+            .unwrap()
+    );
+    assert!(
+        letters
+            .retry_with(id, &serde_json::json!({ "mode": "ok" }))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        REFUNDS.lock().unwrap().last().unwrap(),
+        &(7, "ok".to_owned(), "4111-0000-secret".to_owned())
+    );
+    assert!(letters.list(&DeadLetterFilter::all()).is_empty());
+    bus.shutdown(Duration::from_secs(5)).await;
+    let reopened = open();
+    assert!(
+        reopened
+            .dead_letters()
+            .list(&DeadLetterFilter::all())
+            .is_empty()
+    );
+}
