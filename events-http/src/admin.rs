@@ -283,43 +283,58 @@ async fn events_page(
             Some("newest") => true,
             Some(_) => return Err(bad_request("`order` must be `oldest` or `newest`")),
         };
-        let mut found = Vec::new();
+        let mut found: Vec<events::store::StoredEvent> = Vec::new();
         let mut bytes = 0;
-        // The cursor: the sequences past it in the page's order are next.
-        let mut cursor = after;
-        let next = loop {
-            let chunk = match (newest, cursor) {
-                (false, c) => q
-                    .clone()
-                    .from_sequence(c.map_or(0, |c| c.saturating_add(1))),
-                (true, None) => q.clone().newest_first(),
-                (true, Some(0)) => break None,
-                (true, Some(c)) => q.clone().newest_first().to_sequence(c - 1),
-            };
-            let chunk = store
-                .query(&chunk.limit(READ_CHUNK))
-                .map_err(|e| unavailable("a store query failed", &e))?;
-            let last_chunk = chunk.len() < READ_CHUNK;
-            let mut next = None;
-            for e in chunk {
-                if found.len() == limit || (bytes >= PAGE_BYTES && !found.is_empty()) {
-                    next = found
-                        .last()
-                        .map(|e: &events::store::StoredEvent| e.sequence);
-                    break;
-                }
-                cursor = Some(e.sequence);
-                bytes += e.payload.len();
-                found.push(e);
+        let mut next = None;
+        scan(store, &q, newest, after, |e| {
+            if found.len() == limit || (bytes >= PAGE_BYTES && !found.is_empty()) {
+                next = found.last().map(|e| e.sequence);
+                return false;
             }
-            if next.is_some() || last_chunk {
-                break next;
-            }
-        };
+            bytes += e.payload.len();
+            found.push(e);
+            true
+        })?;
         let events: Vec<Value> = found.iter().map(stored_json).collect();
         ok(json!({ "events": events, "next": next }))
     })
     .await
+}
+
+/// Gives `q`'s events to `each`, oldest first (`newest`: newest first) from past the
+/// sequence `after`, until it returns `false`: [`READ_CHUNK`] at a time from the store, so
+/// that what `each` drops is never held.
+fn scan(
+    store: &dyn events::store::EventStore,
+    q: &StoreQuery,
+    newest: bool,
+    after: Option<u64>,
+    mut each: impl FnMut(events::store::StoredEvent) -> bool,
+) -> Result<(), Problem> {
+    let mut cursor = after;
+    loop {
+        let chunk = match (newest, cursor) {
+            (false, c) => q
+                .clone()
+                .from_sequence(c.map_or(0, |c| c.saturating_add(1))),
+            (true, None) => q.clone().newest_first(),
+            (true, Some(0)) => return Ok(()),
+            (true, Some(c)) => q.clone().newest_first().to_sequence(c - 1),
+        };
+        let chunk = store
+            .query(&chunk.limit(READ_CHUNK))
+            .map_err(|e| unavailable("a store query failed", &e))?;
+        let last_chunk = chunk.len() < READ_CHUNK;
+        for e in chunk {
+            cursor = Some(e.sequence);
+            if !each(e) {
+                return Ok(());
+            }
+        }
+        if last_chunk {
+            return Ok(());
+        }
+    }
 }
 
 /// A dead letter as the admin API shows it: its payload with every redacted and personal
@@ -663,22 +678,36 @@ async fn flow(
             .bus
             .store()
             .ok_or_else(|| not_found("this service keeps no event store"))?;
-        let found = store
-            .query(&StoreQuery::all().correlation_id(id).limit(MAX_PAGE))
-            .map_err(|e| unavailable("a store query failed", &e))?;
+        // The envelopes only, a chunk at a time: never a thousand payloads at once.
+        let mut found = Vec::new();
+        let mut truncated = false;
+        scan(
+            store,
+            &StoreQuery::all().correlation_id(id),
+            false,
+            None,
+            |e| {
+                if found.len() == MAX_PAGE {
+                    truncated = true;
+                    return false;
+                }
+                found.push((e.id, e.name, e.sequence, e.causation_id));
+                true
+            },
+        )?;
         let letters = shared.bus.dead_letters().list(&DeadLetterFilter::all());
         let events: Vec<Value> = found
             .iter()
-            .map(|e| {
+            .map(|(event_id, name, sequence, causation)| {
                 let handlers: Vec<Value> = shared
                     .bus
                     .handlers()
                     .iter()
-                    .filter(|h| h.event_name() == e.name)
+                    .filter(|h| h.event_name() == name)
                     .map(|h| {
                         let letter = letters
                             .iter()
-                            .find(|d| d.event_id() == e.id && d.handler == h.name());
+                            .find(|d| d.event_id() == *event_id && d.handler == h.name());
                         match letter {
                             Some(d) => json!({ "handler": h.name(), "outcome": "dead-lettered",
                                               "error": d.error, "dead_letter": d.id }),
@@ -687,13 +716,13 @@ async fn flow(
                     })
                     .collect();
                 json!({
-                    "id": e.id.to_string(), "name": e.name, "sequence": e.sequence,
-                    "causation_id": e.causation_id.map(|c| c.to_string()),
+                    "id": event_id.to_string(), "name": name, "sequence": sequence,
+                    "causation_id": causation.map(|c| c.to_string()),
                     "handlers": handlers,
                 })
             })
             .collect();
-        ok(json!({ "correlation_id": id.to_string(), "events": events }))
+        ok(json!({ "correlation_id": id.to_string(), "events": events, "truncated": truncated }))
     })
     .await
 }
@@ -1001,10 +1030,10 @@ pub fn openapi() -> Value {
                                     "queue_depth": { "type": ["integer", "null"] } } }))
             }},
             "/admin/flows/{correlation_id}": { "get": {
-                "summary": "Everything one correlation id caused: its events, their causes and their handlers' outcomes",
+                "summary": "Everything one correlation id caused: its events (the first 1,000: `truncated` says whether there are more), their causes and their handlers' outcomes",
                 "parameters": [{ "name": "correlation_id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }],
-                "responses": ok_with(json!({ "type": "object", "required": ["correlation_id", "events"],
-                    "properties": { "correlation_id": { "type": "string" }, "events": { "type": "array", "items": {
+                "responses": ok_with(json!({ "type": "object", "required": ["correlation_id", "events", "truncated"],
+                    "properties": { "correlation_id": { "type": "string" }, "truncated": { "type": "boolean" }, "events": { "type": "array", "items": {
                         "type": "object", "required": ["id", "name", "sequence", "causation_id", "handlers"],
                         "properties": { "id": { "type": "string" }, "name": { "type": "string" },
                             "sequence": { "type": "integer" }, "causation_id": { "type": ["string", "null"] },

@@ -534,4 +534,26 @@ async fn operators_edit_letters_pause_handlers_and_read_documents() {
     assert_eq!(page["next"].as_u64(), got.last().copied());
     let (_, rest) = get(format!("/admin/events?after={}&limit=10", page["next"])).await;
     assert_eq!(got.len() + seqs(&rest).len(), 6);
+
+    // One order's flow (the refund of 700, still a dead letter): its event and each
+    // handler's outcome.
+    let (_, first) = get("/admin/events?limit=3".into()).await;
+    let correlation = first["events"][2]["correlation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, flow) = get(format!("/admin/flows/{correlation}")).await;
+    assert_eq!(status, 200);
+    matches_document(&doc, "get", "/admin/flows/{correlation_id}", 200, &flow);
+    assert_eq!(
+        (flow["events"].as_array().unwrap().len(), &flow["truncated"]),
+        (1, &json!(false))
+    );
+    let outcomes: Vec<&Value> = flow["events"][0]["handlers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["outcome"])
+        .collect();
+    assert!(outcomes.contains(&&json!("dead-lettered")), "{flow}");
 }
