@@ -162,7 +162,9 @@ pub(crate) fn fallback(input: &syn::DeriveInput, m: &Model) -> TokenStream {
 }
 
 /// With `#[event(redact)]` fields, the derive writes `Debug`: the redacted fields show a
-/// marker, the others their value. (So the type must not also derive `Debug`.)
+/// marker, the others their value. (So the type must not also derive `Debug`: a derive after
+/// this one is named by the error; one in the same list was removed before this derive ran,
+/// and rustc's E0119 names it.)
 fn redacted_debug(input: &syn::DeriveInput, m: &Model) -> TokenStream {
     let syn::Data::Struct(s) = &input.data else {
         return TokenStream::new();
@@ -180,7 +182,16 @@ fn redacted_debug(input: &syn::DeriveInput, m: &Model) -> TokenStream {
             quote!(.field(#label, &self.#f))
         }
     });
+    let also = derives_debug(&input.attrs).map(|path| {
+        quote::quote_spanned! {syn::spanned::Spanned::span(&path)=>
+            ::core::compile_error!(
+                "remove `Debug` from this derive: `#[derive(Event)]` writes `Debug` for an \
+                 event with `#[event(redact)]` fields, showing them as `[redacted]`"
+            );
+        }
+    });
     quote! {
+        #also
         #[automatically_derived]
         impl ::core::fmt::Debug for #ident {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
@@ -188,4 +199,24 @@ fn redacted_debug(input: &syn::DeriveInput, m: &Model) -> TokenStream {
             }
         }
     }
+}
+
+/// The `Debug` of a `#[derive(..)]` still on the item (one written after
+/// `#[derive(Event)]`; one in the same list was taken off before this derive ran).
+fn derives_debug(attrs: &[syn::Attribute]) -> Option<syn::Path> {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("derive"))
+        .filter_map(|a| {
+            a.parse_args_with(
+                syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated,
+            )
+            .ok()
+        })
+        .flatten()
+        .find(|p| {
+            p.segments
+                .last()
+                .is_some_and(|s| s.ident == "Debug")
+        })
 }
