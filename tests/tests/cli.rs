@@ -1,5 +1,5 @@
 //! The `events` command line (`events::cli`), as a user runs it: the binary
-//! `src/bin/events_cli.rs` links it with events and handlers of its own, and runs on a real
+//! `src/bin/cli_child.rs` links it with events and handlers of its own, and runs on a real
 //! SQLite file, a real PostgreSQL schema, or a running service's admin API. Each test
 //! checks what is printed (for people and `--json`) and the documented exit code.
 
@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-const CLI: &str = env!("CARGO_BIN_EXE_events_cli");
-const TOTALS: &str = "events_cli::totals";
-const MAIL: &str = "events_cli::mail";
+const CLI: &str = env!("CARGO_BIN_EXE_cli_child");
+const TOTALS: &str = "cli_child::totals";
+const MAIL: &str = "cli_child::mail";
 
 /// A SQLite store in a directory of its own.
 struct Store {
@@ -449,7 +449,7 @@ fn exit_codes_say_what_went_wrong() {
     assert_eq!(error["exit"], 5);
 }
 
-/// The service of `src/bin/events_cli.rs` (`serve`) on `store`: its base URL.
+/// The service of `src/bin/cli_child.rs` (`serve`) on `store`: its base URL.
 struct Service {
     child: std::process::Child,
     url: String,

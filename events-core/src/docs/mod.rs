@@ -275,7 +275,7 @@ pub fn html(bus: &Bus, options: &Options) -> Result<String, DocsError> {
 }
 
 /// Every document, as `(relative path, text)`: `schemas/<name>.v<version>.json`,
-/// `catalog.md`, `asyncapi.json` and `index.html`, what [`write`] writes.
+/// `catalog.md`, `asyncapi.json` and `index.html`, what [`write()`] writes.
 ///
 /// # Errors
 /// [`DocsError`] when a schema cannot be serialized or a template rendered.

@@ -214,9 +214,5 @@ fn derives_debug(attrs: &[syn::Attribute]) -> Option<syn::Path> {
             .ok()
         })
         .flatten()
-        .find(|p| {
-            p.segments
-                .last()
-                .is_some_and(|s| s.ident == "Debug")
-        })
+        .find(|p| p.segments.last().is_some_and(|s| s.ident == "Debug"))
 }

@@ -1,11 +1,11 @@
 //! The `events` command line linked with events and handlers of its own, as a user links it
 //! (`events::cli`), for `tests/tests/cli.rs`. Besides the command line itself:
 //!
-//! - `events_cli seed <store> <schema|-> <first> <count> [unhandled]`: publishes `cli.order`
+//! - `cli_child seed <store> <schema|-> <first> <count> [unhandled]`: publishes `cli.order`
 //!   events numbered from `first`; `mail` fails for good on even numbers (a dead letter
 //!   each), `totals` (durable, a projection) counts them. With `unhandled`, no handler runs
 //!   (the events wait for `totals`: lag).
-//! - `events_cli serve <store> <schema|->`: the admin API on a free port with token
+//! - `cli_child serve <store> <schema|->`: the admin API on a free port with token
 //!   `cli-token`; prints `listening http://..`, then serves until killed.
 //!
 //! With `CLI_SLOW_MS` set, `totals` sleeps that long per event (a rebuild with progress).
@@ -91,7 +91,7 @@ async fn serve(args: &[String]) -> ExitCode {
         .unwrap();
     let options = events::http::HttpOptions::new()
         .admin("cli-token")
-        .rebuildable("events_cli::totals", || TOTAL.store(0, Ordering::Relaxed));
+        .rebuildable("cli_child::totals", || TOTAL.store(0, Ordering::Relaxed));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("listening http://{}", listener.local_addr().unwrap());
     events::http::axum::serve(listener, events::http::router(bus, options))
@@ -106,7 +106,7 @@ fn main() -> ExitCode {
         Some("seed") => seed(&args),
         Some("serve") => serve(&args),
         _ => events::cli::Cli::new(Bus::builder().no_retries())
-            .rebuildable("events_cli::totals", || TOTAL.store(0, Ordering::Relaxed))
+            .rebuildable("cli_child::totals", || TOTAL.store(0, Ordering::Relaxed))
             .run(),
     }
 }
