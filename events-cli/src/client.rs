@@ -71,21 +71,11 @@ impl Admin {
                 token,
                 runtime,
             } => runtime.block_on(async {
-                let response = router
-                    .clone()
-                    .oneshot(local_request(method, path, token, body))
-                    .await
-                    .map_err(|e| Failure::new(Exit::Unavailable, format!("{e}")))?;
+                let response = local_send(router, local_request(method, path, token, body)).await?;
                 let status = response.status();
-                let bytes = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| Failure::new(Exit::Unavailable, format!("{e}")))?
-                    .to_bytes();
                 Ok(Reply {
                     status,
-                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                    body: read_local(response.into_body()).await?,
                 })
             }),
             Admin::Remote { .. } => {
@@ -139,20 +129,12 @@ impl Admin {
                 token,
                 runtime,
             } => runtime.block_on(async {
-                let response = router
-                    .clone()
-                    .oneshot(local_request(Method::POST, path, token, None))
-                    .await
-                    .map_err(|e| Failure::new(Exit::Unavailable, format!("{e}")))?;
+                let request = local_request(Method::POST, path, token, None);
+                let response = local_send(router, request).await?;
                 let status = response.status();
                 let mut body = response.into_body();
                 if status != StatusCode::OK {
-                    let bytes = body
-                        .collect()
-                        .await
-                        .map_err(|e| Failure::new(Exit::Unavailable, format!("{e}")))?
-                        .to_bytes();
-                    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                    let body = read_local(body).await?;
                     return Ok(Some(Reply { status, body }));
                 }
                 while let Some(frame) = body.frame().await {
@@ -198,6 +180,28 @@ fn with_auth<B>(request: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::R
         Some(auth) => request.header("Authorization", auth),
         None => request,
     }
+}
+
+/// The router's answer to `request`, in this process.
+async fn local_send(
+    router: &axum::Router,
+    request: Request<Body>,
+) -> Result<axum::http::Response<Body>, Failure> {
+    router
+        .clone()
+        .oneshot(request)
+        .await
+        .map_err(|e| Failure::new(Exit::Unavailable, format!("{e}")))
+}
+
+/// A local answer's body as JSON (`null` when it is not JSON).
+async fn read_local(body: Body) -> Result<Value, Failure> {
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| Failure::new(Exit::Unavailable, format!("{e}")))?
+        .to_bytes();
+    Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 fn local_request(method: Method, path: &str, token: &str, body: Option<&Value>) -> Request<Body> {

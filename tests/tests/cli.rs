@@ -193,40 +193,27 @@ fn dead_letters_are_listed_redacted_retried_edited_and_discarded() {
         3
     );
 
+    let retry = |id: &str, patch: &str| {
+        cli(&[
+            "--store",
+            &url,
+            "dead-letters",
+            "retry",
+            id,
+            "--patch",
+            patch,
+        ])
+    };
     // An edit the schema refuses: 4, and the letter stays.
-    let out = cli(&[
-        "--store",
-        &url,
-        "dead-letters",
-        "retry",
-        &id(2),
-        "--patch",
-        r#"{"items": "many"}"#,
-    ]);
+    let out = retry(&id(2), r#"{"items": "many"}"#);
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     assert!(stderr(&out).contains("at /items"), "{}", stderr(&out));
     assert_eq!(list().len(), 3);
     // Not JSON: 2.
-    let out = cli(&[
-        "--store",
-        &url,
-        "dead-letters",
-        "retry",
-        &id(2),
-        "--patch",
-        "{",
-    ]);
+    let out = retry(&id(2), "{");
     assert_eq!(code(&out), 2);
     // An edit that makes the handler succeed (the card, left out, keeps its sealed value).
-    let out = cli(&[
-        "--store",
-        &url,
-        "dead-letters",
-        "retry",
-        &id(2),
-        "--patch",
-        r#"{"n": 7}"#,
-    ]);
+    let out = retry(&id(2), r#"{"n": 7}"#);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         stdout(&out).contains("retried, handled"),
