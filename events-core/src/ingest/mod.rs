@@ -106,14 +106,35 @@ impl std::hash::Hasher for WordHash {
     fn finish(&self) -> u64 {
         self.0
     }
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
+        let mix =
+            |h: u64, word: u64| (h.rotate_left(23) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let mut h = self.0 ^ 0xcbf2_9ce4_8422_2325;
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            h = mix(h, u64::from_le_bytes(word.try_into().unwrap_or_default()));
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            // The last 8 bytes (overlapping the words before) when there are 8, else the
+            // few there are: no copy through memcpy for the few.
+            let word = match bytes.len().checked_sub(8) {
+                Some(at) => u64::from_le_bytes(bytes[at..].try_into().unwrap_or_default()),
+                None => tail
+                    .iter()
+                    .rev()
+                    .fold(0u64, |w, &b| (w << 8) | u64::from(b)),
+            };
+            h = mix(h, word);
         }
         self.0 = h;
+    }
+
+    /// `str`'s terminator (`0xff` after the bytes), folded in without a loop.
+    #[inline]
+    fn write_u8(&mut self, byte: u8) {
+        self.0 = (self.0.rotate_left(23) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -241,26 +262,26 @@ pub(crate) fn parse(
         limit: limits.max_depth,
     };
     let whole_floats = std::cell::Cell::new(false);
+    let deep = std::cell::Cell::new(false);
     let parsed = (|| {
         let mut de = serde_json::Deserializer::from_slice(json);
         let seed = strict::NoDuplicates {
             whole_floats: &whole_floats,
+            deep: &deep,
+            depth: limits.max_depth,
         };
         let value = serde::Deserializer::deserialize_any(&mut de, seed)?;
         de.end()?;
         Ok::<_, serde_json::Error>(value)
     })();
     let value = parsed.map_err(|e| {
-        // serde_json's own guard against deep nesting.
-        if e.to_string().starts_with("recursion limit exceeded") {
+        // The depth limit, met while parsing; or serde_json's own guard against deep nesting.
+        if deep.get() || e.to_string().starts_with("recursion limit exceeded") {
             too_deep()
         } else {
             IngestError::malformed(e)
         }
     })?;
-    if deeper_than(&value, limits.max_depth) {
-        return Err(too_deep());
-    }
     // Read again as integers only if every number literal means exactly the double read.
     Ok((value, whole_floats.get() && numbers_are_exact(json)))
 }
@@ -371,9 +392,28 @@ mod strict {
     use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
     use serde_json::{Map, Number, Value};
 
+    /// The depth limit is kept while parsing (as [`super::deeper_than`] would count it on
+    /// the tree): an array or object found with no depth left sets `deep` and ends the parse.
     #[derive(Clone, Copy)]
     pub(super) struct NoDuplicates<'a> {
         pub(super) whole_floats: &'a Cell<bool>,
+        pub(super) deep: &'a Cell<bool>,
+        /// How many levels of arrays and objects may still open.
+        pub(super) depth: usize,
+    }
+
+    impl NoDuplicates<'_> {
+        /// The seed of the values inside an array or object, or the error when none may open.
+        #[inline]
+        fn inner<E: de::Error>(self) -> Result<Self, E> {
+            match self.depth.checked_sub(1) {
+                Some(depth) => Ok(NoDuplicates { depth, ..self }),
+                None => {
+                    self.deep.set(true);
+                    Err(E::custom("nested too deep"))
+                }
+            }
+        }
     }
 
     impl<'de> DeserializeSeed<'de> for NoDuplicates<'_> {
@@ -419,16 +459,18 @@ mod strict {
             d.deserialize_any(self)
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let inner = self.inner()?;
             let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-            while let Some(item) = seq.next_element_seed(self)? {
+            while let Some(item) = seq.next_element_seed(inner)? {
                 items.push(item);
             }
             Ok(Value::Array(items))
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let inner = self.inner()?;
             let mut out = Map::new();
             while let Some(key) = map.next_key::<String>()? {
-                let value = map.next_value_seed(self)?;
+                let value = map.next_value_seed(inner)?;
                 // One lookup: the entry says whether the key was there.
                 match out.entry(key) {
                     serde_json::map::Entry::Vacant(slot) => {
@@ -781,6 +823,58 @@ mod tests {
         assert!(deeper_than(&v("[]"), 0));
         assert!(!deeper_than(&v("[[]]"), 2));
         assert!(deeper_than(&v("[[[]]]"), 2));
+    }
+
+    #[test]
+    fn word_hash_reads_every_byte_of_short_and_long_names() {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hash = |s: &str| BuildHasherDefault::<WordHash>::default().hash_one(s);
+        let names = [
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "order",
+            "orders",
+            "order.placed",
+            "order.placee",
+            "abcdefgh",
+            "abcdefgi",
+            "abcdefgh1",
+            "abcdefgh2",
+            "xbcdefgh1",
+        ];
+        let hashes: std::collections::HashSet<u64> = names.iter().map(|n| hash(n)).collect();
+        assert_eq!(hashes.len(), names.len());
+    }
+
+    /// `parse` keeps the depth limit while it reads, exactly as `deeper_than` counts it on
+    /// the tree, at the boundary of every limit.
+    #[test]
+    fn parse_refuses_what_deeper_than_counts_too_deep() {
+        let shapes = [
+            "42",
+            "[]",
+            "{}",
+            "[[]]",
+            r#"{"a":{"b":[1,{"c":[]}]}}"#,
+            r#"{"a":[1,{"b":"[[[{{"}]}"#,
+            r#"[{"a":1},[[[2]]],{"b":{"c":{}}}]"#,
+        ];
+        for json in shapes {
+            let tree: serde_json::Value = serde_json::from_str(json).unwrap();
+            for limit in 0..6 {
+                let parsed = parse(json.as_bytes(), IngestLimits::new(1 << 20, limit));
+                assert_eq!(
+                    matches!(parsed, Err(IngestError::TooDeep { limit: l }) if l == limit),
+                    deeper_than(&tree, limit),
+                    "{json} at depth {limit}"
+                );
+                if !deeper_than(&tree, limit) {
+                    assert_eq!(parsed.unwrap().0, tree);
+                }
+            }
+        }
     }
 
     #[test]
