@@ -224,3 +224,28 @@ fn the_bus_lists_its_subscriptions() {
     drop(a);
     assert_eq!(bus.subscriptions().len(), 1);
 }
+
+/// Subscriptions to other types leave a type on its link-time handlers (the fixed table:
+/// its publishes cost the same however many there are); one to the type itself joins them
+/// until it is dropped, also while the others stay.
+#[test]
+fn subscriptions_to_other_types_leave_a_type_on_its_link_time_handlers() {
+    let bus = bus();
+    let others: Vec<_> = (0..3)
+        .map(|_| bus.subscribe(|_: &Other, _: &events::Context| {}))
+        .collect();
+    assert_eq!(bus.publish_blocking(Tick(1)).unwrap().handler_count(), 1);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let sub = bus.subscribe(move |_: &Tick, _: &events::Context| {
+        s.fetch_add(1, Ordering::SeqCst);
+    });
+    let receipt = bus.publish_blocking(Tick(2)).unwrap();
+    assert_eq!((receipt.handler_count(), receipt.delivered()), (2, 2));
+    drop(sub);
+    assert_eq!(bus.publish_blocking(Tick(3)).unwrap().handler_count(), 1);
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert_eq!(bus.publish_blocking(Other).unwrap().handler_count(), 3);
+    drop(others);
+    assert_eq!(bus.publish_blocking(Other).unwrap().handler_count(), 0);
+}

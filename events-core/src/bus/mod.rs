@@ -92,6 +92,11 @@ pub(crate) struct Inner {
     pub(crate) fixed: Routes,
     /// How many dynamic subscriptions exist; while 0, `routes` is not consulted.
     pub(crate) subscriptions: std::sync::atomic::AtomicUsize,
+    /// For each event type with link-time handlers, how many dynamic subscriptions it has:
+    /// while 0, its publishes read `fixed` even when other types have subscriptions, so
+    /// the cost of a publish does not grow with the subscriptions to other types.
+    pub(crate) subscribed:
+        HashMap<TypeId, std::sync::atomic::AtomicU32, BuildHasherDefault<TypeIdHasher>>,
     /// What `publish` reads: fixed handlers merged with dynamic subscriptions. Replaced
     /// whole (copy-on-write) when a subscription changes, so publishing takes no lock.
     pub(crate) routes: ArcSwap<Routes>,
@@ -290,18 +295,26 @@ impl Bus {
     /// dynamic subscriptions exist, then a snapshot of the copy-on-write table.
     #[inline]
     pub(crate) fn route(&self, type_id: TypeId) -> Route {
-        if self
-            .inner
-            .subscriptions
-            .load(std::sync::atomic::Ordering::Acquire)
-            == 0
-        {
-            Route::Fixed(type_id)
-        } else {
-            match self.inner.routes.load().get(&type_id) {
-                Some(slots) => Route::Snapshot(Arc::clone(slots)),
-                None => Route::Fixed(type_id),
+        use std::sync::atomic::Ordering::Acquire;
+        if self.inner.subscriptions.load(Acquire) == 0 {
+            return Route::Fixed(type_id);
+        }
+        self.route_with_subscriptions(type_id)
+    }
+
+    /// [`route`](Self::route) while some dynamic subscription exists: the fixed table still,
+    /// for a link-time type none of them is to.
+    #[inline(never)]
+    fn route_with_subscriptions(&self, type_id: TypeId) -> Route {
+        use std::sync::atomic::Ordering::Acquire;
+        if let Some(n) = self.inner.subscribed.get(&type_id) {
+            if n.load(Acquire) == 0 {
+                return Route::Fixed(type_id);
             }
+        }
+        match self.inner.routes.load().get(&type_id) {
+            Some(slots) => Route::Snapshot(Arc::clone(slots)),
+            None => Route::Fixed(type_id),
         }
     }
 
@@ -877,6 +890,10 @@ impl BusBuilder {
                 source,
                 max_depth: self.max_depth,
                 routes: ArcSwap::from_pointee(fixed.clone()),
+                subscribed: fixed
+                    .keys()
+                    .map(|t| (*t, std::sync::atomic::AtomicU32::new(0)))
+                    .collect(),
                 fixed,
                 responders,
                 request_timeout: self.request_timeout,

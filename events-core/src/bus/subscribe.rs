@@ -190,9 +190,25 @@ impl Inner {
         if changed.is_empty() {
             return;
         }
-        // Publishers skip the copy-on-write table while this is 0; set it before the new
-        // table is visible when subscribing, after when the last one goes.
+        // Publishers skip the copy-on-write table while this is 0 (and, for a link-time
+        // type, while its own count is): each count is raised before the new table is
+        // visible, and lowered after.
         let count = dynamic.len();
+        let per_type: Vec<(&std::sync::atomic::AtomicU32, u32)> = changed
+            .iter()
+            .filter_map(|t| {
+                let n = dynamic.iter().filter(|(d, _)| d == t).count();
+                Some((
+                    self.subscribed.get(t)?,
+                    u32::try_from(n).unwrap_or(u32::MAX),
+                ))
+            })
+            .collect();
+        for (counter, n) in &per_type {
+            if *n > counter.load(Ordering::Acquire) {
+                counter.store(*n, Ordering::Release);
+            }
+        }
         let mut routes = (**self.routes.load()).clone();
         for type_id in changed {
             let mut slots: Vec<Slot> = self
@@ -217,6 +233,11 @@ impl Inner {
             self.subscriptions.store(count, Ordering::Release);
         }
         self.routes.store(Arc::new(routes));
+        for (counter, n) in &per_type {
+            if *n < counter.load(Ordering::Acquire) {
+                counter.store(*n, Ordering::Release);
+            }
+        }
         if count == 0 {
             self.subscriptions.store(0, Ordering::Release);
         }

@@ -710,10 +710,21 @@ pub(crate) fn validate_edited(
         .get()
         .and_then(|v| v.as_ref().ok())
         .ok_or(e)?;
-    if validator
-        .iter_errors(value)
-        .all(|e| skip(&e.instance_path().to_string()))
-    {
+    // As `violations` does: past `SEARCHED_VALUES` values only the first violation is
+    // looked for (the validator collects them all before giving one). If that one is in a
+    // kept member, the schema has nothing to say that is known; deserializing still checks
+    // the types.
+    let fails = if more_values_than(value, SEARCHED_VALUES) {
+        validator
+            .validate(value)
+            .err()
+            .is_some_and(|e| !skip(&e.instance_path().to_string()))
+    } else {
+        validator
+            .iter_errors(value)
+            .any(|e| !skip(&e.instance_path().to_string()))
+    };
+    if !fails {
         return Ok(());
     }
     Err(violations(info, validator, value, limits, &skip))
@@ -746,11 +757,10 @@ fn violations(
     // bytes: for a large payload that is many times its size (1 MiB of `[-1,-1,...]` has
     // 349,000). Past `SEARCHED_VALUES` values, only the first violation is found.
     if more_values_than(value, SEARCHED_VALUES) {
-        if let Some(e) = validator
-            .iter_errors(value)
-            .find(|e| !skip(&e.instance_path().to_string()))
-        {
-            violations.push(describe(&e));
+        if let Err(e) = validator.validate(value) {
+            if !skip(&e.instance_path().to_string()) {
+                violations.push(describe(&e));
+            }
         }
         return IngestError::Invalid {
             name: info.name,
