@@ -132,6 +132,7 @@ pub const fn event_info<E: Event>(
         redacted: E::REDACTED,
         personal: E::PERSONAL,
         secrets: std::sync::OnceLock::new(),
+        subscribed: std::sync::atomic::AtomicU32::new(0),
         publish_value: publish_value::<E>,
     }
 }

@@ -202,6 +202,9 @@ pub struct EventInfo {
     /// The top-level keys whose values an error message must not quote, made on first use
     /// ([`EventInfo::secret_keys`]).
     pub(crate) secrets: std::sync::OnceLock<Box<[Box<str>]>>,
+    /// How many dynamic subscriptions to this type exist, on every bus of the process:
+    /// while 0, a publish of it reads the fixed routes without a lookup.
+    pub(crate) subscribed: std::sync::atomic::AtomicU32,
 }
 
 /// Deserializes a checked payload as its type and publishes it on the typed path, without a

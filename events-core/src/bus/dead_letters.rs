@@ -130,7 +130,7 @@ impl Bus {
 
     /// The slot of handler `name` in the route of event type `info`.
     fn slot_for(&self, info: &'static EventInfo, name: &str) -> Option<crate::bus::Slot> {
-        let route = self.route(info.type_id());
+        let route = self.route(info.type_id(), info);
         self.slots_of(&route, info.type_id())
             .iter()
             .find(|s| s.name() == name)

@@ -171,7 +171,7 @@ impl Bus {
         if !self.inner.observers.is_empty() {
             self.observe_dispatch(&ctx.meta, &event);
         }
-        let route = self.route(TypeId::of::<E>());
+        let route = self.route(TypeId::of::<E>(), E::info());
         let mut outcomes = Outcomes::default();
         let slots = self.dispatch_slots(&route, TypeId::of::<E>(), &ctx.meta);
         if spans_on() {
@@ -220,7 +220,7 @@ impl Bus {
         if !self.inner.observers.is_empty() {
             self.observe_dispatch(&ctx.meta, event);
         }
-        let route = self.route(type_id);
+        let route = self.route(type_id, ctx.meta.info());
         let mut outcomes = Outcomes::default();
         let slots = self.dispatch_slots(&route, type_id, &ctx.meta);
         let lineage = ctx.meta.lineage();
@@ -375,7 +375,7 @@ impl Bus {
         if !self.inner.observers.is_empty() {
             self.observe_dispatch(&ctx.meta, &*event);
         }
-        let route = self.route(info.type_id());
+        let route = self.route(info.type_id(), info);
         let mut outcomes = Outcomes::default();
         let slots = self.dispatch_slots(&route, info.type_id(), &ctx.meta);
         let span = if spans_on() {

@@ -646,7 +646,7 @@ impl Bus {
     ) -> Result<(Box<AnyEvent>, &'static EventInfo), String> {
         let mut info = event.info();
         while info.type_id() != target.type_id() {
-            let route = self.route(info.type_id());
+            let route = self.route(info.type_id(), info);
             let step = self
                 .slots_of(&route, info.type_id())
                 .iter()
@@ -901,7 +901,7 @@ impl Bus {
                     meta,
                     attempt: 1,
                 };
-                let route = self.route(type_id);
+                let route = self.route(type_id, ctx.meta.info());
                 let chosen = selection.choose(self.slots_of(&route, type_id));
                 let mut outcomes = Outcomes::default();
                 run(&chosen, &*event, &ctx, &mut outcomes).await;

@@ -92,16 +92,11 @@ pub(crate) struct Inner {
     pub(crate) fixed: Routes,
     /// How many dynamic subscriptions exist; while 0, `routes` is not consulted.
     pub(crate) subscriptions: std::sync::atomic::AtomicUsize,
-    /// For each event type with link-time handlers, how many dynamic subscriptions it has:
-    /// while 0, its publishes read `fixed` even when other types have subscriptions, so
-    /// the cost of a publish does not grow with the subscriptions to other types.
-    pub(crate) subscribed:
-        HashMap<TypeId, std::sync::atomic::AtomicU32, BuildHasherDefault<TypeIdHasher>>,
     /// What `publish` reads: fixed handlers merged with dynamic subscriptions. Replaced
     /// whole (copy-on-write) when a subscription changes, so publishing takes no lock.
     pub(crate) routes: ArcSwap<Routes>,
     /// Serializes writers of `routes`; never taken by `publish`.
-    pub(crate) dynamic: Mutex<Vec<(TypeId, Slot)>>,
+    pub(crate) dynamic: Mutex<Vec<(&'static EventInfo, Slot)>>,
     next_sub: std::sync::atomic::AtomicU64,
     /// Events emitted for background processing.
     pub(crate) queue: Arc<queue::Queue>,
@@ -143,6 +138,13 @@ impl Drop for Inner {
         // The last handle is gone: refuse new events and let the workers stop. Workers hold
         // only a weak reference, so events still queued now are not handled; they say so.
         self.queue.close();
+        // Subscriptions still held leave the process-wide counts of their types (they can
+        // no longer remove themselves: their bus is gone).
+        let dynamic = self.dynamic.get_mut().unwrap_or_else(|p| p.into_inner());
+        for (info, _) in dynamic.drain(..) {
+            info.subscribed
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
     }
 }
 
@@ -294,24 +296,20 @@ impl Bus {
     /// Where `type_id`'s handlers are now: the fixed table (no synchronization) unless
     /// dynamic subscriptions exist, then a snapshot of the copy-on-write table.
     #[inline]
-    pub(crate) fn route(&self, type_id: TypeId) -> Route {
+    pub(crate) fn route(&self, type_id: TypeId, info: &'static EventInfo) -> Route {
         use std::sync::atomic::Ordering::Acquire;
-        if self.inner.subscriptions.load(Acquire) == 0 {
+        // No subscription on this bus, or none to this type on any bus (the type's own
+        // count, in its catalog entry: no lookup, so a publish costs the same however many
+        // subscriptions other types have).
+        if self.inner.subscriptions.load(Acquire) == 0 || info.subscribed.load(Acquire) == 0 {
             return Route::Fixed(type_id);
         }
         self.route_with_subscriptions(type_id)
     }
 
-    /// [`route`](Self::route) while some dynamic subscription exists: the fixed table still,
-    /// for a link-time type none of them is to.
+    /// [`route`](Self::route) for a type that has dynamic subscriptions.
     #[inline(never)]
     fn route_with_subscriptions(&self, type_id: TypeId) -> Route {
-        use std::sync::atomic::Ordering::Acquire;
-        if let Some(n) = self.inner.subscribed.get(&type_id) {
-            if n.load(Acquire) == 0 {
-                return Route::Fixed(type_id);
-            }
-        }
         match self.inner.routes.load().get(&type_id) {
             Some(slots) => Route::Snapshot(Arc::clone(slots)),
             None => Route::Fixed(type_id),
@@ -890,10 +888,6 @@ impl BusBuilder {
                 source,
                 max_depth: self.max_depth,
                 routes: ArcSwap::from_pointee(fixed.clone()),
-                subscribed: fixed
-                    .keys()
-                    .map(|t| (*t, std::sync::atomic::AtomicU32::new(0)))
-                    .collect(),
                 fixed,
                 responders,
                 request_timeout: self.request_timeout,

@@ -297,7 +297,7 @@ async fn worker(bus: Weak<Inner>) {
         if !bus.inner.observers.is_empty() {
             bus.inner.observers.dispatching(&ctx.meta, &*event);
         }
-        let route = bus.route(type_id);
+        let route = bus.route(type_id, ctx.meta.info);
         let mut outcomes = Outcomes::default();
         let slots = bus.dispatch_slots(&route, type_id, &ctx.meta);
         let dispatch = run(slots, &*event, &ctx, &mut outcomes);

@@ -225,7 +225,7 @@ impl Bus {
         };
 
         // Then the listeners, as `publish` runs them.
-        let route = self.route(TypeId::of::<Q>());
+        let route = self.route(TypeId::of::<Q>(), Q::info());
         let slots = self.slots_of(&route, TypeId::of::<Q>());
         if !slots.is_empty() {
             let mut outcomes = Outcomes::default();

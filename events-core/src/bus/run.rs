@@ -114,7 +114,7 @@ pub(super) fn blocking_outcome(step: Step, payload: &dyn Payload, ctx: &Context)
         Step::Async(_) => Outcome::SkippedAsync,
         Step::Upcast(to, convert) => match upcast(payload, ctx, to, convert) {
             Ok((next, ctx)) => {
-                let route = ctx.bus.route(to.type_id());
+                let route = ctx.bus.route(to.type_id(), to);
                 let slots = ctx.bus.slots_of(&route, to.type_id());
                 let mut nested = Outcomes::default();
                 run_blocking(slots, &*next, &ctx, &mut nested);
@@ -163,7 +163,7 @@ pub(super) async fn run_upcast(
 ) -> Outcome {
     match upcast(payload, ctx, to, convert) {
         Ok((next, ctx)) => {
-            let route = ctx.bus.route(to.type_id());
+            let route = ctx.bus.route(to.type_id(), to);
             let slots = ctx.bus.slots_of(&route, to.type_id());
             let mut nested = Outcomes::default();
             match ctx.meta.replay() {

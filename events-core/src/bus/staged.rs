@@ -229,7 +229,7 @@ impl Bus {
         if !self.inner.observers.is_empty() {
             self.observe_dispatch(&ctx.meta, event);
         }
-        let route = self.route(type_id);
+        let route = self.route(type_id, event.info());
         let mut outcomes = Outcomes::default();
         let slots = self.dispatch_slots(&route, type_id, &ctx.meta);
         run(slots, event, &ctx, &mut outcomes).await;

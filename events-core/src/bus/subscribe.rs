@@ -1,7 +1,6 @@
 //! Dynamic subscriptions beside the link-time handlers. Subscribing and unsubscribing copy
 //! the routing table and swap it in, so publishing never waits for them.
 
-use std::any::TypeId;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,7 +139,7 @@ impl Subscription {
 
     fn remove(&mut self) {
         if let Some(inner) = std::mem::take(&mut self.bus).upgrade() {
-            inner.change_dynamic(|dynamic| {
+            inner.change_dynamic(false, |dynamic| {
                 let mut removed = Vec::new();
                 dynamic.retain(|(t, s)| {
                     let mine = s.sub_id() == Some(self.id);
@@ -182,7 +181,11 @@ impl Slot {
 impl Inner {
     /// Applies `change` to the dynamic subscriptions under the writers' lock and, if it names
     /// the event type it touched, publishes a new routing table for that type.
-    fn change_dynamic(&self, change: impl FnOnce(&mut Vec<(TypeId, Slot)>) -> Vec<TypeId>) {
+    fn change_dynamic(
+        &self,
+        added: bool,
+        change: impl FnOnce(&mut Vec<(&'static EventInfo, Slot)>) -> Vec<&'static EventInfo>,
+    ) {
         // A poisoned lock only means another writer panicked mid-change; the vector is still
         // consistent because every change is a push or a retain.
         let mut dynamic = self.dynamic.lock().unwrap_or_else(|p| p.into_inner());
@@ -190,27 +193,18 @@ impl Inner {
         if changed.is_empty() {
             return;
         }
-        // Publishers skip the copy-on-write table while this is 0 (and, for a link-time
-        // type, while its own count is): each count is raised before the new table is
-        // visible, and lowered after.
+        // Publishers skip the copy-on-write table while this bus's count is 0, or the
+        // type's own (one per subscription slot `changed` names): each count is raised
+        // before the new table is visible, and lowered after.
         let count = dynamic.len();
-        let per_type: Vec<(&std::sync::atomic::AtomicU32, u32)> = changed
-            .iter()
-            .filter_map(|t| {
-                let n = dynamic.iter().filter(|(d, _)| d == t).count();
-                Some((
-                    self.subscribed.get(t)?,
-                    u32::try_from(n).unwrap_or(u32::MAX),
-                ))
-            })
-            .collect();
-        for (counter, n) in &per_type {
-            if *n > counter.load(Ordering::Acquire) {
-                counter.store(*n, Ordering::Release);
+        if added {
+            for info in &changed {
+                info.subscribed.fetch_add(1, Ordering::AcqRel);
             }
         }
         let mut routes = (**self.routes.load()).clone();
-        for type_id in changed {
+        for info in &changed {
+            let type_id = info.type_id();
             let mut slots: Vec<Slot> = self
                 .fixed
                 .get(&type_id)
@@ -219,7 +213,7 @@ impl Inner {
             slots.extend(
                 dynamic
                     .iter()
-                    .filter(|(t, _)| *t == type_id)
+                    .filter(|(t, _)| std::ptr::eq(*t, *info))
                     .map(|(_, s)| s.clone()),
             );
             slots.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
@@ -233,9 +227,9 @@ impl Inner {
             self.subscriptions.store(count, Ordering::Release);
         }
         self.routes.store(Arc::new(routes));
-        for (counter, n) in &per_type {
-            if *n < counter.load(Ordering::Acquire) {
-                counter.store(*n, Ordering::Release);
+        if !added {
+            for info in &changed {
+                info.subscribed.fetch_sub(1, Ordering::AcqRel);
             }
         }
         if count == 0 {
@@ -372,12 +366,12 @@ impl Bus {
                 .or(self.inner.default_retry)
                 .filter(|p| !self.inner.no_retries && p.max_retries() > 0),
         };
-        self.inner.change_dynamic(|dynamic| {
+        self.inner.change_dynamic(true, |dynamic| {
             targets
                 .iter()
                 .map(|info| {
-                    dynamic.push((info.type_id(), slot(info)));
-                    info.type_id()
+                    dynamic.push((info, slot(info)));
+                    *info
                 })
                 .collect()
         });

@@ -112,6 +112,7 @@ macro_rules! probe {
                     redacted: &[],
                     personal: false,
                     secrets: std::sync::OnceLock::new(),
+                    subscribed: std::sync::atomic::AtomicU32::new(0),
                     publish_value: $ty::publish_value,
                 };
                 &INFO
