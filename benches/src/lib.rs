@@ -174,17 +174,19 @@ pub enum Workload {
     Async1,
     Queued,
     Sync1With100Subs,
+    Sync1With10kSubs,
     FanOut10Wild,
     JsonIngest,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::Sync1,
         Workload::FanOut10,
         Workload::Async1,
         Workload::Queued,
         Workload::Sync1With100Subs,
+        Workload::Sync1With10kSubs,
         Workload::FanOut10Wild,
         Workload::JsonIngest,
     ];
@@ -196,6 +198,9 @@ impl Workload {
             Workload::Async1 => "(3) publish().await -> 1 async handler",
             Workload::Queued => "(4) queued: 1 producer -> handler on a worker task",
             Workload::Sync1With100Subs => "(5) as (1), 100 subscriptions to other types exist",
+            Workload::Sync1With10kSubs => {
+                "(5b) as (1), 10,000 subscriptions to the 100 other types exist"
+            }
             Workload::FanOut10Wild => "(7) as (2), plus a matching wildcard handler (`&AnyEvent`)",
             Workload::JsonIngest => {
                 "(8) JSON in: schema check + deserialize + 1 sync handler (floor: `jsonschema` + `serde_json` + a call)"
@@ -210,6 +215,7 @@ impl Workload {
             Workload::Async1 => "async1",
             Workload::Queued => "queued",
             Workload::Sync1With100Subs => "sync1_100subs",
+            Workload::Sync1With10kSubs => "sync1_10ksubs",
             Workload::FanOut10Wild => "fanout10_wild",
             Workload::JsonIngest => "json",
         }
@@ -284,7 +290,7 @@ pub fn runner(workload: Workload, peer: Peer) -> Result<Runner, &'static str> {
     use Workload::*;
     match (workload, peer) {
         (Sync1, Events) => Ok(events_blocking::<Tick1>(ours())),
-        (Sync1 | Sync1With100Subs, Floor) => Ok(floor_sync(1)),
+        (Sync1 | Sync1With100Subs | Sync1With10kSubs, Floor) => Ok(floor_sync(1)),
         (Sync1, Broadcast) => Ok(broadcast_sync(1)),
         (Sync1, Mpsc) => Ok(mpsc_sync(1)),
         (Sync1, Flume) => Ok(flume_sync(1)),
@@ -316,15 +322,17 @@ pub fn runner(workload: Workload, peer: Peer) -> Result<Runner, &'static str> {
         (JsonIngest, Events) => Ok(events_json()),
         (JsonIngest, Floor) => Ok(floor_json()),
         (JsonIngest, _) => Err("n/a: no schema-checked JSON ingest"),
-        (Sync1With100Subs, Events) => Ok(events_blocking::<Tick1>(ours_with_100_subscriptions())),
+        (Sync1With100Subs, Events) => Ok(events_blocking::<Tick1>(ours_with_subscriptions(1))),
+        (Sync1With10kSubs, Events) => Ok(events_blocking::<Tick1>(ours_with_subscriptions(100))),
         (Sync1With100Subs, Jaeb) => Ok(jaeb_sync(1, true)),
-        (Sync1With100Subs, Broadcast | Mpsc | Flume) => {
+        (Sync1With10kSubs, Jaeb) => Err("not measured: 100 subscriptions are row (5)"),
+        (Sync1With100Subs | Sync1With10kSubs, Broadcast | Mpsc | Flume) => {
             Err("= (1): one channel per type, nothing shared")
         }
-        (Sync1 | FanOut10 | Sync1With100Subs, Messagebus) => {
+        (Sync1 | FanOut10 | Sync1With100Subs | Sync1With10kSubs, Messagebus) => {
             Err("n/a: handlers are async tasks behind a queue")
         }
-        (Sync1 | FanOut10 | Sync1With100Subs, SpawnJoin) => Err(""),
+        (Sync1 | FanOut10 | Sync1With100Subs | Sync1With10kSubs, SpawnJoin) => Err(""),
     }
 }
 
@@ -332,11 +340,14 @@ fn ours() -> Bus {
     Bus::builder().build().expect("bus")
 }
 
-fn ours_with_100_subscriptions() -> Bus {
+/// A bus with `each` subscriptions to every one of the 100 other event types.
+fn ours_with_subscriptions(each: usize) -> Bus {
     let bus = ours();
     macro_rules! subscribe {
         ($($ty:ident),*) => {$(
-            bus.subscribe(|_: &$ty, _: &events::Context| {}).detach();
+            for _ in 0..each {
+                bus.subscribe(|_: &$ty, _: &events::Context| {}).detach();
+            }
         )*};
     }
     others!(subscribe);

@@ -5,7 +5,7 @@
 //! cargo run --release -p events-benches --bin compare            # full run (a few minutes)
 //! cargo run --release -p events-benches --bin compare -- --quick # fewer samples
 //! cargo run --release -p events-benches --bin compare -- --only queued # one row (ids: sync1,
-//!     fanout10, async1, queued, sync1_100subs, fanout10_wild, json, memory, durable,
+//!     fanout10, async1, queued, sync1_100subs, sync1_10ksubs, fanout10_wild, json, memory, durable,
 //!     postgres, nats, outbox, sourcing)
 //! ```
 //!
