@@ -44,7 +44,7 @@
 //! |---|---|
 //! | 0 | done |
 //! | 1 | done, and what it checked failed: a breaking schema change, lag past `--max-behind`/`--max-age`, a retried letter that failed again, a rebuild that ended in an error |
-//! | 2 | the command line is wrong (unknown command or option, a bad value) |
+//! | 2 | the command line is wrong (unknown command or option, a bad value, `--store` without a store) |
 //! | 3 | not found: no such dead letter, handler or event |
 //! | 4 | refused: a bad credential (401/403), a conflict (409), an edited payload the schema refuses (422) |
 //! | 5 | unavailable: the store or the service could not be reached, read or written |
