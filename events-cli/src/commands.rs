@@ -630,7 +630,8 @@ fn docs(admin: &Admin, out: &Out, dir: &Path) -> Result<Exit, Failure> {
         out.document(&json!({ "written": written }))?;
     } else {
         for w in &written {
-            out.line(&format!("wrote {w}"))?;
+            // The names came from the service.
+            out.line(&printable(&format!("wrote {w}")))?;
         }
     }
     Ok(Exit::Ok)

@@ -122,7 +122,11 @@ impl Failure {
 
 impl Cli {
     /// The command line over the events and handlers `builder` builds a bus of (its store
-    /// is replaced by `--store`'s, when given).
+    /// is replaced by `--store`'s, when given). Give it a builder with your events and
+    /// handlers, their states and policies, but no transport and no outbox: with `--store`
+    /// the bus it builds runs in this process, and a transport's forwarder would start
+    /// sending. It never calls `recover`, so no handler runs unless a command asks (a
+    /// retry, a replay).
     pub fn new(builder: BusBuilder) -> Cli {
         Cli {
             builder,

@@ -41,6 +41,15 @@ async fn a_paused_handler_catches_up_on_resume_without_gap_or_double() {
         bus.publish(Refunded { n }).await.unwrap();
     }
     assert_eq!(*REFUNDS.lock().unwrap(), (1..=10).collect::<Vec<_>>());
+    // Recovery leaves a paused handler's backlog to its resume (and does not count it as
+    // delivered).
+    let recovery = bus.recover().await.unwrap();
+    assert_eq!(
+        (recovery.events, recovery.deliveries),
+        (0, 0),
+        "{recovery:?}"
+    );
+    assert_eq!(*REFUNDS.lock().unwrap(), (1..=10).collect::<Vec<_>>());
     bus.store().unwrap().flush().await.unwrap();
     let lag = bus.lag().unwrap();
     assert_eq!((lag[0].behind, lag[0].paused), (10, true));

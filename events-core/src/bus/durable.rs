@@ -699,8 +699,8 @@ impl Bus {
             for p in &mut pending {
                 if p.page.is_empty() && !p.done {
                     let (info, slot) = &self.inner.durable[p.handler];
-                    if self.is_rebuilding(slot.name()) {
-                        // `Bus::rebuild` delivers its history.
+                    if self.is_rebuilding(slot.name()) || self.is_paused(slot.name()) {
+                        // `Bus::rebuild` delivers its history; `Bus::resume`, a paused one's.
                         p.done = true;
                         continue;
                     }

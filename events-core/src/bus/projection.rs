@@ -197,8 +197,9 @@ impl Bus {
     /// Pauses durable handler `handler`: live events are no longer delivered to it (their
     /// receipts say [`Outcome::Paused`](crate::Outcome::Paused)); they stay pending in the
     /// store, counted by [`lag`](Self::lag), until [`resume`](Self::resume). A delivery
-    /// running now finishes. The pause holds for this bus only (a restarted service
-    /// delivers the backlog with [`recover`](Self::recover)).
+    /// running now finishes; [`recover`](Self::recover) leaves its backlog to the resume.
+    /// The pause holds for this bus only (a restarted service delivers the backlog with
+    /// `recover`).
     ///
     /// # Errors
     /// [`RebuildError::NoStore`] without a store; [`RebuildError::UnknownHandler`] when no
