@@ -106,13 +106,26 @@ impl Admin {
         };
         let url = format!("{base}{path}");
         let auth = token.as_ref().map(|t| format!("Bearer {t}"));
+        let changes = method != Method::GET;
         let result = match (method, body) {
             (Method::GET, _) => with_auth(agent.get(&url), auth.as_deref()).call(),
             (Method::DELETE, _) => with_auth(agent.delete(&url), auth.as_deref()).call(),
             (_, Some(body)) => with_auth(agent.post(&url), auth.as_deref()).send_json(body),
             (_, None) => with_auth(agent.post(&url), auth.as_deref()).send_empty(),
         };
-        result.map_err(|e| unreachable_service(self, &e))
+        result.map_err(|e| {
+            if changes && !surely_unsent(&e) {
+                // The request may have reached the service: not a failure, an unknown.
+                Failure::new(
+                    Exit::Unknown,
+                    format!(
+                        "no answer from the admin API ({e}): the request may have been carried out; look (`show`, `lag`) before repeating it"
+                    ),
+                )
+            } else {
+                unreachable_service(self, &e)
+            }
+        })
     }
 
     /// `POST path`, answered with Server-Sent Events: each `(event, data)` to `each` as it
@@ -162,9 +175,12 @@ impl Admin {
                 let mut reader = response.body_mut().as_reader();
                 let mut buf = [0u8; 8192];
                 loop {
-                    let n = reader
-                        .read(&mut buf)
-                        .map_err(|e| unreachable_service(self, &e))?;
+                    let n = reader.read(&mut buf).map_err(|e| {
+                        Failure::new(
+                            Exit::Unknown,
+                            format!("the progress stream broke ({e}): the rebuild may go on in the service"),
+                        )
+                    })?;
                     if n == 0 {
                         return Ok(None);
                     }
@@ -172,6 +188,20 @@ impl Admin {
                 }
             }
         }
+    }
+}
+
+/// Whether the request certainly never reached the service (no connection was made).
+fn surely_unsent(e: &ureq::Error) -> bool {
+    use ureq::Timeout;
+    match e {
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
+        ureq::Error::Timeout(t) => matches!(t, Timeout::Resolve | Timeout::Connect),
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
+        ),
+        _ => false,
     }
 }
 

@@ -450,7 +450,7 @@ fn replay(admin: &Admin, out: &Out, handler: &str) -> Result<Exit, Failure> {
             Err(failure)
         }
         None => Err(Failure::new(
-            Exit::Unavailable,
+            Exit::Unknown,
             "the progress stream ended before the rebuild did (the rebuild goes on in the service, or stopped with it)",
         )),
     }

@@ -48,6 +48,7 @@
 //! | 3 | not found: no such dead letter, handler or event |
 //! | 4 | refused: a bad credential (401/403), a conflict (409), an edited payload the schema refuses (422) |
 //! | 5 | unavailable: the store or the service could not be reached, read or written |
+//! | 6 | unknown: a request that changes something (retry, discard, pause, resume, replay) was sent and no answer came; it may have been carried out |
 
 mod client;
 mod commands;
@@ -96,6 +97,9 @@ pub enum Exit {
     Refused = 4,
     /// 5: the store or the service could not be reached, read or written.
     Unavailable = 5,
+    /// 6: a request that changes something was sent and no answer came: it may have been
+    /// carried out.
+    Unknown = 6,
 }
 
 impl From<Exit> for ExitCode {
@@ -311,7 +315,8 @@ fn open_store(url: &str, schema: Option<&str>) -> Result<WithStore, Failure> {
     version,
     about = "Look at and act on what an `events` service keeps: its store, dead letters, durable handlers and documents",
     after_help = "Exit codes: 0 done; 1 a check failed (breaking change, lag past the limit, a retry that failed again); \
-                  2 bad command line; 3 not found; 4 refused (credential, conflict, invalid payload); 5 store or service unavailable"
+                  2 bad command line; 3 not found; 4 refused (credential, conflict, invalid payload); 5 store or service unavailable; \
+                  6 a change was sent and no answer came (it may have been carried out)"
 )]
 struct Command {
     #[command(flatten)]

@@ -434,6 +434,36 @@ fn exit_codes_say_what_went_wrong() {
     ]);
     let error: Value = serde_json::from_str(stderr(&out).trim()).unwrap();
     assert_eq!(error["exit"], 5);
+
+    // A service that takes the request and never answers: a read fails (5), a change
+    // is unknown (6), not failed: it may have been carried out.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = format!("http://{}", silent.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(2) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let out = cli(&[
+        "--api",
+        &api,
+        "--timeout",
+        "1",
+        "dead-letters",
+        "retry",
+        "1",
+    ]);
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("may have been carried out"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(&["--api", &api, "--timeout", "1", "lag"]);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    held.join().unwrap();
 }
 
 /// The service of `src/bin/cli_child.rs` (`serve`) on `store`: its base URL.
